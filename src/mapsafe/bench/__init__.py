@@ -1,0 +1,1 @@
+"""mapsafe bench (see cli.py in this package)."""

@@ -1,0 +1,242 @@
+"""One configuration table: defaults, then pyproject, then environment, then flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from .errors import ConfigError
+
+__all__ = ["OPTIONS", "Option", "Config", "load", "find_pyproject"]
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return int(value.strip())
+    raise ValueError(f"expected a whole number, got {value!r}")
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        return float(value.strip())
+    raise ValueError(f"expected a number, got {value!r}")
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string, got {value!r}")
+
+
+def _as_list(value: Any) -> list[str]:
+    """A list of strings; from the environment or a flag, comma-separated."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return [v.strip() for v in value]
+    raise ValueError(f"expected a list of strings, got {value!r}")
+
+
+def _as_int_list(value: Any) -> list[int]:
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, str):
+        items = [p.strip() for p in value.split(",") if p.strip()]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    else:
+        raise ValueError(f"expected a list of whole numbers, got {value!r}")
+    out = [_as_int(v) for v in items]
+    if not out:
+        raise ValueError("expected at least one number")
+    return out
+
+
+@dataclass(frozen=True)
+class Option:
+    """One row of the table: where it lives and how to parse it."""
+
+    attribute: str  # the name code uses: Config.get("lint.select") or cfg.lint_select
+    key: str  # "section:name" as written under [tool.mapsafe.<section>]
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+
+    @property
+    def section(self) -> str:
+        return self.key.split(":", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.split(":", 1)[1]
+
+    @property
+    def env(self) -> str:
+        return f"MAPSAFE_{self.section}_{self.name}".upper().replace("-", "_")
+
+
+# The table. Every configurable value of every subcommand is one row here.
+OPTIONS: tuple[Option, ...] = (
+    # mapsafe race
+    Option("race_exitcode", "race:exitcode", _as_int, 66, "exit status when races were found"),
+    Option("race_include", "race:include", _as_list, [], "extra packages or path globs to instrument"),
+    Option("race_suppress", "race:suppress", _as_str, "", "suppressions file"),
+    Option("race_strip_path_prefix", "race:strip_path_prefix", _as_str, "", "prefix removed from reported paths"),
+    Option("race_halt_on_error", "race:halt_on_error", _as_bool, False, "stop at the first race"),
+    Option("race_json", "race:json", _as_str, "", "write machine-readable reports to this file"),
+    Option("race_history", "race:history", _as_int, 8, "accesses remembered per key for reports"),
+    # mapsafe lint
+    Option("lint_select", "lint:select", _as_list, [], "rule codes or prefixes to run (default: all)"),
+    Option("lint_ignore", "lint:ignore", _as_list, [], "rule codes or prefixes to skip"),
+    Option("lint_exclude", "lint:exclude", _as_list, [], "path globs not to lint"),
+    Option("lint_format", "lint:format", _as_str, "text", "text, json or sarif"),
+    # mapsafe bench
+    Option("bench_threads", "bench:threads", _as_int_list, [1, 2, 4, 8], "thread counts"),
+    Option("bench_duration", "bench:duration", _as_float, 0.5, "seconds per round"),
+    Option("bench_rounds", "bench:rounds", _as_int, 5, "rounds per cell"),
+    Option("bench_keys", "bench:keys", _as_int, 10_000, "distinct keys per workload"),
+    Option("bench_read_ratio", "bench:read_ratio", _as_float, 0.9, "read fraction for mixed workloads"),
+    Option("bench_seed", "bench:seed", _as_int, 0, "random seed"),
+    Option("bench_implementations", "bench:implementations", _as_list, [], "implementations to run (default: all)"),
+    Option("bench_workloads", "bench:workloads", _as_list, [], "workloads to run (default: all)"),
+)
+
+_BY_KEY = {opt.key: opt for opt in OPTIONS}
+_BY_ATTR = {opt.attribute: opt for opt in OPTIONS}
+
+
+class Config:
+    """Resolved values for the options of the sections asked for.
+
+    ``source[attribute]`` says where a value came from ("default",
+    "pyproject.toml", "MAPSAFE_..." or "flag"), which error messages quote.
+    """
+
+    def __init__(self, values: dict[str, Any], source: dict[str, str]) -> None:
+        self._values = values
+        self.source = source
+
+    def __getattr__(self, attribute: str) -> Any:
+        try:
+            return self._values[attribute]
+        except KeyError:
+            raise AttributeError(f"no config option {attribute!r}") from None
+
+    def get(self, attribute: str) -> Any:
+        return self._values[attribute]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    """The nearest pyproject.toml at or above ``start`` (default: the cwd)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_pyproject(path: Path) -> dict[str, Any]:
+    import tomllib  # stdlib on 3.11+; imported late to keep `import mapsafe` light
+
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    table = data.get("tool", {}).get("mapsafe", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.mapsafe] must be a table")
+    return table
+
+
+def _convert(opt: Option, raw: Any, where: str) -> Any:
+    try:
+        return opt.parse(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: bad value for {opt.key.replace(':', '.')}: {exc}") from None
+
+
+def load(
+    sections: Iterable[str],
+    flags: Mapping[str, Any] | None = None,
+    *,
+    pyproject: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Resolve the options of ``sections``.
+
+    ``flags`` maps attributes to values from the command line; ``None``
+    means "not given". An unknown key under ``[tool.mapsafe.<section>]`` or
+    an unknown ``MAPSAFE_<SECTION>_*`` variable is a :class:`ConfigError`
+    that names it.
+    """
+    wanted = set(sections)
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for opt in OPTIONS:
+        if opt.section in wanted:
+            values[opt.attribute] = opt.default
+            source[opt.attribute] = "default"
+
+    path = pyproject if pyproject is not None else find_pyproject()
+    if path is not None:
+        table = _read_pyproject(path)
+        for section in sorted(wanted):
+            sub = table.get(section, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(f"{path}: [tool.mapsafe.{section}] must be a table")
+            for name, raw in sub.items():
+                opt = _BY_KEY.get(f"{section}:{name.replace('-', '_')}")
+                if opt is None:
+                    known = ", ".join(o.name for o in OPTIONS if o.section == section)
+                    raise ConfigError(
+                        f"{path}: unknown option {name!r} in [tool.mapsafe.{section}] (known: {known})"
+                    )
+                values[opt.attribute] = _convert(opt, raw, str(path))
+                source[opt.attribute] = str(path)
+
+    env_names = {opt.env: opt for opt in OPTIONS if opt.section in wanted}
+    prefixes = tuple(f"MAPSAFE_{s.upper()}_" for s in wanted)
+    for name, raw in environ.items():
+        if not name.startswith(prefixes):
+            continue
+        opt = env_names.get(name)
+        if opt is None:
+            raise ConfigError(f"unknown environment variable {name} (known: {', '.join(sorted(env_names))})")
+        values[opt.attribute] = _convert(opt, raw, name)
+        source[opt.attribute] = name
+
+    for attribute, raw in (flags or {}).items():
+        if raw is None:
+            continue
+        opt = _BY_ATTR.get(attribute)
+        if opt is None:
+            raise ConfigError(f"unknown option {attribute!r}")
+        values[attribute] = _convert(opt, raw, "--" + opt.name.replace("_", "-"))
+        source[attribute] = "flag"
+    return Config(values, source)

@@ -1,0 +1,1 @@
+"""mapsafe lint (see cli.py in this package)."""

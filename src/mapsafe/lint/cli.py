@@ -1,0 +1,17 @@
+"""`mapsafe lint`: command-line front end (not implemented yet)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = "mapsafe lint (not implemented yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    print("mapsafe lint: not implemented yet", file=sys.stderr)
+    return 2

@@ -1,0 +1,1 @@
+"""mapsafe race (see cli.py in this package)."""

@@ -1,0 +1,1 @@
+"""pytest plugin: `pytest --mapsafe-race` (not implemented yet)."""

@@ -1,0 +1,2 @@
+"""placeholder"""
+class SyncMap(dict): pass
