@@ -1,2 +1,254 @@
-"""placeholder"""
-class LockedMap(dict): pass
+"""LockedMap: a dict behind one readers-writer lock."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping
+
+from .mapbase import MapBase, check_flag, pairs_of
+from .rwlock import RWLock
+from .sentinels import MISSING
+from .stats import LockProfile
+
+__all__ = ["LockedMap"]
+
+
+class _WriteSection:
+    """A short exclusive hold of a LockedMap: its RWLock's mutex, once writable."""
+
+    __slots__ = ("_map",)
+
+    def __init__(self, owner: "LockedMap") -> None:
+        self._map = owner
+
+    def enter(self) -> None:
+        owner = self._map
+        owner._acquire()
+        rw = owner._rw
+        if rw._writer is not None or rw._readers:
+            try:
+                rw._wait_writable_locked()
+            except BaseException:
+                owner._release()
+                raise
+
+    def exit(self) -> None:
+        self._map._release()
+
+    def peek_locked(self, key: Any) -> Any:
+        return self._map._d.get(key, MISSING)
+
+    def put_locked(self, key: Any, value: Any) -> None:
+        self._map._d[key] = value
+
+    def drop_locked(self, key: Any) -> None:
+        del self._map._d[key]
+
+
+class LockedMap(MapBase):
+    """A dict behind one readers-writer lock: the simple, predictable choice.
+
+    Use it when you need transactions over several keys (``with
+    m.write() as d:``) or long consistent reads (``with m.read() as view:``),
+    or simply want the behaviour of "a dict plus a lock" without writing the
+    lock yourself. Do not use it for read-mostly maps where readers must
+    never wait (use :class:`SyncMap`) or for heavy write traffic from many
+    threads on free-threaded Python (use :class:`ShardedMap`).
+
+    Every operation, reads included, is serialised against writes, so
+    operations are linearizable, a ``write()`` block is seen by other
+    threads all at once or not at all, and a ``read()`` block sees no
+    writes of other threads. A write happens before every operation that
+    starts after it.
+
+    Short operations (``get``, ``m[k] = v``, ``pop``, the compute family)
+    hold the lock's internal mutex for their duration: one mutex round trip
+    each. They wait only for a thread inside ``write()`` (or, for writes,
+    inside ``read()``). Iteration copies the dict under the lock, O(n), and
+    then never raises for concurrent writes.
+
+    Reentrancy: inside ``write()`` and inside compute callbacks the same
+    thread may call any method. Writing inside ``read()`` raises
+    RuntimeError (it would have to upgrade the lock). Writing the key a
+    compute callback is computing raises RecursiveUpdateError.
+    """
+
+    __slots__ = {
+        "_d": "the entries; read and written only while holding _rw (its mutex, or read/write lock)",
+        "_rw": "the RWLock guarding _d; public as lock",
+        "_acquire": "_rw._mu.acquire (or the profiled one); bound once for speed",
+        "_release": "_rw._mu.release; bound once for speed",
+        "_sec": "the write section used by compound operations; set once",
+        "_computing": "key -> ident of the thread running its compute callback; guarded by _rw._mu",
+        "_counts": "[hits, misses] when stats are on, else None; guarded by _rw._mu",
+        "__weakref__": "",
+    }
+
+    def __init__(self, *args: Any, stats: bool = False, **kwargs: Any) -> None:
+        pairs = pairs_of(type(self).__name__, args, kwargs)
+        self._d: dict = dict(pairs)
+        self._rw = RWLock()
+        self._computing: dict = {}
+        self._counts = None
+        acquire = self._rw._mu.acquire
+        if check_flag("stats", stats):
+            self._rw._profile = LockProfile(acquire)
+            acquire = self._rw._profile.acquire
+            self._counts = [0, 0]
+        self._acquire = acquire
+        self._release = self._rw._mu.release
+        self._sec = _WriteSection(self)
+
+    @property
+    def lock(self) -> RWLock:
+        """The RWLock guarding this map."""
+        return self._rw
+
+    def _options(self) -> dict[str, Any]:
+        return {"stats": self._counts is not None}
+
+    def _section(self, key: Any) -> _WriteSection:
+        return self._sec
+
+    # -- transactions -----------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[Mapping[Any, Any]]:
+        """``with m.read() as view:`` a read-only view no other thread changes meanwhile.
+
+        The view is live: do not keep it after the block.
+        """
+        self._rw.acquire_read()
+        try:
+            yield MappingProxyType(self._d)
+        finally:
+            self._rw.release_read()
+
+    @contextmanager
+    def write(self) -> Iterator[dict]:
+        """``with m.write() as d:`` exclusive access to the underlying dict.
+
+        Other threads see the block's changes all at once. Do not keep ``d``
+        after the block.
+        """
+        self._rw.acquire_write()
+        try:
+            yield self._d
+        finally:
+            self._rw.release_write()
+
+    # -- short reads --------------------------------------------------------------
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value for ``key``, else ``default``."""
+        self._acquire()
+        try:
+            if self._rw._writer is not None:
+                self._rw._wait_readable_locked()
+            if self._counts is None:
+                return self._d.get(key, default)
+            value = self._d.get(key, MISSING)
+            self._counts[value is MISSING] += 1
+            return default if value is MISSING else value
+        finally:
+            self._release()
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.get(key, MISSING)
+        if value is MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        self._acquire()
+        try:
+            if self._rw._writer is not None:
+                self._rw._wait_readable_locked()
+            return key in self._d
+        finally:
+            self._release()
+
+    def __len__(self) -> int:
+        self._acquire()
+        try:
+            if self._rw._writer is not None:
+                self._rw._wait_readable_locked()
+            return len(self._d)
+        finally:
+            self._release()
+
+    def snapshot(self) -> dict:
+        self._acquire()
+        try:
+            if self._rw._writer is not None:
+                self._rw._wait_readable_locked()
+            return self._d.copy()
+        finally:
+            self._release()
+
+    # -- short writes ----------------------------------------------------------------
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._acquire()
+        try:
+            rw = self._rw
+            if rw._writer is not None or rw._readers:
+                rw._wait_writable_locked()
+            if self._computing and key in self._computing:
+                self._check_not_computing(key)
+            self._d[key] = value
+        finally:
+            self._release()
+
+    def __delitem__(self, key: Any) -> None:
+        self._sec.enter()
+        try:
+            self._check_not_computing(key)
+            del self._d[key]
+        finally:
+            self._release()
+
+    def popitem(self) -> tuple[Any, Any]:
+        """Remove and return the most recently inserted pair; KeyError if empty."""
+        self._sec.enter()
+        try:
+            if not self._d:
+                raise KeyError("popitem(): LockedMap is empty")
+            key = next(reversed(self._d))
+            self._check_not_computing(key)
+            return key, self._d.pop(key)
+        finally:
+            self._release()
+
+    def clear(self) -> None:
+        self._sec.enter()
+        try:
+            if self._computing:
+                self._check_not_computing(next(iter(self._computing)))
+            self._d.clear()
+        finally:
+            self._release()
+
+    def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
+        # One hold: an update is seen all at once.
+        self._sec.enter()
+        try:
+            for key, _ in pairs:
+                self._check_not_computing(key)
+            for key, value in pairs:
+                self._d[key] = value
+        finally:
+            self._release()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: size, and with ``stats=True`` lock contention and hits/misses."""
+        out: dict[str, Any] = {"type": "LockedMap", "size": len(self), "enabled": self._counts is not None}
+        if self._counts is not None:
+            self._acquire()
+            try:
+                out["lock"] = self._rw._profile.as_dict()
+                out["hits"], out["misses"] = self._counts
+            finally:
+                self._release()
+        return out

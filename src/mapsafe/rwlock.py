@@ -1,2 +1,237 @@
-"""placeholder"""
-class RWLock: pass
+"""RWLock: a writer-preferring readers-writer lock."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from threading import get_ident
+from time import monotonic, perf_counter
+from typing import Iterator
+
+from .stats import LockProfile
+
+__all__ = ["RWLock"]
+
+
+class RWLock:
+    """A writer-preferring readers-writer lock.
+
+    Do not use it where a plain ``threading.Lock`` would do: for short
+    critical sections an RWLock costs more than it saves, even on
+    free-threaded CPython. It pays off when many threads read for a long
+    time (iterating, serialising) and writes are rare.
+
+    Semantics:
+
+    * Many threads may hold the read lock at once; the write lock is
+      exclusive. A write release happens before every later acquisition;
+      a read release happens before the next write acquisition.
+    * Writer preference: once a writer waits, new readers wait too, so a
+      steady stream of readers cannot starve writers.
+    * Reentrancy: the write lock is reentrant (release it as often as it was
+      acquired). Its owner may also take the read lock. The read lock is
+      reentrant per thread, and a thread that already reads is let in again
+      even while a writer waits (otherwise it would deadlock against it).
+    * Upgrading (asking for the write lock while holding only the read lock)
+      raises ``RuntimeError`` instead of deadlocking; so does releasing a
+      lock the calling thread does not hold.
+
+    Costs: each acquire and release takes one internal mutex, O(1).
+    """
+
+    __slots__ = (
+        "_mu",
+        "_can_read",
+        "_can_write",
+        "_readers",
+        "_writer",
+        "_write_depth",
+        "_waiting_writers",
+        "_profile",
+        "__weakref__",
+    )
+
+    def __init__(self) -> None:
+        # Guards every field below. LockedMap also holds it for the whole of
+        # its short operations (see _wait_readable_locked/_wait_writable_locked).
+        # Reentrant so that user code running inside such an operation (a
+        # key's __eq__, say) cannot deadlock on it.
+        self._mu = threading.RLock()
+        self._can_read = threading.Condition(self._mu)  # signalled when readers may proceed
+        self._can_write = threading.Condition(self._mu)  # signalled when a writer may proceed
+        # thread ident -> read hold count; guarded by _mu; no zero counts.
+        self._readers: dict[int, int] = {}
+        # ident of the thread holding the write lock, or None; guarded by _mu.
+        # Invariant: if not None, _readers holds no other thread.
+        self._writer: int | None = None
+        self._write_depth = 0  # nested write holds of _writer; guarded by _mu; 0 iff _writer is None
+        self._waiting_writers = 0  # threads blocked wanting to write; guarded by _mu
+        self._profile: LockProfile | None = None  # contention counters when stats are on; guarded by _mu
+
+    # -- public API ---------------------------------------------------------
+
+    def acquire_read(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the read lock; returns False if it could not within ``timeout``."""
+        me = get_ident()
+        with self._mu:
+            held = self._readers.get(me)
+            if held or self._writer == me:
+                self._readers[me] = (held or 0) + 1
+                return True
+            if self._writer is None and not self._waiting_writers:
+                self._readers[me] = 1
+                return True
+            if not blocking:
+                return False
+            if not self._wait(self._can_read, self._read_blocked_locked, timeout):
+                return False
+            self._readers[me] = 1
+            return True
+
+    def release_read(self) -> None:
+        """Release one hold of the read lock taken by this thread."""
+        me = get_ident()
+        with self._mu:
+            held = self._readers.get(me)
+            if not held:
+                raise RuntimeError("release_read(): this thread does not hold the RWLock for reading")
+            if held > 1:
+                self._readers[me] = held - 1
+                return
+            del self._readers[me]
+            if not self._readers and self._waiting_writers:
+                self._can_write.notify()
+
+    def acquire_write(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the write lock; returns False if it could not within ``timeout``."""
+        me = get_ident()
+        with self._mu:
+            if self._writer == me:
+                self._write_depth += 1
+                return True
+            if me in self._readers:
+                raise RuntimeError(
+                    "acquire_write(): this thread holds the RWLock for reading; "
+                    "upgrading would deadlock, so release the read lock first"
+                )
+            if self._writer is None and not self._readers:
+                self._writer, self._write_depth = me, 1
+                return True
+            if not blocking:
+                return False
+            self._waiting_writers += 1
+            try:
+                ok = self._wait(self._can_write, self._write_blocked_locked, timeout)
+            finally:
+                self._waiting_writers -= 1
+            if not ok:
+                self._wake_locked()  # readers held back by this writer may go now
+                return False
+            self._writer, self._write_depth = me, 1
+            return True
+
+    def release_write(self) -> None:
+        """Release one hold of the write lock taken by this thread."""
+        with self._mu:
+            if self._writer != get_ident():
+                raise RuntimeError("release_write(): this thread does not hold the RWLock for writing")
+            self._write_depth -= 1
+            if self._write_depth:
+                return
+            self._writer = None
+            self._wake_locked()
+
+    def try_acquire_read(self) -> bool:
+        """Take the read lock only if that needs no waiting."""
+        return self.acquire_read(blocking=False)
+
+    def try_acquire_write(self) -> bool:
+        """Take the write lock only if that needs no waiting."""
+        return self.acquire_write(blocking=False)
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        """``with lock.read():`` holds the read lock for the block."""
+        self.acquire_read()
+        try:
+            yield
+        finally:
+            self.release_read()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        """``with lock.write():`` holds the write lock for the block."""
+        self.acquire_write()
+        try:
+            yield
+        finally:
+            self.release_write()
+
+    def __repr__(self) -> str:
+        with self._mu:
+            state = f"writer={self._writer}" if self._writer is not None else f"readers={len(self._readers)}"
+            return f"<mapsafe.RWLock {state} waiting_writers={self._waiting_writers}>"
+
+    # -- protocol for LockedMap's short operations (caller holds _mu) --------
+
+    def _read_blocked_locked(self) -> bool:
+        return self._writer is not None or self._waiting_writers > 0
+
+    def _write_blocked_locked(self) -> bool:
+        return self._writer is not None or bool(self._readers)
+
+    def _wake_locked(self) -> None:
+        """Hand the lock on: to one waiting writer if any, else to all readers."""
+        if self._waiting_writers:
+            self._can_write.notify()
+        else:
+            self._can_read.notify_all()
+
+    def _wait(self, cond: threading.Condition, blocked, timeout: float) -> bool:
+        """Wait on ``cond`` (``_mu`` held) until ``blocked()`` is false."""
+        start = perf_counter()
+        deadline = None if timeout is None or timeout < 0 else monotonic() + timeout
+        while blocked():
+            remaining = None if deadline is None else deadline - monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            cond.wait(remaining)
+        if self._profile is not None:
+            self._profile.add_wait(perf_counter() - start)
+        return True
+
+    def _wait_readable_locked(self) -> None:
+        """Block (``_mu`` held) until this thread may read the protected data.
+
+        A short read may run while other threads hold the read lock, and
+        even while writers wait: it holds ``_mu`` throughout, so it cannot
+        delay a writer beyond its own few instructions. It must wait only
+        for another thread's write lock.
+        """
+        me = get_ident()
+        if self._writer == me:
+            return
+        self._wait(self._can_read, lambda: self._writer is not None, -1)
+
+    def _wait_writable_locked(self) -> None:
+        """Block (``_mu`` held) until this thread may briefly write the data.
+
+        A short write needs no reader and no other writer. It never becomes
+        the owner; it writes while holding ``_mu`` and then lets ``_mu`` go,
+        so before returning it passes the wake-up on (to the next writer, or
+        to readers that queued behind writers).
+        """
+        me = get_ident()
+        if self._writer == me:
+            return
+        if me in self._readers:
+            raise RuntimeError(
+                "cannot write while this thread holds the read lock (inside `with m.read()`); "
+                "use `with m.write()` instead"
+            )
+        self._waiting_writers += 1
+        try:
+            self._wait(self._can_write, self._write_blocked_locked, -1)
+        finally:
+            self._waiting_writers -= 1
+        self._wake_locked()

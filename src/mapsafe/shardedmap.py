@@ -1,2 +1,519 @@
-"""placeholder"""
-class ShardedMap(dict): pass
+"""ShardedMap: a lock-striped map with optional maxsize (CLOCK eviction) and TTL."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import deque
+from collections.abc import ItemsView, ValuesView
+from itertools import chain
+from threading import get_ident
+from time import monotonic
+from typing import Any, Iterator
+
+from .mapbase import MapBase, check_flag, pairs_of
+from .sentinels import MISSING
+from .stats import LockProfile, Tally
+
+__all__ = ["ShardedMap"]
+
+_NEVER = math.inf  # expiry time of entries in maps without a ttl
+_MAX_SHARD_HINT = 1 << 16  # with capacity=, pick enough shards to keep each below this
+
+
+def default_shards(capacity: int | None = None) -> int:
+    """A power of two at least 4 x the CPU count (and enough for ``capacity``)."""
+    n = 1 << max(0, (4 * (os.cpu_count() or 1) - 1).bit_length())
+    if capacity:
+        while capacity // n > _MAX_SHARD_HINT:
+            n <<= 1
+    return n
+
+
+class _Shard:
+    """One stripe: a dict and the reentrant lock that guards its writes.
+
+    Plain mode stores values in ``d`` as they are. Reads are lock-free single
+    dict operations; every write holds ``lock``.
+    """
+
+    __slots__ = ("d", "lock", "enter", "exit", "profile")
+
+    def __init__(self, stats: bool) -> None:
+        self.d: dict = {}  # the entries; read lock-free, written only with lock held
+        self.lock = threading.RLock()  # guards writes to d (and every field of subclasses)
+        self.profile = LockProfile(self.lock.acquire) if stats else None  # set once
+        self.enter = self.profile.acquire if stats else self.lock.acquire  # bound once for speed
+        self.exit = self.lock.release
+
+    def peek_locked(self, key: Any) -> Any:
+        return self.d.get(key, MISSING)
+
+    def put_locked(self, key: Any, value: Any) -> None:
+        self.d[key] = value
+
+    def drop_locked(self, key: Any) -> None:
+        del self.d[key]
+
+    def items_now(self) -> list[tuple[Any, Any]]:
+        """(key, value) pairs at one instant of this shard."""
+        return list(self.d.copy().items())  # dict.copy is one atomic dict op
+
+    def counters(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"size": len(self.d)}
+        if self.profile is not None:
+            out.update(self.profile.as_dict())
+        return out
+
+
+class _CacheShard(_Shard):
+    """A stripe of a bounded and/or expiring map.
+
+    ``d`` maps key -> entry, a list ``[value, expires_at, referenced]``.
+    ``value`` and ``expires_at`` are never changed once the entry is in
+    ``d`` (a store puts a new entry), so a lock-free reader sees a
+    consistent pair. Readers set ``referenced`` without the lock: one list
+    item store, atomic on free-threaded CPython, and only ever set to True
+    by readers (the sweeper, holding the lock, clears it).
+
+    Eviction is CLOCK (second chance), an approximation of LRU that needs no
+    lock on reads: ``order`` lists (key, entry) pairs oldest first; the
+    sweeper evicts the first entry not read since it last passed, giving
+    read ones another round. Expired entries go first.
+    """
+
+    __slots__ = ("capacity", "ttl", "order", "evictions", "expirations")
+
+    def __init__(self, stats: bool, capacity: int | None, ttl: float | None) -> None:
+        super().__init__(stats)
+        self.capacity = capacity  # max entries in d, or None; set once
+        self.ttl = ttl  # seconds an entry lives, or None; set once
+        # (key, entry) pairs in insertion order; guarded by lock. Pairs whose
+        # entry is no longer d[key] are stale and skipped. Kept at most about
+        # twice len(d) by _compact_locked.
+        self.order: deque = deque()
+        self.evictions = 0  # guarded by lock
+        self.expirations = 0  # guarded by lock
+
+    def peek_locked(self, key: Any) -> Any:
+        entry = self.d.get(key)
+        if entry is None:
+            return MISSING
+        if entry[1] <= monotonic():
+            del self.d[key]
+            self.expirations += 1
+            return MISSING
+        entry[2] = True
+        return entry[0]
+
+    def put_locked(self, key: Any, value: Any) -> None:
+        d = self.d
+        if self.capacity is not None and len(d) >= self.capacity and key not in d:
+            self._evict_one_locked()  # before inserting, so the new entry is never the victim
+        entry = [value, monotonic() + self.ttl if self.ttl is not None else _NEVER, False]
+        d[key] = entry
+        self.order.append((key, entry))
+        if len(self.order) > 2 * len(d) + 32:
+            self._compact_locked()
+
+    def _evict_one_locked(self) -> None:
+        d, order, now = self.d, self.order, monotonic()
+        while order:
+            key, entry = order.popleft()
+            if d.get(key) is not entry:
+                continue  # stale: replaced or deleted since
+            if entry[1] <= now:
+                del d[key]
+                self.expirations += 1
+                return
+            if entry[2]:
+                entry[2] = False  # second chance
+                order.append((key, entry))
+                continue
+            del d[key]
+            self.evictions += 1
+            return
+
+    def _compact_locked(self) -> None:
+        d = self.d
+        self.order = deque((k, e) for k, e in self.order if d.get(k) is e)
+
+    def expire_locked(self, key: Any, entry: list) -> None:
+        # Re-check: another thread may have replaced the entry since the
+        # lock-free read saw it expired.
+        if self.d.get(key) is entry:
+            del self.d[key]
+            self.expirations += 1
+
+    def items_now(self) -> list[tuple[Any, Any]]:
+        now = monotonic()
+        return [(k, e[0]) for k, e in self.d.copy().items() if e[1] > now]
+
+    def counters(self) -> dict[str, Any]:
+        out = super().counters()
+        out["evictions"] = self.evictions
+        out["expirations"] = self.expirations
+        return out
+
+
+class ShardedMap(MapBase):
+    """A map striped over independent shards, each a dict with its own lock.
+
+    Do not use it for small or read-mostly maps (a :class:`SyncMap` reads
+    faster) or when you need multi-key transactions (use
+    :class:`LockedMap`). It is for write-heavy maps shared by many threads,
+    for bounded caches (``maxsize=``, ``ttl=``), and for large maps whose
+    growth must not pause every thread at once: a resize only stalls one
+    shard's writers.
+
+    Memory model: single-key operations are linearizable; a write happens
+    before every read that observes it; the compute family and the other
+    compound operations are atomic with respect to every other write of the
+    same key. Writes to different shards proceed in parallel. ``update``
+    and ``clear`` are atomic per shard, not across shards.
+
+    ``snapshot()`` holds every shard's lock while copying, so it is a true
+    point-in-time copy (from inside a compute callback, where taking all
+    locks could deadlock, it is consistent per shard only). Iteration walks
+    per-shard copies: it never raises for concurrent writes, never yields a
+    key twice, and yields every key present for the whole walk.
+
+    ``maxsize`` is split evenly across shards, so the map never holds more
+    than ``maxsize`` entries, but a shard that fills first evicts before
+    the map as a whole is full. Eviction is CLOCK (second chance): an
+    approximation of LRU that keeps reads lock-free. ``ttl`` entries expire
+    that many seconds after their last store, and an expired entry is never
+    returned. ``capacity`` is a sizing hint: CPython cannot presize a dict,
+    so it picks enough shards to keep each below 65,536 entries.
+
+    Costs: reads are one hash and one dict operation, lock-free; writes take
+    one shard lock; ``len`` is O(shards) (O(n) with a ttl, which must skip
+    expired entries); iteration and ``snapshot()`` are O(n).
+    """
+
+    __slots__ = {
+        "_shards": "the _Shard objects; the tuple is set once",
+        "_maps": "each shard's dict, for lock-free reads; set once",
+        "_acquires": "each shard's lock acquire; set once",
+        "_releases": "each shard's lock release; set once",
+        "_stripes": "per shard (acquire, release, dict, put_locked or None when plain); set once",
+        "_n": "number of shards; set once",
+        "_cache": "True when entries are wrapped (maxsize or ttl); set once",
+        "_ttl": "entry lifetime in seconds, or None; set once",
+        "_opts": "constructor options, for copies and pickling; set once",
+        "_computing": "key -> ident of the thread computing it; only changed holding that key's shard lock",
+        "_tally": "hit/miss Tally when stats are on, else None; set once",
+        "_pop_from": "[index] of the shard popitem tries first; one list item, rotated without a lock",
+        "get": "m.get(key, default=None): the value for key, else default. Lock-free.",
+        "__weakref__": "",
+    }
+
+    def __init__(
+        self,
+        *args: Any,
+        shards: int | None = None,
+        maxsize: int | None = None,
+        ttl: float | None = None,
+        capacity: int | None = None,
+        stats: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        maxsize = _positive_int("maxsize", maxsize)
+        capacity = _positive_int("capacity", capacity)
+        shards = _positive_int("shards", shards)
+        if ttl is not None:
+            if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+                raise TypeError(f"ttl must be a number of seconds, got {type(ttl).__name__} {ttl!r}")
+            if not ttl > 0 or math.isinf(ttl):
+                raise ValueError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
+            ttl = float(ttl)
+        check_flag("stats", stats)
+        if shards is None:
+            shards = default_shards(capacity)
+            if maxsize is not None:
+                while shards > 1 and maxsize // shards < 8:
+                    shards >>= 1  # keep shards big enough for CLOCK to be meaningful
+        elif maxsize is not None and shards > maxsize:
+            raise ValueError(f"shards ({shards}) must not exceed maxsize ({maxsize})")
+        pairs = pairs_of(type(self).__name__, args, kwargs)
+
+        self._opts = {"shards": shards, "maxsize": maxsize, "ttl": ttl, "capacity": capacity, "stats": stats}
+        self._n = shards
+        self._ttl = ttl
+        self._cache = maxsize is not None or ttl is not None
+        if self._cache:
+            caps = [None] * shards
+            if maxsize is not None:
+                base, extra = divmod(maxsize, shards)
+                caps = [base + (i < extra) for i in range(shards)]
+            self._shards = tuple(_CacheShard(stats, caps[i], ttl) for i in range(shards))
+        else:
+            self._shards = tuple(_Shard(stats) for _ in range(shards))
+        self._maps = tuple(s.d for s in self._shards)
+        self._acquires = tuple(s.enter for s in self._shards)
+        self._releases = tuple(s.exit for s in self._shards)
+        self._stripes = tuple(
+            (s.enter, s.exit, s.d, s.put_locked if self._cache else None) for s in self._shards
+        )
+        self._computing: dict = {}
+        self._tally = Tally("hits", "misses") if stats else None
+        self._pop_from = [0]
+        # Plain maps without stats read with no wrapping and no counting.
+        self.get = self._get_full if self._cache or stats else self._get_plain
+        if pairs:
+            self._put_many(pairs)
+
+    def _options(self) -> dict[str, Any]:
+        return dict(self._opts)
+
+    def _section(self, key: Any) -> _Shard:
+        return self._shards[hash(key) % self._n]
+
+    # -- reads: lock-free -----------------------------------------------------------
+
+    def _get_plain(self, key: Any, default: Any = None) -> Any:
+        return self._maps[hash(key) % self._n].get(key, default)
+
+    def _get_full(self, key: Any, default: Any = None) -> Any:
+        value = self._maps[hash(key) % self._n].get(key, MISSING)
+        if self._cache and value is not MISSING:
+            value = self._unwrap(key, value)
+        if self._tally is not None:
+            self._tally.add(value is MISSING)
+        return default if value is MISSING else value
+
+    def _unwrap(self, key: Any, entry: list) -> Any:
+        if self._ttl is not None and entry[1] <= monotonic():
+            shard = self._section(key)
+            shard.enter()
+            try:
+                shard.expire_locked(key, entry)
+            finally:
+                shard.exit()
+            return MISSING
+        entry[2] = True  # CLOCK's referenced bit: one list item store, atomic
+        return entry[0]
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.get(key, MISSING)
+        if value is MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        entry = self._maps[hash(key) % self._n].get(key, MISSING)
+        if entry is MISSING:
+            return False
+        return not self._cache or entry[1] > monotonic()
+
+    def __len__(self) -> int:
+        if self._ttl is None:
+            return sum(len(d) for d in self._maps)
+        now = monotonic()
+        return sum(1 for d in self._maps for e in d.copy().values() if e[1] > now)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (key for key, _ in self._iter_items())
+
+    def _iter_items(self) -> Iterator[tuple[Any, Any]]:
+        # Per-shard copies, all taken before the walk starts: keys added
+        # while the caller iterates are never visited, as with the others.
+        return chain.from_iterable([shard.items_now() for shard in self._shards])
+
+    def items(self):
+        return _ShardedItemsView(self)
+
+    def values(self):
+        return _ShardedValuesView(self)
+
+    def range(self, fn) -> None:
+        for key, value in self._iter_items():
+            if fn(key, value) is False:
+                return
+
+    def snapshot(self) -> dict:
+        if self._computing and get_ident() in self._computing.values():
+            # Inside a compute callback this thread holds a shard lock;
+            # taking the others could deadlock against another callback.
+            return dict(self._iter_items())
+        for acquire in self._acquires:  # always in index order: no deadlock
+            acquire()
+        try:
+            return dict(chain.from_iterable(shard.items_now() for shard in self._shards))
+        finally:
+            for release in self._releases:
+                release()
+
+    # -- writes: one shard lock each ----------------------------------------------------
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        acquire, release, d, put_locked = self._stripes[hash(key) % self._n]
+        acquire()
+        try:
+            if self._computing and key in self._computing:
+                self._check_not_computing(key)
+            if put_locked is None:
+                d[key] = value
+            else:
+                put_locked(key, value)
+        finally:
+            release()
+
+    def __delitem__(self, key: Any) -> None:
+        shard = self._section(key)
+        shard.enter()
+        try:
+            if shard.peek_locked(key) is MISSING:
+                raise KeyError(key)
+            self._check_not_computing(key)
+            shard.drop_locked(key)
+        finally:
+            shard.exit()
+
+    def popitem(self) -> tuple[Any, Any]:
+        """Remove and return some (key, value) pair; KeyError if empty."""
+        start = self._pop_from[0]
+        self._pop_from[0] = (start + 1) % self._n  # spreads pops; a lost rotation is harmless
+        for offset in range(self._n):
+            shard = self._shards[(start + offset) % self._n]
+            shard.enter()
+            try:
+                for key in reversed(list(shard.d)):
+                    value = shard.peek_locked(key)
+                    if value is MISSING:
+                        continue  # expired just now
+                    self._check_not_computing(key)
+                    shard.drop_locked(key)
+                    return key, value
+            finally:
+                shard.exit()
+        raise KeyError("popitem(): ShardedMap is empty")
+
+    def clear(self) -> None:
+        for shard in self._shards:
+            shard.enter()
+            try:
+                if self._computing:
+                    for key in list(self._computing):
+                        if key in shard.d:
+                            self._check_not_computing(key)
+                shard.d.clear()
+                if isinstance(shard, _CacheShard):
+                    shard.order.clear()
+            finally:
+                shard.exit()
+
+    def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
+        by_shard: dict[int, list[tuple[Any, Any]]] = {}
+        for key, value in pairs:
+            by_shard.setdefault(hash(key) % self._n, []).append((key, value))
+        for i, group in by_shard.items():
+            shard = self._shards[i]
+            shard.enter()
+            try:
+                for key, _ in group:
+                    self._check_not_computing(key)
+                for key, value in group:
+                    shard.put_locked(key, value)
+            finally:
+                shard.exit()
+
+    # -- copies, pickling, stats ------------------------------------------------------
+
+    def copy(self):
+        """A shallow copy with the same options; entries keep their expiry times."""
+        new = type(self)(**self._options())
+        for i, shard in enumerate(self._shards):
+            shard.enter()
+            try:
+                if self._cache:
+                    now = monotonic()
+                    live = [(k, e) for k, e in shard.d.items() if e[1] > now]
+                    target = new._shards[i]
+                    for k, e in live:
+                        target.d[k] = entry = [e[0], e[1], False]
+                        target.order.append((k, entry))
+                else:
+                    new._maps[i].update(shard.d)
+            finally:
+                shard.exit()
+        return new
+
+    __copy__ = copy
+
+    def _export(self) -> Any:
+        # Expiry times are monotonic-clock values, meaningless in another
+        # process, so pickles carry each entry's remaining lifetime.
+        if not self._cache:
+            return list(self.snapshot().items())
+        now = monotonic()
+        out = []
+        for shard in self._shards:
+            for key, entry in shard.d.copy().items():
+                if entry[1] > now:
+                    out.append((key, entry[0], None if entry[1] == _NEVER else entry[1] - now))
+        return out
+
+    @classmethod
+    def _from_export(cls, options: dict[str, Any], state: Any) -> "ShardedMap":
+        new = cls(**options)
+        if not new._cache:
+            new._put_many(list(state))
+            return new
+        now = monotonic()
+        for key, value, remaining in state:
+            shard = new._section(key)
+            entry = [value, _NEVER if remaining is None else now + remaining, False]
+            shard.d[key] = entry
+            shard.order.append((key, entry))
+        return new
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: size, evictions, expirations; with ``stats=True`` also
+        per-shard lock contention and hits/misses."""
+        per_shard = []
+        for shard in self._shards:
+            shard.enter()
+            try:
+                per_shard.append(shard.counters())
+            finally:
+                shard.exit()
+        out: dict[str, Any] = {
+            "type": "ShardedMap",
+            "size": len(self),
+            "enabled": self._tally is not None,
+            "shards": per_shard,
+            "evictions": sum(s.get("evictions", 0) for s in per_shard),
+            "expirations": sum(s.get("expirations", 0) for s in per_shard),
+        }
+        if self._tally is not None:
+            out["lock"] = {
+                name: sum(s[name] for s in per_shard) for name in ("acquisitions", "contended", "wait_seconds")
+            }
+            out.update(self._tally.totals())
+        return out
+
+
+class _ShardedItemsView(ItemsView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return self._mapping._iter_items()
+
+
+class _ShardedValuesView(ValuesView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return (value for _, value in self._mapping._iter_items())
+
+
+def _positive_int(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value

@@ -1,2 +1,212 @@
-"""placeholder"""
-class SyncMap(dict): pass
+"""SyncMap: Go's sync.Map for Python threads, with lock-free reads."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .mapbase import MapBase, check_flag, pairs_of
+from .sentinels import MISSING
+from .stats import LockProfile, Tally
+
+__all__ = ["SyncMap"]
+
+
+class _DictSection:
+    """The whole map as one write section: a dict and the lock that guards its writes."""
+
+    __slots__ = ("_d", "enter", "exit")
+
+    def __init__(self, d: dict, acquire, release) -> None:
+        self._d = d
+        self.enter = acquire
+        self.exit = release
+
+    def peek_locked(self, key: Any) -> Any:
+        return self._d.get(key, MISSING)
+
+    def put_locked(self, key: Any, value: Any) -> None:
+        self._d[key] = value
+
+    def drop_locked(self, key: Any) -> None:
+        del self._d[key]
+
+
+class SyncMap(MapBase):
+    """A concurrent map whose reads never take a lock, like Go's ``sync.Map``.
+
+    Most code should not use it: a plain ``dict`` owned by one thread, or a
+    :class:`LockedMap`, is simpler to reason about. SyncMap is built for
+    Go's two cases: (1) a key is written once and read many times, as in a
+    cache that only grows, and (2) threads read, write and overwrite
+    disjoint sets of keys. In both, readers never wait, not even for a
+    writer busy in a ``compute`` callback.
+
+    Memory model: a write happens before every read that observes it, and
+    the compute family, ``load_or_store``, ``swap`` and the compare-and-*
+    methods are atomic with respect to every other write of the same key.
+    All single-key operations are linearizable.
+
+    Iteration (``for k in m``, ``keys()``, ``items()``, ``values()``,
+    ``range``) walks a point-in-time copy: it never raises for concurrent
+    writes, never yields a key twice, and yields every key present for the
+    whole walk.
+
+    Costs: ``get``/``m[k]``/``in``/``len`` are one dict operation, lock-free;
+    writes take one mutex; iteration and ``snapshot()`` copy the map, O(n).
+    Compute callbacks run holding the write mutex, so they stall other
+    writers (not readers): keep them short.
+
+    How this differs from Go: a Go map needs the read-only/dirty two-map
+    design because concurrent map access is undefined behaviour in Go. A
+    single built-in dict operation is atomic in CPython, with or without
+    the GIL (free-threaded builds lock each dict internally), so one dict
+    read without a lock is already safe and linearizable.
+    """
+
+    __slots__ = {
+        "_d": "the entries; read lock-free, written only with the write lock held",
+        "_lock": "reentrant write lock; held for every write, and for compute callbacks",
+        "_sec": "the single write section (dict + lock); set once",
+        "_computing": "key -> ident of the thread running its compute callback; guarded by _lock",
+        "_profile": "LockProfile of _lock when stats are on, else None; set once",
+        "_tally": "hit/miss Tally when stats are on, else None; set once",
+        "_acquire": "_lock.acquire (or the profiled one); bound once for speed",
+        "_release": "_lock.release; bound once for speed",
+        "get": "m.get(key, default=None): the value for key, else default. Lock-free.",
+        "__weakref__": "",
+    }
+
+    def __init__(self, *args: Any, stats: bool = False, **kwargs: Any) -> None:
+        pairs = pairs_of(type(self).__name__, args, kwargs)
+        self._d: dict = dict(pairs)
+        self._lock = threading.RLock()
+        self._computing: dict = {}
+        self._profile = None
+        self._tally = None
+        acquire = self._lock.acquire
+        if check_flag("stats", stats):
+            self._profile = LockProfile(self._lock.acquire)
+            self._tally = Tally("hits", "misses")
+            acquire = self._profile.acquire
+            self.get = self._counted_get
+        else:
+            # Reads are the dict's own bound method: a single dict operation,
+            # atomic with or without the GIL, and as fast as dict.get.
+            self.get = self._d.get
+        self._acquire = acquire
+        self._release = self._lock.release
+        self._sec = _DictSection(self._d, acquire, self._release)
+
+    def _options(self) -> dict[str, Any]:
+        return {"stats": self._tally is not None}
+
+    def _section(self, key: Any) -> _DictSection:
+        return self._sec
+
+    # -- reads: lock-free, one dict operation each ----------------------------
+
+    def __new__(cls, *args: Any, stats: bool = False, **kwargs: Any) -> "SyncMap":
+        # Counting reads needs a different __getitem__; choosing the class
+        # here keeps the uncounted one free of even a flag test.
+        if stats is True and cls is SyncMap:
+            cls = _CountingSyncMap
+        return super().__new__(cls)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._d[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def snapshot(self) -> dict:
+        return self._d.copy()  # dict.copy is one atomic dict operation
+
+    def _counted_get(self, key: Any, default: Any = None) -> Any:
+        value = self._d.get(key, MISSING)
+        if value is MISSING:
+            self._tally.add(1)
+            return default
+        self._tally.add(0)
+        return value
+
+
+    # -- writes: one mutex each ------------------------------------------------
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._acquire()
+        try:
+            if self._computing and key in self._computing:
+                self._check_not_computing(key)
+            self._d[key] = value
+        finally:
+            self._release()
+
+    def __delitem__(self, key: Any) -> None:
+        self._acquire()
+        try:
+            if self._computing and key in self._computing:
+                self._check_not_computing(key)
+            del self._d[key]
+        finally:
+            self._release()
+
+    def popitem(self) -> tuple[Any, Any]:
+        """Remove and return the most recently inserted pair; KeyError if empty."""
+        self._acquire()
+        try:
+            if not self._d:
+                raise KeyError("popitem(): SyncMap is empty")
+            key = next(reversed(self._d))
+            self._check_not_computing(key)
+            return key, self._d.pop(key)
+        finally:
+            self._release()
+
+    def clear(self) -> None:
+        self._acquire()
+        try:
+            if self._computing:
+                self._check_not_computing(next(iter(self._computing)))
+            self._d.clear()
+        finally:
+            self._release()
+
+    def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
+        # One lock hold: an update is atomic with respect to other writes.
+        self._acquire()
+        try:
+            for key, _ in pairs:
+                self._check_not_computing(key)
+            for key, value in pairs:
+                self._d[key] = value
+        finally:
+            self._release()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: size, and with ``stats=True`` lock contention and hits/misses."""
+        out: dict[str, Any] = {"type": "SyncMap", "size": len(self._d), "enabled": self._tally is not None}
+        if self._profile is not None:
+            out["lock"] = self._profile.as_dict()
+            out.update(self._tally.totals())
+        return out
+
+
+class _CountingSyncMap(SyncMap):
+    """SyncMap(stats=True): the same map, counting hits and misses of reads."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._d.get(key, MISSING)
+        if value is MISSING:
+            self._tally.add(1)
+            raise KeyError(key)
+        self._tally.add(0)
+        return value
+
+    def _public_type(self) -> type:
+        return SyncMap

@@ -1,0 +1,330 @@
+"""Implementation adapters: one tiny uniform interface per concurrent-map idiom."""
+
+from __future__ import annotations
+
+import importlib
+import operator
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["Adapter", "Impl", "IMPLEMENTATIONS", "BASELINE", "UNSAFE", "by_name"]
+
+BASELINE = "dict+Lock"  # every ratio in the tables is against this one
+UNSAFE = "dict (unsafe)"  # shown to make lost updates visible; never recommended
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """The operations a workload may call, bound once outside the timed loops.
+
+    Every callable is the idiom a user of that implementation would write,
+    so the harness around it costs the same for all implementations.
+
+    * ``get(k)``: the value, or None when absent (workloads never store None);
+    * ``put(k, v)``, ``delete(k)`` (an absent key is fine);
+    * ``incr(k)``: add 1 to an int counter, treating absent as 0;
+    * ``load_or_store(k, v)``: the value now in the map for ``k``;
+    * ``iterate(visit)``: call ``visit(k, v)`` (which returns True) per entry;
+    * ``snapshot()``: a plain dict copy, used only to verify, never timed.
+    """
+
+    get: Callable[[Any], Any]
+    put: Callable[[Any, Any], None]
+    delete: Callable[[Any], None]
+    incr: Callable[[Any], None]
+    load_or_store: Callable[[Any, Any], Any]
+    iterate: Callable[[Callable[[Any, Any], bool]], None]
+    snapshot: Callable[[], dict]
+
+
+@dataclass(frozen=True)
+class Impl:
+    """A named implementation: how to build a fresh adapter, and what it needs."""
+
+    name: str
+    build: Callable[[], Adapter]  # a fresh, empty map behind the interface
+    requires: str = ""  # module that must import, or "" for none
+    note: str = ""  # why it might be missing, shown with the skip reason
+
+    def availability(self) -> tuple[bool, str]:
+        """``(True, "")`` when usable here, else ``(False, reason)``."""
+        if not self.requires:
+            return True, ""
+        try:
+            importlib.import_module(self.requires)
+        except Exception as exc:  # an ImportError, or a broken native wheel
+            reason = f"{self.requires} not importable ({type(exc).__name__}: {exc})"
+            return False, f"{reason}; {self.note}" if self.note else reason
+        return True, ""
+
+
+# -- the idioms ---------------------------------------------------------------
+
+
+def _dict_lock() -> Adapter:
+    d: dict = {}
+    lock = threading.Lock()
+
+    # Reads take the lock too: without the GIL, a dict read racing a write is
+    # only safe because of CPython's per-dict locking, and the promise here is
+    # "no GIL assumptions", so the baseline is the fully locked idiom.
+    def get(k):
+        with lock:
+            return d.get(k)
+
+    def put(k, v):
+        with lock:
+            d[k] = v
+
+    def delete(k):
+        with lock:
+            d.pop(k, None)
+
+    def incr(k):
+        with lock:
+            d[k] = d.get(k, 0) + 1
+
+    def load_or_store(k, v):
+        with lock:
+            return d.setdefault(k, v)
+
+    def iterate(visit):
+        with lock:  # copy under the lock, visit outside it: the usual idiom
+            items = list(d.items())
+        for k, v in items:
+            visit(k, v)
+
+    def snapshot():
+        with lock:
+            return dict(d)
+
+    return Adapter(get, put, delete, incr, load_or_store, iterate, snapshot)
+
+
+def _dict_rwlock() -> Adapter:
+    from mapsafe import RWLock
+
+    d: dict = {}
+    rw = RWLock()
+    read, write = rw.read, rw.write
+
+    def get(k):
+        with read():
+            return d.get(k)
+
+    def put(k, v):
+        with write():
+            d[k] = v
+
+    def delete(k):
+        with write():
+            d.pop(k, None)
+
+    def incr(k):
+        with write():
+            d[k] = d.get(k, 0) + 1
+
+    def load_or_store(k, v):
+        # A read-locked fast path then a write-locked re-check: the idiom that
+        # makes an RWLock worth having for mostly-present keys.
+        with read():
+            v0 = d.get(k)
+        if v0 is not None:
+            return v0
+        with write():
+            return d.setdefault(k, v)  # re-check under the write lock: another writer may have won
+
+    def iterate(visit):
+        with read():
+            items = list(d.items())
+        for k, v in items:
+            visit(k, v)
+
+    def snapshot():
+        with read():
+            return dict(d)
+
+    return Adapter(get, put, delete, incr, load_or_store, iterate, snapshot)
+
+
+def _dict_unsafe() -> Adapter:
+    d: dict = {}
+
+    # The unlocked check-then-act idioms that look fine and are not: a thread
+    # switch between the read and the write loses the other thread's update.
+    def incr(k):
+        d[k] = d.get(k, 0) + 1
+
+    def load_or_store(k, v):
+        v0 = d.get(k)
+        if v0 is None:
+            d[k] = v0 = v
+        return v0
+
+    def delete(k):
+        d.pop(k, None)
+
+    def iterate(visit):
+        for k, v in d.items():  # raises if another thread resizes d meanwhile
+            visit(k, v)
+
+    return Adapter(d.get, d.__setitem__, delete, incr, load_or_store, iterate, d.copy)
+
+
+def _mapsafe_map(cls_name: str) -> Callable[[int], Adapter]:
+    def build() -> Adapter:
+        import mapsafe
+
+        m = getattr(mapsafe, cls_name)()
+        merge, los, add = m.merge, m.load_or_store, operator.add
+
+        def incr(k):
+            merge(k, 1, add)
+
+        def load_or_store(k, v):
+            return los(k, v)[0]
+
+        # get: the Mapping method, the maps' fastest read (load() wraps it).
+        return Adapter(m.get, m.store, m.delete, incr, load_or_store, m.range, m.snapshot)
+
+    return build
+
+
+# -- peers --------------------------------------------------------------------
+
+
+def _cereggii() -> Adapter:
+    import cereggii
+
+    d = cereggii.AtomicDict()
+    not_found, expectation_failed = cereggii.NOT_FOUND, cereggii.ExpectationFailed
+    reduce_sum, cas = d.reduce_sum, d.compare_and_set
+
+    def delete(k):
+        try:
+            del d[k]
+        except KeyError:
+            pass
+
+    def incr(k):
+        reduce_sum(((k, 1),))  # cereggii's atomic aggregate; absent counts as 0
+
+    def load_or_store(k, v):
+        v0 = d.get(k)
+        if v0 is not None:
+            return v0
+        try:
+            cas(k, not_found, v)  # insert only if still absent
+            return v
+        except expectation_failed:
+            return d[k]  # another thread inserted first; workloads never delete these keys
+
+    def iterate(visit):
+        for k, v in d.fast_iter():
+            visit(k, v)
+
+    return Adapter(d.get, d.__setitem__, delete, incr, load_or_store, iterate, lambda: dict(d.fast_iter()))
+
+
+def _ft_utils() -> Adapter:
+    from ft_utils.concurrency import AtomicInt64, ConcurrentDict
+
+    d = ConcurrentDict()
+
+    def delete(k):
+        d.pop(k, None)
+
+    def incr(k):
+        # ft_utils' counter idiom: the dict holds AtomicInt64 cells, created once.
+        cell = d.get(k)
+        if cell is None:
+            cell = d.setdefault(k, AtomicInt64(0))  # thread-safe insert-if-absent
+        cell.incr()
+
+    def iterate(visit):
+        for k, v in d.items():  # a list, built without a consistent snapshot
+            visit(k, v)
+
+    def snapshot():
+        return {k: (v.get() if isinstance(v, AtomicInt64) else v) for k, v in d.as_dict().items()}
+
+    return Adapter(d.get, d.__setitem__, delete, incr, d.setdefault, iterate, snapshot)
+
+
+def _lru_lock() -> Adapter:
+    import cachetools
+
+    # Unbounded: an eviction would read as a lost update, and the workloads
+    # measure the cache's bookkeeping cost, not its hit rate.
+    c = cachetools.LRUCache(maxsize=sys.maxsize)
+    lock = threading.Lock()
+
+    def get(k):
+        with lock:  # an LRU read reorders the cache, so it is a write
+            return c.get(k)
+
+    def put(k, v):
+        with lock:
+            c[k] = v
+
+    def delete(k):
+        with lock:
+            c.pop(k, None)
+
+    def incr(k):
+        with lock:
+            c[k] = c.get(k, 0) + 1
+
+    def load_or_store(k, v):
+        with lock:
+            return c.setdefault(k, v)
+
+    def iterate(visit):
+        with lock:
+            items = list(c.items())
+        for k, v in items:
+            visit(k, v)
+
+    def snapshot():
+        with lock:
+            return dict(c.items())
+
+    return Adapter(get, put, delete, incr, load_or_store, iterate, snapshot)
+
+
+_PEERS_HINT = 'pip install "mapsafe[peers]"'
+
+IMPLEMENTATIONS: tuple[Impl, ...] = (
+    Impl(BASELINE, _dict_lock),
+    Impl("dict+RWLock", _dict_rwlock),
+    Impl(UNSAFE, _dict_unsafe),
+    Impl("SyncMap", _mapsafe_map("SyncMap")),
+    Impl("LockedMap", _mapsafe_map("LockedMap")),
+    Impl("ShardedMap", _mapsafe_map("ShardedMap")),
+    Impl(
+        "cereggii.AtomicDict",
+        _cereggii,
+        requires="cereggii",
+        note=f"{_PEERS_HINT} (wheels for Python >= 3.13)"
+        if sys.version_info >= (3, 13)
+        else f"cereggii needs Python >= 3.13, this is {sys.version_info.major}.{sys.version_info.minor}",
+    ),
+    Impl(
+        "ft_utils.ConcurrentDict",
+        _ft_utils,
+        requires="ft_utils.concurrency",
+        note=f"{_PEERS_HINT} (wheels for Python >= 3.12)"
+        if sys.version_info >= (3, 12)
+        else f"ft_utils needs Python >= 3.12, this is {sys.version_info.major}.{sys.version_info.minor}",
+    ),
+    Impl("LRUCache+Lock", _lru_lock, requires="cachetools", note=_PEERS_HINT),
+)
+
+
+def by_name() -> dict[str, Impl]:
+    """Name -> Impl, lower-cased names included so selection is case-insensitive."""
+    table = {impl.name: impl for impl in IMPLEMENTATIONS}
+    table.update({impl.name.lower(): impl for impl in IMPLEMENTATIONS})
+    return table

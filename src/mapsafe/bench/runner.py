@@ -1,0 +1,267 @@
+"""Runs the cells: rounds, threads, interleaving, seeds, correctness, Ctrl-C."""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import sys
+import sysconfig
+import threading
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+from .._version import __version__
+from .impls import Adapter, Impl
+from .results import BenchResult, Cell, Header, ImplStatus
+from .stats import percentile
+from .workloads import Plan, Tally, Workload
+
+__all__ = ["Settings", "Progress", "run", "gil_state", "STRESS_SWITCH_INTERVAL"]
+
+# The untimed stress round runs with this thread switch interval (the default
+# is 5 ms): under the GIL, a switch between a check and its act is what loses
+# an update, and more switches give every unsafe idiom more chances to show it.
+STRESS_SWITCH_INTERVAL = 1e-5
+
+
+class Progress(Protocol):
+    """What the runner reports while it works; render.py draws it."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, label: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class _NoProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, label: str) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+@dataclass
+class Settings:
+    """A validated plan for one run (cli.py builds it from the config)."""
+
+    threads: list[int]
+    duration: float  # seconds per timed round
+    rounds: int
+    keys: int
+    read_ratio: float
+    seed: int
+    impls: list[Impl]
+    workloads: list[Workload]
+    quick: bool = False
+    stress: bool = True  # one extra untimed round per cell with >= 2 threads, to catch races
+    join_timeout: float = 60.0  # a round whose threads outlive this is reported as hung
+    skipped: list[ImplStatus] = field(default_factory=list)  # asked for but unavailable
+
+
+def gil_state() -> str:
+    """'enabled', 'disabled', or what a free-threaded build is doing."""
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return "enabled"
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    if is_enabled is None or is_enabled():
+        return "enabled (free-threaded build, GIL re-enabled at run time)"
+    return "disabled (free-threaded build)"
+
+
+def _header(s: Settings) -> Header:
+    return Header(
+        python=f"{platform.python_version()} ({platform.python_implementation()})",
+        gil=gil_state(),
+        cpus=os.cpu_count() or 1,
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        platform=platform.platform(),
+        mapsafe=__version__,
+        options={
+            "threads": list(s.threads),
+            "duration": s.duration,
+            "rounds": s.rounds,
+            "keys": s.keys,
+            "read_ratio": s.read_ratio,
+            "seed": s.seed,
+            "quick": s.quick,
+        },
+    )
+
+
+def _failures(tallies: list[Tally]) -> list[str]:
+    out = []
+    bad = sum(t.bad for t in tallies)
+    if bad:
+        first = next(t.first_bad for t in tallies if t.first_bad)
+        out.append(f"{bad} wrong results (first: {first})")
+    errors = sum(t.errors for t in tallies)
+    if errors:
+        first = next(t.first_error for t in tallies if t.first_error)
+        out.append(f"{errors} exceptions (first: {first})")
+    return out
+
+
+def _once(w: Workload, plan: Plan, ad: Adapter, duration: float | None, join_timeout: float):
+    """Run the threads once; ``(tallies, seconds, failures)``.
+
+    With a duration, threads run until it has passed; without, until their
+    fixed job is done. A KeyboardInterrupt stops the threads and propagates.
+    """
+    tallies = [Tally() for _ in range(plan.threads)]
+    stop = [False]  # set once by this thread; read by workers (one list op each)
+    barrier = threading.Barrier(plan.threads + 1)
+
+    def work(tid: int) -> None:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return  # the round was abandoned before it began
+        try:
+            w.body(ad, plan, tid, tallies[tid], stop)
+        except Exception as exc:  # a failure of the implementation under test
+            tallies[tid].error(exc)
+
+    workers = [
+        threading.Thread(target=work, args=(tid,), name=f"mapsafe-bench-{tid}", daemon=True)
+        for tid in range(plan.threads)
+    ]
+    for th in workers:
+        th.start()
+    try:
+        barrier.wait()
+        t0 = time.perf_counter()
+        if duration is not None:
+            time.sleep(duration)
+            stop[0] = True
+        deadline = time.monotonic() + join_timeout
+        for th in workers:
+            th.join(max(0.0, deadline - time.monotonic()))
+        elapsed = time.perf_counter() - t0
+    except BaseException:
+        stop[0] = True
+        barrier.abort()
+        for th in workers:
+            th.join(join_timeout)
+        raise
+    hung = sum(th.is_alive() for th in workers)
+    if hung:
+        stop[0] = True
+        return tallies, elapsed, [f"{hung} threads still running {join_timeout:g}s after the round (deadlock?)"]
+    return tallies, elapsed, _failures(tallies) + w.verify(ad, plan, tallies)
+
+
+def _round(w: Workload, plan: Plan, impl: Impl, duration: float, join_timeout: float):
+    """One round of one cell: ``(ops per second, latency samples, failures)``."""
+    gc.collect()  # untimed: start every round with the same garbage
+    if not w.fixed_work:
+        ad = impl.build()
+        w.setup(ad, plan)
+        tallies, elapsed, failures = _once(w, plan, ad, duration, join_timeout)
+        return sum(t.ops for t in tallies) / elapsed, [x for t in tallies for x in t.latencies], failures
+    # A fixed job (growth) on a fresh map each time, repeated until the round's time is used.
+    ops, elapsed, samples, failures = 0, 0.0, [], []
+    while elapsed < duration and not failures:
+        ad = impl.build()
+        w.setup(ad, plan)
+        tallies, seconds, failures = _once(w, plan, ad, None, join_timeout)
+        ops += sum(t.ops for t in tallies)
+        elapsed += seconds
+        samples.extend(x for t in tallies for x in t.latencies)
+    return ops / elapsed, samples, failures
+
+
+def _peak_memory(w: Workload, impl: Impl, keys: int, param: float | None, seed: int) -> int | None:
+    """tracemalloc's peak while building and filling one map for ``w``, untimed, one thread."""
+    if tracemalloc.is_tracing():
+        return None  # someone else is tracing; their numbers would mix with ours
+    plan = w.plan(keys, 1, param, seed)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        ad = impl.build()
+        w.fill(ad, plan)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    del ad
+    return peak
+
+
+def _stress(w: Workload, plan: Plan, impl: Impl, s: Settings) -> list[str]:
+    """Correctness only: one round with frequent thread switches."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(STRESS_SWITCH_INTERVAL)
+    try:
+        _, _, failures = _round(w, plan, impl, s.duration, s.join_timeout)
+    finally:
+        sys.setswitchinterval(old)
+    return [f"{f} [stress round]" for f in failures]
+
+
+def _add_failures(cell: Cell, failures: list[str]) -> None:
+    for f in failures:
+        if f not in cell.failures and len(cell.failures) < 5:
+            cell.failures.append(f)
+
+
+def run(s: Settings, progress: Progress | None = None) -> BenchResult:
+    """Measure every cell; on Ctrl-C, return what was gathered, marked interrupted.
+
+    Rounds are interleaved (round r of every implementation before round
+    r + 1 of any, each round starting the rotation at a different
+    implementation) so drift on a noisy machine spreads over all of them.
+    """
+    progress = progress or _NoProgress()
+    statuses = list(s.skipped) + [ImplStatus(impl.name, True) for impl in s.impls]
+    result = BenchResult(_header(s), statuses, [])
+    variants = [(w, p) for w in s.workloads for p in w.params(s.read_ratio)]
+    per_cell = s.rounds
+    total = sum(
+        len(s.impls) * (per_cell + (1 if s.stress and t >= 2 else 0)) for _ in variants for t in s.threads
+    )
+    progress.start(total)
+    try:
+        for w, param in variants:
+            label = w.name if param is None else f"{w.name} {param:.0%}"
+            peaks = {impl.name: _peak_memory(w, impl, s.keys, param, s.seed) for impl in s.impls}
+            for t in s.threads:
+                plan = w.plan(s.keys, t, param, s.seed)
+                row = {impl.name: Cell(w.name, param, t, impl.name, peak_bytes=peaks[impl.name]) for impl in s.impls}
+                result.cells.extend(row.values())
+                samples: dict[str, list[int]] = {name: [] for name in row}
+                n = len(s.impls)
+                for r in range(s.rounds):
+                    for impl in s.impls[r % n :] + s.impls[: r % n]:
+                        ops_s, lat, failures = _round(w, plan, impl, s.duration, s.join_timeout)
+                        cell = row[impl.name]
+                        cell.rounds.append(ops_s)
+                        samples[impl.name].extend(lat)
+                        _add_failures(cell, failures)
+                        _summarise_latency(cell, samples[impl.name])
+                        progress.advance(f"{label} x{t} {impl.name}")
+                if s.stress and t >= 2:
+                    for impl in s.impls:
+                        _add_failures(row[impl.name], _stress(w, plan, impl, s))
+                        progress.advance(f"{label} x{t} {impl.name} (stress)")
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        progress.stop()
+    result.cells = [c for c in result.cells if c.rounds]
+    return result
+
+
+def _summarise_latency(cell: Cell, samples: list[int]) -> None:
+    if samples:
+        cell.p50_ns = percentile(samples, 50)
+        cell.p99_ns = percentile(samples, 99)
+        cell.max_ns = float(max(samples))

@@ -1,0 +1,196 @@
+"""One class per kind of lint finding: a code, a message template and its arguments."""
+
+from __future__ import annotations
+
+__all__ = [
+    "Finding",
+    "SyntaxErrorFinding",
+    "MutationDuringIteration",
+    "UnprotectedSharedWrite",
+    "UnprotectedSharedIteration",
+    "CheckThenAct",
+    "UnboundedMemoCache",
+    "InternalErrorFinding",
+    "RULES",
+    "rule_for",
+]
+
+
+class Finding:
+    """One finding at one place; subclasses fix the code, template and rule metadata.
+
+    Rules only create these; reporters (report_text, report_json,
+    report_sarif) turn them into text. ``line`` and ``col`` are 1-based,
+    ``col`` counts characters (not bytes), and ``end_*`` is exclusive like
+    the AST's.
+    """
+
+    code = "MS"
+    name = "finding"  # a stable kebab-case name, used as the SARIF rule name
+    severity = "warning"  # "error", "warning" or "note"
+    template = "%s"
+    summary = ""  # one line: what the rule finds (SARIF shortDescription)
+    explanation = ""  # why it matters and how to fix it (SARIF fullDescription/help)
+
+    __slots__ = ("path", "line", "col", "end_line", "end_col", "args")
+
+    def __init__(self, path: str, line: int, col: int, end_line: int, end_col: int, *args: object) -> None:
+        self.path = path
+        self.line = line
+        self.col = col
+        self.end_line = end_line
+        self.end_col = end_col
+        self.args = args
+
+    @property
+    def message(self) -> str:
+        return self.template % self.args
+
+    def sort_key(self) -> tuple:
+        return (self.path, self.line, self.col, self.code)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Finding):
+            return NotImplemented
+        return (self.code, self.path, self.line, self.col, self.message) == (
+            other.code,
+            other.path,
+            other.line,
+            other.col,
+            other.message,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.path, self.line, self.col))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path}:{self.line}:{self.col}: {self.code} {self.message}>"
+
+
+class SyntaxErrorFinding(Finding):
+    code = "MS000"
+    name = "syntax-error"
+    severity = "error"
+    template = "cannot parse this file: %s; no other rule could check it"
+    summary = "The file is not valid Python, so it could not be checked."
+    explanation = (
+        "mapsafe lint parses each file with the running Python's parser. A file that does not "
+        "parse gets this one finding and no others. Fix the syntax error, or exclude the file."
+    )
+
+
+class MutationDuringIteration(Finding):
+    code = "MS101"
+    name = "dict-mutated-during-iteration"
+    severity = "error"
+    template = (
+        "%r changes its keys (%s) inside the loop over it at line %d, which raises RuntimeError "
+        "or skips keys; iterate over a copy such as %s"
+    )
+    summary = "A dict's key set is changed inside a loop that iterates that same dict."
+    explanation = (
+        "Adding or removing keys while iterating a dict (or its keys(), items() or values() view) "
+        "raises 'RuntimeError: dictionary changed size during iteration', or, when the size ends up "
+        "the same, silently skips or repeats keys. Iterate over a copy (list(d), dict(d), d.copy(), "
+        "sorted(d)), collect the changes and apply them after the loop, or stop the loop right after "
+        "the change with break or return. Updating the value of the key being visited is fine."
+    )
+
+
+class UnprotectedSharedWrite(Finding):
+    code = "MS201"
+    name = "unprotected-shared-dict-write"
+    severity = "warning"
+    template = (
+        "unprotected write to shared dict %r from thread code (%s), and %s: "
+        "guard every use with one lock, or use mapsafe.SyncMap"
+    )
+    summary = "A dict that several threads use is written by thread code without holding a lock."
+    explanation = (
+        "A single dict operation is atomic, but nothing orders this write against the other "
+        "thread's use: a reader may iterate while it happens (RuntimeError), or see the dict between "
+        "two related writes. Protect every access with the same threading.Lock, or replace the dict "
+        "with mapsafe.SyncMap / LockedMap, whose operations are safe to share."
+    )
+
+
+class UnprotectedSharedIteration(Finding):
+    code = "MS202"
+    name = "unprotected-shared-dict-iteration"
+    severity = "error"
+    template = (
+        "iterating shared dict %r without a lock can raise RuntimeError, because %s: "
+        "hold the lock that guards its writes, or iterate a snapshot taken under it"
+    )
+    summary = "A dict is iterated without a lock while another thread may change it."
+    explanation = (
+        "Iterating a dict while another thread adds or removes keys raises 'RuntimeError: "
+        "dictionary changed size during iteration' at random. Hold the lock that guards the writes "
+        "for the whole loop, or copy the dict under that lock and iterate the copy. "
+        "mapsafe.SyncMap and LockedMap iterate a point-in-time snapshot and never raise."
+    )
+
+
+class CheckThenAct(Finding):
+    code = "MS203"
+    name = "shared-dict-check-then-act"
+    severity = "error"
+    template = "%s on shared dict %r without a lock loses updates, because %s; %s"
+    summary = "Check-then-act or read-modify-write on a shared dict without a lock."
+    explanation = (
+        "'if k not in d: d[k] = v', 'd[k] = d.get(k, 0) + 1' and 'd[k] += 1' are two dict "
+        "operations: another thread can run between them, and one of the two updates is lost. "
+        "Use one atomic operation (d.setdefault(k, v); mapsafe's compute_if_absent or merge), or "
+        "hold a lock around both steps."
+    )
+
+
+class UnboundedMemoCache(Finding):
+    code = "MS301"
+    name = "unbounded-memo-cache"
+    severity = "warning"
+    template = (
+        "module-level dict %r memoizes %s() but nothing ever evicts from it, so it grows without "
+        "bound; use functools.lru_cache(maxsize=...) or mapsafe.ShardedMap(maxsize=..., ttl=...)"
+    )
+    summary = "A module-level dict used as a memo cache that is never evicted, cleared or size-checked."
+    explanation = (
+        "A module-level dict that stores a computed value under a key made from a function's "
+        "arguments, and is never popped, cleared or size-checked, keeps every distinct argument "
+        "alive for the life of the process: a memory leak under varied input. Bound it with "
+        "functools.lru_cache(maxsize=...) or mapsafe.ShardedMap(maxsize=..., ttl=...)."
+    )
+
+
+class InternalErrorFinding(Finding):
+    code = "MS900"
+    name = "internal-error"
+    severity = "error"
+    template = "internal error in %s while checking this file: %s (please report it; other rules still ran)"
+    summary = "A mapsafe lint rule crashed on this file; its findings for the file are missing."
+    explanation = (
+        "This is a bug in mapsafe, not in the checked code. The other rules' findings for the file "
+        "are still reported. Set MAPSAFE_DEBUG=1 to see the traceback, and please report it."
+    )
+
+
+# Every kind of finding, in code order: the rule table reporters and --select read.
+RULES: tuple[type[Finding], ...] = (
+    SyntaxErrorFinding,
+    MutationDuringIteration,
+    UnprotectedSharedWrite,
+    UnprotectedSharedIteration,
+    CheckThenAct,
+    UnboundedMemoCache,
+    InternalErrorFinding,
+)
+
+_BY_CODE = {rule.code: rule for rule in RULES}
+
+
+def rule_for(code: str) -> type[Finding]:
+    """The finding class with this code; KeyError(code) if there is none."""
+    try:
+        return _BY_CODE[code]
+    except KeyError:
+        raise KeyError(code) from None

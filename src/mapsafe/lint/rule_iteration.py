@@ -1,0 +1,228 @@
+"""MS101: a dict's key set changed inside a loop that iterates that dict."""
+
+from __future__ import annotations
+
+import ast
+from typing import Iterator
+
+from .context import FileContext
+from .messages import Finding, MutationDuringIteration
+from .scopes import Index, Scope, chain_name
+
+__all__ = ["CODES", "check"]
+
+CODES = ("MS101",)
+
+_VIEWS = frozenset({"keys", "items", "values"})
+# Methods only mappings have: evidence that a bare `for k in x` iterates a dict.
+_MAPPING_ONLY = frozenset({"keys", "items", "values", "setdefault", "popitem"})
+_KEY_SET_MUTATORS = frozenset({"pop", "popitem", "clear", "update", "setdefault"})
+_DICT_ANNOTATIONS = frozenset(
+    {"dict", "Dict", "DefaultDict", "defaultdict", "OrderedDict", "MutableMapping", "Counter"}
+)
+_NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
+    evidence: dict[int, set[str]] = {}  # scope id -> chains that some mapping-only method is called on
+    for loop, scope in index.for_loops:
+        target = _iterated_dict(loop)
+        if target is None:
+            continue
+        dict_node, chain, key_name, is_view = target
+        if not is_view and not _known_dict(index, scope, dict_node, chain, evidence):
+            continue
+        copy = f"list({chain}{'.items()' if _view_of(loop) == 'items' else ''})"
+        for node, how in _mutations(loop.body, chain, key_name):
+            yield ctx.finding(MutationDuringIteration, node, chain, how, loop.lineno, copy)
+
+
+def _view_of(loop: ast.For | ast.AsyncFor) -> str | None:
+    it = _unwrap(loop.iter)[0]
+    if type(it) is ast.Call and type(it.func) is ast.Attribute and it.func.attr in _VIEWS:
+        return it.func.attr
+    return None
+
+
+def _unwrap(it: ast.expr) -> tuple[ast.expr, str | None]:
+    """Look through enumerate(x) and reversed(x), which iterate x itself."""
+    if type(it) is ast.Call and type(it.func) is ast.Name and len(it.args) == 1 and not it.keywords:
+        if it.func.id in ("enumerate", "reversed"):
+            return it.args[0], it.func.id
+    return it, None
+
+
+def _iterated_dict(loop: ast.For | ast.AsyncFor) -> tuple[ast.expr, str, str | None, bool] | None:
+    """(dict expression, its chain name, the loop's key variable, iterates a view) or None."""
+    it, wrapper = _unwrap(loop.iter)
+    target = loop.target
+    if wrapper == "enumerate":
+        if type(target) is not ast.Tuple or len(target.elts) != 2:
+            return None
+        target = target.elts[1]
+    view = None
+    if type(it) is ast.Call and type(it.func) is ast.Attribute and it.func.attr in _VIEWS:
+        if it.args or it.keywords:
+            return None
+        view = it.func.attr
+        it = it.func.value
+    chain = chain_name(it)
+    if chain is None:
+        return None
+    key_name = None
+    if view in (None, "keys") and type(target) is ast.Name:
+        key_name = target.id
+    elif view == "items" and type(target) in (ast.Tuple, ast.List) and target.elts:
+        first = target.elts[0]
+        if type(first) is ast.Name:
+            key_name = first.id
+    return it, chain, key_name, view is not None
+
+
+def _known_dict(index: Index, scope: Scope, node: ast.expr, chain: str, evidence: dict[int, set[str]]) -> bool:
+    """Is the bare iterable certainly a mapping? Bound to a dict, annotated as one, or used as one."""
+    if type(node) is ast.Name:
+        owner, bindings = index.bindings_of(scope, node.id)
+        if owner is not None and index.all_dict(bindings, owner):
+            return True
+        for binding in bindings:
+            if binding.kind == "param" and _dict_annotation(binding.value):
+                return True
+    elif type(node) is ast.Attribute and type(node.value) is ast.Name:
+        found = index.self_class(scope, node.value.id)
+        info = found[0] if found else index.resolve_class(node.value, scope)
+        if info is not None:
+            for cls in index.mro(info):
+                bindings = cls.attrs.get(node.attr)
+                if bindings:
+                    if index.all_dict(bindings, cls.scope):
+                        return True
+                    break
+    chains = evidence.get(scope.id)
+    if chains is None:
+        chains = evidence[scope.id] = _mapping_chains(scope)
+    return chain in chains
+
+
+def _dict_annotation(annotation: object) -> bool:
+    node = annotation
+    if type(node) is ast.Subscript:
+        node = node.value
+    if type(node) is ast.Attribute:
+        return node.attr in _DICT_ANNOTATIONS
+    return type(node) is ast.Name and node.id in _DICT_ANNOTATIONS
+
+
+def _mapping_chains(scope: Scope) -> set[str]:
+    chains: set[str] = set()
+    for node in _walk(scope.body()):
+        if type(node) is ast.Call and type(node.func) is ast.Attribute and node.func.attr in _MAPPING_ONLY:
+            chain = chain_name(node.func.value)
+            if chain is not None:
+                chains.add(chain)
+    return chains
+
+
+def _walk(nodes: list) -> Iterator[ast.AST]:
+    """Every node under ``nodes`` that runs in the same scope (not inside nested defs or lambdas)."""
+    stack = list(reversed(nodes))
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, _NESTED):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _mutations(body: list[ast.stmt], chain: str, key_name: str | None) -> Iterator[tuple[ast.AST, str]]:
+    """Key-set changes of ``chain`` in a loop body that the loop may survive."""
+    yield from _block(body, chain, key_name, exits_after=False, break_exits=True)
+
+
+def _rest_exits(rest: list[ast.stmt], exits_after: bool, break_exits: bool) -> bool:
+    """Does control leave the iterating loop once the statements in ``rest`` have run?"""
+    for stmt in rest:
+        kind = type(stmt)
+        if kind is ast.Return or kind is ast.Raise:
+            return True
+        if kind is ast.Break:
+            return break_exits
+        if kind is ast.Continue:
+            return False
+    return exits_after
+
+
+def _block(
+    stmts: list[ast.stmt], chain: str, key_name: str | None, exits_after: bool, break_exits: bool
+) -> Iterator[tuple[ast.AST, str]]:
+    for i, stmt in enumerate(stmts):
+        kind = type(stmt)
+        if kind in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef):
+            continue
+        leaves = kind is ast.Return or kind is ast.Raise or _rest_exits(stmts[i + 1 :], exits_after, break_exits)
+        if kind is ast.If:
+            yield from _in_expr(stmt.test, chain, key_name, leaves)
+            yield from _block(stmt.body, chain, key_name, leaves, break_exits)
+            yield from _block(stmt.orelse, chain, key_name, leaves, break_exits)
+        elif kind in (ast.For, ast.AsyncFor, ast.While):
+            head = stmt.iter if kind is not ast.While else stmt.test
+            yield from _in_expr(head, chain, key_name, leaves)
+            # An inner loop's body repeats; its `break` lands after the inner loop.
+            yield from _block(stmt.body, chain, key_name, False, leaves)
+            yield from _block(stmt.orelse, chain, key_name, leaves, break_exits)
+        elif kind in (ast.With, ast.AsyncWith):
+            for item in stmt.items:
+                yield from _in_expr(item.context_expr, chain, key_name, leaves)
+            yield from _block(stmt.body, chain, key_name, leaves, break_exits)
+        elif kind is ast.Try or kind.__name__ == "TryStar":
+            yield from _block(stmt.body, chain, key_name, leaves, break_exits)
+            for handler in stmt.handlers:
+                yield from _block(handler.body, chain, key_name, leaves, break_exits)
+            yield from _block(stmt.orelse, chain, key_name, leaves, break_exits)
+            yield from _block(stmt.finalbody, chain, key_name, leaves, break_exits)
+        elif kind.__name__ == "Match":
+            yield from _in_expr(stmt.subject, chain, key_name, leaves)
+            for case in stmt.cases:
+                yield from _block(case.body, chain, key_name, leaves, break_exits)
+        else:
+            yield from _in_statement(stmt, chain, key_name, leaves)
+
+
+def _in_statement(stmt: ast.stmt, chain: str, key_name: str | None, leaves: bool) -> Iterator[tuple[ast.AST, str]]:
+    kind = type(stmt)
+    if not leaves:
+        if kind is ast.Delete:
+            for target in stmt.targets:
+                if type(target) is ast.Subscript and chain_name(target.value) == chain:
+                    yield target, "del"
+        elif kind is ast.Assign or kind is ast.AnnAssign:
+            targets = stmt.targets if kind is ast.Assign else [stmt.target]
+            for target in targets:
+                if type(target) is ast.Subscript and chain_name(target.value) == chain:
+                    index = target.slice
+                    if not (key_name is not None and type(index) is ast.Name and index.id == key_name):
+                        yield target, "a new key"
+        elif kind is ast.AugAssign and type(stmt.op) is ast.BitOr and chain_name(stmt.target) == chain:
+            yield stmt, "|="
+    for field in stmt._fields:
+        value = getattr(stmt, field, None)
+        if isinstance(value, ast.expr):
+            yield from _in_expr(value, chain, key_name, leaves)
+        elif type(value) is list:
+            for item in value:
+                if isinstance(item, ast.expr):
+                    yield from _in_expr(item, chain, key_name, leaves)
+
+
+def _in_expr(expr: ast.expr, chain: str, key_name: str | None, leaves: bool) -> Iterator[tuple[ast.AST, str]]:
+    if leaves:
+        return
+    for node in _walk([expr]):
+        if type(node) is ast.Call:
+            func = node.func
+            if type(func) is ast.Attribute and func.attr in _KEY_SET_MUTATORS and chain_name(func.value) == chain:
+                if func.attr == "setdefault" and key_name is not None and node.args:
+                    first = node.args[0]
+                    if type(first) is ast.Name and first.id == key_name:
+                        continue  # the visited key exists: setdefault cannot add it
+                yield node, f"{func.attr}()"

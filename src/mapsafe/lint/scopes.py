@@ -1,0 +1,525 @@
+"""Scopes as data: one pass over a module recording what every name and attribute is bound to."""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Iterator
+
+__all__ = ["Scope", "ClassInfo", "Index", "DICT_FACTORIES", "chain_name"]
+
+# Calls whose result is a plain (unsynchronized) dict.
+DICT_FACTORIES = frozenset(
+    {
+        "dict",
+        "dict.fromkeys",
+        "collections.defaultdict",
+        "collections.OrderedDict",
+        "collections.Counter",
+        "typing.DefaultDict",
+    }
+)
+# Constructors of lock-like objects: `with x:` or x.acquire() protects.
+LOCK_FACTORIES = frozenset(
+    {
+        "threading.Lock",
+        "threading.RLock",
+        "threading.Condition",
+        "threading.Semaphore",
+        "threading.BoundedSemaphore",
+        "_thread.allocate_lock",
+        "_thread.RLock",
+        "mapsafe.RWLock",
+        "mapsafe.rwlock.RWLock",
+    }
+)
+# "lock", "_lock", "cache_lock", "rlock", "mutex", "mtx", "_state_mutex", "writeLock", "lock2".
+_LOCK_WORD = re.compile(r"(?:^|_)(?:r?lock|mutex|mtx)s?\d*(?:$|_)|[a-z](?:R?Lock|Mutex)\d*$", re.IGNORECASE)
+_LOCK_CAMEL = re.compile(r"^(?:r?lock|mutex)|(?:Lock|Mutex)\d*$")
+
+
+def chain_name(node: ast.AST) -> str | None:
+    """'a.b.c' for a chain of names and attributes, with simple subscripts as 'a[k]'; else None."""
+    parts: list[str] = []
+    while True:
+        kind = type(node)
+        if kind is ast.Attribute:
+            parts.append("." + node.attr)
+            node = node.value
+        elif kind is ast.Name:
+            parts.append(node.id)
+            break
+        elif kind is ast.Subscript:
+            index = node.slice
+            if type(index) is ast.Constant:
+                parts.append(f"[{index.value!r}]")
+            elif type(index) is ast.Name:
+                parts.append(f"[{index.id}]")
+            else:
+                return None
+            node = node.value
+        else:
+            return None
+    return "".join(reversed(parts))
+
+
+def is_lock_name(name: str) -> bool:
+    """Does an identifier say it is a lock or mutex (but not 'block' or 'clock')?"""
+    return bool(_LOCK_WORD.search(name) or _LOCK_CAMEL.search(name))
+
+
+class Binding:
+    """One way a name gets a value in a scope: 'assign' (value node), 'with' (context expr),
+    'import' (dotted name), 'def', 'class', 'param' or 'other'."""
+
+    __slots__ = ("kind", "value")
+
+    def __init__(self, kind: str, value: object = None) -> None:
+        self.kind = kind
+        self.value = value
+
+
+class ClassInfo:
+    """A class statement: its methods, bases and the values assigned to its attributes."""
+
+    __slots__ = ("name", "node", "scope", "bases", "methods", "attrs", "instance_attrs")
+
+    def __init__(self, name: str, node: ast.ClassDef, scope: "Scope") -> None:
+        self.name = name
+        self.node = node
+        self.scope = scope
+        self.bases: list[ast.expr] = list(node.bases)
+        self.methods: dict[str, Scope] = {}
+        # attribute -> values assigned to it, in the class body or as self.<attr> = value
+        self.attrs: dict[str, list[Binding]] = {}
+        # attributes assigned through self (per instance, not per class)
+        self.instance_attrs: set[str] = set()
+
+
+class Scope:
+    """A module, class, function or lambda body, with its bindings."""
+
+    __slots__ = (
+        "kind",
+        "node",
+        "name",
+        "parent",
+        "children",
+        "bindings",
+        "globals",
+        "nonlocals",
+        "cls",
+        "owner",
+        "self_name",
+        "is_classmethod",
+        "id",
+    )
+
+    def __init__(self, kind: str, node: ast.AST, name: str, parent: "Scope | None", ident: int) -> None:
+        self.kind = kind  # "module", "class", "function" or "lambda"
+        self.node = node
+        self.name = name
+        self.parent = parent
+        self.children: list[Scope] = []
+        self.bindings: dict[str, list[Binding]] = {}
+        self.globals: set[str] = set()
+        self.nonlocals: set[str] = set()
+        self.cls: ClassInfo | None = None  # for a class scope: its ClassInfo
+        self.owner: ClassInfo | None = None  # for a method: the class it is defined in
+        self.self_name: str | None = None  # for a method: its first parameter
+        self.is_classmethod = False
+        self.id = ident
+
+    @property
+    def qualname(self) -> str:
+        names = []
+        scope: Scope | None = self
+        while scope is not None and scope.kind != "module":
+            names.append(scope.name)
+            scope = scope.parent
+        return ".".join(reversed(names)) or "<module>"
+
+    @property
+    def line(self) -> int:
+        return getattr(self.node, "lineno", 1)
+
+    def bind(self, name: str, kind: str, value: object = None) -> None:
+        self.bindings.setdefault(name, []).append(Binding(kind, value))
+
+    def body(self) -> list[ast.AST]:
+        node = self.node
+        if self.kind == "lambda":
+            return [node.body]  # type: ignore[attr-defined]
+        return node.body  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"<Scope {self.kind} {self.qualname}>"
+
+
+_THREADISH_ATTRS = frozenset(
+    {"submit", "map", "add_done_callback", "run_in_executor", "to_thread", "apply_async", "imap",
+     "imap_unordered", "starmap", "starmap_async", "map_async"}
+)
+_THREADISH_NAMES = frozenset({"Thread", "Timer", "to_thread", "ThreadPoolExecutor", "ThreadPool"})
+_MUTATORS = frozenset({"pop", "popitem", "clear", "update", "setdefault"})
+
+
+class Index:
+    """Everything the rules need to know about one module, from one walk of its tree."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.tree = tree
+        self.module = Scope("module", tree, "<module>", None, 0)
+        self.scopes: list[Scope] = [self.module]
+        self.classes: list[ClassInfo] = []
+        self.scope_of: dict[ast.AST, Scope] = {tree: self.module}  # def/lambda/class node -> scope
+        self.for_loops: list[tuple[ast.For | ast.AsyncFor, Scope]] = []
+        # does the module mention anything that could start a thread? (cheap bail-out for MS2xx)
+        self.maybe_threads = False
+        self._walk_body(tree.body, self.module)
+
+    # -- the walk -------------------------------------------------------------
+
+    def _new_scope(self, kind: str, node: ast.AST, name: str, parent: Scope) -> Scope:
+        scope = Scope(kind, node, name, parent, len(self.scopes))
+        self.scopes.append(scope)
+        parent.children.append(scope)
+        self.scope_of[node] = scope
+        return scope
+
+    def _walk_body(self, body: list[ast.stmt], scope: Scope) -> None:
+        for stmt in body:
+            self._stmt(stmt, scope)
+
+    def _stmt(self, node: ast.stmt, scope: Scope) -> None:
+        kind = type(node)
+        if kind is ast.FunctionDef or kind is ast.AsyncFunctionDef:
+            self._function(node, scope)
+        elif kind is ast.ClassDef:
+            self._class(node, scope)
+        elif kind is ast.Assign:
+            self._expr(node.value, scope)
+            for target in node.targets:
+                self._target(target, scope, node.value)
+        elif kind is ast.AnnAssign:
+            if node.value is not None:
+                self._expr(node.value, scope)
+                self._target(node.target, scope, node.value)
+            elif type(node.target) is not ast.Name:
+                self._expr(node.target, scope)
+        elif kind is ast.AugAssign:
+            self._expr(node.value, scope)
+            self._target(node.target, scope, None)
+        elif kind is ast.For or kind is ast.AsyncFor:
+            self.for_loops.append((node, scope))
+            self._expr(node.iter, scope)
+            self._target(node.target, scope, None)
+            self._walk_body(node.body, scope)
+            self._walk_body(node.orelse, scope)
+        elif kind is ast.With or kind is ast.AsyncWith:
+            for item in node.items:
+                self._expr(item.context_expr, scope)
+                if item.optional_vars is not None:
+                    if type(item.optional_vars) is ast.Name:
+                        scope.bind(item.optional_vars.id, "with", item.context_expr)
+                    else:
+                        self._target(item.optional_vars, scope, None)
+            self._walk_body(node.body, scope)
+        elif kind is ast.Import:
+            for alias in node.names:
+                if alias.asname:
+                    scope.bind(alias.asname, "import", alias.name)
+                else:
+                    top = alias.name.split(".", 1)[0]
+                    scope.bind(top, "import", top)
+        elif kind is ast.ImportFrom:
+            base = "." * node.level + (node.module or "")
+            for alias in node.names:
+                if alias.name != "*":
+                    sep = "" if base.endswith(".") or not base else "."
+                    scope.bind(alias.asname or alias.name, "import", f"{base}{sep}{alias.name}")
+        elif kind is ast.Global:
+            scope.globals.update(node.names)
+        elif kind is ast.Nonlocal:
+            scope.nonlocals.update(node.names)
+        elif kind is ast.Try or (hasattr(ast, "TryStar") and kind is getattr(ast, "TryStar")):
+            self._walk_body(node.body, scope)
+            for handler in node.handlers:
+                if handler.type is not None:
+                    self._expr(handler.type, scope)
+                if handler.name:
+                    scope.bind(handler.name, "other")
+                self._walk_body(handler.body, scope)
+            self._walk_body(node.orelse, scope)
+            self._walk_body(node.finalbody, scope)
+        else:
+            # If, While, Expr, Return, Raise, Assert, Delete, Match, ...: expressions and bodies
+            for field in node._fields:
+                value = getattr(node, field, None)
+                if type(value) is list:
+                    for item in value:
+                        if isinstance(item, ast.stmt):
+                            self._stmt(item, scope)
+                        elif isinstance(item, ast.AST):
+                            self._expr(item, scope)
+                elif isinstance(value, ast.AST):
+                    self._expr(value, scope)
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef, scope: Scope) -> None:
+        for decorator in node.decorator_list:
+            self._expr(decorator, scope)
+        self._arguments(node.args, scope)
+        if node.returns is not None:
+            self._expr(node.returns, scope)
+        inner = self._new_scope("function", node, node.name, scope)
+        scope.bind(node.name, "def", inner)
+        if scope.kind == "class" and scope.cls is not None:
+            info = scope.cls
+            inner.owner = info
+            info.methods.setdefault(node.name, inner)
+            decorators = {d.id for d in node.decorator_list if type(d) is ast.Name}
+            positional = node.args.posonlyargs + node.args.args
+            if "staticmethod" not in decorators and positional:
+                inner.self_name = positional[0].arg
+                inner.is_classmethod = "classmethod" in decorators
+        self._params(node.args, inner)
+        self._walk_body(node.body, inner)
+
+    def _arguments(self, args: ast.arguments, scope: Scope) -> None:
+        for default in args.defaults:
+            self._expr(default, scope)
+        for default in args.kw_defaults:
+            if default is not None:
+                self._expr(default, scope)
+
+    def _params(self, args: ast.arguments, inner: Scope) -> None:
+        for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs):
+            inner.bind(arg.arg, "param", arg.annotation)
+        if args.vararg is not None:
+            inner.bind(args.vararg.arg, "other")
+        if args.kwarg is not None:
+            inner.bind(args.kwarg.arg, "other")
+
+    def _class(self, node: ast.ClassDef, scope: Scope) -> None:
+        for decorator in node.decorator_list:
+            self._expr(decorator, scope)
+        for base in node.bases:
+            self._expr(base, scope)
+            if (type(base) is ast.Name and base.id.endswith("Thread")) or (
+                type(base) is ast.Attribute and base.attr.endswith("Thread")
+            ):
+                self.maybe_threads = True
+        inner = self._new_scope("class", node, node.name, scope)
+        info = ClassInfo(node.name, node, inner)
+        inner.cls = info
+        self.classes.append(info)
+        scope.bind(node.name, "class", info)
+        self._walk_body(node.body, inner)
+        for name, bindings in inner.bindings.items():
+            if name not in info.methods:
+                info.attrs.setdefault(name, []).extend(bindings)
+
+    def _target(self, target: ast.expr, scope: Scope, value: ast.expr | None) -> None:
+        kind = type(target)
+        if kind is ast.Name:
+            scope.bind(target.id, "assign" if value is not None else "other", value)
+        elif kind is ast.Tuple or kind is ast.List:
+            for element in target.elts:
+                self._target(element, scope, None)
+        elif kind is ast.Starred:
+            self._target(target.value, scope, None)
+        elif kind is ast.Attribute:
+            self._expr(target.value, scope)
+            base = target.value
+            if type(base) is ast.Name:
+                method = self._method_for_self(scope, base.id)
+                if method is not None and method.owner is not None:
+                    info = method.owner
+                    info.attrs.setdefault(target.attr, []).append(
+                        Binding("assign" if value is not None else "other", value)
+                    )
+                    if not method.is_classmethod:
+                        info.instance_attrs.add(target.attr)
+        else:
+            self._expr(target, scope)
+
+    @staticmethod
+    def _method_for_self(scope: Scope, name: str) -> Scope | None:
+        """The method whose first parameter ``name`` is, seen from ``scope`` (closures included)."""
+        current: Scope | None = scope
+        while current is not None and current.kind in ("function", "lambda"):
+            if name in current.bindings and current.self_name != name:
+                return None  # shadowed by a local of a nested function
+            if current.self_name == name:
+                return current
+            current = current.parent
+        return None
+
+    def _expr(self, node: ast.AST, scope: Scope) -> None:
+        # Iterative: expressions can nest deeply, and only a few node types matter here.
+        stack = [node]
+        pop = stack.pop
+        push = stack.extend
+        while stack:
+            node = pop()
+            kind = type(node)
+            if kind is ast.Lambda:
+                self._arguments(node.args, scope)
+                inner = self._new_scope("lambda", node, "<lambda>", scope)
+                self._params(node.args, inner)
+                self._expr(node.body, inner)
+                continue
+            if kind is ast.NamedExpr:
+                target_scope = scope
+                if target_scope.kind == "class":
+                    target_scope = scope  # (a walrus in a class body is an error anyway)
+                target_scope.bind(node.target.id, "assign", node.value)
+                stack.append(node.value)
+                continue
+            if kind is ast.Call:
+                func = node.func
+                if type(func) is ast.Attribute:
+                    if func.attr in _THREADISH_ATTRS:
+                        self.maybe_threads = True
+                elif type(func) is ast.Name and func.id in _THREADISH_NAMES:
+                    self.maybe_threads = True
+            push(ast.iter_child_nodes(node))
+
+    # -- queries ----------------------------------------------------------------
+
+    def lookup(self, scope: Scope, name: str) -> Scope | None:
+        """The scope that binds ``name`` as seen from ``scope`` (Python's LEGB rule), or None."""
+        current: Scope | None = scope
+        first = True
+        while current is not None:
+            if current.kind == "module":
+                return current if name in current.bindings else None
+            if name in current.globals:
+                return self.module
+            if first or current.kind != "class":
+                if name in current.bindings and name not in current.nonlocals:
+                    return current
+            first = False
+            current = current.parent
+        return None
+
+    def bindings_of(self, scope: Scope, name: str) -> tuple[Scope | None, list[Binding]]:
+        owner = self.lookup(scope, name)
+        if owner is None:
+            return None, []
+        found = list(owner.bindings.get(name, ()))
+        if owner is self.module:
+            # `global name` in functions adds module-level bindings too
+            for other in self.scopes:
+                if name in other.globals and other is not self.module:
+                    found.extend(other.bindings.get(name, ()))
+        return owner, found
+
+    def qualified(self, node: ast.AST, scope: Scope) -> str | None:
+        """'threading.Thread' for Thread, threading.Thread or an alias of it; builtins as themselves."""
+        parts: list[str] = []
+        while type(node) is ast.Attribute:
+            parts.append(node.attr)
+            node = node.value
+        if type(node) is not ast.Name:
+            return None
+        owner, bindings = self.bindings_of(scope, node.id)
+        if owner is None:
+            head = node.id  # a builtin, or a name from a star import
+        else:
+            imports = [b.value for b in bindings if b.kind == "import"]
+            if len(imports) != 1 or len(bindings) != 1:
+                return None
+            head = str(imports[0])
+        parts.append(head)
+        return ".".join(reversed(parts))
+
+    def class_named(self, name: str) -> ClassInfo | None:
+        for info in self.classes:
+            if info.name == name:
+                return info
+        return None
+
+    def resolve_class(self, node: ast.AST, scope: Scope) -> ClassInfo | None:
+        if type(node) is ast.Name:
+            _, bindings = self.bindings_of(scope, node.id)
+            if len(bindings) == 1 and bindings[0].kind == "class":
+                return bindings[0].value  # type: ignore[return-value]
+        return None
+
+    def mro(self, info: ClassInfo) -> Iterator[ClassInfo]:
+        """The class and its bases defined in this module, depth-first, each once."""
+        seen: set[int] = set()
+        todo = [info]
+        while todo:
+            current = todo.pop(0)
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+            yield current
+            for base in current.bases:
+                found = self.resolve_class(base, current.scope.parent or self.module)
+                if found is not None:
+                    todo.append(found)
+
+    def method(self, info: ClassInfo, name: str) -> Scope | None:
+        for cls in self.mro(info):
+            if name in cls.methods:
+                return cls.methods[name]
+        return None
+
+    def self_class(self, scope: Scope, name: str) -> tuple[ClassInfo, bool] | None:
+        """(class, is_class_object) when ``name`` in ``scope`` is a method's self or cls."""
+        method = self._method_for_self(scope, name)
+        if method is None or method.owner is None:
+            return None
+        return method.owner, method.is_classmethod
+
+    def is_dict_value(self, node: object, scope: Scope) -> bool:
+        kind = type(node)
+        if kind is ast.Dict or kind is ast.DictComp:
+            return True
+        if kind is ast.Call:
+            return self.qualified(node.func, scope) in DICT_FACTORIES  # type: ignore[attr-defined]
+        return False
+
+    def all_dict(self, bindings: list[Binding], scope: Scope) -> bool:
+        """Is every binding an assignment of a fresh plain dict?"""
+        if not bindings:
+            return False
+        for binding in bindings:
+            if binding.kind != "assign" or not self.is_dict_value(binding.value, scope):
+                return False
+        return True
+
+    def is_lock_expr(self, node: ast.AST, scope: Scope) -> bool:
+        """Is ``node`` a lock-like object: made by a lock constructor, or named like a lock?"""
+        kind = type(node)
+        if kind is ast.Call:
+            func = node.func  # lock.acquire_timeout(), rw.read(), rw.write()
+            return type(func) is ast.Attribute and self.is_lock_expr(func.value, scope)
+        if kind is ast.Name:
+            if is_lock_name(node.id):
+                return True
+            _, bindings = self.bindings_of(scope, node.id)
+            return any(
+                b.kind == "assign" and type(b.value) is ast.Call
+                and self.qualified(b.value.func, scope) in LOCK_FACTORIES
+                for b in bindings
+            )
+        if kind is ast.Attribute:
+            if is_lock_name(node.attr):
+                return True
+            base = node.value
+            if type(base) is ast.Name:
+                owner = self.self_class(scope, base.id) or (
+                    (self.resolve_class(base, scope), True) if self.resolve_class(base, scope) else None
+                )
+                if owner is not None:
+                    for cls in self.mro(owner[0]):
+                        for b in cls.attrs.get(node.attr, ()):
+                            if b.kind == "assign" and type(b.value) is ast.Call and self.qualified(
+                                b.value.func, cls.scope
+                            ) in LOCK_FACTORIES:
+                                return True
+        return False

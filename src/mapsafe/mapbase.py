@@ -1,0 +1,399 @@
+"""MapBase: the dict-compatible layer the three maps share."""
+
+from __future__ import annotations
+
+import copy as _copy
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
+from threading import get_ident
+from typing import Any, Callable, TypeVar
+
+from .errors import RecursiveUpdateError
+from .sentinels import DELETE, MISSING
+
+__all__ = ["MapBase", "check_flag", "pairs_of"]
+
+_NO_DEFAULT: Any = object()  # pop() called without a default
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def pairs_of(cls_name: str, args: tuple, kwargs: dict) -> list[tuple[Any, Any]]:
+    """What ``dict(*args, **kwargs)`` would insert, in order, as a list.
+
+    Materialised before any lock is taken, so a bad argument (an iterable of
+    non-pairs, an unhashable key) raises before the map changes.
+    """
+    if len(args) > 1:
+        raise TypeError(f"{cls_name} expected at most 1 positional argument, got {len(args)}")
+    pairs: list[tuple[Any, Any]] = []
+    if args:
+        source = args[0]
+        if isinstance(source, MapBase):
+            pairs.extend(source.snapshot().items())
+        elif isinstance(source, dict):
+            pairs.extend(source.copy().items())  # dict.copy is one atomic op
+        elif hasattr(source, "keys"):
+            pairs.extend((k, source[k]) for k in source.keys())
+        else:
+            for i, item in enumerate(source):
+                try:
+                    key, value = item
+                except (TypeError, ValueError):
+                    size = len(item) if hasattr(item, "__len__") else "no"
+                    raise ValueError(
+                        f"{cls_name} update sequence element #{i} has length {size}; 2 is required"
+                    ) from None
+                pairs.append((key, value))
+    pairs.extend(kwargs.items())
+    for key, _ in pairs:
+        hash(key)  # TypeError("unhashable type: ...") now, not half-way through
+    return pairs
+
+
+class _ItemsView(ItemsView):
+    """items() over a point-in-time copy: never raises for concurrent writes."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        return iter(self._mapping.snapshot().items())
+
+
+class _ValuesView(ValuesView):
+    """values() over a point-in-time copy: never raises for concurrent writes."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._mapping.snapshot().values())
+
+
+class MapBase(MutableMapping[K, V]):
+    """The dict-compatible surface, built on a few primitives per map.
+
+    A subclass provides ``snapshot()``, ``__len__``, ``__contains__``,
+    ``get``/``__getitem__``/``__setitem__``/``__delitem__`` (its fast paths),
+    ``_options()`` (constructor keywords for copies) and, for the compound
+    operations here, *sections*: ``_section(key)`` returns an object with
+    ``enter()``/``exit()`` (take and release the write lock covering
+    ``key``; reentrant; the compute family runs user callbacks inside it),
+    ``peek_locked(key)`` (value or MISSING), ``put_locked(key, value)`` and
+    ``drop_locked(key)``. ``_computing`` maps keys whose compute callback is
+    running to the thread running it; it is only changed by a thread holding
+    the section of that key, so a writer holding that section that finds its
+    key there is the callback's own thread: a recursive update.
+    """
+
+    __slots__ = ()
+
+    # -- construction, copying, pickling -----------------------------------
+
+    def _options(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _export(self) -> Any:
+        """What pickling keeps: by default the (key, value) pairs."""
+        return list(self.snapshot().items())
+
+    @classmethod
+    def _from_export(cls, options: dict[str, Any], state: Any) -> "MapBase":
+        return cls(state, **options)
+
+    def _public_type(self) -> type:
+        """The class users constructed (a map may pick a private subclass)."""
+        return type(self)
+
+    def __reduce__(self):
+        # Locks are recreated by the constructor, never pickled.
+        return (_rebuild, (self._public_type(), self._options(), self._export()))
+
+    def copy(self):
+        """A shallow copy of the same class with the same options."""
+        return self._public_type()(self.snapshot(), **self._options())
+
+    __copy__ = copy
+
+    def __deepcopy__(self, memo: dict):
+        new = self._public_type()(**self._options())
+        memo[id(self)] = new
+        new.update(_copy.deepcopy(list(self.snapshot().items()), memo))
+        return new
+
+    @classmethod
+    def fromkeys(cls, iterable: Iterable[Any], value: Any = None):
+        """A new map with keys from ``iterable``, each set to ``value``."""
+        return cls((key, value) for key in iterable)
+
+    # -- whole-map reads ----------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """A point-in-time ``dict`` copy of the contents."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[K]:
+        # Iterating a snapshot: never raises for concurrent writes, never
+        # yields a key twice, and yields every key present throughout.
+        return iter(self.snapshot())
+
+    def __reversed__(self) -> Iterator[K]:
+        return reversed(list(self.snapshot()))
+
+    def items(self) -> ItemsView:
+        return _ItemsView(self)
+
+    def values(self) -> ValuesView:
+        return _ValuesView(self)
+
+    def range(self, fn: Callable[[Any, Any], Any]) -> None:
+        """Call ``fn(key, value)`` for each entry; stop when it returns ``False``.
+
+        Like Go's ``Range``: it walks a snapshot, so ``fn`` may read and
+        write the map freely (no lock is held while it runs).
+        """
+        for key, value in self.snapshot().items():
+            if fn(key, value) is False:
+                return
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MapBase):
+            return self.snapshot() == other.snapshot()
+        if isinstance(other, dict):
+            return self.snapshot() == other
+        if isinstance(other, Mapping):
+            return self.snapshot() == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like dict
+
+    def __repr__(self) -> str:
+        return f"{self._public_type().__name__}({self.snapshot()!r})"
+
+    def __or__(self, other: object):
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        new = self.copy()
+        new.update(other)
+        return new
+
+    def __ror__(self, other: object):
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        new = self._public_type()(other, **self._options())
+        new.update(self)
+        return new
+
+    def __ior__(self, other: Any):
+        self.update(other)
+        return self
+
+    # -- Go sync.Map methods ------------------------------------------------
+
+    def load(self, key: Any) -> tuple[Any, bool]:
+        """``(value, True)`` if ``key`` is present, else ``(None, False)``."""
+        value = self.get(key, MISSING)
+        return (None, False) if value is MISSING else (value, True)
+
+    def store(self, key: Any, value: Any) -> None:
+        """Set ``key`` to ``value``."""
+        self[key] = value
+
+    def delete(self, key: Any) -> None:
+        """Remove ``key`` if present; an absent key is fine."""
+        self.pop(key, None)
+
+    def load_or_store(self, key: Any, value: Any) -> tuple[Any, bool]:
+        """``(existing, True)`` if present, else store ``value`` and return ``(value, False)``."""
+        current = self.get(key, MISSING)  # lock-free fast path for present keys
+        if current is not MISSING:
+            return current, True
+        section = self._section(key)
+        section.enter()
+        try:
+            # Re-check: another thread may have stored it while we waited.
+            current = section.peek_locked(key)
+            if current is not MISSING:
+                return current, True
+            self._check_not_computing(key)
+            section.put_locked(key, value)
+            return value, False
+        finally:
+            section.exit()
+
+    def load_and_delete(self, key: Any) -> tuple[Any, bool]:
+        """Remove ``key``; ``(old, True)`` if it was present, else ``(None, False)``."""
+        value = self.pop(key, MISSING)
+        return (None, False) if value is MISSING else (value, True)
+
+    def swap(self, key: Any, value: Any) -> tuple[Any, bool]:
+        """Store ``value``; return ``(previous, True)``, or ``(None, False)`` if absent."""
+        hash(key)
+        section = self._section(key)
+        section.enter()
+        try:
+            self._check_not_computing(key)
+            previous = section.peek_locked(key)
+            section.put_locked(key, value)
+        finally:
+            section.exit()
+        return (None, False) if previous is MISSING else (previous, True)
+
+    def compare_and_swap(self, key: Any, old: Any, new: Any) -> bool:
+        """Store ``new`` if the current value ``== old``; False when absent."""
+        hash(key)
+        section = self._section(key)
+        section.enter()
+        try:
+            current = section.peek_locked(key)
+            if current is MISSING or not (current == old):
+                return False
+            self._check_not_computing(key)
+            section.put_locked(key, new)
+            return True
+        finally:
+            section.exit()
+
+    def compare_and_delete(self, key: Any, old: Any) -> bool:
+        """Delete ``key`` if its value ``== old``; False when absent."""
+        hash(key)
+        section = self._section(key)
+        section.enter()
+        try:
+            current = section.peek_locked(key)
+            if current is MISSING or not (current == old):
+                return False
+            self._check_not_computing(key)
+            section.drop_locked(key)
+            return True
+        finally:
+            section.exit()
+
+    # -- dict methods that are compound --------------------------------------
+
+    def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:
+        """Remove ``key`` and return its value; ``default`` or KeyError if absent."""
+        hash(key)
+        section = self._section(key)
+        section.enter()
+        try:
+            value = section.peek_locked(key)
+            if value is not MISSING:
+                self._check_not_computing(key)
+                section.drop_locked(key)
+        finally:
+            section.exit()
+        if value is MISSING:
+            if default is _NO_DEFAULT:
+                raise KeyError(key)
+            return default
+        return value
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        """Atomically: the value of ``key``, inserting ``default`` if absent."""
+        return self.load_or_store(key, default)[0]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Like ``dict.update``; all keys are checked before anything changes."""
+        self._put_many(pairs_of(type(self).__name__, args, kwargs))
+
+    def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
+        for key, value in pairs:
+            self[key] = value
+
+    # -- ConcurrentHashMap-style atomic compound operations -------------------
+
+    def compute(self, key: Any, fn: Callable[[Any, Any], Any]) -> Any:
+        """Atomically set ``key`` to ``fn(key, old)`` (``old`` is MISSING if absent).
+
+        ``fn`` returns the new value, or ``DELETE`` to remove the key.
+        Returns the new value, or None if the key ends up absent. ``fn``
+        runs once, holding the key's write lock: it may use the map, but
+        writing ``key`` itself raises RecursiveUpdateError. If ``fn``
+        raises, the key is left unchanged and the exception propagates.
+        """
+        return self._compute(key, fn, absent_ok=True, present_ok=True)
+
+    def compute_if_absent(self, key: Any, factory: Callable[[Any], Any]) -> Any:
+        """The value of ``key``, computing ``factory(key)`` first if absent.
+
+        ``factory`` runs at most once per absent key, even when many threads
+        ask at once: the others wait and get its result. Returning ``DELETE``
+        stores nothing (and returns None).
+        """
+        current = self.get(key, MISSING)  # lock-free fast path
+        if current is not MISSING:
+            return current
+        return self._compute(key, lambda k, _old: factory(k), absent_ok=True, present_ok=False)
+
+    def compute_if_present(self, key: Any, fn: Callable[[Any, Any], Any]) -> Any:
+        """If ``key`` is present, set it to ``fn(key, old)``; None if absent or removed."""
+        return self._compute(key, fn, absent_ok=False, present_ok=True)
+
+    def merge(self, key: Any, value: Any, fn: Callable[[Any, Any], Any]) -> Any:
+        """Store ``value`` if absent, else ``fn(old, value)``; return the new value.
+
+        ``fn`` returning ``DELETE`` removes the key (and merge returns None).
+        """
+
+        def remap(_key: Any, old: Any) -> Any:
+            return value if old is MISSING else fn(old, value)
+
+        return self._compute(key, remap, absent_ok=True, present_ok=True)
+
+    def _compute(self, key: Any, fn: Callable[[Any, Any], Any], *, absent_ok: bool, present_ok: bool) -> Any:
+        hash(key)
+        section = self._section(key)
+        section.enter()
+        try:
+            old = section.peek_locked(key)
+            if old is MISSING and not absent_ok:
+                return None
+            if old is not MISSING and not present_ok:
+                return old  # compute_if_absent: another thread won the race
+            computing = self._computing
+            if key in computing:
+                raise RecursiveUpdateError(
+                    f"recursive update of key {key!r}: a compute callback tried to update "
+                    "the key it is computing"
+                )
+            computing[key] = get_ident()
+            try:
+                new = fn(key, old)
+            finally:
+                del computing[key]
+            if new is DELETE:
+                if old is not MISSING:
+                    section.drop_locked(key)
+                return None
+            section.put_locked(key, new)
+            return new
+        finally:
+            section.exit()
+
+    def _check_not_computing(self, key: Any) -> None:
+        """Raise if ``key`` is being computed (by this thread: it holds the section)."""
+        if self._computing and key in self._computing:
+            raise RecursiveUpdateError(
+                f"recursive update of key {key!r}: a compute callback tried to write "
+                "the key it is computing"
+            )
+
+    # -- to be provided --------------------------------------------------------
+
+    _computing: dict
+
+    def _section(self, key: Any) -> Any:
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def _rebuild(cls: type, options: dict[str, Any], state: Any) -> MapBase:
+    return cls._from_export(options, state)

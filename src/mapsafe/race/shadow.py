@@ -1,0 +1,289 @@
+"""Shadow state per dict and per key: FastTrack epochs, conflict checks, races."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Access", "Race", "ThreadInfo", "Shadow", "capture"]
+
+# How many frames of each access are remembered for the report.
+STACK_DEPTH = 8
+
+
+def capture(frame: Any, depth: int = STACK_DEPTH) -> tuple:
+    """(code, lineno) pairs from ``frame`` outwards; names are resolved only when reporting."""
+    out = []
+    while frame is not None and len(out) < depth:
+        out.append((frame.f_code, frame.f_lineno))
+        frame = frame.f_back
+    return tuple(out)
+
+
+class Access:
+    """One remembered access: its epoch (tid, clk), what it did and where."""
+
+    __slots__ = ("tid", "clk", "op", "write", "key", "whole", "frames")
+
+    def __init__(self, tid: int, clk: int, op: str, write: bool, key: Any, whole: str, frames: tuple) -> None:
+        self.tid = tid
+        self.clk = clk
+        self.op = op  # the operation as written: "d[k]", "d[k] = v", "d.pop", "iteration", ...
+        self.write = write
+        self.key = key  # the key for single-key accesses, None for whole-map ones
+        self.whole = whole  # "" for single-key; "keys" or "values" for whole-map reads; "clear"
+        self.frames = frames
+
+
+@dataclass
+class ThreadInfo:
+    """What a report says about a thread: its name, liveness and creation site."""
+
+    tid: int
+    name: str
+    running: bool
+    created: tuple  # frames of the Thread.start() call; () for the main thread
+
+
+@dataclass
+class Race:
+    """Two conflicting accesses to one dict, neither ordered before the other."""
+
+    dict_id: int
+    created: tuple  # frames where the dict was created (or first seen)
+    created_seen: bool  # True when ``created`` is a creation site, False for "first seen"
+    current: Access
+    previous: Access
+    threads: dict = field(default_factory=dict)  # tid -> ThreadInfo, filled in by the runtime
+
+    @property
+    def key_repr(self) -> str | None:
+        for acc in (self.current, self.previous):
+            if not acc.whole:
+                try:
+                    return _short_repr(acc.key)
+                except Exception:  # a user __repr__ must not break reporting
+                    return f"<{type(acc.key).__name__} object>"
+        return None
+
+    def site_pair(self) -> tuple:
+        """The pair of source locations that identifies this race for deduplication."""
+        a = _top(self.current.frames)
+        b = _top(self.previous.frames)
+        return (a, b) if a <= b else (b, a)
+
+
+def _top(frames: tuple) -> tuple:
+    if not frames:
+        return ("?", 0)
+    code, line = frames[0]
+    return (code.co_filename, line or 0)
+
+
+def _short_repr(obj: Any, limit: int = 80) -> str:
+    text = repr(obj)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _KeyState:
+    """Per-key FastTrack state.
+
+    ``w`` is the last write (an Access) or None. ``r`` is None, the last read
+    (an Access) while reads are totally ordered, or a dict tid -> Access once
+    two reads were concurrent ("read-shared"), until the next write.
+    """
+
+    __slots__ = ("w", "r")
+
+    def __init__(self) -> None:
+        self.w = None
+        self.r = None
+
+
+class _DictShadow:
+    """Everything remembered about one dict."""
+
+    __slots__ = ("obj", "created", "created_seen", "keys", "kw", "vw", "kreads", "vreads", "clears")
+
+    def __init__(self, obj: dict, created: tuple, created_seen: bool) -> None:
+        # A strong reference: while the dict is tracked its id cannot be
+        # reused by another dict, so stale state can never be blamed on a new
+        # dict. Shadow.sweep() drops dicts that only the detector still holds.
+        self.obj = obj
+        self.created = created
+        self.created_seen = created_seen
+        self.keys: dict = {}  # key -> _KeyState
+        # Whole-map bookkeeping, each tid -> the last such Access of that thread.
+        # The last per thread is enough: a thread's earlier accesses are
+        # ordered before its later ones, so if the last is ordered, all are.
+        self.kw: dict = {}  # writes that changed the key set (and clears)
+        self.vw: dict = {}  # every write (and clears)
+        self.kreads: dict = {}  # whole-map reads of the key set only (len, iteration)
+        self.vreads: dict = {}  # whole-map reads of keys and values (copy, ==, repr)
+        self.clears: dict = {}  # clear() calls: a write to every key
+
+
+def _unordered(acc: Access, tid: int, vc: dict) -> bool:
+    """True when ``acc`` is by another thread and not ordered before ``vc``."""
+    return acc.tid != tid and acc.clk > vc.get(acc.tid, 0)
+
+
+class Shadow:
+    """The table of tracked dicts and the FastTrack checks over it.
+
+    Not thread-safe on its own: the runtime calls every method with its one
+    detector lock held. Methods return a list of new races, or None.
+    """
+
+    def __init__(self, max_dicts: int = 200_000) -> None:
+        self.dicts: dict = {}  # id(dict) -> _DictShadow; guarded by the caller's lock
+        self.max_dicts = max_dicts
+        self._next_sweep = 1024  # len(self.dicts) at which sweep() is next worthwhile
+        self.pending_garbage: list = []  # dicts dropped by sweep(), freed outside the lock
+
+    # -- the table -----------------------------------------------------
+
+    def _get(self, d: dict, frame: Any) -> _DictShadow:
+        ds = self.dicts.get(id(d))
+        if ds is None:
+            ds = self._add(d, capture(frame, 1), False)
+        return ds
+
+    def _add(self, d: dict, created: tuple, seen: bool) -> _DictShadow:
+        if len(self.dicts) >= self._next_sweep:
+            self.sweep()
+        ds = self.dicts[id(d)] = _DictShadow(d, created, seen)
+        return ds
+
+    def created(self, d: dict, frame: Any) -> None:
+        """A dict was just created by instrumented code at ``frame``."""
+        # A new dict cannot already be tracked (we hold strong references to
+        # tracked ones), so this never discards live history.
+        self._add(d, capture(frame, 1), True)
+
+    def sweep(self) -> None:
+        """Forget dicts that nothing but the detector refers to; bound the table."""
+        # getrefcount counts: the _DictShadow slot, and its own argument.
+        dead = [k for k, ds in self.dicts.items() if sys.getrefcount(ds.obj) <= 2]
+        garbage = self.pending_garbage
+        for k in dead:
+            garbage.append(self.dicts.pop(k).obj)
+        if len(self.dicts) > self.max_dicts:
+            # Still too many live dicts: forget the oldest. This can only hide
+            # races (lost history), never invent one.
+            for k in list(self.dicts)[: len(self.dicts) - self.max_dicts // 2]:
+                garbage.append(self.dicts.pop(k).obj)
+        self._next_sweep = max(1024, 2 * len(self.dicts))
+
+    def take_garbage(self) -> list:
+        garbage, self.pending_garbage = self.pending_garbage, []
+        return garbage
+
+    # -- the checks ----------------------------------------------------
+
+    def _race(self, ds: _DictShadow, cur: Access, prev: Access, races: list | None) -> list:
+        if races is None:
+            races = []
+        races.append(Race(id(ds.obj), ds.created, ds.created_seen, cur, prev))
+        return races
+
+    def key_read(self, d: dict, key: Any, op: str, tid: int, vc: dict, frame: Any) -> list | None:
+        """A read of one key: ``d[k]``, ``get``, ``in``, a missing ``pop``..."""
+        ds = self._get(d, frame)
+        clk = vc[tid]
+        ks = ds.keys.get(key)
+        if ks is None:
+            ks = ds.keys[key] = _KeyState()
+        else:
+            r = ks.r
+            if r.__class__ is Access and r.tid == tid and r.clk == clk:
+                # FastTrack's "same epoch" case: nothing new to learn or check.
+                return None
+        cur = Access(tid, clk, op, False, key, "", capture(frame))
+        races = None
+        w = ks.w
+        if w is not None and _unordered(w, tid, vc):
+            races = self._race(ds, cur, w, races)
+        if ds.clears:
+            for prev in ds.clears.values():
+                if _unordered(prev, tid, vc):
+                    races = self._race(ds, cur, prev, races)
+        r = ks.r
+        if r is None:
+            ks.r = cur
+        elif r.__class__ is Access:
+            if r.tid == tid or not _unordered(r, tid, vc):
+                ks.r = cur
+            else:
+                ks.r = {r.tid: r, tid: cur}  # read-shared
+        else:
+            r[tid] = cur
+        return races
+
+    def key_write(
+        self, d: dict, key: Any, op: str, keyset: bool, tid: int, vc: dict, frame: Any
+    ) -> list | None:
+        """A write of one key; ``keyset`` when it inserts or removes the key."""
+        ds = self._get(d, frame)
+        cur = Access(tid, vc[tid], op, True, key, "", capture(frame))
+        races = None
+        ks = ds.keys.get(key)
+        if ks is None:
+            ks = ds.keys[key] = _KeyState()
+        else:
+            w = ks.w
+            if w is not None and _unordered(w, tid, vc):
+                races = self._race(ds, cur, w, races)
+            r = ks.r
+            if r is not None:
+                for prev in (r,) if r.__class__ is Access else tuple(r.values()):
+                    if _unordered(prev, tid, vc):
+                        races = self._race(ds, cur, prev, races)
+        for table in (ds.clears, ds.vreads, ds.kreads) if keyset else (ds.clears, ds.vreads):
+            if table:
+                for prev in table.values():
+                    if _unordered(prev, tid, vc):
+                        races = self._race(ds, cur, prev, races)
+        ks.w = cur
+        ks.r = None
+        ds.vw[tid] = cur
+        if keyset:
+            ds.kw[tid] = cur
+        return races
+
+    def whole_read(self, d: dict, op: str, values: bool, tid: int, vc: dict, frame: Any) -> list | None:
+        """A read of the whole map: of its key set only, or also of its values."""
+        ds = self._get(d, frame)
+        mine = ds.vreads if values else ds.kreads
+        prev_mine = mine.get(tid)
+        if prev_mine is not None and prev_mine.clk == vc[tid]:
+            return None  # same epoch: already checked
+        cur = Access(tid, vc[tid], op, False, None, "values" if values else "keys", capture(frame))
+        races = None
+        for prev in (ds.vw if values else ds.kw).values():
+            if _unordered(prev, tid, vc):
+                races = self._race(ds, cur, prev, races)
+        mine[tid] = cur
+        return races
+
+    def clear(self, d: dict, op: str, tid: int, vc: dict, frame: Any) -> list | None:
+        """``d.clear()``: a write to every key, and a change of the key set."""
+        ds = self._get(d, frame)
+        cur = Access(tid, vc[tid], op, True, None, "clear", capture(frame))
+        races = None
+        for table in (ds.vw, ds.kreads, ds.vreads):
+            for prev in table.values():
+                if _unordered(prev, tid, vc):
+                    races = self._race(ds, cur, prev, races)
+        for ks in ds.keys.values():
+            r = ks.r
+            if r is not None:
+                for prev in (r,) if r.__class__ is Access else tuple(r.values()):
+                    if _unordered(prev, tid, vc):
+                        races = self._race(ds, cur, prev, races)
+        ds.keys.clear()
+        ds.clears[tid] = cur
+        ds.kw[tid] = cur
+        ds.vw[tid] = cur
+        return races
