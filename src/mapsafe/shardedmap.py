@@ -8,7 +8,6 @@ import threading
 from collections import deque
 from collections.abc import ItemsView, ValuesView
 from itertools import chain
-from threading import get_ident
 from time import monotonic
 from typing import Any, Iterator
 
@@ -56,9 +55,9 @@ class _Shard:
     def drop_locked(self, key: Any) -> None:
         del self.d[key]
 
-    def items_now(self) -> list[tuple[Any, Any]]:
+    def items_now(self) -> Any:
         """(key, value) pairs at one instant of this shard."""
-        return list(self.d.copy().items())  # dict.copy is one atomic dict op
+        return self.d.copy().items()  # dict.copy is one atomic dict op
 
     def counters(self) -> dict[str, Any]:
         out: dict[str, Any] = {"size": len(self.d)}
@@ -174,10 +173,13 @@ class ShardedMap(MapBase):
     and ``clear`` are atomic per shard, not across shards.
 
     ``snapshot()`` holds every shard's lock while copying, so it is a true
-    point-in-time copy (from inside a compute callback, where taking all
-    locks could deadlock, it is consistent per shard only). Iteration walks
-    per-shard copies: it never raises for concurrent writes, never yields a
-    key twice, and yields every key present for the whole walk.
+    point-in-time copy. Iteration walks per-shard copies taken when it
+    starts: it never raises for concurrent writes, never yields a key
+    twice, and yields every key present for the whole walk.
+
+    Compute-family callbacks may use the whole map, so that two of them
+    can never deadlock on each other's shards they run one at a time per
+    map (plain writes still proceed in parallel on other shards).
 
     ``maxsize`` is split evenly across shards, so the map never holds more
     than ``maxsize`` entries, but a shard that fills first evicts before
@@ -202,7 +204,8 @@ class ShardedMap(MapBase):
         "_cache": "True when entries are wrapped (maxsize or ttl); set once",
         "_ttl": "entry lifetime in seconds, or None; set once",
         "_opts": "constructor options, for copies and pickling; set once",
-        "_computing": "key -> ident of the thread computing it; only changed holding that key's shard lock",
+        "_computing": "key -> ident of the thread computing it; changed only holding _callback_lock and the key's shard",
+        "_callback_lock": "reentrant; held while a compute callback runs and while snapshot() takes every shard",
         "_tally": "hit/miss Tally when stats are on, else None; set once",
         "_pop_from": "[index] of the shard popitem tries first; one list item, rotated without a lock",
         "get": "m.get(key, default=None): the value for key, else default. Lock-free.",
@@ -257,6 +260,7 @@ class ShardedMap(MapBase):
             (s.enter, s.exit, s.d, s.put_locked if self._cache else None) for s in self._shards
         )
         self._computing: dict = {}
+        self._callback_lock = threading.RLock()
         self._tally = Tally("hits", "misses") if stats else None
         self._pop_from = [0]
         # Plain maps without stats read with no wrapping and no counting.
@@ -286,11 +290,13 @@ class ShardedMap(MapBase):
     def _unwrap(self, key: Any, entry: list) -> Any:
         if self._ttl is not None and entry[1] <= monotonic():
             shard = self._section(key)
-            shard.enter()
-            try:
-                shard.expire_locked(key, entry)
-            finally:
-                shard.exit()
+            # Removing it now is a courtesy; never wait for it (the reader
+            # may be a compute callback holding another shard's lock).
+            if shard.lock.acquire(blocking=False):
+                try:
+                    shard.expire_locked(key, entry)
+                finally:
+                    shard.lock.release()
             return MISSING
         entry[2] = True  # CLOCK's referenced bit: one list item store, atomic
         return entry[0]
@@ -314,6 +320,8 @@ class ShardedMap(MapBase):
         return sum(1 for d in self._maps for e in d.copy().values() if e[1] > now)
 
     def __iter__(self) -> Iterator[Any]:
+        if not self._cache:
+            return chain.from_iterable([d.copy() for d in self._maps])  # each copy is one atomic op
         return (key for key, _ in self._iter_items())
 
     def _iter_items(self) -> Iterator[tuple[Any, Any]]:
@@ -333,17 +341,24 @@ class ShardedMap(MapBase):
                 return
 
     def snapshot(self) -> dict:
-        if self._computing and get_ident() in self._computing.values():
-            # Inside a compute callback this thread holds a shard lock;
-            # taking the others could deadlock against another callback.
-            return dict(self._iter_items())
-        for acquire in self._acquires:  # always in index order: no deadlock
-            acquire()
-        try:
-            return dict(chain.from_iterable(shard.items_now() for shard in self._shards))
-        finally:
-            for release in self._releases:
-                release()
+        # Lock order: the callback lock, then shards in index order. A
+        # thread holding one shard lock only ever waits for another while
+        # it holds the callback lock too, so no cycle can form.
+        with self._callback_lock:
+            for acquire in self._acquires:
+                acquire()
+            try:
+                return dict(chain.from_iterable([shard.items_now() for shard in self._shards]))
+            finally:
+                for release in self._releases:
+                    release()
+
+    def _compute(self, key: Any, fn: Any, *, absent_ok: bool, present_ok: bool) -> Any:
+        # A callback holds its key's shard lock and may touch any other
+        # shard. Two callbacks on different shards writing each other's
+        # keys would deadlock, so callbacks run one at a time per map.
+        with self._callback_lock:
+            return super()._compute(key, fn, absent_ok=absent_ok, present_ok=present_ok)
 
     # -- writes: one shard lock each ----------------------------------------------------
 

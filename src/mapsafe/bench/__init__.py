@@ -1,1 +1,3 @@
-"""mapsafe bench (see cli.py in this package)."""
+"""mapsafe bench: concurrent maps measured side by side, checked, and compared."""
+
+__all__: list[str] = []

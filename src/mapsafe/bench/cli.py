@@ -1,17 +1,175 @@
-"""`mapsafe bench`: command-line front end (not implemented yet)."""
+"""`mapsafe bench`: command-line front end (options, config, exit codes)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-DESCRIPTION = "mapsafe bench (not implemented yet)"
+from .. import config
+from ..errors import UsageError
+
+DESCRIPTION = (
+    "Benchmark dict+Lock, dict+RWLock, an unlocked dict, SyncMap, LockedMap, ShardedMap and native peers "
+    "side by side on this machine, check every result for correctness, and recommend one per workload. "
+    "'mapsafe bench compare OLD.json NEW.json' compares two saved runs."
+)
+
+MAX_THREADS = 512  # thread tags must stay below workloads.PREFILL
+QUICK = {"threads": [1, 2], "rounds": 5, "duration": 0.02, "keys": 2000}  # about 30-40 s in all
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", metavar="N,N,...", help="thread counts (default 1,2,4,8)")
+    parser.add_argument("--read-ratio", metavar="F", help="read fraction 0..1 for mixed workloads (default 0.9)")
+    parser.add_argument("--keys", metavar="N", help="distinct keys per workload (default 10000)")
+    parser.add_argument("--duration", metavar="S", help="seconds per timed round (default 0.5)")
+    parser.add_argument("--rounds", metavar="N", help="timed rounds per cell (default 5)")
+    parser.add_argument("--implementations", "-i", metavar="NAME,...", help="implementations to run (default: all)")
+    parser.add_argument("--workloads", "-w", metavar="NAME,...", help="workloads to run (default: all)")
+    parser.add_argument("--seed", metavar="N", help="seed of the operation sequences (default 0)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"threads {QUICK['threads']}, {QUICK['rounds']} rounds of {QUICK['duration']} s, "
+                        f"at most {QUICK['keys']} keys: under a minute")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as versioned JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="also plot throughput vs threads and vs read ratio")
+    parser.add_argument("--list", action="store_true", help="list implementations and workloads, then exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    subs = parser.add_subparsers(dest="bench_command", metavar="compare", parser_class=type(parser))
+    cmp = subs.add_parser("compare", help="compare two --json files, cell by cell",
+                          description="Per-cell ratios of NEW to OLD with a Mann-Whitney U test over the rounds; "
+                          "'~' marks a difference that is not significant.")
+    cmp.add_argument("old", metavar="OLD.json")
+    cmp.add_argument("new", metavar="NEW.json")
+    cmp.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+
+
+def _where(cfg: config.Config, attribute: str, flag: str) -> str:
+    source = cfg.source.get(attribute, "default")
+    return flag if source == "flag" else f"bench.{attribute[len('bench_'):]} (from {source})"
+
+
+def _pick(names: list[str], table: dict, what: str, where: str) -> list:
+    picked, unknown = [], []
+    for name in names:
+        item = table.get(name) or table.get(name.lower())
+        if item is None:
+            unknown.append(name)
+        elif item not in picked:
+            picked.append(item)
+    if unknown:
+        known = ", ".join(dict.fromkeys(getattr(x, "name") for x in table.values()))
+        raise UsageError(f"{where}: unknown {what} {', '.join(map(repr, unknown))} (known: {known})")
+    return picked
+
+
+def settings_from_args(args: argparse.Namespace):
+    """Resolve config and flags into runner Settings; every bad value is a UsageError naming it."""
+    from . import impls, workloads
+    from .results import ImplStatus
+    from .runner import Settings
+
+    cfg = config.load(["bench"], flags={
+        "bench_threads": args.threads, "bench_read_ratio": args.read_ratio, "bench_keys": args.keys,
+        "bench_duration": args.duration, "bench_rounds": args.rounds,
+        "bench_implementations": args.implementations, "bench_workloads": args.workloads, "bench_seed": args.seed,
+    })
+    threads = list(dict.fromkeys(cfg.bench_threads))
+    if not all(1 <= t <= MAX_THREADS for t in threads):
+        raise UsageError(f"{_where(cfg, 'bench_threads', '--threads')}: thread counts must be 1..{MAX_THREADS}, "
+                         f"got {','.join(map(str, cfg.bench_threads))}")
+    if not 0.0 <= cfg.bench_read_ratio <= 1.0:
+        raise UsageError(f"{_where(cfg, 'bench_read_ratio', '--read-ratio')}: must be between 0 and 1, "
+                         f"got {cfg.bench_read_ratio:g}")
+    if not 0.0 < cfg.bench_duration <= 3600:
+        raise UsageError(f"{_where(cfg, 'bench_duration', '--duration')}: must be in (0, 3600] seconds, "
+                         f"got {cfg.bench_duration:g}")
+    if not 1 <= cfg.bench_rounds <= 1000:
+        raise UsageError(f"{_where(cfg, 'bench_rounds', '--rounds')}: must be 1..1000, got {cfg.bench_rounds}")
+    if not 16 <= cfg.bench_keys <= 10_000_000:
+        raise UsageError(f"{_where(cfg, 'bench_keys', '--keys')}: must be 16..10000000, got {cfg.bench_keys}")
+    chosen = (_pick(cfg.bench_implementations, impls.by_name(), "implementation",
+                    _where(cfg, "bench_implementations", "--implementations"))
+              if cfg.bench_implementations else list(impls.IMPLEMENTATIONS))
+    loads = (_pick(cfg.bench_workloads, workloads.by_name(), "workload", _where(cfg, "bench_workloads", "--workloads"))
+             if cfg.bench_workloads else list(workloads.WORKLOADS))
+    usable, skipped = [], []
+    for impl in chosen:
+        ok, reason = impl.availability()
+        if ok:
+            usable.append(impl)
+        else:
+            skipped.append(ImplStatus(impl.name, False, reason))
+    if not usable:
+        raise UsageError("none of the implementations asked for can run here: "
+                         + "; ".join(f"{s.name}: {s.reason}" for s in skipped))
+    s = Settings(threads=threads, duration=cfg.bench_duration, rounds=cfg.bench_rounds, keys=cfg.bench_keys,
+                 read_ratio=cfg.bench_read_ratio, seed=cfg.bench_seed, impls=usable, workloads=loads,
+                 skipped=skipped)
+    if args.quick:
+        s.threads, s.rounds, s.duration = list(QUICK["threads"]), QUICK["rounds"], QUICK["duration"]
+        s.keys, s.quick = min(s.keys, QUICK["keys"]), True
+    return s
+
+
+def _list() -> int:
+    from . import impls, workloads
+
+    print("implementations:")
+    for impl in impls.IMPLEMENTATIONS:
+        ok, reason = impl.availability()
+        print(f"  {impl.name:<24} {'available' if ok else 'skipped: ' + reason}")
+    print("workloads:")
+    for w in workloads.WORKLOADS:
+        print(f"  {w.name:<14} {w.summary}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+    from .render import render_compare
+    from .schema import read
+
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha: must be between 0 and 1, got {args.alpha:g}")
+    old, new = read(args.old), read(args.new)
+    render_compare(compare(old, new, args.alpha))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mapsafe bench: not implemented yet", file=sys.stderr)
-    return 2
+    from ..cli import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK
+
+    if args.bench_command == "compare":
+        return _compare(args)
+    if args.list:
+        return _list()
+    from . import render, runner, schema
+    from .advisor import advise
+    from .impls import UNSAFE
+
+    s = settings_from_args(args)
+    if args.plot:
+        if Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
+            raise UsageError(f"--plot: {args.plot!r} must end in {', '.join(PLOT_SUFFIXES)}")
+        from .plot import require_matplotlib
+
+        require_matplotlib()
+    if not render.have_rich():
+        print(render.NO_RICH, file=sys.stderr)
+    result = runner.run(s, render.make_progress(not args.no_progress))
+    advice = advise(result) if result.cells else None
+    render.render_result(result, advice)
+    if args.json:
+        schema.write(args.json, result, advice)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot and result.cells:
+        from .plot import plot
+
+        plot(result, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    # The unlocked dict failing is the expected demonstration; anything else failing is a finding.
+    return EXIT_FINDINGS if any(not c.safe and c.impl != UNSAFE for c in result.cells) else EXIT_OK

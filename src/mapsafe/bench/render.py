@@ -101,11 +101,8 @@ class _Quiet:
 
 
 def make_progress(enabled: bool = True):
-    """A Progress for the runner: rich on a terminal, else nothing (said once if rich is missing)."""
-    if not enabled or not sys.stderr.isatty():
-        return _Quiet()
-    if not have_rich():
-        print(NO_RICH, file=sys.stderr)
+    """A Progress for the runner: rich on a terminal, else nothing (the CLI says why once)."""
+    if not enabled or not sys.stderr.isatty() or not have_rich():
         return _Quiet()
     return _RichProgress()
 

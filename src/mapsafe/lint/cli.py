@@ -1,17 +1,86 @@
-"""`mapsafe lint`: command-line front end (not implemented yet)."""
+"""`mapsafe lint`: command-line front end (arguments, config, output, exit codes)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-DESCRIPTION = "mapsafe lint (not implemented yet)"
+from ..config import load
+from ..errors import UsageError
+from . import report_json, report_sarif, report_text
+from .checker import Selection, lint_paths
+from .messages import RULES
+
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
+
+DESCRIPTION = (
+    "Statically check Python code for unsafe dict use: changing a dict while iterating it (MS101), "
+    "unprotected writes, iteration and check-then-act on dicts shared between threads (MS201-MS203), "
+    "and unbounded memo caches (MS301). The code is parsed, never imported or run."
+)
+FORMATS = {"text": report_text, "json": report_json, "sarif": report_sarif}
+
+
+def _codes(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="files and folders to lint (default: .)")
+    parser.add_argument("--format", choices=sorted(FORMATS), default=None,
+                        help="report format (default: text; config lint.format)")
+    parser.add_argument("--output", "-o", metavar="FILE", default=None, help="write the report here, not stdout")
+    parser.add_argument("--select", metavar="CODES", default=None,
+                        help="comma-separated rule codes or prefixes to report (default: all)")
+    parser.add_argument("--ignore", metavar="CODES", default=None,
+                        help="comma-separated rule codes or prefixes not to report")
+    parser.add_argument("--exclude", metavar="GLOBS", default=None,
+                        help="comma-separated path globs not to lint (adds to .git, venvs, build, dist)")
+    parser.add_argument("--list-rules", action="store_true", help="print the rules and exit")
+    parser.epilog = (
+        "Exit codes: 0 no findings, 1 findings, 2 usage error, nothing could be checked, or internal error. "
+        "Silence one line with '# noqa: MS201' or '# mapsafe: ignore[MS201]'."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mapsafe lint: not implemented yet", file=sys.stderr)
-    return 2
+    from ..cli import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+
+    if args.list_rules:
+        for rule in RULES:
+            print(f"{rule.code}  {rule.name:34} {rule.summary}")
+        return EXIT_OK
+    cfg = load(["lint"], flags={
+        "lint_select": args.select,
+        "lint_ignore": args.ignore,
+        "lint_exclude": args.exclude,
+        "lint_format": args.format,
+    })
+    if cfg.lint_format not in FORMATS:
+        raise UsageError(f"unknown format {cfg.lint_format!r} from {cfg.source['lint_format']} "
+                         f"(choose from {', '.join(sorted(FORMATS))})")
+    selection = Selection(cfg.lint_select, cfg.lint_ignore)
+    result = lint_paths(args.paths or ["."], selection, cfg.lint_exclude)
+
+    for path, reason in result.errors:
+        print(f"mapsafe lint: {path}: {reason}", file=sys.stderr)
+    report = FORMATS[cfg.lint_format].render(result.findings, result.errors)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(report)
+        except OSError as exc:
+            raise UsageError(f"cannot write --output {args.output!r}: {exc.strerror or exc}") from None
+    else:
+        sys.stdout.write(report)
+        sys.stdout.flush()
+
+    for crash in result.internal_errors:
+        print(f"mapsafe lint: internal error: {crash.path}: {crash.message}", file=sys.stderr)
+    if result.internal_errors:
+        return EXIT_USAGE
+    if result.errors and result.checked == 0:
+        print(f"mapsafe lint: error: none of the {len(result.errors)} path(s) could be checked", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_FINDINGS if result.findings else EXIT_OK
+

@@ -379,7 +379,7 @@ class Index:
             if kind is ast.Call:
                 func = node.func
                 if type(func) is ast.Attribute:
-                    if func.attr in _THREADISH_ATTRS:
+                    if func.attr in _THREADISH_ATTRS or func.attr in _THREADISH_NAMES:
                         self.maybe_threads = True
                 elif type(func) is ast.Name and func.id in _THREADISH_NAMES:
                     self.maybe_threads = True

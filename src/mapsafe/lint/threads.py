@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Iterator
-
 from .scopes import Index, Scope
 
 __all__ = ["Entry", "Access", "Target", "ThreadModel", "MAIN"]
@@ -603,6 +601,11 @@ class _ScopeWalker:
                 access.fix = "use mapsafe's merge(key, value, operator.add), or hold a lock"
                 self.expr(target_node.slice)
                 return
+        elif type(node.op) is ast.BitOr and type(target_node) in (ast.Name, ast.Attribute):
+            target = self.model.target_of(target_node, self.scope)
+            if target is not None:
+                self.record(target, "write", node)  # d |= other is d.update(other)
+                return
         self.expr(target_node)
 
     def assign(self, node: ast.Assign) -> None:
@@ -670,6 +673,10 @@ class _ScopeWalker:
             node = stack.pop()
             kind = type(node)
             if kind is ast.Name or kind is ast.Attribute:
+                if type(node.ctx) is not ast.Load:
+                    if kind is ast.Attribute:
+                        stack.append(node.value)
+                    continue  # rebinding a name or attribute is not a dict operation
                 target = self.model.target_of(node, self.scope)
                 if target is not None:
                     self.record(target, "read", node)
@@ -784,6 +791,3 @@ def _op(op: ast.operator) -> str:
         ast.MatMult: "@",
     }.get(type(op), "?")
 
-
-def iter_accesses(model: ThreadModel) -> Iterator[Access]:
-    yield from model.accesses

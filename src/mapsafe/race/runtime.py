@@ -147,7 +147,11 @@ class Detector:
                 for k in [k for k, v in self.sync.items() if v.ref() is None]:
                     del self.sync[k]
                 self._sync_next_sweep = max(1024, 2 * len(self.sync))
-            sc = self.sync[id(obj)] = _SyncClock(weakref.ref(obj))
+            try:
+                ref = weakref.ref(obj)
+            except TypeError:  # not weak-referenceable: hold it (and its id) for good
+                ref = (lambda o: lambda: o)(obj)
+            sc = self.sync[id(obj)] = _SyncClock(ref)
         return sc
 
     def release(self, obj: Any) -> None:

@@ -1,0 +1,198 @@
+"""MS301: a module-level dict used as a memo cache and never evicted, cleared or size-checked."""
+
+from __future__ import annotations
+
+import ast
+from typing import Iterator
+
+from .context import FileContext
+from .messages import Finding, UnboundedMemoCache
+from .scopes import Index, Scope
+
+__all__ = ["CODES", "check"]
+
+CODES = ("MS301",)
+
+_EVICTORS = frozenset({"pop", "popitem", "clear", "__delitem__", "__len__"})
+_READERS = frozenset({"get", "keys", "items", "values", "copy", "__contains__", "__getitem__"})
+_NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+class _Uses:
+    """How one function uses a candidate dict."""
+
+    __slots__ = ("stores", "lookups", "returned_reads")
+
+    def __init__(self) -> None:
+        self.stores: list[tuple[str, ast.AST]] = []  # (key dump, node)
+        self.lookups: set[str] = set()  # key dumps looked up
+        self.returned_reads: set[str] = set()  # key dumps of reads whose value the function returns
+
+
+def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
+    module = index.module
+    candidates = set()
+    for name, bindings in module.bindings.items():
+        if index.all_dict(bindings, module) and not any(
+            name in scope.globals and name in scope.bindings for scope in index.scopes[1:]
+        ):
+            candidates.add(name)  # rebinding it from a function (`global c; c = {}`) is a reset
+    if not candidates:
+        return
+    unbounded = set(candidates)  # minus those evicted, size-checked or handed elsewhere
+    uses: dict[str, dict[int, _Uses]] = {name: {} for name in candidates}
+    for scope in index.scopes:
+        for node, parent, grand in _nodes(scope):
+            if type(node) is not ast.Name or node.id not in candidates or type(node.ctx) is not ast.Load:
+                continue
+            name = node.id
+            if index.lookup(scope, name) is not module:
+                continue
+            kind, key, site = _classify(node, parent, grand)
+            if kind in ("evict", "escape"):
+                unbounded.discard(name)
+                continue
+            if scope.kind not in ("function", "lambda"):
+                continue  # filled or read at import time: a registry, not a cache
+            per = uses[name].setdefault(scope.id, _Uses())
+            if kind == "store":
+                per.stores.append((key, site))  # type: ignore[arg-type]
+            elif kind == "lookup":
+                per.lookups.add(key)  # type: ignore[arg-type]
+            elif kind == "returned":
+                per.lookups.add(key)  # type: ignore[arg-type]
+                per.returned_reads.add(key)  # type: ignore[arg-type]
+            elif kind == "both":
+                per.stores.append((key, site))  # type: ignore[arg-type]
+                per.lookups.add(key)  # type: ignore[arg-type]
+                per.returned_reads.add(key)  # type: ignore[arg-type]
+    for name in sorted(unbounded):
+        for scope_id, per in sorted(uses[name].items()):
+            scope = index.scopes[scope_id]
+            hit = _memo_store(index, scope, name, per)
+            if hit is not None:
+                yield ctx.finding(UnboundedMemoCache, hit, name, scope.qualname)
+                break
+
+
+def _nodes(scope: Scope) -> Iterator[tuple[ast.AST, ast.AST | None, ast.AST | None]]:
+    """(node, parent, grandparent) for the code of one scope, not nested scopes."""
+    roots = [scope.node.body] if scope.kind == "lambda" else list(scope.body())  # type: ignore[attr-defined]
+    stack: list[tuple[ast.AST, ast.AST | None, ast.AST | None]] = [(root, None, None) for root in roots]
+    while stack:
+        node, parent, grand = stack.pop()
+        yield node, parent, grand
+        if isinstance(node, _NESTED):
+            # decorators and defaults run in this scope; bodies do not
+            if type(node) is ast.Lambda:
+                children = list(node.args.defaults)
+            elif type(node) is ast.ClassDef:
+                children = [*node.decorator_list, *node.bases]
+            else:
+                children = [*node.decorator_list, *node.args.defaults]  # type: ignore[union-attr]
+            stack.extend((child, node, parent) for child in children)
+            continue
+        stack.extend((child, node, parent) for child in ast.iter_child_nodes(node))
+
+
+def _classify(node: ast.Name, parent: ast.AST | None, grand: ast.AST | None) -> tuple[str, str | None, ast.AST | None]:
+    """What a use of the dict does: 'store', 'lookup', 'both', 'read', 'evict' or 'escape'."""
+    kind = type(parent)
+    if kind is ast.Subscript and parent.value is node:
+        ctx = type(parent.ctx)
+        key = ast.dump(parent.slice)
+        if ctx is ast.Store:
+            return "store", key, parent
+        if ctx is ast.Del:
+            return "evict", None, None
+        return ("returned" if type(grand) is ast.Return else "lookup"), key, parent
+    if kind is ast.Attribute:
+        method = parent.attr
+        call = grand if type(grand) is ast.Call and grand.func is parent else None
+        if method in _EVICTORS:
+            return "evict", None, None
+        if call is not None and method == "setdefault" and call.args:
+            return "both", ast.dump(call.args[0]), call
+        if call is not None and method == "get" and call.args:
+            return "lookup", ast.dump(call.args[0]), call
+        if method in _READERS or method == "update":
+            return "read", None, None
+        return "escape", None, None  # something we do not understand: assume it may evict
+    if kind is ast.Compare and node in parent.comparators and len(parent.ops) == 1:
+        if type(parent.ops[0]) in (ast.In, ast.NotIn):
+            return "lookup", ast.dump(parent.left), parent
+        return "read", None, None
+    if kind is ast.Call:
+        func = parent.func
+        if type(func) is ast.Name and func.id in ("len", "sys.getsizeof"):
+            return "evict", None, None  # a size check bounds it
+        if node is func:
+            return "escape", None, None
+        return "escape", None, None  # handed to other code, which may evict
+    if kind in (ast.For, ast.AsyncFor, ast.comprehension) or kind in (ast.If, ast.While, ast.BoolOp, ast.UnaryOp):
+        return "read", None, None
+    return "escape", None, None  # returned, aliased, stored elsewhere: may be evicted there
+
+
+def _memo_store(index: Index, scope: Scope, name: str, per: _Uses) -> ast.AST | None:
+    """The store that makes ``scope`` a memo function of ``name``, if it is one."""
+    if not per.stores:
+        return None
+    derived = _derived_names(index, scope)
+    returned = per.returned_reads | _returned_read_keys(scope, name)
+    for key, site in per.stores:
+        if key not in per.lookups or key not in returned:
+            continue
+        key_node = site.slice if type(site) is ast.Subscript else site.args[0]  # type: ignore[attr-defined]
+        if any(type(n) is ast.Name and n.id in derived for n in ast.walk(key_node)):
+            return site
+    return None
+
+
+def _derived_names(index: Index, scope: Scope) -> set[str]:
+    """The function's parameters (not self/cls), and locals computed from them."""
+    params = {
+        name for name, bindings in scope.bindings.items()
+        if any(b.kind == "param" for b in bindings) and name not in ("self", "cls")
+    }
+    derived = set(params)
+    for name, bindings in scope.bindings.items():
+        for binding in bindings:
+            if binding.kind == "assign" and isinstance(binding.value, ast.AST):
+                if any(type(n) is ast.Name and n.id in params for n in ast.walk(binding.value)):
+                    derived.add(name)
+    return derived
+
+
+def _returned_read_keys(scope: Scope, name: str) -> set[str]:
+    """Keys whose value, read from the dict, the function returns (directly or through a local)."""
+    read_into: dict[str, str] = {}  # local -> key dump it was read from
+    keys: set[str] = set()
+    returns: list[ast.expr] = []
+    for node, _, _ in _nodes(scope):
+        kind = type(node)
+        if kind is ast.Assign:
+            key = _read_key(node.value, name)
+            if key is not None:
+                for target in node.targets:
+                    if type(target) is ast.Name:
+                        read_into[target.id] = key
+        elif kind is ast.Return and node.value is not None:
+            returns.append(node.value)
+    for value in returns:
+        key = _read_key(value, name)
+        if key is not None:
+            keys.add(key)
+        elif type(value) is ast.Name and value.id in read_into:
+            keys.add(read_into[value.id])
+    return keys
+
+
+def _read_key(value: ast.AST, name: str) -> str | None:
+    if type(value) is ast.Subscript and type(value.value) is ast.Name and value.value.id == name:
+        return ast.dump(value.slice)
+    if type(value) is ast.Call and type(value.func) is ast.Attribute and value.func.attr in ("get", "setdefault"):
+        receiver = value.func.value
+        if type(receiver) is ast.Name and receiver.id == name and value.args:
+            return ast.dump(value.args[0])
+    return None

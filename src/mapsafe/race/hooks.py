@@ -1,0 +1,392 @@
+"""Happens-before sources: class-level patches of threading, queue, futures and mapsafe's maps."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+from . import runtime
+
+__all__ = ["install", "uninstall"]
+
+# (owner, attribute name, original) for every patch, so uninstall() can undo them.
+_PATCHES: list = []
+
+
+def _D() -> runtime.Detector | None:
+    return runtime.active_detector()
+
+
+def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+    original = owner.__dict__.get(name)
+    if original is None:
+        return
+    wrapper = make(original)
+    try:
+        functools.update_wrapper(wrapper, original)
+    except (AttributeError, TypeError):
+        pass
+    setattr(owner, name, wrapper)
+    _PATCHES.append((owner, name, original))
+
+
+# -- threading -----------------------------------------------------------
+
+
+def _patch_threading() -> None:
+    import threading
+
+    def start(orig):
+        def start(self):
+            D = _D()
+            if D is not None:
+                D.thread_starting(self, sys._getframe(1))
+            return orig(self)
+
+        return start
+
+    def bootstrap_inner(orig):
+        def _bootstrap_inner(self):
+            D = _D()
+            if D is not None:
+                D.thread_begin(self)
+            try:
+                return orig(self)
+            finally:
+                # Runs before the C runtime marks the thread finished, so a
+                # join() that returns always finds the final clock.
+                D = _D()
+                if D is not None:
+                    D.thread_end(self)
+
+        return _bootstrap_inner
+
+    def join(orig):
+        def join(self, timeout=None):
+            result = orig(self, timeout)
+            D = _D()
+            if D is not None and not self.is_alive():
+                D.thread_joined(self)
+            return result
+
+        return join
+
+    _patch(threading.Thread, "start", start)
+    _patch(threading.Thread, "_bootstrap_inner", bootstrap_inner)
+    _patch(threading.Thread, "join", join)
+
+    # Semaphore and BoundedSemaphore: releases are joined into the
+    # semaphore's clock; an acquire that succeeds joins it in.
+    def sem_acquire(orig):
+        def acquire(self, blocking=True, timeout=None):
+            result = orig(self, blocking, timeout)
+            D = _D()
+            if result and D is not None:
+                D.acquire(self)
+            return result
+
+        return acquire
+
+    def sem_release(orig):
+        def release(self, n=1):
+            D = _D()
+            if D is not None:
+                D.release(self)
+            return orig(self, n)
+
+        return release
+
+    _patch(threading.Semaphore, "acquire", sem_acquire)
+    _patch(threading.Semaphore, "__enter__", sem_acquire)
+    _patch(threading.Semaphore, "release", sem_release)
+    _patch(threading.BoundedSemaphore, "release", sem_release)
+
+    def ev_set(orig):
+        def set(self):
+            D = _D()
+            if D is not None:
+                D.release(self)
+            return orig(self)
+
+        return set
+
+    def ev_wait(orig):
+        def wait(self, timeout=None):
+            result = orig(self, timeout)
+            D = _D()
+            if result and D is not None:
+                D.acquire(self)
+            return result
+
+        return wait
+
+    def ev_is_set(orig):
+        def is_set(self):
+            result = orig(self)
+            D = _D()
+            if result and D is not None:
+                D.acquire(self)
+            return result
+
+        return is_set
+
+    _patch(threading.Event, "set", ev_set)
+    _patch(threading.Event, "wait", ev_wait)
+    _patch(threading.Event, "is_set", ev_is_set)
+
+    # Barrier: every party's clock goes in before the wait, and comes out
+    # after it, so everything before the barrier precedes everything after.
+    def barrier_wait(orig):
+        def wait(self, timeout=None):
+            D = _D()
+            if D is not None:
+                D.release(self)
+            result = orig(self, timeout)
+            if D is not None:
+                D.acquire(self)
+            return result
+
+        return wait
+
+    _patch(threading.Barrier, "wait", barrier_wait)
+    # Condition shares its lock with stdlib internals (queue, Event), so its
+    # edges are modelled where instrumented code uses it (runtime._sync_call).
+    runtime.register_sync_call_types(threading.Condition)
+
+
+# -- queue ---------------------------------------------------------------
+
+
+def _patch_queue() -> None:
+    import queue
+
+    # _put/_get run under the queue's mutex in the putting and getting
+    # threads. The clock travels with the item, so two unrelated puts are
+    # not ordered, and a get is ordered after exactly the put it received.
+    def put(orig):
+        def _put(self, item):
+            D = _D()
+            if D is not None:
+                D.put_item(self, item)
+            return orig(self, item)
+
+        return _put
+
+    def get(orig):
+        def _get(self):
+            item = orig(self)
+            D = _D()
+            if D is not None:
+                D.got_item(self, item)
+            return item
+
+        return _get
+
+    for cls in (queue.Queue, queue.LifoQueue, queue.PriorityQueue):
+        _patch(cls, "_put", put)
+        _patch(cls, "_get", get)
+
+    def task_done(orig):
+        def task_done(self):
+            D = _D()
+            if D is not None:
+                D.release(self.all_tasks_done)
+            return orig(self)
+
+        return task_done
+
+    def qjoin(orig):
+        def join(self):
+            result = orig(self)
+            D = _D()
+            if D is not None:
+                D.acquire(self.all_tasks_done)
+            return result
+
+        return join
+
+    _patch(queue.Queue, "task_done", task_done)
+    _patch(queue.Queue, "join", qjoin)
+    runtime.register_sync_call_types(queue.SimpleQueue)
+
+
+# -- concurrent.futures --------------------------------------------------
+
+
+def _patch_futures() -> None:
+    import concurrent.futures as cf
+    from concurrent.futures import _base, thread
+
+    def submit(orig):
+        def submit(self, fn, /, *args, **kwargs):
+            D = _D()
+            if D is None:
+                return orig(self, fn, *args, **kwargs)
+            vc = D.snapshot_and_tick()
+
+            def task(*a, **kw):
+                D2 = _D()
+                if D2 is not None:
+                    D2.acquire_clock(vc)
+                return fn(*a, **kw)
+
+            return orig(self, task, *args, **kwargs)
+
+        return submit
+
+    _patch(thread.ThreadPoolExecutor, "submit", submit)
+
+    def completing(orig):
+        def complete(self, value):
+            D = _D()
+            if D is not None:
+                D.release(self)
+            return orig(self, value)
+
+        return complete
+
+    _patch(_base.Future, "set_result", completing)
+    _patch(_base.Future, "set_exception", completing)
+
+    def observing(orig):
+        def observe(self, timeout=None):
+            try:
+                return orig(self, timeout)
+            finally:
+                D = _D()
+                if D is not None and self.done():
+                    D.acquire(self)
+
+        return observe
+
+    _patch(_base.Future, "result", observing)
+    _patch(_base.Future, "exception", observing)
+
+    def add_done_callback(orig):
+        def add_done_callback(self, fn):
+            def callback(future):
+                D = _D()
+                if D is not None:
+                    D.acquire(future)
+                return fn(future)
+
+            return orig(self, callback)
+
+        return add_done_callback
+
+    _patch(_base.Future, "add_done_callback", add_done_callback)
+
+    def as_completed(orig):
+        def as_completed(fs, timeout=None):
+            for future in orig(fs, timeout):
+                D = _D()
+                if D is not None:
+                    D.acquire(future)
+                yield future
+
+        return as_completed
+
+    def wait(orig):
+        def wait(fs, timeout=None, return_when=cf.ALL_COMPLETED):
+            result = orig(fs, timeout, return_when)
+            D = _D()
+            if D is not None:
+                for future in result.done:
+                    D.acquire(future)
+            return result
+
+        return wait
+
+    for name, make in (("as_completed", as_completed), ("wait", wait)):
+        original = _base.__dict__[name]
+        _patch(_base, name, make)
+        if cf.__dict__.get(name) is original:  # the package re-exports _base's function
+            setattr(cf, name, _base.__dict__[name])
+            _PATCHES.append((cf, name, original))
+
+
+# -- mapsafe's own maps ------------------------------------------------------
+
+# Go's memory model for sync.Map: a write happens before a read that
+# observes it. Reads acquire the map's clock, writes acquire and release it
+# (a write such as swap or compute also reads the old value). One clock per
+# map is coarser than Go's per key; it can only hide races, never invent one.
+_MAP_READS = (
+    "load", "get", "__getitem__", "__contains__", "__len__", "__iter__", "keys", "values", "items",
+    "range", "snapshot", "copy", "__eq__", "__repr__",
+)
+_MAP_WRITES = (
+    "store", "__setitem__", "__delitem__", "delete", "load_or_store", "load_and_delete", "swap",
+    "compare_and_swap", "compare_and_delete", "compute", "compute_if_absent", "compute_if_present",
+    "merge", "clear", "pop", "popitem", "setdefault", "update",
+)
+
+
+def _patch_maps() -> None:
+    try:
+        import mapsafe
+    except Exception:  # the maps are optional for the detector
+        return
+
+    def reading(orig):
+        def read(self, *args, **kwargs):
+            result = orig(self, *args, **kwargs)
+            D = _D()
+            if D is not None:
+                D.acquire(self)
+            return result
+
+        return read
+
+    def writing(orig):
+        def write(self, *args, **kwargs):
+            D = _D()
+            if D is not None:
+                D.acquire(self)
+            try:
+                return orig(self, *args, **kwargs)
+            finally:
+                if D is not None:
+                    D.release(self)
+
+        return write
+
+    done = set()
+    for cls_name in ("SyncMap", "LockedMap", "ShardedMap"):
+        cls = getattr(mapsafe, cls_name, None)
+        if not isinstance(cls, type):
+            continue
+        for klass in cls.__mro__:
+            if klass in done or not klass.__module__.startswith("mapsafe"):
+                continue
+            done.add(klass)
+            for name in _MAP_READS:
+                if name in klass.__dict__ and callable(klass.__dict__[name]):
+                    _patch(klass, name, reading)
+            for name in _MAP_WRITES:
+                if name in klass.__dict__ and callable(klass.__dict__[name]):
+                    _patch(klass, name, writing)
+
+
+_installed = False
+
+
+def install() -> None:
+    """Patch the happens-before sources. Idempotent."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    _patch_threading()
+    _patch_queue()
+    _patch_futures()
+    _patch_maps()
+
+
+def uninstall() -> None:
+    global _installed
+    while _PATCHES:
+        owner, name, original = _PATCHES.pop()
+        setattr(owner, name, original)
+    _installed = False

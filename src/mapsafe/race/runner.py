@@ -1,0 +1,236 @@
+"""Run a script or module as __main__ under the detector, as plain `python` would."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import threading
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import DataRaceError, UsageError
+from . import hooks, runtime
+from .report import Frames, format_race, format_summary, write_json
+from .rewrite import RaceImportHook, compile_instrumented
+from .suppress import Suppressions
+
+__all__ = ["Options", "Session"]
+
+_HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+_RUNPY = ("<frozen runpy>", os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "runpy.py"))
+
+
+@dataclass
+class Options:
+    """Resolved `mapsafe race` settings (see mapsafe.config rows race:*)."""
+
+    exitcode: int = 66
+    include: list = field(default_factory=list)
+    suppress: str = ""
+    strip_path_prefix: str = ""
+    halt_on_error: bool = False
+    json: str = ""
+
+
+def _hidden(filename: str) -> bool:
+    return filename.startswith(_HERE) or filename in _RUNPY
+
+
+def strip_traceback(exc: BaseException | None, seen: set | None = None) -> None:
+    """Remove the detector's own frames from ``exc`` and its chained exceptions."""
+    seen = set() if seen is None else seen
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        entries = []
+        tb = exc.__traceback__
+        while tb is not None:
+            if not _hidden(tb.tb_frame.f_code.co_filename):
+                entries.append(tb)
+            tb = tb.tb_next
+        new = None
+        for entry in reversed(entries):
+            new = types.TracebackType(new, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+        exc.__traceback__ = new
+        if exc.__cause__ is not None:
+            strip_traceback(exc.__cause__, seen)
+        exc = exc.__context__
+
+
+class Session:
+    """One detector run: set up, run the target, wait for threads, report."""
+
+    def __init__(self, options: Options, stderr: Any = None) -> None:
+        self.options = options
+        self.stderr = stderr or sys.stderr
+        self.suppressions = Suppressions.load(options.suppress) if options.suppress else Suppressions()
+        self.frames = Frames(options.strip_path_prefix)
+        self.detector = runtime.Detector(
+            self._print_race,
+            halt_on_error=options.halt_on_error,
+            suppressed=self.suppressions,
+            warn=lambda msg: self.stderr.write(msg + "\n"),
+        )
+        self.hook: RaceImportHook | None = None
+
+    def _print_race(self, race: Any) -> None:
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        self.stderr.write(format_race(race, self.frames))
+        self.stderr.flush()
+
+    # -- targets ---------------------------------------------------------
+
+    def run_script(self, path: str, args: list) -> int:
+        if not os.path.isfile(path):
+            raise UsageError(f"can't open file {path!r}: no such file")
+        directory = os.path.dirname(os.path.realpath(path))
+        try:
+            with open(path, "rb") as fh:
+                source = fh.read()
+        except OSError as exc:
+            raise UsageError(f"can't open file {path!r}: {exc.strerror}") from None
+        self._start([directory])
+        sys.argv[:] = [path, *args]
+        filename = os.path.abspath(path)  # as python 3.9+ reports a script's __file__
+        sys.path[0] = directory
+        try:
+            code = compile_instrumented(source, filename)
+        except (SyntaxError, ValueError) as exc:
+            # As python does: the error, without a traceback, exit status 1.
+            import traceback
+
+            self._flush()
+            traceback.print_exception(type(exc), exc, None)
+            return self._finish(1)
+        module = types.ModuleType("__main__")
+        module.__dict__.update(__file__=filename, __cached__=None, __spec__=None, __loader__=None)
+        module.__dict__.update(runtime.HELPERS)
+        sys.modules["__main__"] = module
+        return self._finish(self._call(lambda: exec(code, module.__dict__)))
+
+    def run_module(self, name: str, args: list) -> int:
+        import runpy
+
+        sys.path[0] = os.getcwd()
+        top = name.partition(".")[0]
+        if not name or any(not part.isidentifier() for part in name.split(".")):
+            raise UsageError(f"bad module name {name!r}")
+        try:
+            top_spec = importlib.machinery.PathFinder.find_spec(top, sys.path)
+        except (ImportError, ValueError):
+            top_spec = None
+        roots = []
+        if top_spec is not None and top_spec.origin and os.path.isfile(top_spec.origin):
+            roots.append(os.path.dirname(top_spec.origin))
+        self._start(roots)
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            self._stop()
+            raise UsageError(f"no module named {name!r}")
+        if spec.origin and os.path.isfile(spec.origin) and self.hook is not None:
+            self.hook.roots += (os.path.join(os.path.dirname(os.path.realpath(spec.origin)), ""),)
+        sys.argv[:] = [spec.origin or name, *args]
+        return self._finish(
+            self._call(
+                lambda: runpy.run_module(name, init_globals=dict(runtime.HELPERS), run_name="__main__", alter_sys=True)
+            )
+        )
+
+    # -- plumbing --------------------------------------------------------
+
+    def _start(self, roots: list) -> None:
+        hooks.install()
+        runtime.start(self.detector)
+        self.hook = RaceImportHook(roots, self.options.include)
+        self.hook.install()
+        default = threading.excepthook
+
+        def excepthook(args: Any) -> None:
+            strip_traceback(args.exc_value)
+            tb = args.exc_value.__traceback__ if args.exc_value is not None else args.exc_traceback
+            default(threading.ExceptHookArgs((args.exc_type, args.exc_value, tb, args.thread)))
+
+        threading.excepthook = excepthook
+
+    def _stop(self) -> None:
+        if self.hook is not None:
+            self.hook.uninstall()
+
+    def _flush(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+
+    def _call(self, body: Callable[[], Any]) -> int:
+        """Run the program; its exit status as `python` would give it."""
+        try:
+            body()
+            self._wait_for_threads()
+            return 0
+        except SystemExit as exc:
+            self._wait_for_threads()
+            return self._exit_status(exc.code)
+        except KeyboardInterrupt as exc:
+            self._print_exception(exc)
+            return 130
+        except BaseException as exc:  # the user's own exception: print it as python would
+            self._print_exception(exc)
+            try:
+                self._wait_for_threads()
+            except KeyboardInterrupt:
+                return 130
+            if isinstance(exc, DataRaceError):
+                return self.options.exitcode
+            return 1
+
+    def _print_exception(self, exc: BaseException) -> None:
+        strip_traceback(exc)
+        self._flush()
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+
+    def _exit_status(self, code: Any) -> int:
+        if code is None:
+            return 0
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code & 0xFF if code >= 0 else code % 256
+        self._flush()
+        print(code, file=sys.stderr)
+        return 1
+
+    @staticmethod
+    def _wait_for_threads() -> None:
+        # What the interpreter does at exit, done early so the report can
+        # include races from every non-daemon thread.
+        main = threading.main_thread()
+        while True:
+            alive = [t for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
+            if not alive:
+                return
+            for thread in alive:
+                thread.join()
+
+    def _finish(self, status: int) -> int:
+        races = self.detector.close()
+        self._flush()
+        if races:
+            self.stderr.write(format_summary(len(races)))
+            self.stderr.flush()
+        if self.options.json:
+            try:
+                write_json(self.options.json, races, self.frames, self.detector.suppressed_count)
+            except OSError as exc:
+                self.stderr.write(f"mapsafe race: error: cannot write {self.options.json}: {exc.strerror}\n")
+                return status or 2
+        if races and status == 0:
+            return self.options.exitcode
+        return status

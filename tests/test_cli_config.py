@@ -1,0 +1,148 @@
+"""The CLI's subcommand table and exit codes, and the config table's precedence."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mapsafe
+from mapsafe import cli, config
+from mapsafe.errors import ConfigError
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mapsafe", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_version_and_help():
+    out = run_cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"mapsafe {mapsafe.__version__}"
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for name in cli.COMMANDS:
+        assert name in out.stdout
+
+
+def test_no_command_is_usage_error(capsys):
+    assert cli.main([]) == cli.EXIT_USAGE
+    assert "COMMAND" in capsys.readouterr().err
+
+
+def test_unknown_command_is_one_line_exit_2():
+    out = run_cli("frobnicate")
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "invalid choice: 'frobnicate'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_exit_code_constants():
+    assert (cli.EXIT_OK, cli.EXIT_FINDINGS, cli.EXIT_USAGE, cli.EXIT_RACES) == (0, 1, 2, 66)
+
+
+def test_internal_error_is_one_line(monkeypatch, capsys):
+    def boom(args):
+        raise KeyError("internal")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["lint"].set_defaults(_run=boom)
+    monkeypatch.delenv("MAPSAFE_DEBUG", raising=False)
+    assert cli.main(["lint"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("mapsafe: internal error: KeyError") and err.count("\n") == 1
+
+
+def test_mapsafe_error_prints_slug(monkeypatch, capsys):
+    def bad(args):
+        raise ConfigError("bad value for lint.format")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["lint"].set_defaults(_run=bad)
+    assert cli.main(["lint"]) == 2
+    assert capsys.readouterr().err == "mapsafe: error: bad value for lint.format [config]\n"
+
+
+def test_import_mapsafe_needs_only_the_stdlib():
+    code = (
+        "import sys, mapsafe\n"
+        "third = [m for m in ('rich', 'matplotlib', 'hypothesis', 'pytest') if m in sys.modules]\n"
+        "print(third)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]"
+
+
+# -- config precedence: defaults < pyproject < environment < flags -----------------------
+
+
+def write_pyproject(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "pyproject.toml"
+    path.write_text(body)
+    return path
+
+
+def test_defaults(tmp_path):
+    cfg = config.load(["lint", "bench"], pyproject=write_pyproject(tmp_path, ""), environ={})
+    assert cfg.lint_format == "text" and cfg.bench_threads == [1, 2, 4, 8]
+    assert cfg.source["lint_format"] == "default"
+
+
+def test_precedence(tmp_path):
+    path = write_pyproject(
+        tmp_path, '[tool.mapsafe.lint]\nformat = "json"\nselect = ["MS1"]\nignore = ["MS301"]\n'
+    )
+    env = {"MAPSAFE_LINT_SELECT": "MS2,MS3"}
+    cfg = config.load(["lint"], {"lint_ignore": ["MS000"], "lint_format": None}, pyproject=path, environ=env)
+    assert cfg.lint_format == "json" and cfg.source["lint_format"] == str(path)
+    assert cfg.lint_select == ["MS2", "MS3"] and cfg.source["lint_select"] == "MAPSAFE_LINT_SELECT"
+    assert cfg.lint_ignore == ["MS000"] and cfg.source["lint_ignore"] == "flag"
+
+
+def test_unknown_pyproject_key_is_named(tmp_path):
+    path = write_pyproject(tmp_path, "[tool.mapsafe.lint]\nselcet = ['MS1']\n")
+    with pytest.raises(ConfigError, match="unknown option 'selcet' in \\[tool.mapsafe.lint\\]"):
+        config.load(["lint"], pyproject=path, environ={})
+
+
+def test_unknown_env_var_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="unknown environment variable MAPSAFE_RACE_EXITCDOE"):
+        config.load(["race"], pyproject=write_pyproject(tmp_path, ""), environ={"MAPSAFE_RACE_EXITCDOE": "1"})
+
+
+def test_other_sections_env_vars_are_ignored(tmp_path):
+    cfg = config.load(["lint"], pyproject=write_pyproject(tmp_path, ""), environ={"MAPSAFE_RACE_X": "1"})
+    assert cfg.lint_format == "text"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("[tool.mapsafe.race]\nexitcode = 'x'\n", "bad value for race.exitcode"),
+        ("[tool.mapsafe.race]\nhalt_on_error = 3\n", "bad value for race.halt_on_error"),
+        ("[tool.mapsafe.bench]\nthreads = []\n", "bad value for bench.threads"),
+        ("[tool.mapsafe]\nrace = 3\n", "must be a table"),
+        ("[tool.mapsafe.race\n", "cannot read"),
+    ],
+)
+def test_bad_values_are_config_errors(tmp_path, body, message):
+    with pytest.raises(ConfigError, match=message.replace(".", "\\.").replace("[", "\\[")):
+        config.load(["race", "bench"], pyproject=write_pyproject(tmp_path, body), environ={})
+
+
+def test_env_values_are_parsed(tmp_path):
+    env = {"MAPSAFE_RACE_EXITCODE": "3", "MAPSAFE_RACE_HALT_ON_ERROR": "yes", "MAPSAFE_BENCH_THREADS": "1,4"}
+    cfg = config.load(["race", "bench"], pyproject=write_pyproject(tmp_path, ""), environ=env)
+    assert cfg.race_exitcode == 3 and cfg.race_halt_on_error is True and cfg.bench_threads == [1, 4]
+
+
+def test_find_pyproject_walks_up(tmp_path):
+    write_pyproject(tmp_path, "")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert config.find_pyproject(deep) == tmp_path / "pyproject.toml"
