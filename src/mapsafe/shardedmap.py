@@ -275,6 +275,9 @@ class ShardedMap(MapBase):
         return self._shards[hash(key) % self._n]
 
     # -- reads: lock-free -----------------------------------------------------------
+    # Each read is one dict operation on one shard (atomic with or without
+    # the GIL), plus reads of an entry's fields, which are never changed
+    # after the entry is published (see _CacheShard).
 
     def _get_plain(self, key: Any, default: Any = None) -> Any:
         return self._maps[hash(key) % self._n].get(key, default)
@@ -315,7 +318,7 @@ class ShardedMap(MapBase):
 
     def __len__(self) -> int:
         if self._ttl is None:
-            return sum(len(d) for d in self._maps)
+            return sum(len(d) for d in self._maps)  # each len() is one atomic dict op
         now = monotonic()
         return sum(1 for d in self._maps for e in d.copy().values() if e[1] > now)
 

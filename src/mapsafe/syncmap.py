@@ -113,6 +113,9 @@ class SyncMap(MapBase):
             cls = _CountingSyncMap
         return super().__new__(cls)
 
+    # Each read below is a single dict operation: atomic, and linearizable
+    # against the writes (made under _lock), with or without the GIL.
+
     def __getitem__(self, key: Any) -> Any:
         return self._d[key]
 

@@ -16,7 +16,7 @@ DESCRIPTION = (
 )
 
 MAX_THREADS = 512  # thread tags must stay below workloads.PREFILL
-QUICK = {"threads": [1, 2], "rounds": 5, "duration": 0.02, "keys": 2000}  # about 30-40 s in all
+QUICK = {"threads": [1, 2], "rounds": 5, "duration": 0.015, "keys": 1000}  # 20-40 s in all
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 

@@ -161,7 +161,6 @@ def _once(w: Workload, plan: Plan, ad: Adapter, duration: float | None, join_tim
 
 def _round(w: Workload, plan: Plan, impl: Impl, duration: float, join_timeout: float):
     """One round of one cell: ``(ops per second, latency samples, failures)``."""
-    gc.collect()  # untimed: start every round with the same garbage
     if not w.fixed_work:
         ad = impl.build()
         w.setup(ad, plan)
@@ -229,6 +228,7 @@ def run(s: Settings, progress: Progress | None = None) -> BenchResult:
         len(s.impls) * (per_cell + (1 if s.stress and t >= 2 else 0)) for _ in variants for t in s.threads
     )
     progress.start(total)
+    pending = None
     try:
         for w, param in variants:
             label = w.name if param is None else f"{w.name} {param:.0%}"
@@ -238,7 +238,9 @@ def run(s: Settings, progress: Progress | None = None) -> BenchResult:
                 row = {impl.name: Cell(w.name, param, t, impl.name, peak_bytes=peaks[impl.name]) for impl in s.impls}
                 result.cells.extend(row.values())
                 samples: dict[str, list[int]] = {name: [] for name in row}
+                pending = (row, samples)  # summarised even if Ctrl-C ends the cell early
                 n = len(s.impls)
+                gc.collect()  # untimed: start the cell's rounds with no garbage from earlier ones
                 for r in range(s.rounds):
                     for impl in s.impls[r % n :] + s.impls[: r % n]:
                         ops_s, lat, failures = _round(w, plan, impl, s.duration, s.join_timeout)
@@ -246,22 +248,27 @@ def run(s: Settings, progress: Progress | None = None) -> BenchResult:
                         cell.rounds.append(ops_s)
                         samples[impl.name].extend(lat)
                         _add_failures(cell, failures)
-                        _summarise_latency(cell, samples[impl.name])
                         progress.advance(f"{label} x{t} {impl.name}")
+                _summarise(*pending)
+                pending = None
                 if s.stress and t >= 2:
                     for impl in s.impls:
                         _add_failures(row[impl.name], _stress(w, plan, impl, s))
                         progress.advance(f"{label} x{t} {impl.name} (stress)")
     except KeyboardInterrupt:
         result.interrupted = True
+        if pending is not None:
+            _summarise(*pending)
     finally:
         progress.stop()
     result.cells = [c for c in result.cells if c.rounds]
     return result
 
 
-def _summarise_latency(cell: Cell, samples: list[int]) -> None:
-    if samples:
-        cell.p50_ns = percentile(samples, 50)
-        cell.p99_ns = percentile(samples, 99)
-        cell.max_ns = float(max(samples))
+def _summarise(row: dict[str, Cell], samples: dict[str, list[int]]) -> None:
+    """Latency percentiles over all the timed rounds of each cell in ``row``."""
+    for name, cell in row.items():
+        if samples[name]:
+            cell.p50_ns = percentile(samples[name], 50)
+            cell.p99_ns = percentile(samples[name], 99)
+            cell.max_ns = float(max(samples[name]))

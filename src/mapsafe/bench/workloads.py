@@ -72,7 +72,9 @@ def drive(chunk: Callable[[int, int], None], tally: Tally, stop: list[bool]) -> 
     """Run ``chunk`` over the cycled sequence until ``stop[0]``; time one op in SAMPLE_EVERY.
 
     ``stop[0]`` is read with one list operation (atomic); it only ever goes
-    from False to True, so a stale read costs at most one more chunk.
+    from False to True, so a stale read costs at most one more chunk. The
+    first chunk always runs: on a loaded machine a thread may be scheduled
+    only after a short round has ended, and a round must measure something.
     """
     lat = tally.latencies
     n = SAMPLE_EVERY - 1
@@ -85,7 +87,7 @@ def drive(chunk: Callable[[int, int], None], tally: Tally, stop: list[bool]) -> 
         empty.append(perf_counter_ns() - t0)
     overhead = sorted(empty)[31]
     i = ops = 0
-    while not stop[0]:
+    while True:
         try:
             chunk(i, n)
             t0 = perf_counter_ns()
@@ -97,6 +99,8 @@ def drive(chunk: Callable[[int, int], None], tally: Tally, stop: list[bool]) -> 
         if i >= SEQ_LEN:
             i -= SEQ_LEN
         ops += SAMPLE_EVERY
+        if stop[0]:
+            break
     tally.ops = ops
 
 
@@ -394,7 +398,7 @@ class IterateWhileWriting(Workload):
             return True
 
         i = written = 0
-        while not stop[0]:
+        while True:  # at least one iteration, as in drive()
             try:
                 iterate(visit)
                 if plan.threads == 1:
@@ -403,6 +407,8 @@ class IterateWhileWriting(Workload):
                     i = (i + self.solo_writes) % SEQ_LEN
             except Exception as exc:  # e.g. "dictionary changed size during iteration"
                 tally.error(exc)
+            if stop[0]:
+                break
         tally.ops = visited[0] + written
 
 

@@ -62,10 +62,9 @@ def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
             elif kind == "returned":
                 per.lookups.add(key)  # type: ignore[arg-type]
                 per.returned_reads.add(key)  # type: ignore[arg-type]
-            elif kind == "both":
+            elif kind == "both":  # setdefault: a lookup and a store in one call
                 per.stores.append((key, site))  # type: ignore[arg-type]
                 per.lookups.add(key)  # type: ignore[arg-type]
-                per.returned_reads.add(key)  # type: ignore[arg-type]
     for name in sorted(unbounded):
         for scope_id, per in sorted(uses[name].items()):
             scope = index.scopes[scope_id]
@@ -102,6 +101,8 @@ def _classify(node: ast.Name, parent: ast.AST | None, grand: ast.AST | None) -> 
         ctx = type(parent.ctx)
         key = ast.dump(parent.slice)
         if ctx is ast.Store:
+            if type(grand) is ast.Assign:
+                parent._mapsafe_value = grand.value  # type: ignore[attr-defined]
             return "store", key, parent
         if ctx is ast.Del:
             return "evict", None, None
@@ -138,23 +139,103 @@ def _memo_store(index: Index, scope: Scope, name: str, per: _Uses) -> ast.AST | 
     """The store that makes ``scope`` a memo function of ``name``, if it is one."""
     if not per.stores:
         return None
-    derived = _derived_names(index, scope)
+    params = _params(scope)
+    derived = _derived_names(scope, params)
     returned = per.returned_reads | _returned_read_keys(scope, name)
     for key, site in per.stores:
         if key not in per.lookups or key not in returned:
             continue
         key_node = site.slice if type(site) is ast.Subscript else site.args[0]  # type: ignore[attr-defined]
-        if any(type(n) is ast.Name and n.id in derived for n in ast.walk(key_node)):
-            return site
+        used = {n.id for n in ast.walk(key_node) if type(n) is ast.Name and n.id in derived}
+        if not used:
+            continue
+        if used <= params and all(_flag_param(scope, n) for n in used):
+            continue  # keyed only by True/False flags: a handful of entries at most
+        if _stores_argument(site, params):
+            continue  # remembers what it was given (a setter or registry), not what it computed
+        if _returns_when_absent(scope, name, key):
+            continue  # `if k not in d: return`: it only replaces values of keys already there
+        if _constant_callers(index, scope, used & params):
+            continue  # a private helper always called with constants: a fixed, small key set
+        return site
     return None
 
 
-def _derived_names(index: Index, scope: Scope) -> set[str]:
-    """The function's parameters (not self/cls), and locals computed from them."""
-    params = {
+def _returns_when_absent(scope: Scope, name: str, key: str) -> bool:
+    for stmt in scope.body():
+        if type(stmt) is ast.If and type(stmt.test) is ast.Compare and len(stmt.test.ops) == 1:
+            test = stmt.test
+            holder = test.comparators[0]
+            if (type(test.ops[0]) is ast.NotIn and type(holder) is ast.Name and holder.id == name
+                    and ast.dump(test.left) == key and stmt.body and type(stmt.body[-1]) in (ast.Return, ast.Raise)):
+                return True
+    return False
+
+
+def _constant_callers(index: Index, scope: Scope, key_params: set[str]) -> bool:
+    """Is ``scope`` a private module function whose every call passes constants for ``key_params``?"""
+    node = scope.node
+    if type(node) not in (ast.FunctionDef, ast.AsyncFunctionDef) or not node.name.startswith("_"):
+        return False
+    if scope.parent is not index.module or not key_params:
+        return False
+    positions = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]  # type: ignore[attr-defined]
+    module = index.module
+    uses = calls = 0
+    for other in ast.walk(index.tree):
+        if type(other) is ast.Name and other.id == node.name and type(other.ctx) is ast.Load:
+            uses += 1
+        if type(other) is ast.Call and type(other.func) is ast.Name and other.func.id == node.name:
+            calls += 1
+            for param in key_params:
+                arg = None
+                if param in positions and positions.index(param) < len(other.args):
+                    arg = other.args[positions.index(param)]
+                for keyword in other.keywords:
+                    if keyword.arg == param:
+                        arg = keyword.value
+                if arg is None:
+                    continue  # the default: a constant too
+                if type(arg) is ast.Constant:
+                    continue
+                if type(arg) is ast.Name and all(
+                    b.kind == "assign" and type(b.value) is ast.Constant for b in module.bindings.get(arg.id, [None])
+                    if b is not None
+                ) and arg.id in module.bindings:
+                    continue
+                return False
+    return calls > 0 and uses == calls  # passed around as a value, it could get any argument
+
+
+def _stores_argument(site: ast.AST, params: set[str]) -> bool:
+    parent_value = getattr(site, "_mapsafe_value", None)
+    if type(site) is ast.Call and len(site.args) > 1:  # setdefault(key, value)
+        parent_value = site.args[1]
+    return type(parent_value) is ast.Name and parent_value.id in params
+
+
+def _params(scope: Scope) -> set[str]:
+    return {
         name for name, bindings in scope.bindings.items()
         if any(b.kind == "param" for b in bindings) and name not in ("self", "cls")
     }
+
+
+def _flag_param(scope: Scope, name: str) -> bool:
+    """A parameter whose default is True, False, 0 or 1: a flag with two values."""
+    node = scope.node
+    if type(node) not in (ast.FunctionDef, ast.AsyncFunctionDef):
+        return False
+    args = node.args  # type: ignore[attr-defined]
+    positional = [*args.posonlyargs, *args.args]
+    defaults = dict(zip([a.arg for a in positional[len(positional) - len(args.defaults):]], args.defaults))
+    defaults.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None})
+    default = defaults.get(name)
+    return type(default) is ast.Constant and (type(default.value) is bool or default.value in (0, 1))
+
+
+def _derived_names(scope: Scope, params: set[str]) -> set[str]:
+    """The function's parameters (not self/cls), and locals computed from them."""
     derived = set(params)
     for name, bindings in scope.bindings.items():
         for binding in bindings:
@@ -165,7 +246,7 @@ def _derived_names(index: Index, scope: Scope) -> set[str]:
 
 
 def _returned_read_keys(scope: Scope, name: str) -> set[str]:
-    """Keys whose value, read from the dict, the function returns (directly or through a local)."""
+    """Keys whose value, read from the dict, the function returns or keeps in a local."""
     read_into: dict[str, str] = {}  # local -> key dump it was read from
     keys: set[str] = set()
     returns: list[ast.expr] = []
@@ -183,8 +264,9 @@ def _returned_read_keys(scope: Scope, name: str) -> set[str]:
         key = _read_key(value, name)
         if key is not None:
             keys.add(key)
-        elif type(value) is ast.Name and value.id in read_into:
-            keys.add(read_into[value.id])
+    # A value read into a local is used (returned, copied, wrapped): a memo hit. A registry
+    # only tests `key in d` before storing, and never reads the value back.
+    keys.update(read_into.values())
     return keys
 
 

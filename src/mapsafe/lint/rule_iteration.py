@@ -30,7 +30,10 @@ def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
         if target is None:
             continue
         dict_node, chain, key_name, is_view = target
-        if not is_view and not _known_dict(index, scope, dict_node, chain, evidence):
+        if is_view:
+            if _known_other(index, scope, dict_node):
+                continue  # e.g. email.message.Message: keys() returns a list copy
+        elif not _known_dict(index, scope, dict_node, chain, evidence):
             continue
         copy = f"list({chain}{'.items()' if _view_of(loop) == 'items' else ''})"
         for node, how in _mutations(loop.body, chain, key_name):
@@ -102,6 +105,32 @@ def _known_dict(index: Index, scope: Scope, node: ast.expr, chain: str, evidence
     if chains is None:
         chains = evidence[scope.id] = _mapping_chains(scope)
     return chain in chains
+
+
+def _known_other(index: Index, scope: Scope, node: ast.expr) -> bool:
+    """Is ``node`` certainly bound to something built by a call that is not a dict factory?"""
+    bindings: list = []
+    owner_scope = scope
+    if type(node) is ast.Name:
+        owner, bindings = index.bindings_of(scope, node.id)
+        owner_scope = owner or scope
+    elif type(node) is ast.Attribute and type(node.value) is ast.Name:
+        found = index.self_class(scope, node.value.id)
+        if found is not None:
+            for cls in index.mro(found[0]):
+                if node.attr in cls.attrs:
+                    bindings = cls.attrs[node.attr]
+                    owner_scope = cls.scope
+                    break
+    if not bindings:
+        return False
+    for binding in bindings:
+        value = binding.value
+        if binding.kind != "assign" or type(value) is not ast.Call or index.is_dict_value(value, owner_scope):
+            return False
+        if type(value.func) is ast.Name and value.func.id[:1].islower():
+            return False  # a factory function might return a dict
+    return True
 
 
 def _dict_annotation(annotation: object) -> bool:

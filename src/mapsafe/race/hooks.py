@@ -76,31 +76,11 @@ def _patch_threading() -> None:
     _patch(threading.Thread, "_bootstrap_inner", bootstrap_inner)
     _patch(threading.Thread, "join", join)
 
-    # Semaphore and BoundedSemaphore: releases are joined into the
-    # semaphore's clock; an acquire that succeeds joins it in.
-    def sem_acquire(orig):
-        def acquire(self, blocking=True, timeout=None):
-            result = orig(self, blocking, timeout)
-            D = _D()
-            if result and D is not None:
-                D.acquire(self)
-            return result
-
-        return acquire
-
-    def sem_release(orig):
-        def release(self, n=1):
-            D = _D()
-            if D is not None:
-                D.release(self)
-            return orig(self, n)
-
-        return release
-
-    _patch(threading.Semaphore, "acquire", sem_acquire)
-    _patch(threading.Semaphore, "__enter__", sem_acquire)
-    _patch(threading.Semaphore, "release", sem_release)
-    _patch(threading.BoundedSemaphore, "release", sem_release)
+    # Semaphores are modelled where instrumented code uses them
+    # (runtime._sync_call): the stdlib uses them internally (the idle
+    # semaphore of ThreadPoolExecutor), and modelling those uses would order
+    # unrelated tasks and hide the user's races.
+    runtime.register_sync_call_types(threading.Semaphore, threading.BoundedSemaphore)
 
     def ev_set(orig):
         def set(self):
@@ -315,6 +295,8 @@ def _patch_futures() -> None:
 _MAP_READS = (
     "load", "get", "__getitem__", "__contains__", "__len__", "__iter__", "keys", "values", "items",
     "range", "snapshot", "copy", "__eq__", "__repr__",
+    # bound per instance as `get` by some maps, so patched under their own names
+    "_get_plain", "_get_full", "_counted_get",
 )
 _MAP_WRITES = (
     "store", "__setitem__", "__delitem__", "delete", "load_or_store", "load_and_delete", "swap",
@@ -369,6 +351,40 @@ def _patch_maps() -> None:
                     _patch(klass, name, writing)
 
 
+def _patch_rwlock() -> None:
+    try:
+        from mapsafe.rwlock import RWLock
+    except Exception:
+        return
+
+    # One clock for readers and writers: a writer is ordered after the
+    # readers before it (and they after the writer before them). Readers are
+    # also ordered with each other, which can only hide races.
+    def acquiring(orig):
+        def acquire(self, blocking=True, timeout=-1):
+            result = orig(self, blocking, timeout)
+            D = _D()
+            if result and D is not None:
+                D.acquire(self)
+            return result
+
+        return acquire
+
+    def releasing(orig):
+        def release(self):
+            D = _D()
+            if D is not None:
+                D.release(self)
+            return orig(self)
+
+        return release
+
+    for name in ("acquire_read", "acquire_write"):
+        _patch(RWLock, name, acquiring)
+    for name in ("release_read", "release_write"):
+        _patch(RWLock, name, releasing)
+
+
 _installed = False
 
 
@@ -382,6 +398,7 @@ def install() -> None:
     _patch_queue()
     _patch_futures()
     _patch_maps()
+    _patch_rwlock()
 
 
 def uninstall() -> None:

@@ -512,6 +512,8 @@ def _sync_call(obj: Any, t: type, name: str, args: tuple, kwargs: dict) -> Any:
         if name in ("get", "get_nowait"):
             D.got_item(obj, result)
         return result
+    # Semaphores: every release is joined into the semaphore's clock, and a
+    # successful acquire joins it in (as for locks).
     lock = obj._lock if t is _threading.Condition else obj
     if name == "acquire":
         result = getattr(obj, name)(*args, **kwargs)
@@ -551,6 +553,12 @@ class _LockContext:
         return self.obj.__exit__(*exc)
 
 
+def _queue_simple() -> type:
+    import queue
+
+    return queue.SimpleQueue
+
+
 def with_(obj):
     t = type(obj)
     if t in _SYNC_CALL_TYPES and _D is not None:
@@ -558,8 +566,8 @@ def with_(obj):
 
         if t is _threading.Condition:
             return _LockContext(obj, obj._lock)
-        if t in _LOCK_TYPES:
-            return _LockContext(obj, obj)
+        if t is not _queue_simple():
+            return _LockContext(obj, obj)  # a lock or a semaphore
     return obj
 
 
