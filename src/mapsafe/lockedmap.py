@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from .mapbase import MapBase, check_flag, pairs_of
 from .rwlock import RWLock
@@ -15,12 +14,19 @@ __all__ = ["LockedMap"]
 
 
 class _WriteSection:
-    """A short exclusive hold of a LockedMap: its RWLock's mutex, once writable."""
+    """A short exclusive hold of a LockedMap: its RWLock's mutex, once writable.
 
-    __slots__ = ("_map",)
+    ``peek``/``put``/``drop`` are the dict's bound methods; callers hold the
+    section (``enter``/``exit``).
+    """
+
+    __slots__ = ("_map", "peek", "put", "drop")
 
     def __init__(self, owner: "LockedMap") -> None:
         self._map = owner
+        self.peek = owner._d.get
+        self.put = owner._d.__setitem__
+        self.drop = owner._d.__delitem__
 
     def enter(self) -> None:
         owner = self._map
@@ -35,15 +41,6 @@ class _WriteSection:
 
     def exit(self) -> None:
         self._map._release()
-
-    def peek_locked(self, key: Any) -> Any:
-        return self._map._d.get(key, MISSING)
-
-    def put_locked(self, key: Any, value: Any) -> None:
-        self._map._d[key] = value
-
-    def drop_locked(self, key: Any) -> None:
-        del self._map._d[key]
 
 
 class LockedMap(MapBase):
@@ -113,30 +110,20 @@ class LockedMap(MapBase):
 
     # -- transactions -----------------------------------------------------------
 
-    @contextmanager
-    def read(self) -> Iterator[Mapping[Any, Any]]:
+    def read(self) -> "_ReadView":
         """``with m.read() as view:`` a read-only view no other thread changes meanwhile.
 
         The view is live: do not keep it after the block.
         """
-        self._rw.acquire_read()
-        try:
-            yield MappingProxyType(self._d)
-        finally:
-            self._rw.release_read()
+        return _ReadView(self)
 
-    @contextmanager
-    def write(self) -> Iterator[dict]:
+    def write(self) -> "_WriteView":
         """``with m.write() as d:`` exclusive access to the underlying dict.
 
         Other threads see the block's changes all at once. Do not keep ``d``
         after the block.
         """
-        self._rw.acquire_write()
-        try:
-            yield self._d
-        finally:
-            self._rw.release_write()
+        return _WriteView(self)
 
     # -- short reads --------------------------------------------------------------
 
@@ -224,8 +211,7 @@ class LockedMap(MapBase):
     def clear(self) -> None:
         self._sec.enter()
         try:
-            if self._computing:
-                self._check_not_computing(next(iter(self._computing)))
+            self._check_not_in_callback("clear()")
             self._d.clear()
         finally:
             self._release()
@@ -252,3 +238,34 @@ class LockedMap(MapBase):
             finally:
                 self._release()
         return out
+
+
+class _ReadView:
+    """The context manager ``LockedMap.read()`` returns: the read lock, and a read-only view."""
+
+    __slots__ = ("_map",)
+
+    def __init__(self, owner: LockedMap) -> None:
+        self._map = owner
+
+    def __enter__(self) -> Mapping[Any, Any]:
+        self._map._rw.acquire_read()
+        return MappingProxyType(self._map._d)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._map._rw.release_read()
+
+
+class _WriteView(_ReadView):
+    """The context manager ``LockedMap.write()`` returns: the write lock, and the dict."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> dict:
+        # Raw dict writes would bypass the recursive-update check.
+        self._map._check_not_in_callback("a write() block")
+        self._map._rw.acquire_write()
+        return self._map._d
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._map._rw.release_write()

@@ -13,6 +13,7 @@ from .sentinels import DELETE, MISSING
 __all__ = ["MapBase", "check_flag", "pairs_of"]
 
 _NO_DEFAULT: Any = object()  # pop() called without a default
+_COMPUTE, _IF_ABSENT, _IF_PRESENT, _MERGE = range(4)  # _compute modes
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -83,9 +84,10 @@ class MapBase(MutableMapping[K, V]):
     ``_options()`` (constructor keywords for copies) and, for the compound
     operations here, *sections*: ``_section(key)`` returns an object with
     ``enter()``/``exit()`` (take and release the write lock covering
-    ``key``; reentrant; the compute family runs user callbacks inside it),
-    ``peek_locked(key)`` (value or MISSING), ``put_locked(key, value)`` and
-    ``drop_locked(key)``. ``_computing`` maps keys whose compute callback is
+    ``key``; reentrant; the compute family runs user callbacks inside it)
+    and, to be called holding it, ``peek(key, default)``, ``put(key,
+    value)`` and ``drop(key)`` (for plain dict sections these are the
+    dict's own bound methods). ``_computing`` maps keys whose compute callback is
     running to the thread running it; it is only changed by a thread holding
     the section of that key, so a writer holding that section that finds its
     key there is the callback's own thread: a recursive update.
@@ -99,12 +101,18 @@ class MapBase(MutableMapping[K, V]):
         raise NotImplementedError
 
     def _export(self) -> Any:
-        """What pickling keeps: by default the (key, value) pairs."""
+        """What pickling and deepcopy keep: by default the (key, value) pairs."""
         return list(self.snapshot().items())
+
+    def _import(self, state: Any) -> None:
+        """Load what ``_export`` produced into this (new, empty) map."""
+        self._put_many(list(state))
 
     @classmethod
     def _from_export(cls, options: dict[str, Any], state: Any) -> "MapBase":
-        return cls(state, **options)
+        new = cls(**options)
+        new._import(state)
+        return new
 
     def _public_type(self) -> type:
         """The class users constructed (a map may pick a private subclass)."""
@@ -122,8 +130,8 @@ class MapBase(MutableMapping[K, V]):
 
     def __deepcopy__(self, memo: dict):
         new = self._public_type()(**self._options())
-        memo[id(self)] = new
-        new.update(_copy.deepcopy(list(self.snapshot().items()), memo))
+        memo[id(self)] = new  # before copying contents, which may refer back to self
+        new._import(_copy.deepcopy(self._export(), memo))
         return new
 
     @classmethod
@@ -217,11 +225,11 @@ class MapBase(MutableMapping[K, V]):
         section.enter()
         try:
             # Re-check: another thread may have stored it while we waited.
-            current = section.peek_locked(key)
+            current = section.peek(key, MISSING)
             if current is not MISSING:
                 return current, True
             self._check_not_computing(key)
-            section.put_locked(key, value)
+            section.put(key, value)
             return value, False
         finally:
             section.exit()
@@ -233,43 +241,40 @@ class MapBase(MutableMapping[K, V]):
 
     def swap(self, key: Any, value: Any) -> tuple[Any, bool]:
         """Store ``value``; return ``(previous, True)``, or ``(None, False)`` if absent."""
-        hash(key)
         section = self._section(key)
         section.enter()
         try:
             self._check_not_computing(key)
-            previous = section.peek_locked(key)
-            section.put_locked(key, value)
+            previous = section.peek(key, MISSING)
+            section.put(key, value)
         finally:
             section.exit()
         return (None, False) if previous is MISSING else (previous, True)
 
     def compare_and_swap(self, key: Any, old: Any, new: Any) -> bool:
         """Store ``new`` if the current value ``== old``; False when absent."""
-        hash(key)
         section = self._section(key)
         section.enter()
         try:
-            current = section.peek_locked(key)
+            current = section.peek(key, MISSING)
             if current is MISSING or not (current == old):
                 return False
             self._check_not_computing(key)
-            section.put_locked(key, new)
+            section.put(key, new)
             return True
         finally:
             section.exit()
 
     def compare_and_delete(self, key: Any, old: Any) -> bool:
         """Delete ``key`` if its value ``== old``; False when absent."""
-        hash(key)
         section = self._section(key)
         section.enter()
         try:
-            current = section.peek_locked(key)
+            current = section.peek(key, MISSING)
             if current is MISSING or not (current == old):
                 return False
             self._check_not_computing(key)
-            section.drop_locked(key)
+            section.drop(key)
             return True
         finally:
             section.exit()
@@ -278,14 +283,13 @@ class MapBase(MutableMapping[K, V]):
 
     def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:
         """Remove ``key`` and return its value; ``default`` or KeyError if absent."""
-        hash(key)
         section = self._section(key)
         section.enter()
         try:
-            value = section.peek_locked(key)
+            value = section.peek(key, MISSING)
             if value is not MISSING:
                 self._check_not_computing(key)
-                section.drop_locked(key)
+                section.drop(key)
         finally:
             section.exit()
         if value is MISSING:
@@ -317,7 +321,7 @@ class MapBase(MutableMapping[K, V]):
         writing ``key`` itself raises RecursiveUpdateError. If ``fn``
         raises, the key is left unchanged and the exception propagates.
         """
-        return self._compute(key, fn, absent_ok=True, present_ok=True)
+        return self._compute(key, fn, _COMPUTE)
 
     def compute_if_absent(self, key: Any, factory: Callable[[Any], Any]) -> Any:
         """The value of ``key``, computing ``factory(key)`` first if absent.
@@ -326,62 +330,74 @@ class MapBase(MutableMapping[K, V]):
         ask at once: the others wait and get its result. Returning ``DELETE``
         stores nothing (and returns None).
         """
-        current = self.get(key, MISSING)  # lock-free fast path
+        current = self.get(key, MISSING)  # lock-free fast path where reads are
         if current is not MISSING:
             return current
-        return self._compute(key, lambda k, _old: factory(k), absent_ok=True, present_ok=False)
+        return self._compute(key, factory, _IF_ABSENT)
 
     def compute_if_present(self, key: Any, fn: Callable[[Any, Any], Any]) -> Any:
         """If ``key`` is present, set it to ``fn(key, old)``; None if absent or removed."""
-        return self._compute(key, fn, absent_ok=False, present_ok=True)
+        return self._compute(key, fn, _IF_PRESENT)
 
     def merge(self, key: Any, value: Any, fn: Callable[[Any, Any], Any]) -> Any:
         """Store ``value`` if absent, else ``fn(old, value)``; return the new value.
 
         ``fn`` returning ``DELETE`` removes the key (and merge returns None).
         """
+        return self._compute(key, fn, _MERGE, value)
 
-        def remap(_key: Any, old: Any) -> Any:
-            return value if old is MISSING else fn(old, value)
-
-        return self._compute(key, remap, absent_ok=True, present_ok=True)
-
-    def _compute(self, key: Any, fn: Callable[[Any, Any], Any], *, absent_ok: bool, present_ok: bool) -> Any:
-        hash(key)
+    def _compute(self, key: Any, fn: Callable[..., Any], mode: int, value: Any = None) -> Any:
+        """The compute family: ``mode`` says which, ``value`` is merge's."""
         section = self._section(key)
         section.enter()
         try:
-            old = section.peek_locked(key)
-            if old is MISSING and not absent_ok:
-                return None
-            if old is not MISSING and not present_ok:
-                return old  # compute_if_absent: another thread won the race
+            old = section.peek(key, MISSING)
+            if old is MISSING:
+                if mode == _IF_PRESENT:
+                    return None
+                if mode == _MERGE:
+                    self._check_not_computing(key)
+                    section.put(key, value)
+                    return value
+            elif mode == _IF_ABSENT:
+                return old  # another thread computed it while we waited for the lock
             computing = self._computing
             if key in computing:
-                raise RecursiveUpdateError(
-                    f"recursive update of key {key!r}: a compute callback tried to update "
-                    "the key it is computing"
-                )
-            computing[key] = get_ident()
+                self._check_not_computing(key)
+            computing[key] = get_ident()  # only ever set by the holder of key's section
             try:
-                new = fn(key, old)
+                if mode == _MERGE:
+                    new = fn(old, value)
+                elif mode == _IF_ABSENT:
+                    new = fn(key)
+                else:
+                    new = fn(key, old)
             finally:
                 del computing[key]
             if new is DELETE:
                 if old is not MISSING:
-                    section.drop_locked(key)
+                    section.drop(key)
                 return None
-            section.put_locked(key, new)
+            section.put(key, new)
             return new
         finally:
             section.exit()
 
     def _check_not_computing(self, key: Any) -> None:
-        """Raise if ``key`` is being computed (by this thread: it holds the section)."""
-        if self._computing and key in self._computing:
+        """Raise if this thread's compute callback is computing ``key``."""
+        if self._computing and self._computing.get(key) == get_ident():
             raise RecursiveUpdateError(
                 f"recursive update of key {key!r}: a compute callback tried to write "
                 "the key it is computing"
+            )
+
+    def _check_not_in_callback(self, what: str) -> None:
+        """Raise if this thread is running a compute callback of this map."""
+        if self._computing and get_ident() in self._computing.values():
+            key = next(k for k, ident in self._computing.copy().items() if ident == get_ident())
+            raise RecursiveUpdateError(
+                f"recursive update of key {key!r}: {what} inside the compute callback "
+                "could overwrite the key it is computing"
             )
 
     # -- to be provided --------------------------------------------------------

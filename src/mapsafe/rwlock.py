@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from threading import get_ident
 from time import monotonic, perf_counter
-from typing import Iterator
-
 from .stats import LockProfile
 
 __all__ = ["RWLock"]
@@ -73,9 +70,13 @@ class RWLock:
     def acquire_read(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the read lock; returns False if it could not within ``timeout``."""
         me = get_ident()
+        # A thread already holding _mu is inside one of LockedMap's short
+        # operations (a compute callback, say): it excludes every writer
+        # already, and waiting here would release _mu mid-operation.
+        inside = self._mu._is_owned()
         with self._mu:
             held = self._readers.get(me)
-            if held or self._writer == me:
+            if held or self._writer == me or inside:
                 self._readers[me] = (held or 0) + 1
                 return True
             if self._writer is None and not self._waiting_writers:
@@ -149,23 +150,13 @@ class RWLock:
         """Take the write lock only if that needs no waiting."""
         return self.acquire_write(blocking=False)
 
-    @contextmanager
-    def read(self) -> Iterator[None]:
+    def read(self) -> "_ReadHold":
         """``with lock.read():`` holds the read lock for the block."""
-        self.acquire_read()
-        try:
-            yield
-        finally:
-            self.release_read()
+        return _ReadHold(self)
 
-    @contextmanager
-    def write(self) -> Iterator[None]:
+    def write(self) -> "_WriteHold":
         """``with lock.write():`` holds the write lock for the block."""
-        self.acquire_write()
-        try:
-            yield
-        finally:
-            self.release_write()
+        return _WriteHold(self)
 
     def __repr__(self) -> str:
         with self._mu:
@@ -235,3 +226,30 @@ class RWLock:
         finally:
             self._waiting_writers -= 1
         self._wake_locked()
+
+
+class _ReadHold:
+    """The context manager ``RWLock.read()`` returns (a class: cheaper than a generator)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: RWLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire_read()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release_read()
+
+
+class _WriteHold(_ReadHold):
+    """The context manager ``RWLock.write()`` returns."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        self._lock.acquire_write()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release_write()

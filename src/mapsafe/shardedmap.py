@@ -37,7 +37,7 @@ class _Shard:
     dict operations; every write holds ``lock``.
     """
 
-    __slots__ = ("d", "lock", "enter", "exit", "profile")
+    __slots__ = ("d", "lock", "enter", "exit", "profile", "peek", "put", "drop")
 
     def __init__(self, stats: bool) -> None:
         self.d: dict = {}  # the entries; read lock-free, written only with lock held
@@ -45,15 +45,11 @@ class _Shard:
         self.profile = LockProfile(self.lock.acquire) if stats else None  # set once
         self.enter = self.profile.acquire if stats else self.lock.acquire  # bound once for speed
         self.exit = self.lock.release
-
-    def peek_locked(self, key: Any) -> Any:
-        return self.d.get(key, MISSING)
-
-    def put_locked(self, key: Any, value: Any) -> None:
-        self.d[key] = value
-
-    def drop_locked(self, key: Any) -> None:
-        del self.d[key]
+        # What compound operations call holding the lock; in plain mode the
+        # dict's own methods, in cache mode the wrapping ones below.
+        self.peek = self.d.get
+        self.put = self.d.__setitem__
+        self.drop = self.d.__delitem__
 
     def items_now(self) -> Any:
         """(key, value) pairs at one instant of this shard."""
@@ -82,50 +78,73 @@ class _CacheShard(_Shard):
     read ones another round. Expired entries go first.
     """
 
-    __slots__ = ("capacity", "ttl", "order", "evictions", "expirations")
+    __slots__ = ("capacity", "ttl", "order", "by_expiry", "evictions", "expirations")
 
     def __init__(self, stats: bool, capacity: int | None, ttl: float | None) -> None:
         super().__init__(stats)
+        self.peek, self.put, self.drop = self.peek_locked, self.put_locked, self.drop_locked
         self.capacity = capacity  # max entries in d, or None; set once
         self.ttl = ttl  # seconds an entry lives, or None; set once
         # (key, entry) pairs in insertion order; guarded by lock. Pairs whose
         # entry is no longer d[key] are stale and skipped. Kept at most about
         # twice len(d) by _compact_locked.
         self.order: deque = deque()
+        # With a ttl, the same pairs in store order (never re-appended), so
+        # the first live one expires first; guarded by lock; compacted with order.
+        self.by_expiry: deque = deque()
         self.evictions = 0  # guarded by lock
         self.expirations = 0  # guarded by lock
 
-    def peek_locked(self, key: Any) -> Any:
+    def peek_locked(self, key: Any, default: Any = None) -> Any:
         entry = self.d.get(key)
         if entry is None:
-            return MISSING
+            return default
         if entry[1] <= monotonic():
             del self.d[key]
             self.expirations += 1
-            return MISSING
+            return default
         entry[2] = True
         return entry[0]
 
+    def drop_locked(self, key: Any) -> None:
+        del self.d[key]  # its pair in order goes stale
+
     def put_locked(self, key: Any, value: Any) -> None:
+        self.put_entry_locked(key, value, monotonic() + self.ttl if self.ttl is not None else _NEVER)
+
+    def put_entry_locked(self, key: Any, value: Any, expires_at: float) -> None:
         d = self.d
         if self.capacity is not None and len(d) >= self.capacity and key not in d:
             self._evict_one_locked()  # before inserting, so the new entry is never the victim
-        entry = [value, monotonic() + self.ttl if self.ttl is not None else _NEVER, False]
+        entry = [value, expires_at, False]
         d[key] = entry
         self.order.append((key, entry))
+        if self.ttl is not None:
+            self.by_expiry.append((key, entry))
         if len(self.order) > 2 * len(d) + 32:
             self._compact_locked()
 
     def _evict_one_locked(self) -> None:
-        d, order, now = self.d, self.order, monotonic()
+        d, now = self.d, monotonic()
+        # Expired entries first. All entries live ttl seconds from their
+        # store, so by_expiry (store order, never reordered) is expiry order.
+        by_expiry = self.by_expiry
+        while by_expiry:
+            key, entry = by_expiry[0]
+            if d.get(key) is not entry:
+                by_expiry.popleft()  # stale
+                continue
+            if entry[1] <= now:
+                by_expiry.popleft()
+                del d[key]
+                self.expirations += 1
+                return
+            break
+        order = self.order
         while order:
             key, entry = order.popleft()
             if d.get(key) is not entry:
                 continue  # stale: replaced or deleted since
-            if entry[1] <= now:
-                del d[key]
-                self.expirations += 1
-                return
             if entry[2]:
                 entry[2] = False  # second chance
                 order.append((key, entry))
@@ -137,6 +156,7 @@ class _CacheShard(_Shard):
     def _compact_locked(self) -> None:
         d = self.d
         self.order = deque((k, e) for k, e in self.order if d.get(k) is e)
+        self.by_expiry = deque((k, e) for k, e in self.by_expiry if d.get(k) is e)
 
     def expire_locked(self, key: Any, entry: list) -> None:
         # Re-check: another thread may have replaced the entry since the
@@ -257,7 +277,7 @@ class ShardedMap(MapBase):
         self._acquires = tuple(s.enter for s in self._shards)
         self._releases = tuple(s.exit for s in self._shards)
         self._stripes = tuple(
-            (s.enter, s.exit, s.d, s.put_locked if self._cache else None) for s in self._shards
+            (s.enter, s.exit, s.d, s.put if self._cache else None) for s in self._shards
         )
         self._computing: dict = {}
         self._callback_lock = threading.RLock()
@@ -356,12 +376,15 @@ class ShardedMap(MapBase):
                 for release in self._releases:
                     release()
 
-    def _compute(self, key: Any, fn: Any, *, absent_ok: bool, present_ok: bool) -> Any:
+    def _compute(self, key: Any, fn: Any, mode: int, value: Any = None) -> Any:
         # A callback holds its key's shard lock and may touch any other
         # shard. Two callbacks on different shards writing each other's
         # keys would deadlock, so callbacks run one at a time per map.
-        with self._callback_lock:
-            return super()._compute(key, fn, absent_ok=absent_ok, present_ok=present_ok)
+        self._callback_lock.acquire()
+        try:
+            return MapBase._compute(self, key, fn, mode, value)
+        finally:
+            self._callback_lock.release()
 
     # -- writes: one shard lock each ----------------------------------------------------
 
@@ -382,10 +405,10 @@ class ShardedMap(MapBase):
         shard = self._section(key)
         shard.enter()
         try:
-            if shard.peek_locked(key) is MISSING:
+            if shard.peek(key, MISSING) is MISSING:
                 raise KeyError(key)
             self._check_not_computing(key)
-            shard.drop_locked(key)
+            shard.drop(key)
         finally:
             shard.exit()
 
@@ -398,42 +421,41 @@ class ShardedMap(MapBase):
             shard.enter()
             try:
                 for key in reversed(list(shard.d)):
-                    value = shard.peek_locked(key)
+                    value = shard.peek(key, MISSING)
                     if value is MISSING:
                         continue  # expired just now
                     self._check_not_computing(key)
-                    shard.drop_locked(key)
+                    shard.drop(key)
                     return key, value
             finally:
                 shard.exit()
         raise KeyError("popitem(): ShardedMap is empty")
 
     def clear(self) -> None:
+        self._check_not_in_callback("clear()")  # before any shard changes
         for shard in self._shards:
             shard.enter()
             try:
-                if self._computing:
-                    for key in list(self._computing):
-                        if key in shard.d:
-                            self._check_not_computing(key)
                 shard.d.clear()
                 if isinstance(shard, _CacheShard):
                     shard.order.clear()
+                    shard.by_expiry.clear()
             finally:
                 shard.exit()
 
     def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
         by_shard: dict[int, list[tuple[Any, Any]]] = {}
         for key, value in pairs:
+            # Checked before any shard changes. Only this thread's own
+            # callbacks count, and only it can remove them meanwhile.
+            self._check_not_computing(key)
             by_shard.setdefault(hash(key) % self._n, []).append((key, value))
         for i, group in by_shard.items():
             shard = self._shards[i]
             shard.enter()
             try:
-                for key, _ in group:
-                    self._check_not_computing(key)
                 for key, value in group:
-                    shard.put_locked(key, value)
+                    shard.put(key, value)
             finally:
                 shard.exit()
 
@@ -447,11 +469,10 @@ class ShardedMap(MapBase):
             try:
                 if self._cache:
                     now = monotonic()
-                    live = [(k, e) for k, e in shard.d.items() if e[1] > now]
-                    target = new._shards[i]
-                    for k, e in live:
-                        target.d[k] = entry = [e[0], e[1], False]
-                        target.order.append((k, entry))
+                    target = new._shards[i]  # same options and process: same shard
+                    for k, e in list(shard.d.items()):
+                        if e[1] > now:
+                            target.put_entry_locked(k, e[0], e[1])
                 else:
                     new._maps[i].update(shard.d)
             finally:
@@ -473,19 +494,20 @@ class ShardedMap(MapBase):
                     out.append((key, entry[0], None if entry[1] == _NEVER else entry[1] - now))
         return out
 
-    @classmethod
-    def _from_export(cls, options: dict[str, Any], state: Any) -> "ShardedMap":
-        new = cls(**options)
-        if not new._cache:
-            new._put_many(list(state))
-            return new
+    def _import(self, state: Any) -> None:
+        if not self._cache:
+            self._put_many(list(state))
+            return
         now = monotonic()
         for key, value, remaining in state:
-            shard = new._section(key)
-            entry = [value, _NEVER if remaining is None else now + remaining, False]
-            shard.d[key] = entry
-            shard.order.append((key, entry))
-        return new
+            # Through put_entry_locked: in another process str hashes differ,
+            # so keys land in other shards, whose capacity must still hold.
+            shard = self._section(key)
+            shard.enter()
+            try:
+                shard.put_entry_locked(key, value, _NEVER if remaining is None else now + remaining)
+            finally:
+                shard.exit()
 
     def stats(self) -> dict[str, Any]:
         """Counters: size, evictions, expirations; with ``stats=True`` also

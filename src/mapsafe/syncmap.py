@@ -13,23 +13,20 @@ __all__ = ["SyncMap"]
 
 
 class _DictSection:
-    """The whole map as one write section: a dict and the lock that guards its writes."""
+    """The whole map as one write section: its lock, and its dict's own methods.
 
-    __slots__ = ("_d", "enter", "exit")
+    ``peek``/``put``/``drop`` are the dict's bound methods; callers hold the
+    lock (``enter``/``exit``).
+    """
+
+    __slots__ = ("enter", "exit", "peek", "put", "drop")
 
     def __init__(self, d: dict, acquire, release) -> None:
-        self._d = d
         self.enter = acquire
         self.exit = release
-
-    def peek_locked(self, key: Any) -> Any:
-        return self._d.get(key, MISSING)
-
-    def put_locked(self, key: Any, value: Any) -> None:
-        self._d[key] = value
-
-    def drop_locked(self, key: Any) -> None:
-        del self._d[key]
+        self.peek = d.get
+        self.put = d.__setitem__
+        self.drop = d.__delitem__
 
 
 class SyncMap(MapBase):
@@ -172,8 +169,7 @@ class SyncMap(MapBase):
     def clear(self) -> None:
         self._acquire()
         try:
-            if self._computing:
-                self._check_not_computing(next(iter(self._computing)))
+            self._check_not_in_callback("clear()")
             self._d.clear()
         finally:
             self._release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .impls import BASELINE, UNSAFE
@@ -63,13 +64,13 @@ def _recommend(result: BenchResult, workload: str, param: float | None) -> Recom
     _, p = mann_whitney_u(best.rounds, base.rounds)
     if p < ALPHA:
         return Recommendation(workload, param, threads, best.impl, f"x{ratio:.2f} vs {BASELINE} (p={p:.3f})")
+    # With few rounds no difference can be significant: 3 against 3 cannot get below p = 0.1.
+    floor = 2 / math.comb(len(best.rounds) + len(base.rounds), len(best.rounds))
+    why = (f"too few rounds to tell ({len(best.rounds)} and {len(base.rounds)} give p >= {floor:.2f})"
+           if floor >= ALPHA else f"p={p:.3f} >= {ALPHA}")
     return Recommendation(
-        workload,
-        param,
-        threads,
-        BASELINE,
-        f"nothing measurably faster: best was {best.impl} x{ratio:.2f}, p={p:.3f} >= {ALPHA}; "
-        "use the simplest",
+        workload, param, threads, BASELINE,
+        f"nothing measurably faster: best was {best.impl} x{ratio:.2f}, {why}; use the simplest",
     )
 
 
@@ -81,16 +82,17 @@ def _crossover(result: BenchResult, threads: int) -> Crossover | None:
             continue
         ch = result.find(workload, param, threads, CHALLENGER)
         base = result.find(workload, param, threads, BASELINE)
-        if ch is None or base is None or not ch.rounds or not base.rounds:
+        if ch is None or base is None or not ch.rounds or not base.rounds or not base.median:
             continue
-        unsafe = unsafe or not ch.safe
+        unsafe = unsafe or not (ch.safe and base.safe)
         ratios[param] = ch.median / base.median
     if not ratios:
         return None
     measured = sorted(ratios)
     span = f"{measured[0]:.0%}-{measured[-1]:.0%} reads"
     if unsafe:
-        return Crossover(threads, None, ratios, f"{CHALLENGER} failed a correctness check; no crossover reported")
+        text = f"{CHALLENGER} or {BASELINE} failed a correctness check; no crossover reported"
+        return Crossover(threads, None, ratios, text)
     start = None
     for r in reversed(measured):  # the lowest ratio from which the challenger wins all the way up
         if ratios[r] > 1.0:

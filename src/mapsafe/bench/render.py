@@ -8,7 +8,7 @@ from typing import IO, Any
 from .advisor import Advice
 from .compare import Comparison
 from .impls import BASELINE
-from .results import BenchResult, Cell
+from .results import BenchResult
 
 __all__ = ["have_rich", "make_progress", "render_result", "render_compare", "NO_RICH"]
 
@@ -150,7 +150,8 @@ def _rows(result: BenchResult, workload: str, param: float | None, advice: Advic
         if c.safe:
             check = "ok"
         else:
-            notes.append(f"[{len(notes) + 1}] {c.impl} x{c.threads}: " + "; ".join(c.failures))
+            more = f" (and {len(c.failures) - 1} more)" if len(c.failures) > 1 else ""
+            notes.append(f"[{len(notes) + 1}] {c.impl} x{c.threads}: {c.failures[0]}{more}")
             check = f"UNSAFE [{len(notes)}]"
         name = c.impl + (" *" if chosen.get((workload, param)) == (c.threads, c.impl) else "")
         rows.append([
@@ -158,6 +159,13 @@ def _rows(result: BenchResult, workload: str, param: float | None, advice: Advic
             fmt_ns(c.p50_ns), fmt_ns(c.p99_ns), fmt_ns(c.max_ns), fmt_bytes(c.peak_bytes), ratio, check,
         ])
     return rows, notes
+
+
+LEGEND = (
+    "ops/s: median of the timed rounds (min, max: slowest and fastest round). p50/p99/max lat: sampled "
+    "single-operation latency, timer overhead subtracted. peak mem: tracemalloc peak while building and filling "
+    f"the map. vs {BASELINE}: ratio of medians; (xN) is UNSAFE and not ranked."
+)
 
 
 def _advice_lines(advice: Advice) -> list[str]:
@@ -169,7 +177,7 @@ def _advice_lines(advice: Advice) -> list[str]:
         lines.append("SyncMap vs dict+Lock on the read-ratio sweep:")
         for x in advice.crossovers:
             ratios = ", ".join(f"{k:.0%}: x{v:.2f}" for k, v in sorted(x.ratios.items()))
-            lines.append(f"  {x.threads} threads: {x.text} ({ratios})")
+            lines.append(f"  {x.threads} thread{'' if x.threads == 1 else 's'}: {x.text} ({ratios})")
     else:
         lines.append("SyncMap vs dict+Lock: the read_ratio workload did not run with both, so no crossover")
     return lines
@@ -190,7 +198,7 @@ def render_result(result: BenchResult, advice: Advice | None, out: IO[str] | Non
 
     con = _console(out)
     for line in _header_lines(result):
-        con.print(line, markup=False)
+        con.print(line, markup=False, soft_wrap=True)
     for workload, param in result.variants():
         rows, notes = _rows(result, workload, param, advice)
         table = Table(title=variant_title(workload, param), title_justify="left")
@@ -201,10 +209,11 @@ def render_result(result: BenchResult, advice: Advice | None, out: IO[str] | Non
             table.add_row(*row, style=style)
         con.print(table)
         for note in notes:
-            con.print(note, markup=False, style="red")
+            con.print(note, markup=False, style="red", soft_wrap=True)
+    con.print(LEGEND, markup=False, soft_wrap=True)
     if advice:
         for line in _advice_lines(advice):
-            con.print(line, markup=False)
+            con.print(line, markup=False, soft_wrap=True)
 
 
 def _plain_table(title: str, columns, rows, out: IO[str]) -> None:
@@ -224,8 +233,9 @@ def _plain_result(result: BenchResult, advice: Advice | None, out: IO[str]) -> N
         _plain_table(variant_title(workload, param), _COLUMNS, rows, out)
         for note in notes:
             print(note, file=out)
+    print(file=out)
+    print(LEGEND, file=out)
     if advice:
-        print(file=out)
         for line in _advice_lines(advice):
             print(line, file=out)
 
@@ -273,4 +283,4 @@ def render_compare(cmp: Comparison, out: IO[str] | None = None) -> None:
         table.add_row(*row)
     con.print(table)
     for note in _compare_notes(cmp):
-        con.print(note, markup=False)
+        con.print(note, markup=False, soft_wrap=True)

@@ -162,15 +162,20 @@ def _once(w: Workload, plan: Plan, ad: Adapter, duration: float | None, join_tim
 def _round(w: Workload, plan: Plan, impl: Impl, duration: float, join_timeout: float):
     """One round of one cell: ``(ops per second, latency samples, failures)``."""
     if not w.fixed_work:
-        ad = impl.build()
-        w.setup(ad, plan)
+        try:
+            ad = impl.build()
+            w.setup(ad, plan)
+        except Exception as exc:  # a broken peer must not end the whole run
+            return 0.0, [], [f"building and filling the map failed: {type(exc).__name__}: {exc}"]
         tallies, elapsed, failures = _once(w, plan, ad, duration, join_timeout)
         return sum(t.ops for t in tallies) / elapsed, [x for t in tallies for x in t.latencies], failures
     # A fixed job (growth) on a fresh map each time, repeated until the round's time is used.
     ops, elapsed, samples, failures = 0, 0.0, [], []
     while elapsed < duration and not failures:
-        ad = impl.build()
-        w.setup(ad, plan)
+        try:
+            ad = impl.build()
+        except Exception as exc:
+            return 0.0, [], [f"building the map failed: {type(exc).__name__}: {exc}"]
         tallies, seconds, failures = _once(w, plan, ad, None, join_timeout)
         ops += sum(t.ops for t in tallies)
         elapsed += seconds
@@ -188,11 +193,11 @@ def _peak_memory(w: Workload, impl: Impl, keys: int, param: float | None, seed: 
     try:
         ad = impl.build()
         w.fill(ad, plan)
-        peak = tracemalloc.get_traced_memory()[1]
+        return tracemalloc.get_traced_memory()[1]
+    except Exception:
+        return None  # the timed rounds report what is wrong with this implementation
     finally:
         tracemalloc.stop()
-    del ad
-    return peak
 
 
 def _stress(w: Workload, plan: Plan, impl: Impl, s: Settings) -> list[str]:
@@ -207,6 +212,7 @@ def _stress(w: Workload, plan: Plan, impl: Impl, s: Settings) -> list[str]:
 
 
 def _add_failures(cell: Cell, failures: list[str]) -> None:
+    # Keep a few, not one per round: the first says what broke, the rest that it was no fluke.
     for f in failures:
         if f not in cell.failures and len(cell.failures) < 5:
             cell.failures.append(f)
@@ -242,7 +248,8 @@ def run(s: Settings, progress: Progress | None = None) -> BenchResult:
                 n = len(s.impls)
                 gc.collect()  # untimed: start the cell's rounds with no garbage from earlier ones
                 for r in range(s.rounds):
-                    for impl in s.impls[r % n :] + s.impls[: r % n]:
+                    start = r % n
+                    for impl in s.impls[start:] + s.impls[:start]:
                         ops_s, lat, failures = _round(w, plan, impl, s.duration, s.join_timeout)
                         cell = row[impl.name]
                         cell.rounds.append(ops_s)

@@ -96,8 +96,8 @@ def validate(doc: Any) -> None:
         "platform": ((str,), False), "mapsafe": ((str,), False), "options": ((dict,), False),
     })
     for i, s in enumerate(doc["implementations"]):
-        _need(s, f"$.implementations[{i}]", {"name": ((str,), False), "available": ((bool,), False),
-                                               "reason": ((str,), False)})
+        _need(s, f"$.implementations[{i}]",
+              {"name": ((str,), False), "available": ((bool,), False), "reason": ((str,), False)})
     for i, c in enumerate(doc["cells"]):
         where = f"$.cells[{i}]"
         _need(c, where, {

@@ -12,7 +12,7 @@ from .impls import Adapter
 __all__ = ["Workload", "Plan", "Tally", "WORKLOADS", "by_name", "SWEEP_RATIOS", "M", "PREFILL"]
 
 # Values are key * M + tag, so any loaded value names the key it was stored
-# for: a value that is not a multiple-plus-tag of its own key was never stored.
+# for: a value v loaded for key k with v // M != k was never stored for k.
 M = 1024
 PREFILL = M - 1  # tag of values written before the timed phase; thread tags are < PREFILL
 SAMPLE_EVERY = 32  # time one operation in this many for the latency percentiles
@@ -161,7 +161,7 @@ class _Loads(Workload):
         expect = [k * M + PREFILL for k in range(plan.keys)] + [None] * plan.keys
 
         def chunk(i, n):
-            for k in seq[i : i + n]:
+            for k in seq[i:i + n]:
                 v = get(k)
                 if v != expect[k]:
                     tally.fail(f"load({k}) returned {v!r}, expected {expect[k]!r}")
@@ -184,8 +184,12 @@ class MostlyMisses(_Loads):
 
 
 class LoadOrStoreBalanced(Workload):
-    """Balanced load-or-store (Go's LoadOrStoreBalanced): half the calls find a pre-filled key,
-    half race the other threads to be first to store a brand-new key."""
+    """Balanced load-or-store (Go's LoadOrStoreBalanced): half find their key, half race to store a new one.
+
+    Every thread walks the same sequence of new keys, so threads collide on
+    them: the first stores its value and every other thread must get that
+    value back, which is what the check compares against the final map.
+    """
 
     name = "load_or_store"
 
@@ -207,7 +211,7 @@ class LoadOrStoreBalanced(Workload):
 
         def chunk(i, n):
             nxt = fresh[0]
-            for k, prefilled in zip(seq[i : i + n], old[i : i + n]):
+            for k, prefilled in zip(seq[i:i + n], old[i:i + n]):
                 if prefilled:
                     v = los(k, k * M + tid)
                     if v != k * M + PREFILL:
@@ -235,8 +239,11 @@ class LoadOrStoreBalanced(Workload):
 
 
 class DisjointKeys(Workload):
-    """Disjoint key sets per thread: each thread reads and writes only its own keys
-    (per-thread state in one shared map); the mix follows --read-ratio."""
+    """Disjoint key sets per thread: each reads and writes only its own keys, at --read-ratio reads.
+
+    Models per-thread state kept in one shared map. Only the owner writes a
+    key, always the same value, so every load must return exactly that.
+    """
 
     name = "disjoint"
 
@@ -258,7 +265,7 @@ class DisjointKeys(Workload):
         get, put, seq, rd = ad.get, ad.put, plan.seqs[tid], plan.reads[tid]
 
         def chunk(i, n):
-            for k, is_read in zip(seq[i : i + n], rd[i : i + n]):
+            for k, is_read in zip(seq[i:i + n], rd[i:i + n]):
                 if is_read:
                     v = get(k)
                     if v != k * M + tid:  # only this thread writes k, always this value
@@ -277,8 +284,10 @@ class DisjointKeys(Workload):
 
 
 class ReadRatio(Workload):
-    """Read ratio sweep: loads and stores of shared keys at 50/80/95/99 % reads
-    (plus --read-ratio); where SyncMap overtakes dict+Lock."""
+    """Read ratio sweep: loads and stores of shared keys at 50/80/95/99 % reads (and --read-ratio).
+
+    The advisor reads the SyncMap / dict+Lock crossover off this sweep.
+    """
 
     name = "read_ratio"
 
@@ -299,7 +308,7 @@ class ReadRatio(Workload):
         tags = plan.threads
 
         def chunk(i, n):
-            for k, is_read in zip(seq[i : i + n], rd[i : i + n]):
+            for k, is_read in zip(seq[i:i + n], rd[i:i + n]):
                 if is_read:
                     v = get(k)
                     # Keys are never deleted, and every value stored for k is k*M + tag.
@@ -318,8 +327,11 @@ class ReadRatio(Workload):
 
 
 class Counter(Workload):
-    """Counter increments: every thread increments shared hot counters
-    (merge/compute, or get-and-set under a lock); totals must be exact."""
+    """Counter increments: all threads increment 64 shared counters; totals must be exact.
+
+    The maps use merge(); the idioms get-and-set under their lock (the
+    unlocked dict without one, which is how it loses updates).
+    """
 
     name = "counter"
     hot = 64  # counters shared by all threads
@@ -336,7 +348,7 @@ class Counter(Workload):
         incr, seq = ad.incr, plan.seqs[tid]
 
         def chunk(i, n):
-            for k in seq[i : i + n]:
+            for k in seq[i:i + n]:
                 incr(k)
 
         drive(chunk, tally, stop)
@@ -360,8 +372,12 @@ class Counter(Workload):
 
 
 class IterateWhileWriting(Workload):
-    """Iteration while writing: one thread iterates the whole map over and over while
-    the others insert and delete keys; ops = entries visited + writes."""
+    """Iteration while writing: one thread iterates the map while the others insert and delete.
+
+    ops = entries visited + writes. Iteration must not raise, and every entry
+    it yields must hold a value stored for that key. With one thread, it
+    alternates a full iteration and 256 writes (and no latency is sampled).
+    """
 
     name = "iterate"
     solo_writes = 256  # with one thread: writes between two iterations
@@ -380,7 +396,7 @@ class IterateWhileWriting(Workload):
         seq, dels = plan.seqs[tid], plan.reads[tid]
 
         def writes(i, n):
-            for k, is_delete in zip(seq[i : i + n], dels[i : i + n]):
+            for k, is_delete in zip(seq[i:i + n], dels[i:i + n]):
                 if is_delete:
                     delete(k)
                 else:
@@ -413,8 +429,11 @@ class IterateWhileWriting(Workload):
 
 
 class Growth(Workload):
-    """Growth: threads insert N new keys into an empty map (every insert timed),
-    to expose resize pauses in the p99 and the maximum single-insert latency."""
+    """Growth: threads insert --keys new keys into an empty map, every insert timed.
+
+    The p99 and maximum single-insert latency show resize pauses. A round
+    repeats the fill on fresh maps until --duration is used up.
+    """
 
     name = "growth"
     fixed_work = True
@@ -450,11 +469,11 @@ class Growth(Workload):
         for start in range(0, len(seq), 256):
             if stop[0]:
                 break
-            for k in seq[start : start + 256]:
+            for k in seq[start:start + 256]:
                 t0 = perf_counter_ns()
                 put(k, k * M + tid)
                 lat.append(max(0, perf_counter_ns() - t0 - overhead))
-            done += len(seq[start : start + 256])
+            done += len(seq[start:start + 256])
         tally.ops += done
 
     def verify(self, ad, plan, tallies):

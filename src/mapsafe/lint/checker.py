@@ -61,7 +61,9 @@ def decode_source(data: bytes) -> str:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as exc:
-        raise SourceError(f"cannot tell its encoding: {exc}") from None
+        if "unknown encoding" in str(exc):
+            raise SourceError(f"cannot decode it: {exc}") from None
+        encoding = "utf-8"  # bad bytes in the first two lines: say which, below
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -74,11 +76,17 @@ def decode_source(data: bytes) -> str:
 
 
 def lint_source(source: str, path: str = "<string>", selection: Selection | None = None,
-                noqa: bool = True) -> list[Finding]:
-    """Findings for one module's source text, sorted by position."""
+                noqa: bool = True, incoming: list[tuple[str, str, bool]] | None = None,
+                outgoing: list[tuple[str, str, bool]] | None = None) -> list[Finding]:
+    """Findings for one module's source text, sorted by position.
+
+    ``incoming`` names functions of this module that other files run on
+    threads; ``outgoing``, if given, receives the imported functions this
+    module runs on threads (see lint_paths).
+    """
     selection = selection or Selection()
     lines = source.splitlines()
-    ctx = FileContext(path, lines)
+    ctx = FileContext(path, lines, incoming)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarnings are the user's business, not ours
@@ -110,6 +118,8 @@ def lint_source(source: str, path: str = "<string>", selection: Selection | None
             findings.append(InternalErrorFinding(
                 path, 1, 1, 1, 1, f"rule {'/'.join(module.CODES)}", f"{type(exc).__name__}: {exc}"
             ))
+    if outgoing is not None:
+        outgoing.extend(ctx.outgoing)
     kept = [f for f in findings if selection.enabled(f.code) and not (noqa and is_suppressed(f, lines))]
     kept = list(dict.fromkeys(kept))  # the same finding twice (one node reached two ways) is one finding
     kept.sort(key=Finding.sort_key)
@@ -121,6 +131,7 @@ class FileResult:
     path: str
     findings: list[Finding] = field(default_factory=list)
     error: str | None = None  # why the file could not be checked
+    outgoing: list[tuple[str, str, bool]] = field(default_factory=list)  # imported functions run on threads
 
 
 @dataclass
@@ -136,7 +147,8 @@ class LintResult:
         return [f for f in self.findings if f.code == InternalErrorFinding.code]
 
 
-def lint_file(path: str, selection: Selection | None = None) -> FileResult:
+def lint_file(path: str, selection: Selection | None = None,
+              incoming: list[tuple[str, str, bool]] | None = None) -> FileResult:
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -146,12 +158,61 @@ def lint_file(path: str, selection: Selection | None = None) -> FileResult:
         source = decode_source(data)
     except SourceError as exc:
         return FileResult(path, error=str(exc))
-    return FileResult(path, lint_source(source, path, selection))
+    outgoing: list[tuple[str, str, bool]] = []
+    findings = lint_source(source, path, selection, incoming=incoming, outgoing=outgoing)
+    return FileResult(path, findings, outgoing=outgoing)
+
+
+def module_name(path: str) -> str:
+    """'pkg.sub.mod' for 'src/pkg/sub/mod.py' (folders above the package included: matched by suffix)."""
+    parts = [p for p in path.replace(os.sep, "/").split("/") if p not in ("", ".", "..")]
+    if parts and parts[-1].endswith(".py"):
+        parts[-1] = parts[-1][:-3]
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _absolute(name: str, importer: str, importer_path: str) -> str:
+    """Resolve a relative import ('.mod.func', '..pkg.func') against the importing file's package."""
+    level = len(name) - len(name.lstrip("."))
+    if level == 0:
+        return name
+    package = importer.split(".")
+    if not importer_path.endswith("__init__.py"):
+        package = package[:-1]
+    package = package[: len(package) - (level - 1)] if level > 1 else package
+    rest = name[level:]
+    return ".".join([*package, rest] if rest else package)
+
+
+def _route(outgoing: dict[str, list[tuple[str, str, bool]]]) -> dict[str, list[tuple[str, str, bool]]]:
+    """For each linted file, the functions in it that other linted files run on threads."""
+    modules = {path: module_name(path) for path in outgoing}
+    incoming: dict[str, list[tuple[str, str, bool]]] = {}
+    for source_path, wanted in outgoing.items():
+        for name, how, multi in wanted:
+            dotted = _absolute(name, modules[source_path], source_path)
+            parts = dotted.split(".")
+            for cut in range(len(parts) - 1, 0, -1):
+                module, qualname = ".".join(parts[:cut]), ".".join(parts[cut:])
+                for path, mod in modules.items():
+                    if path != source_path and (mod == module or mod.endswith("." + module)):
+                        incoming.setdefault(path, []).append((qualname, how, multi))
+    return incoming
 
 
 def lint_paths(paths: Sequence[str], selection: Selection | None = None, excludes: Sequence[str] = ()) -> LintResult:
-    """Lint files and folders; unreadable files are collected as errors, not raised."""
+    """Lint files and folders; unreadable files are collected as errors, not raised.
+
+    Thread code is followed across the linted files, best effort: when a file
+    runs an imported function on a thread (or calls one from thread code),
+    the file defining it is checked again with that function as thread code.
+    """
+    selection = selection or Selection()
     result = LintResult()
+    per_file: dict[str, list[Finding]] = {}
+    outgoing: dict[str, list[tuple[str, str, bool]]] = {}
     for path, problem in iter_python_files(paths, excludes):
         if problem is not None:
             result.errors.append((path, problem))
@@ -161,5 +222,13 @@ def lint_paths(paths: Sequence[str], selection: Selection | None = None, exclude
             result.errors.append((path, one.error))
             continue
         result.checked += 1
-        result.findings.extend(one.findings)
+        per_file[path] = one.findings
+        outgoing[path] = one.outgoing
+    if selection.any_enabled(rule_threads.CODES) and any(outgoing.values()):
+        for path, entries in _route(outgoing).items():
+            again = lint_file(path, selection, incoming=entries)
+            if again.error is None:
+                per_file[path] = again.findings
+    for findings in per_file.values():
+        result.findings.extend(findings)
     return result

@@ -62,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     selection = Selection(cfg.lint_select, cfg.lint_ignore)
     result = lint_paths(args.paths or ["."], selection, cfg.lint_exclude)
 
+    if result.checked == 0 and len(result.errors) == 1:
+        path, reason = result.errors[0]
+        print(f"mapsafe lint: error: {path}: {reason}", file=sys.stderr)  # misuse: one line
+        return EXIT_USAGE
     for path, reason in result.errors:
         print(f"mapsafe lint: {path}: {reason}", file=sys.stderr)
     report = FORMATS[cfg.lint_format].render(result.findings, result.errors)
@@ -83,4 +87,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"mapsafe lint: error: none of the {len(result.errors)} path(s) could be checked", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_FINDINGS if result.findings else EXIT_OK
-

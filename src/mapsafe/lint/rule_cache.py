@@ -153,23 +153,68 @@ def _memo_store(index: Index, scope: Scope, name: str, per: _Uses) -> ast.AST | 
             continue  # keyed only by True/False flags: a handful of entries at most
         if _stores_argument(site, params):
             continue  # remembers what it was given (a setter or registry), not what it computed
-        if _returns_when_absent(scope, name, key):
-            continue  # `if k not in d: return`: it only replaces values of keys already there
+        if _guarded_by_membership(scope, key):
+            continue  # `if k not in known: raise`: the keys are bounded by another collection
+        if all("version" in n.lower() for n in used):
+            continue  # keyed by a (language, grammar, protocol) version: a closed, small set
+        if _looked_up_elsewhere(index, scope, name, used):
+            continue  # the key was itself found in another module-level table: bounded by it
+        if _stores_literal(site):
+            continue  # stores a fresh [] or a constant: a buffer or a flag table, not a memo
         if _constant_callers(index, scope, used & params):
             continue  # a private helper always called with constants: a fixed, small key set
         return site
     return None
 
 
-def _returns_when_absent(scope: Scope, name: str, key: str) -> bool:
+def _guarded_by_membership(scope: Scope, key: str) -> bool:
+    """Does the function leave early (`return`/`raise`) unless ``key`` is in some collection?
+
+    Covers `if k not in cache: return` (it only replaces existing keys) and
+    `if k not in installed: raise` (keys bounded by another collection).
+    """
     for stmt in scope.body():
         if type(stmt) is ast.If and type(stmt.test) is ast.Compare and len(stmt.test.ops) == 1:
             test = stmt.test
-            holder = test.comparators[0]
-            if (type(test.ops[0]) is ast.NotIn and type(holder) is ast.Name and holder.id == name
-                    and ast.dump(test.left) == key and stmt.body and type(stmt.body[-1]) in (ast.Return, ast.Raise)):
+            if (type(test.ops[0]) is ast.NotIn and ast.dump(test.left) == key
+                    and stmt.body and type(stmt.body[-1]) in (ast.Return, ast.Raise)):
                 return True
     return False
+
+
+def _looked_up_elsewhere(index: Index, scope: Scope, cache: str, names: set[str]) -> bool:
+    """Is every key name a local read out of another module-level table (`name = LABELS.get(x)`)?"""
+    module = index.module
+    for name in names:
+        bindings = scope.bindings.get(name, [])
+        if not bindings:
+            return False
+        for binding in bindings:
+            value = binding.value
+            if binding.kind != "assign":
+                return False
+            if type(value) is ast.Call and type(value.func) is ast.Attribute and value.func.attr == "get":
+                table = value.func.value
+            elif type(value) is ast.Subscript:
+                table = value.value
+            else:
+                return False
+            if type(table) is not ast.Name or table.id == cache or table.id not in module.bindings:
+                return False
+            if index.lookup(scope, table.id) is not module:
+                return False
+    return True
+
+
+def _stores_literal(site: ast.AST) -> bool:
+    value = getattr(site, "_mapsafe_value", None)
+    if type(site) is ast.Call and len(site.args) > 1:
+        value = site.args[1]
+    if type(value) is ast.Constant:
+        return True
+    return type(value) in (ast.List, ast.Dict, ast.Set, ast.Tuple) and not any(
+        getattr(value, field, None) for field in ("elts", "keys")
+    )
 
 
 def _constant_callers(index: Index, scope: Scope, key_params: set[str]) -> bool:

@@ -60,9 +60,13 @@ def _iterated_dict(loop: ast.For | ast.AsyncFor) -> tuple[ast.expr, str, str | N
     it, wrapper = _unwrap(loop.iter)
     target = loop.target
     if wrapper == "enumerate":
+        # `for i, x in enumerate(seq): seq[i] = ...` is list code: the counter indexes it.
+        # Only a view (`enumerate(d.items())`) says for sure that it is a dict.
         if type(target) is not ast.Tuple or len(target.elts) != 2:
             return None
         target = target.elts[1]
+        if not (type(it) is ast.Call and type(it.func) is ast.Attribute and it.func.attr in _VIEWS):
+            return None
     view = None
     if type(it) is ast.Call and type(it.func) is ast.Attribute and it.func.attr in _VIEWS:
         if it.args or it.keywords:
@@ -165,7 +169,29 @@ def _walk(nodes: list) -> Iterator[ast.AST]:
 
 def _mutations(body: list[ast.stmt], chain: str, key_name: str | None) -> Iterator[tuple[ast.AST, str]]:
     """Key-set changes of ``chain`` in a loop body that the loop may survive."""
-    yield from _block(body, chain, key_name, exits_after=False, break_exits=True)
+    existing = frozenset({ast.dump(ast.Name(key_name, ast.Load()))}) if key_name else frozenset()
+    yield from _block(body, chain, existing, exits_after=False, break_exits=True)
+
+
+def _known_keys(test: ast.expr, chain: str, existing: frozenset[str]) -> frozenset[str]:
+    """Keys an `if` test proves present: `k in d`, a read of `d[k]`, or `k == <loop key>`."""
+    found = set(existing)
+    for node in ast.walk(test):
+        kind = type(node)
+        if kind is ast.Compare and len(node.ops) == 1:
+            op = type(node.ops[0])
+            right = node.comparators[0]
+            if op is ast.In and chain_name(right) == chain:
+                found.add(ast.dump(node.left))
+            elif op is ast.Eq:
+                left_dump, right_dump = ast.dump(node.left), ast.dump(right)
+                if left_dump in existing:
+                    found.add(right_dump)
+                elif right_dump in existing:
+                    found.add(left_dump)
+        elif kind is ast.Subscript and type(node.ctx) is ast.Load and chain_name(node.value) == chain:
+            found.add(ast.dump(node.slice))
+    return frozenset(found)
 
 
 def _rest_exits(rest: list[ast.stmt], exits_after: bool, break_exits: bool) -> bool:
@@ -182,8 +208,10 @@ def _rest_exits(rest: list[ast.stmt], exits_after: bool, break_exits: bool) -> b
 
 
 def _block(
-    stmts: list[ast.stmt], chain: str, key_name: str | None, exits_after: bool, break_exits: bool
+    stmts: list[ast.stmt], chain: str, key_name: frozenset[str], exits_after: bool, break_exits: bool
 ) -> Iterator[tuple[ast.AST, str]]:
+    # key_name: dumps of key expressions certainly present in the dict here (the loop key,
+    # and keys an enclosing `if` proved present): assigning them changes values, not keys.
     for i, stmt in enumerate(stmts):
         kind = type(stmt)
         if kind in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef):
@@ -191,7 +219,8 @@ def _block(
         leaves = kind is ast.Return or kind is ast.Raise or _rest_exits(stmts[i + 1 :], exits_after, break_exits)
         if kind is ast.If:
             yield from _in_expr(stmt.test, chain, key_name, leaves)
-            yield from _block(stmt.body, chain, key_name, leaves, break_exits)
+            present = _known_keys(stmt.test, chain, key_name)
+            yield from _block(stmt.body, chain, present, leaves, break_exits)
             yield from _block(stmt.orelse, chain, key_name, leaves, break_exits)
         elif kind in (ast.For, ast.AsyncFor, ast.While):
             head = stmt.iter if kind is not ast.While else stmt.test
@@ -217,7 +246,7 @@ def _block(
             yield from _in_statement(stmt, chain, key_name, leaves)
 
 
-def _in_statement(stmt: ast.stmt, chain: str, key_name: str | None, leaves: bool) -> Iterator[tuple[ast.AST, str]]:
+def _in_statement(stmt: ast.stmt, chain: str, key_name: frozenset[str], leaves: bool) -> Iterator[tuple[ast.AST, str]]:
     kind = type(stmt)
     if not leaves:
         if kind is ast.Delete:
@@ -228,8 +257,7 @@ def _in_statement(stmt: ast.stmt, chain: str, key_name: str | None, leaves: bool
             targets = stmt.targets if kind is ast.Assign else [stmt.target]
             for target in targets:
                 if type(target) is ast.Subscript and chain_name(target.value) == chain:
-                    index = target.slice
-                    if not (key_name is not None and type(index) is ast.Name and index.id == key_name):
+                    if ast.dump(target.slice) not in key_name:
                         yield target, "a new key"
         elif kind is ast.AugAssign and type(stmt.op) is ast.BitOr and chain_name(stmt.target) == chain:
             yield stmt, "|="
@@ -243,15 +271,13 @@ def _in_statement(stmt: ast.stmt, chain: str, key_name: str | None, leaves: bool
                     yield from _in_expr(item, chain, key_name, leaves)
 
 
-def _in_expr(expr: ast.expr, chain: str, key_name: str | None, leaves: bool) -> Iterator[tuple[ast.AST, str]]:
+def _in_expr(expr: ast.expr, chain: str, key_name: frozenset[str], leaves: bool) -> Iterator[tuple[ast.AST, str]]:
     if leaves:
         return
     for node in _walk([expr]):
         if type(node) is ast.Call:
             func = node.func
             if type(func) is ast.Attribute and func.attr in _KEY_SET_MUTATORS and chain_name(func.value) == chain:
-                if func.attr == "setdefault" and key_name is not None and node.args:
-                    first = node.args[0]
-                    if type(first) is ast.Name and first.id == key_name:
-                        continue  # the visited key exists: setdefault cannot add it
+                if func.attr == "setdefault" and node.args and ast.dump(node.args[0]) in key_name:
+                    continue  # the key exists: setdefault cannot add it
                 yield node, f"{func.attr}()"

@@ -15,9 +15,10 @@ CODES = ("MS201", "MS202", "MS203")
 
 
 def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
-    if not index.maybe_threads:
+    if not index.maybe_threads and not ctx.incoming:
         return  # precision: a module that starts no threads gets no MS2xx finding
-    model = ThreadModel(index)
+    model = ThreadModel(index, ctx.incoming)
+    ctx.outgoing.extend(model.outgoing)
     if not model.entries:
         return
     for accesses in model.by_target().values():
@@ -35,7 +36,8 @@ def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
                 if other is not None:
                     yield ctx.finding(CheckThenAct, access.node, access.pattern, name,
                                       _because(access, other, "writes"), access.fix)
-            elif access.kind == "write":
+                    continue
+            if access.kind in ("write", "compound"):  # a compound with no rival writer is a plain write
                 mine = model.thread_contexts(access)
                 if not mine:
                     continue

@@ -34,8 +34,9 @@ LOCK_FACTORIES = frozenset(
     }
 )
 # "lock", "_lock", "cache_lock", "rlock", "mutex", "mtx", "_state_mutex", "writeLock", "lock2".
-_LOCK_WORD = re.compile(r"(?:^|_)(?:r?lock|mutex|mtx)s?\d*(?:$|_)|[a-z](?:R?Lock|Mutex)\d*$", re.IGNORECASE)
-_LOCK_CAMEL = re.compile(r"^(?:r?lock|mutex)|(?:Lock|Mutex)\d*$")
+_LOCK_WORD = re.compile(r"(?:^|_)(?:r?lock|mutex|mtx)s?\d*(?:$|_)", re.IGNORECASE)
+_LOCK_CALL = re.compile(r"(?:^|_)(?:r?lock(?:ed|ing)?|mutex)(?:$|_)", re.IGNORECASE)
+_LOCK_CAMEL = re.compile(r"^(?:r?lock|mutex)[A-Z0-9]|(?:Lock|Mutex)\d*$")  # case matters: not "block"
 
 
 def chain_name(node: ast.AST) -> str | None:
@@ -497,7 +498,11 @@ class Index:
         kind = type(node)
         if kind is ast.Call:
             func = node.func  # lock.acquire_timeout(), rw.read(), rw.write()
-            return type(func) is ast.Attribute and self.is_lock_expr(func.value, scope)
+            if type(func) is ast.Attribute and self.is_lock_expr(func.value, scope):
+                return True
+            # helpers that take a lock: `with self._locked():`, `with lock_for(key):`
+            name = func.attr if type(func) is ast.Attribute else getattr(func, "id", "")
+            return bool(_LOCK_CALL.search(name))
         if kind is ast.Name:
             if is_lock_name(node.id):
                 return True

@@ -9,7 +9,6 @@ from .messages import Finding
 __all__ = ["is_suppressed"]
 
 # As flake8 reads them: a bare `# noqa` silences everything on the line, `# noqa: A1,B2` those codes.
-_NOQA = re.compile(r"#\s*noqa(?::[\s]?(?P<codes>[A-Z][0-9]+(?:[,\s]+[A-Z][0-9]+)*))?", re.IGNORECASE)
 _NOQA_CODES = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]*(?:[,\s]+[A-Z]+[0-9]*)*))?", re.IGNORECASE)
 _MAPSAFE = re.compile(r"#\s*mapsafe:\s*ignore(?:\[(?P<codes>[^\]]*)\])?", re.IGNORECASE)
 _SPLIT = re.compile(r"[,\s]+")

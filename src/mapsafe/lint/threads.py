@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+
 from .scopes import Index, Scope
 
 __all__ = ["Entry", "Access", "Target", "ThreadModel", "MAIN"]
@@ -31,6 +32,8 @@ _POOL_NAME = re.compile(r"executor|thread_?pool|(?:^|_)pool(?:$|_)", re.IGNORECA
 _NOT_THREADS = re.compile(r"process|proc(?:$|_)", re.IGNORECASE)
 _MAP_METHODS = frozenset({"map", "imap", "imap_unordered", "starmap", "map_async", "starmap_async"})
 
+# os.register_at_fork(after_in_child=f), multiprocessing.util.register_after_fork(obj, f)
+_AT_FORK = frozenset({"register_at_fork", "register_after_fork"})
 _WRITERS = frozenset({"pop", "popitem", "clear", "update", "setdefault", "__setitem__", "__delitem__"})
 _VIEWS = frozenset({"keys", "items", "values"})
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
@@ -66,6 +69,8 @@ class Entry:
         self.join_line: int | None = None  # in the starter: code below this runs after it is joined
 
     def describe(self) -> str:
+        if not self.line:
+            return f"{self.scope.name}() runs via {self.how}"
         return f"{self.scope.name}() runs via {self.how} at line {self.line}"
 
 
@@ -92,8 +97,11 @@ class Access:
 class ThreadModel:
     """Thread entries, call edges, contexts per scope, and all accesses to candidate shared dicts."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: Index, incoming: list[tuple[str, str, bool]] = ()) -> None:
         self.index = index
+        # (dotted name, how, multi): functions imported from elsewhere that this module runs on threads
+        self.outgoing: list[tuple[str, str, bool]] = []
+        self.fork_child: set[int] = set()  # scopes that run in a forked child, where no other thread exists
         self.entries: list[Entry] = []
         self.accesses: list[Access] = []
         self.edges: dict[int, list[tuple[Scope, bool]]] = {}  # callee scope id -> [(caller, protected)]
@@ -104,11 +112,12 @@ class ThreadModel:
         self._joins: dict[int, list[int]] = {}  # scope id -> lines after which started threads are joined
         self._instantiated_in_loop: set[str] = set()  # class names called inside a loop
         self._compound_nodes: set[int] = set()
-        if not index.maybe_threads:
+        if not index.maybe_threads and not incoming:
             return
         for scope in index.scopes:
             _ScopeWalker(self, scope).run()
         self._thread_subclasses()
+        self._incoming(incoming)
         if not self.entries:
             return
         for entry in self.entries:
@@ -117,6 +126,15 @@ class ThreadModel:
             entry.join_line = min(joins) if joins else None
         self._compute_contexts()
         self._compute_protection()
+
+    def _incoming(self, incoming: list[tuple[str, str, bool]]) -> None:
+        """Functions of this module that other linted files run on threads."""
+        by_name = {s.qualname: s for s in self.index.scopes if s.kind == "function"}
+        for qualname, how, multi in incoming:
+            scope = by_name.get(qualname)
+            if scope is not None:
+                ident = len(self.entries) + 1
+                self.entries.append(Entry(ident, scope, how, 0, None, multi, False, 0))
 
     # -- targets ------------------------------------------------------------------
 
@@ -209,12 +227,29 @@ class ThreadModel:
 
     def add_entry(self, target: ast.AST, how: str, call: ast.Call, starter: Scope, multi: bool,
                   start_line: int) -> None:
+        if type(target) in (ast.Name, ast.Attribute):
+            imported = self.imported_name(target, starter)
+            if imported is not None:
+                self.outgoing.append((imported, f"{how} in another linted file", multi))
+                return
         multi_self = multi and type(target) is ast.Attribute and type(target.value) is ast.Name and (
             self.index.self_class(starter, target.value.id) is not None
         )
         for scope in self.callables(target, starter):
             ident = len(self.entries) + 1
             self.entries.append(Entry(ident, scope, how, call.lineno, starter, multi, multi_self, start_line))
+
+    def imported_name(self, node: ast.AST, scope: Scope) -> str | None:
+        """'pkg.mod.func' when ``node`` names a function imported from another module."""
+        base = node
+        while type(base) is ast.Attribute:
+            base = base.value
+        if type(base) is not ast.Name:
+            return None
+        _, bindings = self.index.bindings_of(scope, base.id)
+        if len(bindings) != 1 or bindings[0].kind != "import":
+            return None
+        return self.index.qualified(node, scope)
 
     def is_thread_pool(self, node: ast.AST, scope: Scope, by_name: bool) -> bool:
         """Is ``node`` a pool of threads: built by a thread-pool constructor, or (by_name) named like one?"""
@@ -341,7 +376,12 @@ class ThreadModel:
         scope = access.scope
         if scope.kind in ("module", "class") and entry.starter is not scope:
             return True  # import-time code runs before functions start threads
-        if entry.starter is scope:
+        # The window only holds when the starter runs once for this dict: import-time code, a
+        # main(), or a closure dict that each call of the starter creates afresh. A function
+        # called again while its first thread still runs races with that thread.
+        if entry.starter is scope and (
+            scope.kind == "module" or scope.name == "main" or access.target.closure_owner is scope
+        ):
             line = access.line
             if line < entry.start_line:
                 return True
@@ -356,6 +396,8 @@ class ThreadModel:
         target = a.target
         if target.closure_owner is not None and a.scope is target.closure_owner and b.scope is target.closure_owner:
             return False  # a local dict: each call has its own
+        if a.scope.id in self.fork_child or b.scope.id in self.fork_child:
+            return False
         a_ctx = a_contexts if a_contexts is not None else self.contexts.get(a.scope.id, ())
         b_ctx = self.contexts.get(b.scope.id, ())
         for ca in a_ctx:
@@ -725,8 +767,11 @@ class _ScopeWalker:
         index = self.index
         scope = self.scope
         func = node.func
-        for callee in model.callables(func, scope):
+        callees = model.callables(func, scope)
+        for callee in callees:
             model.edges.setdefault(callee.id, []).append((scope, self.held > 0))
+        if callees is not None and type(func) is ast.Attribute and func.attr in _AT_FORK:
+            self.at_fork(node)
         if type(func) is ast.Name:
             info = index.resolve_class(func, scope)
             if info is not None and self.loop_line is not None:
@@ -764,6 +809,15 @@ class _ScopeWalker:
         elif method == "add_done_callback" and self._is_thread_future(receiver):
             model.add_entry(args[0], "Future.add_done_callback()", node, scope, in_loop, start_line)
 
+    def at_fork(self, node: ast.Call) -> None:
+        """Fork handlers run in the child, where the forking thread is the only thread."""
+        handlers = [k.value for k in node.keywords if k.arg == "after_in_child"]
+        if node.func.attr == "register_after_fork" and len(node.args) > 1:  # type: ignore[attr-defined]
+            handlers.append(node.args[1])
+        for handler in handlers:
+            for scope in self.model.callables(handler, self.scope):
+                self.model.fork_child.add(scope.id)
+
     def _is_thread_future(self, node: ast.AST) -> bool:
         """A future from a thread pool's submit(): its callbacks run on the worker thread."""
         values: list = [node]
@@ -790,4 +844,3 @@ def _op(op: ast.operator) -> str:
         ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>", ast.Pow: "**",
         ast.MatMult: "@",
     }.get(type(op), "?")
-

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-m", dest="as_module", action="store_true",
         help="run a library module as a script: the first ARG is the module name",
     )
-    parser.add_argument("--exitcode", type=int, metavar="N", help=f"exit status when races were found (default {EXIT_RACES})")
+    parser.add_argument(
+        "--exitcode", type=int, metavar="N", help=f"exit status when races were found (default {EXIT_RACES})"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the races to FILE as JSON")
     parser.add_argument(
         "--halt-on-error", action="store_true", default=None,

@@ -43,8 +43,12 @@ class _RacePlugin:
         self.detector = runtime.Detector(
             None, suppressed=Suppressions.load(cfg.race_suppress) if cfg.race_suppress else Suppressions()
         )
-        self.outside: list = []  # races found while no test body was running
-        self._in_test = False
+        from _pytest import fixtures, python
+
+        from . import shadow
+
+        # Stacks end where pytest calls the test or fixture function.
+        shadow.STOP_FILES.update((python.__file__, fixtures.__file__))
         hooks.install()
         runtime.start(self.detector)
         self.hook = RaceImportHook([str(config.rootpath)], cfg.race_include)
@@ -66,11 +70,7 @@ class _RacePlugin:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: Any) -> Any:
         before = len(self.detector.races)
-        self._in_test = True
-        try:
-            result = yield
-        finally:
-            self._in_test = False
+        result = yield
         found = self.detector.races[before:]
         if found:
             from .report import format_race, format_summary

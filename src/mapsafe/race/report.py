@@ -32,9 +32,9 @@ class Frames:
 
     def path(self, filename: str) -> str:
         if self.strip_prefix and filename.startswith(self.strip_prefix):
-            return filename[len(self.strip_prefix) :]
+            return filename[len(self.strip_prefix):]
         if filename.startswith(self.cwd):
-            return filename[len(self.cwd) :]
+            return filename[len(self.cwd):]
         return filename
 
     def resolve(self, frames: Iterable) -> list:
@@ -118,9 +118,14 @@ def _access_to_dict(acc: Access, race: Race, frames: Frames) -> dict:
 def race_to_dict(race: Race, frames: Frames) -> dict[str, Any]:
     """The machine-readable form of one race (see docs/race.md for the schema)."""
     key = race.key_repr
-    both_whole = key is None
+    if key is None:
+        kind = "whole-dict"
+    elif race.current.whole or race.previous.whole:
+        kind = "key-vs-whole-dict"
+    else:
+        kind = "key"
     return {
-        "kind": "whole-dict" if both_whole else ("key" if not (race.current.whole or race.previous.whole) else "key-vs-whole-dict"),
+        "kind": kind,
         "key": key,
         "dict": {
             "id": f"{race.dict_id:#x}",

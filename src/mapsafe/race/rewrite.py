@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import ast
 import fnmatch
 import importlib.abc
@@ -30,7 +31,7 @@ _METHODS = frozenset(
 _WHOLE_FUNCS = frozenset(
     (
         "len", "list", "sorted", "set", "frozenset", "tuple", "sum", "min", "max", "any", "all",
-        "iter", "enumerate", "dict", "repr", "str",
+        "iter", "enumerate", "dict", "repr", "str", "dumps",
     )
 )
 _INPLACE = {
@@ -207,6 +208,14 @@ class _Rewriter(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.AST:
         node = self.generic_visit(node)
         func = node.func
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr == "get"
+            and not node.keywords
+            and 1 <= len(node.args) <= 2
+            and not any(isinstance(a, ast.Starred) for a in node.args)
+        ):
+            return _call("@ms_get", [func.value] + node.args, like=node)
         if isinstance(func, ast.Attribute) and func.attr in _METHODS:
             args = [func.value, ast.copy_location(ast.Constant(func.attr), func)] + node.args
             return _call("@ms_call", args, node.keywords, like=node)
@@ -220,6 +229,8 @@ class _Rewriter(ast.NodeTransformer):
             (node.args and not isinstance(node.args[0], ast.Starred))
             or (isinstance(func, ast.Name) and func.id == "dict")
         ):
+            if len(node.args) == 1 and not node.keywords:
+                return _call("@ms_wcall1", [func] + node.args, like=node)
             return _call("@ms_wcall", [func] + node.args, node.keywords, like=node)
         return node
 
@@ -233,7 +244,7 @@ def rewrite(tree: ast.Module) -> ast.Module:
 
 def compile_instrumented(source: bytes | str, filename: str) -> Any:
     """Parse, instrument and compile a module's source (SyntaxError as plain Python gives it)."""
-    tree = ast.parse(source, filename)
+    tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
     if OPT_OUT in (source if isinstance(source, bytes) else source.encode("utf-8", "replace")):
         return compile(tree, filename, "exec", dont_inherit=True)
     return compile(rewrite(tree), filename, "exec", dont_inherit=True)
@@ -261,7 +272,9 @@ class RaceImportHook(importlib.abc.MetaPathFinder):
         self.globs = tuple(p for p in include if p not in self.names)
         self.never = _never_dirs()
         self._stdlib = frozenset(sys.stdlib_module_names) | {"mapsafe", "_pytest", "pytest", "pluggy"}
-        self._busy = False  # guards against re-entry while we ask PathFinder
+        # Threads currently inside find_spec (ident -> True), so asking
+        # PathFinder does not re-enter us; per thread, as imports run in parallel.
+        self._busy: dict = {}
 
     def wanted(self, name: str, origin: str) -> bool:
         real = os.path.realpath(origin)
@@ -277,13 +290,14 @@ class RaceImportHook(importlib.abc.MetaPathFinder):
         return False
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name.partition(".")[0] in self._stdlib or self._busy:
+        ident = _thread.get_ident()
+        if name.partition(".")[0] in self._stdlib or ident in self._busy:
             return None  # the cheap bail-out: most imports end here
-        self._busy = True
+        self._busy[ident] = True
         try:
             spec = importlib.machinery.PathFinder.find_spec(name, path)
         finally:
-            self._busy = False
+            del self._busy[ident]
         if (
             spec is None
             or not isinstance(spec.loader, importlib.machinery.SourceFileLoader)
@@ -312,7 +326,8 @@ class _InstrumentingLoader(importlib.machinery.SourceFileLoader):
 
     def get_code(self, fullname: str) -> Any:
         source = self.get_data(self.path)
-        tree = ast.parse(source, self.path)
+        # compile(), not ast.parse(): a SyntaxError then has no frame of ours or of ast.py.
+        tree = compile(source, self.path, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
         if OPT_OUT in source:
             return compile(tree, self.path, "exec", dont_inherit=True)
         if _InstrumentingLoader.pre_rewrite is not None:

@@ -20,7 +20,14 @@ from .suppress import Suppressions
 __all__ = ["Options", "Session"]
 
 _HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
-_RUNPY = ("<frozen runpy>", os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "runpy.py"))
+# Frames python itself leaves out of tracebacks of a script's errors: runpy's,
+# and the import system's (python drops those for errors raised while importing).
+_RUNPY = (
+    "<frozen runpy>",
+    os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "runpy.py"),
+    "<frozen importlib._bootstrap>",
+    "<frozen importlib._bootstrap_external>",
+)
 
 
 @dataclass

@@ -14,14 +14,31 @@ from .shadow import Race, Shadow, ThreadInfo, capture
 
 __all__ = ["Detector", "HELPERS", "active_detector", "start", "stop"]
 
+
+def _stack_boundaries() -> None:
+    """Tell capture() which frames are the detector's and where plumbing begins."""
+    import os
+
+    from . import shadow
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    stdlib = os.path.dirname(os.path.abspath(os.__file__))
+    shadow.SKIP_FILES.update(os.path.join(here, f) for f in ("runtime.py", "hooks.py"))
+    shadow.STOP_FILES.update(
+        [os.path.join(here, "runner.py"), os.path.join(stdlib, "threading.py"), os.path.join(stdlib, "runpy.py"),
+         "<frozen runpy>", os.path.join(stdlib, "concurrent", "futures", "thread.py")]
+    )
+
+
+_stack_boundaries()
 _get_ident = _thread.get_ident
 _getframe = sys._getframe
 _LOCK_TYPES = (type(_thread.allocate_lock()), _thread.RLock)
 
 
 class ThreadState:
-    """Per-thread detector state. Only its own thread writes ``busy``; ``vc``
-    is read and written only with the detector lock held."""
+    """Per-thread detector state. Only the owning thread reads or writes
+    ``vc`` and ``busy``, so neither needs a lock."""
 
     __slots__ = ("tid", "vc", "name", "thread", "created", "running", "busy")
 
@@ -31,7 +48,7 @@ class ThreadState:
         self.name = name
         self.thread = thread  # the threading.Thread, for its current name; None if unknown
         self.created = created  # frames of the Thread.start() call
-        self.running = True
+        self.running = True  # written once by the owner at exit; read by reports
         self.busy = False  # True while this thread is inside the detector (no re-entry)
 
     def info(self) -> ThreadInfo:
@@ -42,9 +59,10 @@ class ThreadState:
 class _SyncClock:
     """The clock of one synchronization object (lock, event, queue, future...)."""
 
-    __slots__ = ("ref", "vc", "items")
+    __slots__ = ("lock", "ref", "vc", "items")
 
     def __init__(self, ref: Any) -> None:
+        self.lock = _thread.allocate_lock()  # guards vc and items
         self.ref = ref  # weakref to the object, so a reused id() is recognised
         self.vc: dict = {}  # joined from every release; acquirers join it in
         self.items: dict | None = None  # queues: id(item) -> [clock of each put]
@@ -53,7 +71,7 @@ class _SyncClock:
 class Detector:
     """One race detector: shadow state, clocks, and where races go.
 
-    ``sink(race)`` is called, outside the lock, for each new race that is
+    ``sink(race)`` is called, outside any lock, for each new race that is
     neither a duplicate nor suppressed.
     """
 
@@ -65,18 +83,23 @@ class Detector:
         suppressed: Callable[[Race], bool] | None = None,
         warn: Callable[[str], None] | None = None,
     ) -> None:
-        # The one lock guarding shadow state, thread clocks and sync clocks.
+        # Guards the tables (thread ids, sync clocks) and the race list.
         # Allocated from _thread so user patches of threading cannot touch it.
+        # Per-access work takes only the accessed dict's own lock.
         self.lock = _thread.allocate_lock()
-        self.shadow = Shadow()  # guarded by lock
+        self.shadow = Shadow(_thread.allocate_lock)
+        self.key_read = self.shadow.key_read
+        self.key_write = self.shadow.key_write
+        self.whole_read = self.shadow.whole_read
+        self.clear = self.shadow.clear
         self.by_ident: dict = {}  # get_ident() -> ThreadState; single dict get/set only
-        self.by_tid: dict = {}  # tid -> ThreadState; guarded by lock
-        self.sync: dict = {}  # id(obj) -> _SyncClock; guarded by lock
-        self._sync_next_sweep = 1024  # len(sync) at which dead entries are dropped
-        self.next_tid = 0  # guarded by lock
-        self.seen: set = set()  # site pairs already reported; guarded by lock
+        self.by_tid: dict = {}  # tid -> ThreadState; set under lock, read with single gets
+        self.sync: dict = {}  # id(obj) -> _SyncClock; inserted/swept under lock, read with single gets
+        self._sync_next_sweep = 1024  # len(sync) at which dead entries are dropped; lock
+        self.next_tid = 0  # lock
+        self.seen: set = set()  # site pairs already reported; lock
         self.races: list = []  # reported races, in order; appended under lock
-        self.suppressed_count = 0  # guarded by lock
+        self.suppressed_count = 0  # lock
         self.sink = sink
         self.halt_on_error = halt_on_error
         self.suppressed = suppressed
@@ -84,7 +107,8 @@ class Detector:
         self.warned = False  # one warning per run for internal faults
         self.closed = False  # once True, new races are counted but not reported
         self.halted = False
-        main = self._new_state_locked(_get_ident(), {}, "MainThread", None, ())
+        with self.lock:
+            main = self._new_state_locked(_get_ident(), {}, "MainThread", None, ())
         self.main_tid = main.tid
 
     # -- threads -------------------------------------------------------
@@ -110,9 +134,8 @@ class Detector:
     def thread_starting(self, thread: Any, frame: Any) -> None:
         """Thread.start(): the child will begin with the parent's clock."""
         ts = self.state()
-        with self.lock:
-            thread._mapsafe_race_start = (dict(ts.vc), capture(frame))
-            ts.vc[ts.tid] += 1
+        thread._mapsafe_race_start = (dict(ts.vc), capture(frame))
+        ts.vc[ts.tid] += 1
 
     def thread_begin(self, thread: Any) -> None:
         """First thing in the new thread, before run()."""
@@ -125,24 +148,29 @@ class Detector:
         ts = self.by_ident.get(_get_ident())
         if ts is None:
             return
-        with self.lock:
-            thread._mapsafe_race_end = dict(ts.vc)
-            ts.running = False
+        # Read by the joiner only after join() returned, which the thread's
+        # own end synchronizes; `running` is only ever shown in reports.
+        thread._mapsafe_race_end = dict(ts.vc)
+        ts.running = False
 
     def thread_joined(self, thread: Any) -> None:
         end = getattr(thread, "_mapsafe_race_end", None)
         if end is not None:
-            ts = self.state()
-            with self.lock:
-                join_into(ts.vc, end)
+            join_into(self.state().vc, end)
 
     # -- synchronization objects --------------------------------------
 
-    def _clock_locked(self, obj: Any) -> _SyncClock:
+    def _clock(self, obj: Any) -> _SyncClock:
+        sc = self.sync.get(id(obj))  # atomic: a single dict operation
+        if sc is not None and sc.ref() is obj:
+            return sc
         import weakref  # already imported by threading; local to keep this module's imports pure
 
-        sc = self.sync.get(id(obj))
-        if sc is None or sc.ref() is not obj:
+        with self.lock:
+            # Re-check under the lock: another thread may have made it meanwhile.
+            sc = self.sync.get(id(obj))
+            if sc is not None and sc.ref() is obj:
+                return sc
             if len(self.sync) >= self._sync_next_sweep:
                 for k in [k for k, v in self.sync.items() if v.ref() is None]:
                     del self.sync[k]
@@ -152,55 +180,54 @@ class Detector:
             except TypeError:  # not weak-referenceable: hold it (and its id) for good
                 ref = (lambda o: lambda: o)(obj)
             sc = self.sync[id(obj)] = _SyncClock(ref)
-        return sc
+            return sc
 
     def release(self, obj: Any) -> None:
         """``obj`` was released/signalled: later acquirers are ordered after us."""
         ts = self.state()
         if ts.busy:
             return
-        with self.lock:
-            join_into(self._clock_locked(obj).vc, ts.vc)
-            ts.vc[ts.tid] += 1
+        sc = self._clock(obj)
+        with sc.lock:
+            join_into(sc.vc, ts.vc)
+        ts.vc[ts.tid] += 1
 
     def acquire(self, obj: Any) -> None:
         """``obj`` was acquired/observed: we are ordered after its releases."""
         ts = self.state()
         if ts.busy:
             return
-        with self.lock:
-            join_into(ts.vc, self._clock_locked(obj).vc)
+        sc = self._clock(obj)
+        with sc.lock:
+            join_into(ts.vc, sc.vc)
 
     def acquire_clock(self, vc: dict) -> None:
-        ts = self.state()
-        with self.lock:
-            join_into(ts.vc, vc)
+        join_into(self.state().vc, vc)
 
     def snapshot_and_tick(self) -> dict:
         """A copy of our clock for a message (submit, put); then a new epoch."""
         ts = self.state()
-        with self.lock:
-            vc = dict(ts.vc)
-            ts.vc[ts.tid] += 1
+        vc = dict(ts.vc)
+        ts.vc[ts.tid] += 1
         return vc
 
     def put_item(self, queue: Any, item: Any) -> None:
         ts = self.state()
         if ts.busy:
             return
-        with self.lock:
-            sc = self._clock_locked(queue)
+        sc = self._clock(queue)
+        with sc.lock:
             if sc.items is None:
                 sc.items = {}
             sc.items.setdefault(id(item), []).append(dict(ts.vc))
-            ts.vc[ts.tid] += 1
+        ts.vc[ts.tid] += 1
 
     def got_item(self, queue: Any, item: Any) -> None:
         ts = self.state()
         if ts.busy:
             return
-        with self.lock:
-            sc = self._clock_locked(queue)
+        sc = self._clock(queue)
+        with sc.lock:
             if sc.items:
                 clocks = sc.items.get(id(item))
                 if clocks:
@@ -210,19 +237,52 @@ class Detector:
 
     # -- dict accesses -------------------------------------------------
 
-    def access(self, method: str, d: dict, frame: Any, *args: Any) -> None:
-        """Record one dict access through ``Shadow.<method>``; never raises but for halts."""
-        ts = self.by_ident.get(_get_ident()) or self.state()
-        if ts.busy or self.halted:
+    def access(self, check: Callable[..., Any], d: dict, frame: Any, *args: Any) -> None:
+        """Run one Shadow check (key_read, key_write, ...); raises only to halt."""
+        ts = self.by_ident.get(_get_ident())
+        if ts is None:
+            ts = self.state()
+        if ts.busy:
             return
         ts.busy = True
-        garbage = None
         try:
-            with self.lock:
-                races = getattr(self.shadow, method)(d, *args, ts.tid, ts.vc, frame)
-                if self.shadow.pending_garbage:
-                    garbage = self.shadow.take_garbage()
-            garbage = None  # dropped outside the lock: finalizers may run user code
+            races = check(d, *args, ts.tid, ts.vc, frame)
+        except Exception as exc:  # a fault in the detector must not crash the program
+            races = None
+            self._fault(exc)
+        finally:
+            ts.busy = False
+        if races:
+            self._emit(races)
+
+    # The two hot paths, spelled out (no argument packing): one key read, one key write.
+
+    def read_key(self, d: dict, key: Any, op: str, frame: Any) -> None:
+        ts = self.by_ident.get(_get_ident())
+        if ts is None:
+            ts = self.state()
+        if ts.busy:
+            return
+        ts.busy = True
+        try:
+            races = self.key_read(d, key, op, ts.tid, ts.vc, frame)
+        except Exception as exc:  # a fault in the detector must not crash the program
+            races = None
+            self._fault(exc)
+        finally:
+            ts.busy = False
+        if races:
+            self._emit(races)
+
+    def write_key(self, d: dict, key: Any, op: str, keyset: bool, frame: Any) -> None:
+        ts = self.by_ident.get(_get_ident())
+        if ts is None:
+            ts = self.state()
+        if ts.busy:
+            return
+        ts.busy = True
+        try:
+            races = self.key_write(d, key, op, keyset, ts.tid, ts.vc, frame)
         except Exception as exc:  # a fault in the detector must not crash the program
             races = None
             self._fault(exc)
@@ -237,16 +297,16 @@ class Detector:
             return
         ts.busy = True
         try:
-            with self.lock:
-                self.shadow.created(d, frame)
+            self.shadow.created(d, frame)
         except Exception as exc:
             self._fault(exc)
         finally:
             ts.busy = False
 
     def _fault(self, exc: BaseException) -> None:
-        if not self.warned:
-            self.warned = True
+        with self.lock:
+            first, self.warned = not self.warned, True
+        if first:
             self.warn(
                 f"mapsafe race: warning: internal error ({type(exc).__name__}: {exc}); "
                 "that operation ran unchecked"
@@ -265,6 +325,9 @@ class Detector:
                 }
                 fresh.append(race)
         halt = None
+        with self.lock:
+            if self.halted:
+                return
         for race in fresh:
             try:
                 if self.suppressed is not None and self.suppressed(race):
@@ -280,7 +343,8 @@ class Detector:
             if self.sink is not None:
                 self.sink(race)
             if self.halt_on_error:
-                self.halted = True
+                with self.lock:
+                    self.halted = True  # later races are dropped; the first one halts
                 halt = race
                 break
         if halt is not None:
@@ -331,33 +395,49 @@ def _hashable(key: Any) -> bool:
 
 
 def getitem(obj, key):
-    if type(obj) is dict and _D is not None and _hashable(key):
-        _D.access("key_read", obj, _getframe(1), key, "d[k]")
+    if type(obj) is dict and _D is not None and (type(key) is str or _hashable(key)):
+        _D.read_key(obj, key, "d[k]", _getframe(1))
     return obj[key]
 
 
 def setitem(value, obj, key):
     # Arguments arrive in Python's evaluation order for `obj[key] = value`.
-    if type(obj) is dict and _D is not None and _hashable(key):
-        _D.access("key_write", obj, _getframe(1), key, "d[k] = v", key not in obj)
+    if type(obj) is dict and _D is not None and (type(key) is str or _hashable(key)):
+        _D.write_key(obj, key, "d[k] = v", key not in obj, _getframe(1))
     obj[key] = value
 
 
 def delitem(obj, key):
     if type(obj) is dict and _D is not None and _hashable(key):
-        _D.access("key_write", obj, _getframe(1), key, "del d[k]", key in obj)
+        _D.access(_D.key_write, obj, _getframe(1), key, "del d[k]", key in obj)
     del obj[key]
 
 
+_NO_DEFAULT = object()
+
+
+def get(obj, key, default=_NO_DEFAULT, /):
+    """``obj.get(key[, default])``: the commonest dict method gets its own helper."""
+    t = type(obj)
+    if t is dict:
+        if _D is not None and (type(key) is str or _hashable(key)):
+            _D.read_key(obj, key, "d.get", _getframe(1))
+        return obj.get(key) if default is _NO_DEFAULT else obj.get(key, default)
+    if _D is not None and t in _SYNC_CALL_TYPES:
+        args = (key,) if default is _NO_DEFAULT else (key, default)
+        return _sync_call(obj, t, "get", args, {})
+    return obj.get(key) if default is _NO_DEFAULT else obj.get(key, default)
+
+
 def contains(key, obj):
-    if type(obj) is dict and _D is not None and _hashable(key):
-        _D.access("key_read", obj, _getframe(1), key, "in")
+    if type(obj) is dict and _D is not None and (type(key) is str or _hashable(key)):
+        _D.read_key(obj, key, "in", _getframe(1))
     return key in obj
 
 
 def iterate(obj):
     if type(obj) is dict and _D is not None:
-        _D.access("whole_read", obj, _getframe(1), "iteration", False)
+        _D.access(_D.whole_read, obj, _getframe(1), "iteration", False)
     return obj
 
 
@@ -370,18 +450,18 @@ def new(obj):
 def eq(a, b):
     if _D is not None:
         if type(a) is dict:
-            _D.access("whole_read", a, _getframe(1), "==", True)
+            _D.access(_D.whole_read, a, _getframe(1), "==", True)
         if type(b) is dict:
-            _D.access("whole_read", b, _getframe(1), "==", True)
+            _D.access(_D.whole_read, b, _getframe(1), "==", True)
     return a == b
 
 
 def ne(a, b):
     if _D is not None:
         if type(a) is dict:
-            _D.access("whole_read", a, _getframe(1), "!=", True)
+            _D.access(_D.whole_read, a, _getframe(1), "!=", True)
         if type(b) is dict:
-            _D.access("whole_read", b, _getframe(1), "!=", True)
+            _D.access(_D.whole_read, b, _getframe(1), "!=", True)
     return a != b
 
 
@@ -414,11 +494,24 @@ def wcall(func, *args, **kwargs):
     if args and type(args[0]) is dict and _D is not None:
         what = _WHOLE_FUNCS.get(func) if _hashable(func) else None
         if what is not None:
-            _D.access("whole_read", args[0], _getframe(1), what[0], what[1])
+            _D.access(_D.whole_read, args[0], _getframe(1), what[0], what[1])
     result = func(*args, **kwargs)
     if func is dict and type(result) is dict and _D is not None:
         _D.created(result, _getframe(1))
     return result
+
+
+def wcall1(func, arg):
+    """``func(arg)``: the one-argument case of wcall, without argument packing."""
+    if type(arg) is dict and _D is not None:
+        what = _WHOLE_FUNCS.get(func) if _hashable(func) else None
+        if what is not None:
+            _D.access(_D.whole_read, arg, _getframe(1), what[0], what[1])
+        result = func(arg)
+        if func is dict and type(result) is dict:
+            _D.created(result, _getframe(1))
+        return result
+    return func(arg)
 
 
 def _record_update(d: dict, frame: Any, args: tuple, kwargs: dict) -> None:
@@ -426,7 +519,7 @@ def _record_update(d: dict, frame: Any, args: tuple, kwargs: dict) -> None:
     if args:
         other = args[0]
         if type(other) is dict:
-            _D.access("whole_read", other, frame, "update()", True)
+            _D.access(_D.whole_read, other, frame, "update()", True)
             keys.extend(other)
         elif hasattr(other, "keys"):
             keys.extend(other.keys())
@@ -436,42 +529,42 @@ def _record_update(d: dict, frame: Any, args: tuple, kwargs: dict) -> None:
     keys.extend(kwargs)
     for key in keys:
         if _hashable(key):
-            _D.access("key_write", d, frame, key, "d.update", key not in d)
+            _D.access(_D.key_write, d, frame, key, "d.update", key not in d)
 
 
 def _record_dict_method(d: dict, name: str, frame: Any, args: tuple, kwargs: dict) -> None:
     D = _D
     if name == "get":
         if args and _hashable(args[0]):
-            D.access("key_read", d, frame, args[0], "d.get")
+            D.access(D.key_read, d, frame, args[0], "d.get")
     elif name == "pop":
         if args and _hashable(args[0]):
             key = args[0]
             if key in d:
-                D.access("key_write", d, frame, key, "d.pop", True)
+                D.access(D.key_write, d, frame, key, "d.pop", True)
             else:
-                D.access("key_read", d, frame, key, "d.pop (missing)")
+                D.access(D.key_read, d, frame, key, "d.pop (missing)")
     elif name == "setdefault":
         if args and _hashable(args[0]):
             key = args[0]
             if key in d:
-                D.access("key_read", d, frame, key, "d.setdefault (found)")
+                D.access(D.key_read, d, frame, key, "d.setdefault (found)")
             else:
-                D.access("key_write", d, frame, key, "d.setdefault (insert)", True)
+                D.access(D.key_write, d, frame, key, "d.setdefault (insert)", True)
     elif name == "popitem":
         if d:
             key = next(reversed(d))
-            D.access("key_write", d, frame, key, "d.popitem", True)
+            D.access(D.key_write, d, frame, key, "d.popitem", True)
         else:
-            D.access("whole_read", d, frame, "d.popitem (empty)", False)
+            D.access(D.whole_read, d, frame, "d.popitem (empty)", False)
     elif name == "update":
         _record_update(d, frame, args, kwargs)
     elif name == "keys":
-        D.access("whole_read", d, frame, "d.keys()", False)
+        D.access(D.whole_read, d, frame, "d.keys()", False)
     elif name in ("values", "items", "copy"):
-        D.access("whole_read", d, frame, f"d.{name}()", True)
+        D.access(D.whole_read, d, frame, f"d.{name}()", True)
     elif name == "clear":
-        D.access("clear", d, frame, "d.clear()")
+        D.access(D.clear, d, frame, "d.clear()")
 
 
 def call(obj, name, /, *args, **kwargs):
@@ -588,7 +681,9 @@ HELPERS: dict = {
     "@ms_eq": eq,
     "@ms_ne": ne,
     "@ms_wcall": wcall,
+    "@ms_wcall1": wcall1,
     "@ms_call": call,
+    "@ms_get": get,
     "@ms_with": with_,
     "@ms_iadd": operator.iadd,
     "@ms_isub": operator.isub,

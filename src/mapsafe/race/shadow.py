@@ -12,13 +12,47 @@ __all__ = ["Access", "Race", "ThreadInfo", "Shadow", "capture"]
 STACK_DEPTH = 8
 
 
+# Stacks are interned: a loop records the same stack over and over, and one
+# shared tuple per distinct stack keeps memory flat. Bounded; cleared when full.
+# Only single dict operations touch it (setdefault, len, clear).
+_STACKS: dict = {}
+_STACKS_MAX = 100_000
+
+
+# Frames in SKIP_FILES (the detector's helpers) are left out of stacks;
+# a frame in STOP_FILES (thread bootstrap, runpy, the runner) ends the stack,
+# as everything below it is plumbing. Filled in by the runtime.
+SKIP_FILES: set = set()
+STOP_FILES: set = set()
+
+
 def capture(frame: Any, depth: int = STACK_DEPTH) -> tuple:
-    """(code, lineno) pairs from ``frame`` outwards; names are resolved only when reporting."""
+    """((code, lineno), ...) from ``frame`` outwards; names are resolved only when reporting."""
     out = []
-    while frame is not None and len(out) < depth:
-        out.append((frame.f_code, frame.f_lineno))
+    ids = []
+    while frame is not None and depth:
+        code = frame.f_code
+        filename = code.co_filename
+        if filename in SKIP_FILES:
+            frame = frame.f_back
+            continue
+        if filename in STOP_FILES:
+            break
+        line = frame.f_lineno
+        out.append((code, line))
+        ids.append(id(code))
+        ids.append(line)
         frame = frame.f_back
-    return tuple(out)
+        depth -= 1
+    # Keyed by code ids (cheap to hash, unlike code objects); the stored
+    # stack holds the code objects, so those ids cannot be reused meanwhile.
+    key = tuple(ids)
+    stack = _STACKS.get(key)
+    if stack is None:
+        if len(_STACKS) >= _STACKS_MAX:
+            _STACKS.clear()
+        stack = _STACKS.setdefault(key, tuple(out))
+    return stack
 
 
 class Access:
@@ -104,9 +138,12 @@ class _KeyState:
 class _DictShadow:
     """Everything remembered about one dict."""
 
-    __slots__ = ("obj", "created", "created_seen", "keys", "kw", "vw", "kreads", "vreads", "clears")
+    __slots__ = ("lock", "obj", "created", "created_seen", "keys", "kw", "vw", "kreads", "vreads", "clears")
 
-    def __init__(self, obj: dict, created: tuple, created_seen: bool) -> None:
+    def __init__(self, obj: dict, created: tuple, created_seen: bool, lock: Any) -> None:
+        # Guards every other mutable field. One lock per dict, so threads
+        # working on different dicts never wait for each other.
+        self.lock = lock
         # A strong reference: while the dict is tracked its id cannot be
         # reused by another dict, so stale state can never be blamed on a new
         # dict. Shadow.sweep() drops dicts that only the detector still holds.
@@ -132,28 +169,41 @@ def _unordered(acc: Access, tid: int, vc: dict) -> bool:
 class Shadow:
     """The table of tracked dicts and the FastTrack checks over it.
 
-    Not thread-safe on its own: the runtime calls every method with its one
-    detector lock held. Methods return a list of new races, or None.
+    Thread-safe without the GIL: the table is changed only under
+    ``table_lock`` and read with single dict operations; each dict's state
+    is guarded by its own lock. ``vc`` arguments are the calling thread's
+    own clock, which only that thread changes. Check methods return a list
+    of new races, or None.
     """
 
-    def __init__(self, max_dicts: int = 200_000) -> None:
-        self.dicts: dict = {}  # id(dict) -> _DictShadow; guarded by the caller's lock
+    def __init__(self, lock_factory: Any, max_dicts: int = 200_000) -> None:
+        self.lock_factory = lock_factory
+        self.table_lock = lock_factory()  # guards inserting into and sweeping `dicts`
+        self.dicts: dict = {}  # id(dict) -> _DictShadow; lookups are single dict gets
         self.max_dicts = max_dicts
-        self._next_sweep = 1024  # len(self.dicts) at which sweep() is next worthwhile
-        self.pending_garbage: list = []  # dicts dropped by sweep(), freed outside the lock
+        self._next_sweep = 1024  # len(self.dicts) at which sweep() is next worthwhile; table_lock
+        self.pending_garbage: list = []  # dicts dropped by sweep(), freed outside any lock
 
     # -- the table -----------------------------------------------------
 
     def _get(self, d: dict, frame: Any) -> _DictShadow:
-        ds = self.dicts.get(id(d))
+        ds = self.dicts.get(id(d))  # atomic: a single dict operation
         if ds is None:
             ds = self._add(d, capture(frame, 1), False)
         return ds
 
     def _add(self, d: dict, created: tuple, seen: bool) -> _DictShadow:
-        if len(self.dicts) >= self._next_sweep:
-            self.sweep()
-        ds = self.dicts[id(d)] = _DictShadow(d, created, seen)
+        with self.table_lock:
+            # Re-check under the lock: another thread may have added it meanwhile.
+            ds = self.dicts.get(id(d))
+            if ds is not None:
+                return ds  # tracked dicts are held, so the same id is the same dict
+            if len(self.dicts) >= self._next_sweep:
+                self._sweep_locked()
+            ds = self.dicts[id(d)] = _DictShadow(d, created, seen, self.lock_factory())
+            garbage, self.pending_garbage = self.pending_garbage, []
+        # Dropped here, outside every lock: finalizers may run user code.
+        del garbage
         return ds
 
     def created(self, d: dict, frame: Any) -> None:
@@ -163,6 +213,10 @@ class Shadow:
         self._add(d, capture(frame, 1), True)
 
     def sweep(self) -> None:
+        with self.table_lock:
+            self._sweep_locked()
+
+    def _sweep_locked(self) -> None:
         """Forget dicts that nothing but the detector refers to; bound the table."""
         # getrefcount counts: the _DictShadow slot, and its own argument.
         dead = [k for k, ds in self.dicts.items() if sys.getrefcount(ds.obj) <= 2]
@@ -177,7 +231,8 @@ class Shadow:
         self._next_sweep = max(1024, 2 * len(self.dicts))
 
     def take_garbage(self) -> list:
-        garbage, self.pending_garbage = self.pending_garbage, []
+        with self.table_lock:
+            garbage, self.pending_garbage = self.pending_garbage, []
         return garbage
 
     # -- the checks ----------------------------------------------------
@@ -190,16 +245,31 @@ class Shadow:
 
     def key_read(self, d: dict, key: Any, op: str, tid: int, vc: dict, frame: Any) -> list | None:
         """A read of one key: ``d[k]``, ``get``, ``in``, a missing ``pop``..."""
-        ds = self._get(d, frame)
+        ds = self.dicts.get(id(d))  # atomic: a single dict operation
+        if ds is None:
+            ds = self._add(d, capture(frame, 1), False)
+        with ds.lock:
+            ks = ds.keys.get(key)
+            if ks is not None:
+                # The fast paths, inline: most accesses end here.
+                clk = vc[tid]
+                r = ks.r
+                if r.__class__ is Access and r.tid == tid and r.clk == clk:
+                    # FastTrack's "same epoch" case: nothing new to learn or check.
+                    return None
+                w = ks.w
+                if r is None and w is not None and w.tid == tid and w.clk == clk:
+                    # Our own write in this epoch covers this read: whoever is
+                    # unordered with the read is unordered with the write too.
+                    return None
+            return self._key_read_locked(ds, ks, key, op, tid, vc, frame)
+
+    def _key_read_locked(
+        self, ds: _DictShadow, ks: Any, key: Any, op: str, tid: int, vc: dict, frame: Any
+    ) -> list | None:
         clk = vc[tid]
-        ks = ds.keys.get(key)
         if ks is None:
             ks = ds.keys[key] = _KeyState()
-        else:
-            r = ks.r
-            if r.__class__ is Access and r.tid == tid and r.clk == clk:
-                # FastTrack's "same epoch" case: nothing new to learn or check.
-                return None
         cur = Access(tid, clk, op, False, key, "", capture(frame))
         races = None
         w = ks.w
@@ -225,10 +295,28 @@ class Shadow:
         self, d: dict, key: Any, op: str, keyset: bool, tid: int, vc: dict, frame: Any
     ) -> list | None:
         """A write of one key; ``keyset`` when it inserts or removes the key."""
-        ds = self._get(d, frame)
+        ds = self.dicts.get(id(d))  # atomic: a single dict operation
+        if ds is None:
+            ds = self._add(d, capture(frame, 1), False)
+        with ds.lock:
+            ks = ds.keys.get(key)
+            if ks is not None and not keyset:
+                w = ks.w
+                clk = vc[tid]
+                if w is not None and w.tid == tid and w.clk == clk:
+                    r = ks.r
+                    if r is None or (r.__class__ is Access and r.tid == tid and r.clk == clk):
+                        # Same epoch as our last write, and only we read since:
+                        # every check was done then. (A key-set change is always
+                        # checked: whole-map reads may have come in between.)
+                        return None
+            return self._key_write_locked(ds, ks, key, op, keyset, tid, vc, frame)
+
+    def _key_write_locked(
+        self, ds: _DictShadow, ks: Any, key: Any, op: str, keyset: bool, tid: int, vc: dict, frame: Any
+    ) -> list | None:
         cur = Access(tid, vc[tid], op, True, key, "", capture(frame))
         races = None
-        ks = ds.keys.get(key)
         if ks is None:
             ks = ds.keys[key] = _KeyState()
         else:
@@ -255,6 +343,10 @@ class Shadow:
     def whole_read(self, d: dict, op: str, values: bool, tid: int, vc: dict, frame: Any) -> list | None:
         """A read of the whole map: of its key set only, or also of its values."""
         ds = self._get(d, frame)
+        with ds.lock:
+            return self._whole_read_locked(ds, op, values, tid, vc, frame)
+
+    def _whole_read_locked(self, ds: _DictShadow, op: str, values: bool, tid: int, vc: dict, frame: Any) -> list | None:
         mine = ds.vreads if values else ds.kreads
         prev_mine = mine.get(tid)
         if prev_mine is not None and prev_mine.clk == vc[tid]:
@@ -270,6 +362,10 @@ class Shadow:
     def clear(self, d: dict, op: str, tid: int, vc: dict, frame: Any) -> list | None:
         """``d.clear()``: a write to every key, and a change of the key set."""
         ds = self._get(d, frame)
+        with ds.lock:
+            return self._clear_locked(ds, op, tid, vc, frame)
+
+    def _clear_locked(self, ds: _DictShadow, op: str, tid: int, vc: dict, frame: Any) -> list | None:
         cur = Access(tid, vc[tid], op, True, None, "clear", capture(frame))
         races = None
         for table in (ds.vw, ds.kreads, ds.vreads):

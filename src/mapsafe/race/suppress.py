@@ -55,7 +55,8 @@ class Suppressions:
             pattern = pattern.strip()
             if not sep or kind not in ("file", "func", "line", "race") or not pattern:
                 raise SuppressionFileError(
-                    f"{where}:{number}: expected 'file:GLOB', 'func:GLOB', 'line:FILE:LINE' or 'race:GLOB', got {raw.strip()!r}"
+                    f"{where}:{number}: expected 'file:GLOB', 'func:GLOB', 'line:FILE:LINE' or 'race:GLOB', "
+                    f"got {raw.strip()!r}"
                 )
             if kind == "line":
                 file_glob, sep, lineno = pattern.rpartition(":")
@@ -74,7 +75,9 @@ class Suppressions:
         return cls.parse(text, path)
 
     def __call__(self, race: Race) -> bool:
-        frames = [(code.co_filename, line, code.co_name) for acc in (race.current, race.previous) for code, line in acc.frames]
+        frames = [
+            (code.co_filename, line, code.co_name) for acc in (race.current, race.previous) for code, line in acc.frames
+        ]
         for acc in (race.current, race.previous):
             if acc.frames:
                 code, line = acc.frames[0]

@@ -1,0 +1,848 @@
+"""Each lint rule on code it must flag and code it must leave alone."""
+
+from __future__ import annotations
+
+from _lint_harness import codes, lines, lint
+
+
+# -- MS101: changing a dict's keys while iterating it ---------------------------------------------
+
+
+def test_ms101_del_while_iterating_module_dict():
+    findings = lint("""
+        d = {"a": 1, "b": 2}
+        for k in d:
+            if d[k] > 1:
+                del d[k]
+    """)
+    assert lines(findings) == [(5, "MS101")]
+    assert "'d' changes its keys (del) inside the loop over it at line 3" in findings[0].message
+    assert "list(d)" in findings[0].message
+
+
+def test_ms101_every_mutator_on_views():
+    findings = lint("""
+        def f(d: dict, other):
+            for k in d.keys():
+                d.pop(k)
+            for k, v in d.items():
+                d.update(other)
+            for v in d.values():
+                d.clear()
+            for k in d.keys():
+                d.popitem()
+            for k in d.keys():
+                d.setdefault(k + "x", 0)
+            for v in d.values():
+                d[v] = 1
+    """)
+    assert lines(findings) == [(4, "MS101"), (6, "MS101"), (8, "MS101"), (10, "MS101"), (12, "MS101"), (14, "MS101")]
+
+
+def test_ms101_self_attribute_dict():
+    findings = lint("""
+        class Registry:
+            def __init__(self):
+                self.items = {}
+
+            def prune(self):
+                for name in self.items:
+                    if not self.items[name]:
+                        del self.items[name]
+    """)
+    assert codes(findings) == ["MS101"]
+    assert "'self.items'" in findings[0].message
+
+
+def test_ms101_insertion_of_a_new_key():
+    assert codes(lint("""
+        counts = {}
+        for word in counts:
+            counts[word.upper()] = counts[word]
+    """)) == ["MS101"]
+
+
+def test_ms101_enumerate_and_reversed_iterate_the_dict_itself():
+    assert codes(lint("""
+        d = {}
+        for i, (k, v) in enumerate(d.items()):
+            del d[k]
+        for k in reversed(d):
+            d.pop(k)
+    """)) == ["MS101", "MS101"]
+
+
+def test_ms101_enumerate_index_assignment_is_list_code():
+    # Regression (samtranslator, jsonpath_ng): `value[i] = ...` over enumerate(value) in a
+    # function that also handles dicts elsewhere is list code, not a dict insertion.
+    assert lint("""
+        def clean(value):
+            if isinstance(value, list):
+                for i, v in enumerate(value):
+                    value[i] = clean(v)
+                return value
+            return {k: clean(v) for k, v in value.items()}
+    """) == []
+
+
+def test_ms101_clean_when_iterating_copies():
+    assert lint("""
+        d = {"a": 1}
+        for k in list(d):
+            del d[k]
+        for k in dict(d):
+            d.pop(k)
+        for k, v in d.copy().items():
+            d.clear()
+        for k in sorted(d):
+            del d[k]
+        for k, v in list(d.items()):
+            d[k + "!"] = v
+    """) == []
+
+
+def test_ms101_clean_when_mutation_is_followed_by_break_or_return():
+    assert lint("""
+        d = {}
+        def first(d: dict):
+            for k in d:
+                del d[k]
+                return k
+        for k in d:
+            if k.startswith("x"):
+                d.pop(k)
+                break
+        def raise_it(d: dict):
+            for k in d:
+                del d[k]
+                raise KeyError(k)
+    """) == []
+
+
+def test_ms101_break_of_an_inner_loop_does_not_end_the_outer_one():
+    # Regression: a `break` only leaves the innermost loop; the dict loop goes on.
+    assert codes(lint("""
+        d = {}
+        for k in d:
+            for x in range(3):
+                del d[k]
+                break
+    """)) == ["MS101"]
+
+
+def test_ms101_continue_does_not_exempt():
+    assert codes(lint("""
+        d = {}
+        for k in d:
+            d.pop(k)
+            continue
+    """)) == ["MS101"]
+
+
+def test_ms101_clean_for_value_updates_of_the_visited_key():
+    assert lint("""
+        d = {"a": 1}
+        for k in d:
+            d[k] = d[k] + 1
+        for k, v in d.items():
+            d[k] = v * 2
+            d.setdefault(k, 0)
+        for k in d.keys():
+            d[k] += 1
+    """) == []
+
+
+def test_ms101_keys_proved_present_by_an_if_are_value_updates():
+    # Regressions (pydantic json_schema, networkx gomory_hu): `if key == "$ref": d["$ref"] = ...`
+    # and `if k in d: d[k] = ...` replace values of keys that exist; the key set is unchanged.
+    assert lint("""
+        def remap(schema: dict, other):
+            for key, value in schema.items():
+                if key == "$ref":
+                    schema["$ref"] = value.upper()
+                for node in other:
+                    if node in schema and schema[node] == key:
+                        schema[node] = key
+                if schema[value] > 1:
+                    schema[value] = 0
+    """) == []
+    assert codes(lint("""
+        def remap(schema: dict):
+            for key, value in schema.items():
+                if key == "$ref":
+                    schema["$id"] = value
+    """)) == ["MS101"]
+
+
+def test_ms101_needs_evidence_that_a_bare_iterable_is_a_dict():
+    # `x` could be a list or set; without a dict binding or a .items()/.keys() use, stay silent.
+    assert lint("""
+        def f(x):
+            for k in x:
+                x.pop(k)
+    """) == []
+    assert codes(lint("""
+        def f(x):
+            print(x.items())
+            for k in x:
+                x.pop(k)
+    """)) == ["MS101"]
+
+
+def test_ms101_keys_of_a_non_dict_object_are_not_flagged():
+    # email.message.Message.keys() returns a list: deleting headers in the loop is fine.
+    assert lint("""
+        from email.message import Message
+        class Box:
+            def __init__(self):
+                self.msg = Message()
+            def strip(self):
+                for header in self.msg.keys():
+                    del self.msg[header]
+    """) == []
+
+
+def test_ms101_other_dicts_and_nested_functions_are_not_confused():
+    assert lint("""
+        a = {}
+        b = {}
+        for k in a:
+            b[k] = 1
+            del b[k]
+            def later():
+                del a[k]
+    """) == []
+
+
+# -- MS2xx: dicts shared between threads -------------------------------------------------------
+
+
+def test_no_threads_no_ms2xx():
+    # The same code with threads below is flagged; a module that starts no threads gets nothing.
+    assert lint("""
+        counts = {}
+        def worker(n):
+            counts[n] = counts.get(n, 0) + 1
+        def report():
+            for k in counts:
+                print(k)
+    """) == []
+
+
+def test_ms203_read_modify_write_in_worker_threads():
+    findings = lint("""
+        import threading
+        counts = {}
+        def worker(n):
+            counts[n] = counts.get(n, 0) + 1
+        def main():
+            threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+    """)
+    assert lines(findings) == [(5, "MS203")]
+    assert "several threads at once" in findings[0].message
+    assert "merge()" in findings[0].message
+
+
+def test_ms203_augmented_assignment_and_check_then_act():
+    findings = lint("""
+        from concurrent.futures import ThreadPoolExecutor
+        hits = {}
+        seen = {}
+        def work(key):
+            hits[key] += 1
+            if key not in seen:
+                seen[key] = []
+        def run(keys):
+            with ThreadPoolExecutor(4) as pool:
+                pool.map(work, keys)
+    """)
+    assert lines(findings) == [(6, "MS203"), (7, "MS203")]
+    assert "setdefault()" in findings[1].message and "compute_if_absent()" in findings[1].message
+
+
+def test_ms203_if_in_then_delete():
+    findings = lint("""
+        import threading
+        pending = {}
+        def finish(key):
+            if key in pending:
+                del pending[key]
+        def start(key):
+            pending[key] = 1
+            threading.Thread(target=finish, args=(key,)).start()
+    """)
+    assert codes(findings) == ["MS203"]
+    assert "pop(key, None)" in findings[0].message
+
+
+def test_ms201_and_ms202_self_attribute_of_threaded_object():
+    findings = lint("""
+        import threading
+        class Service:
+            def __init__(self):
+                self.data = {}
+                self._thread = threading.Thread(target=self._loop, daemon=True)
+
+            def _loop(self):
+                while True:
+                    self.data["tick"] = 1
+
+            def dump(self):
+                for k, v in self.data.items():
+                    print(k, v)
+    """)
+    assert lines(findings) == [(10, "MS201"), (13, "MS202")]
+    assert "_loop() runs via Thread(target=...) at line 6" in findings[0].message
+    assert "another thread uses it at line 13" in findings[0].message
+    assert "another thread writes it at line 10" in findings[1].message
+
+
+def test_ms2xx_clean_under_a_lock():
+    assert lint("""
+        import threading
+        class Service:
+            def __init__(self):
+                self.data = {}
+                self._lock = threading.Lock()
+                self._thread = threading.Thread(target=self._loop)
+
+            def _loop(self):
+                with self._lock:
+                    self.data["tick"] = self.data.get("tick", 0) + 1
+
+            def dump(self):
+                self._lock.acquire()
+                try:
+                    for k in self.data:
+                        print(k)
+                finally:
+                    self._lock.release()
+    """) == []
+
+
+def test_ms2xx_lock_recognised_by_constructor_and_by_name():
+    assert lint("""
+        import threading
+        guard = threading.RLock()
+        state_mutex = object()
+        table = {}
+        def w1(k):
+            with guard:
+                table[k] = 1
+        def w2(k):
+            with state_mutex:
+                table.pop(k, None)
+        threading.Thread(target=w1, args=(1,)).start()
+        threading.Thread(target=w2, args=(1,)).start()
+    """) == []
+
+
+def test_ms2xx_lock_held_by_every_caller_or_locked_suffix():
+    assert lint("""
+        import threading
+        _lock = threading.Lock()
+        table = {}
+        def _store(k):
+            table[k] = 1
+        def _drop_locked(k):
+            del table[k]
+        def worker(k):
+            with _lock:
+                _store(k)
+                _drop_locked(k)
+        for i in range(3):
+            threading.Thread(target=worker, args=(i,)).start()
+    """) == []
+
+
+def test_ms2xx_other_lock_shapes_protect():
+    assert lint("""
+        import threading
+        from mapsafe import RWLock
+        rw = RWLock()
+        gate = threading.Semaphore()
+        table = {}
+        def writer(k):
+            with rw.write():
+                table[k] = 1
+        def reader():
+            with rw.read():
+                for k in table:
+                    print(k)
+        def try_writer(k):
+            if not gate.acquire(timeout=1):
+                return
+            table.pop(k, None)
+            gate.release()
+        def maybe_writer(k):
+            if gate.acquire(blocking=False):
+                table[k] = 2
+                gate.release()
+        for i in range(2):
+            threading.Thread(target=writer, args=(i,)).start()
+            threading.Thread(target=try_writer, args=(i,)).start()
+            threading.Thread(target=maybe_writer, args=(i,)).start()
+        threading.Thread(target=reader).start()
+    """) == []
+
+
+def test_ms2xx_lock_helpers_called_in_with_protect():
+    assert lint("""
+        import threading
+        class Store:
+            def __init__(self):
+                self.data = {}
+                threading.Thread(target=self.fill).start()
+            def _locked(self):
+                return self._mu
+            def fill(self):
+                with self._locked():
+                    self.data["a"] = 1
+            def dump(self):
+                with self._locked():
+                    return [k for k in self.data]
+    """) == []
+
+
+def test_ms2xx_targets_through_partial_and_an_instance_method():
+    findings = lint("""
+        import functools
+        import threading
+        seen = {}
+        class Job:
+            def run(self, k):
+                seen[k] = True
+        def note(k):
+            seen[k] = False
+        def main():
+            job = Job()
+            threading.Thread(target=job.run, args=(1,)).start()
+            threading.Thread(target=functools.partial(note, 2)).start()
+    """)
+    assert lines(findings) == [(7, "MS201"), (9, "MS201")]
+
+
+def test_ms2xx_a_lock_is_not_a_block_or_clock():
+    assert codes(lint("""
+        import threading
+        table = {}
+        def worker(k, block):
+            with block:
+                table[k] = 1
+        for i in range(3):
+            threading.Thread(target=worker, args=(i, None)).start()
+    """)) == ["MS201"]
+
+
+def test_ms2xx_mapsafe_maps_are_safe():
+    assert lint("""
+        import threading
+        from mapsafe import SyncMap
+        counts = SyncMap()
+        def worker(n):
+            counts[n] = counts.get(n, 0) + 1
+            for k in counts:
+                pass
+        for i in range(4):
+            threading.Thread(target=worker, args=(i,)).start()
+    """) == []
+
+
+def test_ms2xx_local_dicts_are_never_shared():
+    assert lint("""
+        import threading
+        def worker(n):
+            local = {}
+            local[n] = local.get(n, 0) + 1
+            for k in local:
+                del local[k]
+                break
+        for i in range(4):
+            threading.Thread(target=worker, args=(i,)).start()
+    """) == []
+
+
+def test_ms2xx_closure_dict_shared_with_pool_workers():
+    findings = lint("""
+        from concurrent.futures import ThreadPoolExecutor
+        def run(items):
+            results = {}
+            def work(x):
+                results[x] = x * 2
+            with ThreadPoolExecutor() as ex:
+                ex.map(work, items)
+            return results
+    """)
+    assert lines(findings) == [(6, "MS201")]
+
+
+def test_ms2xx_accesses_before_start_and_after_join_do_not_race():
+    assert lint("""
+        import threading
+        def main():
+            results = {}
+            results["start"] = 0
+            def work():
+                results["done"] = 1
+            t = threading.Thread(target=work)
+            t.start()
+            t.join()
+            for k in results:
+                print(k)
+    """) == []
+
+
+def test_ms2xx_access_while_thread_runs_is_flagged():
+    assert codes(lint("""
+        import threading
+        def main():
+            results = {}
+            def work():
+                results["done"] = 1
+            t = threading.Thread(target=work)
+            t.start()
+            for k in results:
+                print(k)
+            t.join()
+    """)) == ["MS201", "MS202"]
+
+
+def test_ms2xx_one_writer_thread_is_a_write_not_a_lost_update():
+    # One writer thread and a reader: the read-modify-write cannot lose an update (no
+    # other writer), so it is reported as an unprotected shared write, not as MS203.
+    findings = lint("""
+        import threading
+        status = {}
+        def poll():
+            status["n"] = status.get("n", 0) + 1
+        def current():
+            return status.get("n")
+        threading.Thread(target=poll).start()
+    """)
+    assert lines(findings) == [(5, "MS201")]
+    assert "another thread uses it at line 7" in findings[0].message
+
+
+def test_ms2xx_read_only_sharing_is_fine():
+    assert lint("""
+        import threading
+        CONFIG = {"a": 1}
+        def worker():
+            for k in CONFIG:
+                print(CONFIG[k])
+        for i in range(3):
+            threading.Thread(target=worker).start()
+    """) == []
+
+
+def test_ms2xx_entry_kinds_timer_submit_callback_to_thread_run_in_executor_subclass():
+    src = """
+        import asyncio
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+        shared = {}
+        def on_timer():
+            shared["t"] = 1
+        def on_done(fut):
+            shared["cb"] = 1
+        def job():
+            return 1
+        def blocking():
+            shared["b"] = 1
+        def in_loop():
+            shared["l"] = 1
+        class Worker(threading.Thread):
+            def run(self):
+                shared["w"] = 1
+        def main():
+            threading.Timer(1.0, on_timer).start()
+            executor = ThreadPoolExecutor()
+            fut = executor.submit(job)
+            fut.add_done_callback(on_done)
+        async def amain(loop):
+            await asyncio.to_thread(blocking)
+            await loop.run_in_executor(None, in_loop)
+        for k in shared:
+            pass
+        Worker().start()
+        for k in shared:
+            pass
+    """
+    findings = lint(src, select=["MS201"])
+    assert lines(findings) == [(7, "MS201"), (9, "MS201"), (13, "MS201"), (15, "MS201"), (18, "MS201")]
+
+
+def test_ms2xx_process_pools_are_not_threads():
+    assert lint("""
+        from concurrent.futures import ProcessPoolExecutor
+        totals = {}
+        def work(x):
+            totals[x] = totals.get(x, 0) + 1
+        def main(xs):
+            with ProcessPoolExecutor() as pool:
+                pool.map(work, xs)
+    """) == []
+
+
+def test_ms2xx_thread_code_reaches_helpers_through_calls():
+    findings = lint("""
+        import threading
+        registry = {}
+        def _add(k):
+            registry[k] = True
+        def worker(k):
+            _add(k)
+        def snapshot():
+            return [k for k in registry]
+        threading.Thread(target=worker, args=(1,)).start()
+    """)
+    assert lines(findings) == [(5, "MS201"), (9, "MS202")]
+
+
+def test_ms2xx_fork_handlers_run_without_other_threads():
+    # Regression (multiprocessing.resource_sharer): an after-fork handler runs in the child,
+    # where only one thread exists, so its unlocked iteration is not racy.
+    assert codes(lint("""
+        import os
+        import threading
+        class Sharer:
+            def __init__(self):
+                self._cache = {}
+                self._lock = threading.Lock()
+                os.register_at_fork(after_in_child=self._afterfork)
+            def start(self):
+                threading.Thread(target=self._serve).start()
+            def _serve(self):
+                with self._lock:
+                    self._cache.pop(1, None)
+            def _afterfork(self):
+                for key in self._cache:
+                    print(key)
+                self._cache.clear()
+            def dump(self):
+                for key in self._cache:
+                    print(key)
+    """)) == ["MS202"]
+
+
+def test_ms2xx_import_time_registry_is_not_racy():
+    assert lint("""
+        import threading
+        HANDLERS = {}
+        HANDLERS["a"] = print
+        for name in ("b", "c"):
+            HANDLERS[name] = print
+        def worker():
+            return HANDLERS["a"]
+        threading.Thread(target=worker).start()
+    """) == []
+
+
+# -- MS301: unbounded memo caches --------------------------------------------------------------
+
+
+def test_ms301_memo_cache():
+    findings = lint("""
+        _cache = {}
+        def fib(n):
+            if n in _cache:
+                return _cache[n]
+            result = n if n < 2 else fib(n - 1) + fib(n - 2)
+            _cache[n] = result
+            return result
+    """)
+    assert lines(findings) == [(7, "MS301")]
+    assert "'_cache' memoizes fib()" in findings[0].message
+    assert "lru_cache(maxsize=...)" in findings[0].message
+
+
+def test_ms301_get_and_try_except_forms():
+    assert codes(lint("""
+        import json
+        _parsed = {}
+        _loaded = {}
+        def parse(text):
+            hit = _parsed.get(text)
+            if hit is None:
+                hit = _parsed[text] = json.loads(text)
+            return hit
+        def load(path):
+            try:
+                return _loaded[path]
+            except KeyError:
+                value = _loaded[path] = open(path).read()
+                return value
+    """)) == ["MS301", "MS301"]
+
+
+def test_ms301_clean_when_evicted_or_size_checked():
+    assert lint("""
+        _a = {}
+        _b = {}
+        _c = {}
+        def fa(x):
+            if x in _a:
+                return _a[x]
+            _a[x] = v = x * 2
+            return v
+        def reset():
+            _a.clear()
+        def fb(x):
+            if x in _b:
+                return _b[x]
+            if len(_b) > 100:
+                _b.popitem()
+            _b[x] = v = x * 2
+            return v
+        def fc(x):
+            if x in _c:
+                return _c[x]
+            _c[x] = v = x * 2
+            return v
+        def forget(x):
+            del _c[x]
+    """) == []
+
+
+def test_ms301_registry_filled_at_import_time_is_not_a_cache():
+    assert lint("""
+        CODECS = {}
+        CODECS["utf-8"] = object()
+        def register(name, codec):
+            if name in CODECS:
+                raise ValueError(name)
+            CODECS[name] = codec
+        def decorator(fn):
+            CODECS[fn.__name__] = fn
+            return fn
+        def get(name):
+            return CODECS[name]
+    """) == []
+
+
+def test_ms301_not_for_keys_that_are_flags_or_constants():
+    assert lint("""
+        _by_flag = {}
+        _by_table = {}
+        ALPHA = "abc"
+        def describe(verbose=False):
+            if verbose in _by_flag:
+                return _by_flag[verbose]
+            _by_flag[verbose] = text = "x" if verbose else "y"
+            return text
+        def _table(alphabet):
+            if alphabet not in _by_table:
+                _by_table[alphabet] = [c * 2 for c in alphabet]
+            return _by_table[alphabet]
+        def encode(s):
+            return _table(ALPHA)
+    """) == []
+
+
+def test_ms301_not_for_bounded_or_non_memo_patterns():
+    # Regressions from the stdlib/site-packages review: keys bounded by another collection
+    # (networkx), keys that are versions (jedi, libcst), and read-then-reset buffers
+    # (prompt_toolkit typeahead) are not unbounded memo caches.
+    assert lint("""
+        backends = {"a": 1}
+        _loaded = {}
+        _by_version = {}
+        _buffer = {}
+        def load(name):
+            if name in _loaded:
+                return _loaded[name]
+            if name not in backends:
+                raise ImportError(name)
+            rv = _loaded[name] = backends[name] * 2
+            return rv
+        def grammar(version_info):
+            try:
+                return _by_version[version_info[:2]]
+            except KeyError:
+                pass
+            _by_version[version_info[:2]] = g = str(version_info)
+            return g
+        def take(key):
+            result = _buffer[key]
+            _buffer[key] = []
+            return result
+    """) == []
+    # Regression (webencodings): the key is itself read out of another module table.
+    assert lint("""
+        LABELS = {"utf8": "utf-8"}
+        CACHE = {}
+        def lookup(label):
+            name = LABELS.get(label.lower())
+            if name is None:
+                return None
+            encoding = CACHE.get(name)
+            if encoding is None:
+                encoding = CACHE[name] = object()
+            return encoding
+    """) == []
+
+
+def test_ms301_not_for_local_or_escaping_dicts():
+    assert lint("""
+        _shared = {}
+        def f(x):
+            memo = {}
+            if x in memo:
+                return memo[x]
+            memo[x] = v = x + 1
+            return v
+        def g(x):
+            if x in _shared:
+                return _shared[x]
+            _shared[x] = v = x + 1
+            return v
+        def expose():
+            return _shared
+    """) == []
+
+
+# -- selection and suppression ------------------------------------------------------------------
+
+_MIXED = """
+    d = {}
+    _memo = {}
+    def f(x):
+        if x in _memo:
+            return _memo[x]
+        _memo[x] = r = x * 2
+        return r
+    for k in d:
+        del d[k]
+"""
+
+
+def test_select_and_ignore_by_code_and_prefix():
+    assert codes(lint(_MIXED)) == ["MS301", "MS101"]
+    assert codes(lint(_MIXED, select=["MS1"])) == ["MS101"]
+    assert codes(lint(_MIXED, ignore=["MS101"])) == ["MS301"]
+    assert codes(lint(_MIXED, select=["MS"], ignore=["MS3"])) == ["MS101"]
+    # The longer match wins: ignore a family, but select one code back.
+    assert codes(lint(_MIXED, select=["MS101"], ignore=["MS1"])) == ["MS101"]
+
+
+def test_noqa_and_mapsafe_ignore_comments():
+    src = """
+        d = {}
+        for k in d:
+            del d[k]  # noqa
+        for k in d:
+            del d[k]  # noqa: MS101
+        for k in d:
+            del d[k]  # NOQA:MS1
+        for k in d:
+            del d[k]  # mapsafe: ignore[MS101]
+        for k in d:
+            del d[k]  # mapsafe: ignore
+        for k in d:
+            del d[k]  # noqa: MS201
+        for k in d:
+            del d[k]  # mapsafe: ignore[MS301, MS201]
+    """
+    assert lines(lint(src)) == [(14, "MS101"), (16, "MS101")]

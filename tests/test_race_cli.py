@@ -1,0 +1,362 @@
+"""`mapsafe race` end to end: faithfulness to plain python, options, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from _race_harness import race, run_race
+
+RACY = """\
+import threading
+d = {}
+def w():
+    d["k"] = 1
+t = threading.Thread(target=w, name="writer")
+t.start()
+x = d.get("k")
+t.join()
+print("done")
+"""
+
+
+def _mapsafe(*args: str, cwd: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "mapsafe", "race", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=60, input=stdin, env=env,
+    )
+
+
+# -- faithfulness ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        # an uncaught KeyError from an augmented assignment in a function
+        "d = {'a': 1}\ndef f():\n    d['a'] += 1\n    d['zz'] += 1\nf()\n",
+        # an exception chained from another, raised from a dict method
+        "d = {}\ntry:\n    d.pop('x')\nexcept KeyError as e:\n    raise ValueError('no x') from e\n",
+        # a syntax error
+        "x = (\nprint(1)\n",
+        # sys.exit with a message, and with a number
+        "import sys\nprint('out')\nsys.exit('bye')\n",
+        "import sys\nprint('out')\nsys.exit(7)\n",
+        # an exception in a thread, then a normal exit
+        "import threading\nd = {}\nt = threading.Thread(target=lambda: d['nope'])\n"
+        "t.start(); t.join()\nprint('after')\n",
+    ],
+    ids=["keyerror", "chained", "syntax", "exit-message", "exit-code", "thread-exception"],
+)
+def test_output_tracebacks_and_exit_codes_match_plain_python(src):
+    plain = run_race(src, plain=True)
+    traced = race(src)
+    assert traced.races == []
+    assert traced.stdout == plain.stdout
+    assert traced.stderr == plain.stderr
+    assert traced.returncode == plain.returncode
+
+
+def test_semantics_and_types_are_unchanged():
+    src = """\
+    import json, collections
+    d = {"a": 1, "b": [1, 2]}
+    assert type(d) is dict and type({}) is dict and type(dict(a=1)) is dict
+    d["a"] += 1
+    d["b"][0] += 10
+    del d["b"][1]
+    assert d == {"a": 2, "b": [11]} and d["a"] == 2 and "a" in d and "z" not in d
+    assert d.get("z", 5) == 5 and d.setdefault("c", 3) == 3 and d.pop("c") == 3
+    assert sorted(d) == ["a", "b"] and len(d) == 2 and list(d.items())[0] == ("a", 2)
+    assert json.dumps({"x": 1}) == '{"x": 1}' and str(d) == repr(d)
+    class K:
+        data = {}
+        data["x"] = 1
+        def m(self, **kw):
+            kw["n"] = kw.get("n", 0) + 1
+            return kw
+    assert K().m(n=1) == {"n": 2} and K.data == {"x": 1}
+    s = "abc"; l = [1, 2, 3]
+    assert s[1:] == "bc" and l[-1] == 3 and (l[0], s[0]) == (1, "a")
+    i = 0
+    e = {0: "zero"}
+    assert e[(i := 0)] == "zero" and i == 0
+    def gen(m):
+        for k in m:
+            yield k
+    assert list(gen({1: 1, 2: 2})) == [1, 2]
+    print("ok")
+    """
+    run = race(src)
+    assert run.stdout == "ok\n", run.stderr
+    assert run.returncode == 0
+
+
+def test_argv_stdin_and_name_are_those_of_a_script():
+    src = """\
+    import sys
+    print(__name__, sys.argv[1:], sys.stdin.read().strip())
+    """
+    run = run_race(src, args=("a", "--b"))
+    plain = run_race(src, args=("a", "--b"), plain=True)
+    assert run.stdout == plain.stdout == "__main__ ['a', '--b'] \n"
+
+
+def test_stdin_is_passed_through(tmp_path):
+    (tmp_path / "echo.py").write_text("import sys\nprint(sys.stdin.read().upper())\n")
+    proc = _mapsafe("echo.py", cwd=str(tmp_path), stdin="hello")
+    assert proc.stdout == "HELLO\n" and proc.returncode == 0
+
+
+# -- exit status -------------------------------------------------------------
+
+
+def test_races_make_a_clean_exit_66():
+    run = race(RACY)
+    assert run.stdout == "done\n"
+    assert run.returncode == 66
+    assert run.stderr.count("WARNING: DATA RACE") == 1
+    assert run.stderr.rstrip().endswith("Found 1 data race(s)")
+
+
+def test_exitcode_option():
+    assert race(RACY, "--exitcode", "3").returncode == 3
+
+
+def test_the_programs_own_failure_status_wins():
+    run = race(RACY + "import sys\nsys.exit(5)\n")
+    assert run.returncode == 5
+    assert len(run.races) == 1
+
+
+def test_exitcode_from_pyproject(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool.mapsafe.race]\nexitcode = 9\n")
+    (tmp_path / "prog.py").write_text(RACY)
+    assert _mapsafe("prog.py", cwd=str(tmp_path)).returncode == 9
+
+
+# -- the report ----------------------------------------------------------------
+
+
+def test_report_shape_names_both_accesses_threads_and_creation_site():
+    run = race(RACY)
+    text = run.stderr
+    assert "==================\nWARNING: DATA RACE\n" in text
+    assert "of key 'k'" in text and "(created at prog.py:2)" in text
+    assert "prog.py:4 in w" in text and "prog.py:7 in <module>" in text
+    assert "by thread writer" in text and "by thread MainThread" in text
+    assert "Thread writer (finished) created at:\n  prog.py:6 in <module>" in text
+
+
+def test_json_report_fields():
+    (r,) = race(RACY).races
+    assert r["key"] == "'k'" and r["kind"] == "key"
+    assert r["dict"]["created_at"][0] == {"file": "prog.py", "line": 2, "function": "<module>"}
+    sides = {r["current"]["thread"]: r["current"], r["previous"]["thread"]: r["previous"]}
+    assert set(sides) == {"writer", "MainThread"}
+    assert sides["writer"]["operation"] == "d[k] = v" and sides["writer"]["write"] is True
+    assert sides["MainThread"]["operation"] == "d.get" and sides["MainThread"]["write"] is False
+    assert sides["writer"]["frames"][0] == {"file": "prog.py", "line": 4, "function": "w"}
+    assert sides["writer"]["thread_created_at"][0]["line"] == 6
+
+
+def test_strip_path_prefix(tmp_path):
+    (tmp_path / "prog.py").write_text(RACY)
+    prefix = os.path.join(str(tmp_path), "")
+    proc = _mapsafe("--strip-path-prefix", prefix, str(tmp_path / "prog.py"), cwd="/")
+    assert "  prog.py:4 in w" in proc.stderr
+    assert prefix not in proc.stderr
+
+
+# -- halting and suppressing ----------------------------------------------------
+
+
+def test_halt_on_error_raises_in_the_offending_thread():
+    src = """\
+    import threading, time
+    d = {}
+    def w():
+        d["k"] = 1
+    t = threading.Thread(target=w)
+    t.start(); time.sleep(0.05)
+    x = d.get("k")
+    print("not reached")
+    """
+    run = race(src, "--halt-on-error")
+    assert "not reached" not in run.stdout
+    assert "mapsafe.errors.DataRaceError: data race on key 'k'" in run.stderr
+    assert 'File "' in run.stderr and "line 7" in run.stderr
+    assert run.returncode == 66
+
+
+def test_suppressions_file(tmp_path):
+    (tmp_path / "prog.py").write_text(RACY)
+    (tmp_path / "supp.txt").write_text("# known\nfunc:w\n")
+    proc = _mapsafe("--suppress", "supp.txt", "prog.py", cwd=str(tmp_path))
+    assert "DATA RACE" not in proc.stderr and proc.returncode == 0
+    (tmp_path / "supp.txt").write_text("line:prog.py:7\n")
+    proc = _mapsafe("--suppress", "supp.txt", "prog.py", cwd=str(tmp_path))
+    assert "DATA RACE" not in proc.stderr and proc.returncode == 0
+    (tmp_path / "supp.txt").write_text("file:other.py\n")
+    proc = _mapsafe("--suppress", "supp.txt", "prog.py", cwd=str(tmp_path))
+    assert proc.returncode == 66
+
+
+def test_bad_suppressions_file_is_one_line_exit_2(tmp_path):
+    (tmp_path / "prog.py").write_text(RACY)
+    (tmp_path / "supp.txt").write_text("bogus rule\n")
+    proc = _mapsafe("--suppress", "supp.txt", "prog.py", cwd=str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "supp.txt:1" in proc.stderr and "race-suppress" in proc.stderr
+
+
+def test_inline_ignore_comment():
+    run = race(RACY.replace('x = d.get("k")', 'x = d.get("k")  # mapsafe: ignore-race'))
+    assert run.races == [] and run.returncode == 0
+
+
+# -- scope -------------------------------------------------------------------------
+
+
+HELPER_MOD = """\
+def bump(d):
+    d["k"] = d.get("k", 0) + 1
+"""
+USES_HELPER = """\
+import threading
+import helper
+d = {}
+ts = [threading.Thread(target=helper.bump, args=(d,)) for _ in range(2)]
+for t in ts: t.start()
+for t in ts: t.join()
+"""
+
+
+def test_modules_under_the_scripts_directory_are_instrumented():
+    run = race(USES_HELPER, files={"helper.py": HELPER_MOD})
+    assert len(run.races) == 1
+    assert run.races[0]["current"]["frames"][0]["file"] == "helper.py"
+
+
+def test_modules_elsewhere_need_include(tmp_path):
+    lib = tmp_path / "lib"
+    app = tmp_path / "app"
+    lib.mkdir(), app.mkdir()
+    (lib / "helper.py").write_text(HELPER_MOD)
+    (app / "prog.py").write_text("import sys\nsys.path.insert(0, %r)\n" % str(lib) + USES_HELPER)
+    assert _mapsafe("prog.py", cwd=str(app)).returncode == 0
+    assert _mapsafe("--include", "helper", "prog.py", cwd=str(app)).returncode == 66
+    assert _mapsafe("--include", str(lib / "*.py"), "prog.py", cwd=str(app)).returncode == 66
+
+
+def test_run_module_with_dash_m(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text("import sys\nprint(__name__, sys.argv[1:])\n" + RACY)
+    proc = _mapsafe("-m", "pkg", "--flag", "x", cwd=str(tmp_path))
+    assert proc.stdout == "__main__ ['--flag', 'x']\ndone\n"
+    assert "pkg/__main__.py:6 in w" in proc.stderr  # two lines were prepended
+    assert proc.returncode == 66
+
+
+def test_daemon_threads_still_running_at_exit_are_reported_so_far():
+    src = """\
+    import threading, time
+    d = {}
+    def spin():
+        while True:
+            d["k"] = 1
+            time.sleep(0.001)
+    threading.Thread(target=spin, daemon=True).start()
+    time.sleep(0.05)
+    x = d["k"]
+    print("bye")
+    """
+    run = race(src)
+    assert run.stdout == "bye\n"
+    assert run.lines() == {5, 9}
+    assert run.returncode == 66
+
+
+def test_a_fault_inside_the_detector_warns_once_and_the_program_goes_on():
+    src = """\
+    class Flaky:  # a mapping whose keys() fails once: the detector calls it first
+        calls = 0
+        def keys(self):
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise RuntimeError("first call fails")
+            return ["a"]
+        def __getitem__(self, k):
+            return 1
+    d = {}
+    d.update(Flaky())
+    d.update(Flaky())
+    print(d)
+    """
+    run = run_race(src)
+    assert run.stdout == "{'a': 1}\n"
+    assert run.stderr.count("mapsafe race: warning: internal error") == 1
+    assert run.returncode == 0
+
+
+# -- bad input ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.py"], "can't open file 'missing.py'"),
+        (["-m", "no_such_module_xyz"], "no module named 'no_such_module_xyz'"),
+        (["--bogus", "prog.py"], "unrecognized arguments: --bogus"),
+        ([], "expected SCRIPT"),
+        (["--exitcode", "x", "prog.py"], "invalid int value"),
+    ],
+)
+def test_bad_command_lines_are_one_line_exit_2(tmp_path, args, message):
+    (tmp_path / "prog.py").write_text("print(1)\n")
+    proc = _mapsafe(*args, cwd=str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_halt_on_error_in_a_worker_thread_ends_that_thread():
+    src = """\
+    import threading, time
+    d = {}
+    def w():
+        time.sleep(0.05)
+        d["k"] = 1
+        print("not reached")
+    t = threading.Thread(target=w)
+    t.start()
+    x = d.get("k")
+    t.join()
+    print("main done")
+    """
+    run = race(src, "--halt-on-error")
+    assert run.stdout == "main done\n"
+    assert "Exception in thread Thread-1 (w):" in run.stderr
+    assert "DataRaceError: data race on key 'k'" in run.stderr
+    assert run.stderr.count("WARNING: DATA RACE") == 1
+    assert run.returncode == 66
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["x = (\n", "def f():\n    return {}['x']\nf()\n"],
+    ids=["syntax-error", "keyerror-at-import"],
+)
+def test_errors_in_imported_instrumented_modules_match_plain_python(module):
+    files = {"mod.py": module}
+    plain = run_race("import mod\n", plain=True, files=files)
+    traced = race("import mod\n", files=files)
+    assert traced.stderr == plain.stderr
+    assert traced.returncode == plain.returncode == 1

@@ -1,0 +1,162 @@
+"""Unit tests of the detector's pure parts: clocks, shadow state, the rewriter, suppressions."""
+
+from __future__ import annotations
+
+import _thread
+import ast
+import sys
+import traceback
+
+import pytest
+
+from mapsafe.race import runtime
+from mapsafe.race.clock import happens_before, join_into
+from mapsafe.race.rewrite import rewrite
+from mapsafe.race.shadow import Shadow
+from mapsafe.race.suppress import SuppressionFileError, Suppressions
+
+# -- clocks ------------------------------------------------------------------------
+
+
+def test_join_is_pointwise_max():
+    a = {0: 3, 1: 1}
+    join_into(a, {1: 5, 2: 2, 0: 1})
+    assert a == {0: 3, 1: 5, 2: 2}
+
+
+def test_epoch_happens_before():
+    assert happens_before(1, 4, {1: 4})
+    assert not happens_before(1, 5, {1: 4})
+    assert not happens_before(2, 1, {1: 9})
+
+
+# -- shadow state (FastTrack) -------------------------------------------------------
+
+
+def test_read_shared_remembers_every_concurrent_reader():
+    s = Shadow(_thread.allocate_lock)
+    d = {}
+    t0 = {0: 1}
+    t1 = {1: 1}
+    t2 = {2: 1}
+    assert s.key_read(d, "k", "r", 0, t0, None) is None
+    assert s.key_read(d, "k", "r", 1, t1, None) is None  # concurrent reads: now read-shared
+    # A writer ordered after reader 0 only still races with reader 1.
+    races = s.key_write(d, "k", "w", False, 2, {0: 1, 2: 1}, None)
+    assert [r.previous.tid for r in races] == [1]
+    # A writer ordered after everything races with nobody.
+    assert s.key_write(d, "k", "w", False, 0, {0: 2, 1: 1, 2: 1}, None) is None
+    assert t2 == {2: 1}
+
+
+def test_same_epoch_reads_are_not_recorded_twice():
+    s = Shadow(_thread.allocate_lock)
+    d = {}
+    s.key_read(d, "k", "first", 0, {0: 1}, None)
+    s.key_read(d, "k", "second", 0, {0: 1}, None)
+    assert s.dicts[id(d)].keys["k"].r.op == "first"
+
+
+def test_value_writes_race_with_value_reads_but_not_key_set_reads():
+    s = Shadow(_thread.allocate_lock)
+    d = {"k": 1}
+    s.whole_read(d, "len", False, 0, {0: 1}, None)
+    assert s.key_write(d, "k", "w", False, 1, {1: 1}, None) is None
+    s.whole_read(d, "copy", True, 0, {0: 1}, None)
+    races = s.key_write(d, "k", "w", False, 1, {1: 2}, None)
+    assert races and races[0].previous.op == "copy"
+
+
+def test_sweep_forgets_only_dead_dicts():
+    s = Shadow(_thread.allocate_lock)
+    live = {}
+    s.key_read(live, "k", "r", 0, {0: 1}, None)
+    for _ in range(10):
+        s.key_read({}, "k", "r", 0, {0: 1}, None)
+    assert len(s.dicts) == 11
+    s.sweep()
+    assert list(s.dicts) == [id(live)]
+    assert len(s.take_garbage()) == 10
+
+
+# -- the rewriter ------------------------------------------------------------------
+
+
+def _run(src: str, instrument: bool) -> dict:
+    tree = ast.parse(src)
+    ns: dict = dict(runtime.HELPERS) if instrument else {}
+    code = compile(rewrite(tree) if instrument else tree, "<snippet>", "exec")
+    exec(code, ns)
+    return {k: v for k, v in ns.items() if not k.startswith(("@", "__")) and not callable(v)}
+
+
+ORDER = """\
+log = []
+def f(x):
+    log.append(x)
+    return x
+d = {"a": {"b": 1}, "k": 0}
+d[f("k")] = f(5)
+d[f("a")][f("b")] += f(10)
+del d[f("k")], d[f("a")][f("b")]
+x = f(d).get(f("zz"), f("dflt"))
+y = f("a") in f(d)
+"""
+
+
+def test_evaluation_order_is_pythons():
+    plain = _run(ORDER, False)
+    assert _run(ORDER, True) == plain
+    assert plain["log"][:6] == [5, "k", "a", "b", 10, "k"]  # the value first, as Python does
+
+
+def test_annotations_are_untouched():
+    src = "from __future__ import annotations\ndef f(x: dict[str, int]) -> list[int]: pass\nA: dict[str, int] = {}\n"
+    tree = rewrite(ast.parse(src))
+    ns = dict(runtime.HELPERS)
+    exec(compile(tree, "<a>", "exec"), ns)
+    assert ns["f"].__annotations__ == {"x": "dict[str, int]", "return": "list[int]"}
+    assert "@ms_getitem" not in ast.unparse(tree).split("def f")[1].split(":")[0]
+
+
+def test_tracebacks_point_at_the_users_line():
+    src = "d = {}\n\n\nx = d['missing']\n"
+    ns = dict(runtime.HELPERS)
+    with pytest.raises(KeyError) as info:
+        exec(compile(rewrite(ast.parse(src)), "<tb>", "exec"), ns)
+    lines = [f.lineno for f in traceback.extract_tb(info.value.__traceback__) if f.filename == "<tb>"]
+    assert lines == [4]
+
+
+def test_helpers_leave_non_dicts_alone():
+    class Weird:
+        def __getitem__(self, k):
+            return ("got", k)
+
+        def get(self, *a, **kw):
+            return ("get", a, kw)
+
+    assert runtime.getitem(Weird(), 3) == ("got", 3)
+    assert runtime.call(Weird(), "get", 1, name="x") == ("get", (1,), {"name": "x"})
+    assert runtime.wcall(len, [1, 2]) == 2
+
+
+# -- suppressions ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["nonsense", "file:", "line:app.py", "line:app.py:x", "bogus:thing"])
+def test_bad_suppression_lines_are_rejected_with_their_line_number(text):
+    with pytest.raises(SuppressionFileError, match=r"supp:2:"):
+        Suppressions.parse("# comment\n" + text + "\n", "supp")
+
+
+def test_suppression_rules_parse():
+    s = Suppressions.parse("file:*/vendor/*\nfunc:worker_*  # trailing comment\nline:app.py:12\nrace:helper.py\n")
+    assert [r.kind for r in s.rules] == ["file", "func", "line", "race"]
+
+
+def test_no_detector_means_no_overhead_beyond_the_call():
+    assert runtime.active_detector() is None
+    d = {"k": 1}
+    runtime.setitem(2, d, "k")
+    assert d == {"k": 2} and sys.getrefcount(d) == 2
