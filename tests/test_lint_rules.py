@@ -769,6 +769,16 @@ def test_ms301_not_for_bounded_or_non_memo_patterns():
             _buffer[key] = []
             return result
     """) == []
+    # Regression (PIL.ImageColor): a prefilled table whose existing values are replaced.
+    assert lint("""
+        colormap = {"red": "#f00"}
+        def getrgb(color):
+            rgb = colormap.get(color, None)
+            if rgb:
+                parsed = colormap[color] = (255, 0, 0)
+                return parsed
+            return None
+    """) == []
     # Regression (webencodings): the key is itself read out of another module table.
     assert lint("""
         LABELS = {"utf8": "utf-8"}

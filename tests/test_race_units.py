@@ -8,6 +8,8 @@ import sys
 import traceback
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mapsafe.race import runtime
 from mapsafe.race.clock import happens_before, join_into
@@ -160,3 +162,55 @@ def test_no_detector_means_no_overhead_beyond_the_call():
     d = {"k": 1}
     runtime.setitem(2, d, "k")
     assert d == {"k": 2} and sys.getrefcount(d) == 2
+
+
+# -- property: instrumentation never changes what a program does -----------------
+
+
+_KEYS = st.sampled_from(["0", "1", "2", "(1, 2)", "'a'"])
+_STATEMENTS = st.one_of(
+    st.builds("d[{}] = {}".format, _KEYS, st.integers(0, 9)),
+    st.builds("out.append(d[{}])".format, _KEYS),
+    st.builds("out.append(d.get({}, -1))".format, _KEYS),
+    st.builds("out.append(d.pop({}, None))".format, _KEYS),
+    st.builds("out.append(d.setdefault({}, 5))".format, _KEYS),
+    st.builds("del d[{}]".format, _KEYS),
+    st.builds("d[{}] += 1".format, _KEYS),
+    st.builds("out.append({} in d)".format, _KEYS),
+    st.builds("d.update({{{}: 7}})".format, _KEYS),
+    st.just("out.append(len(d))"),
+    st.just("out.append(sorted(map(str, d)))"),
+    st.just("out.append([k for k in d])"),
+    st.just("out.append(d == {0: 0})"),
+    st.just("out.append(d.popitem() if d else None)"),
+    st.just("out.append(list(d.items()))"),
+    st.just("d.clear()"),
+)
+
+
+def _outcome(src: str, instrument: bool) -> tuple:
+    ns: dict = dict(runtime.HELPERS) if instrument else {}
+    tree = ast.parse(src)
+    code = compile(rewrite(tree) if instrument else tree, "<prop>", "exec")
+    try:
+        exec(code, ns)
+        error = None
+    except Exception as exc:  # the same exception, at the same statement
+        error = (type(exc), str(exc))
+    return ns["d"], ns["out"], error
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_STATEMENTS, max_size=25))
+def test_instrumented_code_behaves_like_plain_code_and_one_thread_never_races(statements):
+    src = "d = {}\nout = []\n" + "\n".join(statements) + "\n"
+    plain = _outcome(src, instrument=False)
+    found = []
+    detector = runtime.Detector(found.append)
+    runtime.start(detector)
+    try:
+        traced = _outcome(src, instrument=True)
+    finally:
+        runtime.stop()
+    assert traced == plain
+    assert found == [] and not detector.warned

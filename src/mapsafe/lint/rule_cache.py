@@ -157,6 +157,8 @@ def _memo_store(index: Index, scope: Scope, name: str, per: _Uses) -> ast.AST | 
             continue  # `if k not in known: raise`: the keys are bounded by another collection
         if all("version" in n.lower() for n in used):
             continue  # keyed by a (language, grammar, protocol) version: a closed, small set
+        if _only_when_present(scope, name, key, site):
+            continue  # stored only where a lookup proved the key there: a value update, no growth
         if _looked_up_elsewhere(index, scope, name, used):
             continue  # the key was itself found in another module-level table: bounded by it
         if _stores_literal(site):
@@ -178,6 +180,31 @@ def _guarded_by_membership(scope: Scope, key: str) -> bool:
             test = stmt.test
             if (type(test.ops[0]) is ast.NotIn and ast.dump(test.left) == key
                     and stmt.body and type(stmt.body[-1]) in (ast.Return, ast.Raise)):
+                return True
+    return False
+
+
+def _only_when_present(scope: Scope, cache: str, key: str, site: ast.AST) -> bool:
+    """Is ``site`` inside `if k in cache:` or `if hit:` where `hit = cache.get(k)`?"""
+    hits = {
+        target.id
+        for node, _, _ in _nodes(scope) if type(node) is ast.Assign and _read_key(node.value, cache) == key
+        for target in node.targets if type(target) is ast.Name
+    }
+
+    def proves(test: ast.expr) -> bool:
+        if type(test) is ast.Name:
+            return test.id in hits
+        if type(test) is ast.Compare and len(test.ops) == 1 and type(test.ops[0]) is ast.In:
+            holder = test.comparators[0]
+            return type(holder) is ast.Name and holder.id == cache and ast.dump(test.left) == key
+        if type(test) is ast.Compare and len(test.ops) == 1 and type(test.ops[0]) is ast.IsNot:
+            return type(test.left) is ast.Name and test.left.id in hits
+        return False
+
+    for node, _, _ in _nodes(scope):
+        if type(node) is ast.If and proves(node.test):
+            if any(inner is site for stmt in node.body for inner in ast.walk(stmt)):
                 return True
     return False
 

@@ -59,13 +59,14 @@ class ThreadState:
 class _SyncClock:
     """The clock of one synchronization object (lock, event, queue, future...)."""
 
-    __slots__ = ("lock", "ref", "vc", "items")
+    __slots__ = ("lock", "ref", "vc", "items", "last")
 
     def __init__(self, ref: Any) -> None:
-        self.lock = _thread.allocate_lock()  # guards vc and items
+        self.lock = _thread.allocate_lock()  # guards vc, items and last
         self.ref = ref  # weakref to the object, so a reused id() is recognised
-        self.vc: dict = {}  # joined from every release; acquirers join it in
+        self.vc: dict = {}  # covers every release so far; acquirers join it in
         self.items: dict | None = None  # queues: id(item) -> [clock of each put]
+        self.last = -1  # tid of the last releaser (see acquire_mutex)
 
 
 class Detector:
@@ -190,6 +191,31 @@ class Detector:
         sc = self._clock(obj)
         with sc.lock:
             join_into(sc.vc, ts.vc)
+            sc.last = ts.tid
+        ts.vc[ts.tid] += 1
+
+    def acquire_mutex(self, lock: Any) -> None:
+        """``with lock:`` entered (a Lock, an RLock or a Condition's lock)."""
+        ts = self.state()
+        if ts.busy:
+            return
+        sc = self._clock(lock)
+        with sc.lock:
+            # If we released it last, nobody released since, and our clock
+            # already covers sc.vc: skip the join (the common, uncontended case).
+            if sc.last != ts.tid:
+                join_into(ts.vc, sc.vc)
+
+    def release_mutex(self, lock: Any) -> None:
+        """``with lock:`` left. We hold the mutex, so our clock covers every
+        earlier release (joined when we acquired it): a copy replaces the join."""
+        ts = self.state()
+        if ts.busy:
+            return
+        sc = self._clock(lock)
+        with sc.lock:
+            sc.vc = dict(ts.vc)
+            sc.last = ts.tid
         ts.vc[ts.tid] += 1
 
     def acquire(self, obj: Any) -> None:
@@ -325,9 +351,6 @@ class Detector:
                 }
                 fresh.append(race)
         halt = None
-        with self.lock:
-            if self.halted:
-                return
         for race in fresh:
             try:
                 if self.suppressed is not None and self.suppressed(race):
@@ -337,15 +360,20 @@ class Detector:
             except Exception as exc:
                 self._fault(exc)
             with self.lock:
-                if self.closed:
-                    continue
+                # Checked and set together, so with --halt-on-error exactly
+                # one race (and one thread) halts, however many race at once.
+                if self.closed or self.halted:
+                    return
                 self.races.append(race)
+                if self.halt_on_error:
+                    self.halted = True
+                    halt = race
             if self.sink is not None:
-                self.sink(race)
-            if self.halt_on_error:
-                with self.lock:
-                    self.halted = True  # later races are dropped; the first one halts
-                halt = race
+                try:
+                    self.sink(race)
+                except Exception as exc:  # e.g. a closed stderr: never the user's problem
+                    self._fault(exc)
+            if halt is not None:
                 break
         if halt is not None:
             key = halt.key_repr
@@ -395,21 +423,24 @@ def _hashable(key: Any) -> bool:
 
 
 def getitem(obj, key):
-    if type(obj) is dict and _D is not None and (type(key) is str or _hashable(key)):
-        _D.read_key(obj, key, "d[k]", _getframe(1))
+    D = _D  # read once: stop() may run meanwhile
+    if type(obj) is dict and D is not None and (type(key) is str or _hashable(key)):
+        D.read_key(obj, key, "d[k]", _getframe(1))
     return obj[key]
 
 
 def setitem(value, obj, key):
     # Arguments arrive in Python's evaluation order for `obj[key] = value`.
-    if type(obj) is dict and _D is not None and (type(key) is str or _hashable(key)):
-        _D.write_key(obj, key, "d[k] = v", key not in obj, _getframe(1))
+    D = _D  # read once: stop() may run meanwhile
+    if type(obj) is dict and D is not None and (type(key) is str or _hashable(key)):
+        D.write_key(obj, key, "d[k] = v", key not in obj, _getframe(1))
     obj[key] = value
 
 
 def delitem(obj, key):
-    if type(obj) is dict and _D is not None and _hashable(key):
-        _D.access(_D.key_write, obj, _getframe(1), key, "del d[k]", key in obj)
+    D = _D  # read once: stop() may run meanwhile
+    if type(obj) is dict and D is not None and _hashable(key):
+        D.access(D.key_write, obj, _getframe(1), key, "del d[k]", key in obj)
     del obj[key]
 
 
@@ -418,50 +449,56 @@ _NO_DEFAULT = object()
 
 def get(obj, key, default=_NO_DEFAULT, /):
     """``obj.get(key[, default])``: the commonest dict method gets its own helper."""
+    D = _D  # read once: stop() may run meanwhile
     t = type(obj)
     if t is dict:
-        if _D is not None and (type(key) is str or _hashable(key)):
-            _D.read_key(obj, key, "d.get", _getframe(1))
+        if D is not None and (type(key) is str or _hashable(key)):
+            D.read_key(obj, key, "d.get", _getframe(1))
         return obj.get(key) if default is _NO_DEFAULT else obj.get(key, default)
-    if _D is not None and t in _SYNC_CALL_TYPES:
+    if D is not None and t in _SYNC_CALL_TYPES:
         args = (key,) if default is _NO_DEFAULT else (key, default)
-        return _sync_call(obj, t, "get", args, {})
+        return _sync_call(D, obj, t, "get", args, {})
     return obj.get(key) if default is _NO_DEFAULT else obj.get(key, default)
 
 
 def contains(key, obj):
-    if type(obj) is dict and _D is not None and (type(key) is str or _hashable(key)):
-        _D.read_key(obj, key, "in", _getframe(1))
+    D = _D  # read once: stop() may run meanwhile
+    if type(obj) is dict and D is not None and (type(key) is str or _hashable(key)):
+        D.read_key(obj, key, "in", _getframe(1))
     return key in obj
 
 
 def iterate(obj):
-    if type(obj) is dict and _D is not None:
-        _D.access(_D.whole_read, obj, _getframe(1), "iteration", False)
+    D = _D  # read once: stop() may run meanwhile
+    if type(obj) is dict and D is not None:
+        D.access(D.whole_read, obj, _getframe(1), "iteration", False)
     return obj
 
 
 def new(obj):
-    if type(obj) is dict and _D is not None:
-        _D.created(obj, _getframe(1))
+    D = _D  # read once: stop() may run meanwhile
+    if type(obj) is dict and D is not None:
+        D.created(obj, _getframe(1))
     return obj
 
 
 def eq(a, b):
-    if _D is not None:
+    D = _D  # read once: stop() may run meanwhile
+    if D is not None:
         if type(a) is dict:
-            _D.access(_D.whole_read, a, _getframe(1), "==", True)
+            D.access(D.whole_read, a, _getframe(1), "==", True)
         if type(b) is dict:
-            _D.access(_D.whole_read, b, _getframe(1), "==", True)
+            D.access(D.whole_read, b, _getframe(1), "==", True)
     return a == b
 
 
 def ne(a, b):
-    if _D is not None:
+    D = _D  # read once: stop() may run meanwhile
+    if D is not None:
         if type(a) is dict:
-            _D.access(_D.whole_read, a, _getframe(1), "!=", True)
+            D.access(D.whole_read, a, _getframe(1), "!=", True)
         if type(b) is dict:
-            _D.access(_D.whole_read, b, _getframe(1), "!=", True)
+            D.access(D.whole_read, b, _getframe(1), "!=", True)
     return a != b
 
 
@@ -491,35 +528,37 @@ _WHOLE_FUNCS: dict = {
 def wcall(func, *args, **kwargs):
     # `func` is whatever the user's name evaluated to, so a shadowed `len`
     # is called (and not recorded) exactly as written.
-    if args and type(args[0]) is dict and _D is not None:
+    D = _D  # read once: stop() may run meanwhile
+    if args and type(args[0]) is dict and D is not None:
         what = _WHOLE_FUNCS.get(func) if _hashable(func) else None
         if what is not None:
-            _D.access(_D.whole_read, args[0], _getframe(1), what[0], what[1])
+            D.access(D.whole_read, args[0], _getframe(1), what[0], what[1])
     result = func(*args, **kwargs)
-    if func is dict and type(result) is dict and _D is not None:
-        _D.created(result, _getframe(1))
+    if func is dict and type(result) is dict and D is not None:
+        D.created(result, _getframe(1))
     return result
 
 
 def wcall1(func, arg):
     """``func(arg)``: the one-argument case of wcall, without argument packing."""
-    if type(arg) is dict and _D is not None:
+    D = _D  # read once: stop() may run meanwhile
+    if type(arg) is dict and D is not None:
         what = _WHOLE_FUNCS.get(func) if _hashable(func) else None
         if what is not None:
-            _D.access(_D.whole_read, arg, _getframe(1), what[0], what[1])
+            D.access(D.whole_read, arg, _getframe(1), what[0], what[1])
         result = func(arg)
         if func is dict and type(result) is dict:
-            _D.created(result, _getframe(1))
+            D.created(result, _getframe(1))
         return result
     return func(arg)
 
 
-def _record_update(d: dict, frame: Any, args: tuple, kwargs: dict) -> None:
+def _record_update(D: Detector, d: dict, frame: Any, args: tuple, kwargs: dict) -> None:
     keys: list = []
     if args:
         other = args[0]
         if type(other) is dict:
-            _D.access(_D.whole_read, other, frame, "update()", True)
+            D.access(D.whole_read, other, frame, "update()", True)
             keys.extend(other)
         elif hasattr(other, "keys"):
             keys.extend(other.keys())
@@ -529,11 +568,10 @@ def _record_update(d: dict, frame: Any, args: tuple, kwargs: dict) -> None:
     keys.extend(kwargs)
     for key in keys:
         if _hashable(key):
-            _D.access(_D.key_write, d, frame, key, "d.update", key not in d)
+            D.access(D.key_write, d, frame, key, "d.update", key not in d)
 
 
-def _record_dict_method(d: dict, name: str, frame: Any, args: tuple, kwargs: dict) -> None:
-    D = _D
+def _record_dict_method(D: Detector, d: dict, name: str, frame: Any, args: tuple, kwargs: dict) -> None:
     if name == "get":
         if args and _hashable(args[0]):
             D.access(D.key_read, d, frame, args[0], "d.get")
@@ -558,7 +596,7 @@ def _record_dict_method(d: dict, name: str, frame: Any, args: tuple, kwargs: dic
         else:
             D.access(D.whole_read, d, frame, "d.popitem (empty)", False)
     elif name == "update":
-        _record_update(d, frame, args, kwargs)
+        _record_update(D, d, frame, args, kwargs)
     elif name == "keys":
         D.access(D.whole_read, d, frame, "d.keys()", False)
     elif name in ("values", "items", "copy"):
@@ -570,20 +608,21 @@ def _record_dict_method(d: dict, name: str, frame: Any, args: tuple, kwargs: dic
 def call(obj, name, /, *args, **kwargs):
     """``obj.name(*args, **kwargs)`` for the method names the rewriter routes here."""
     t = type(obj)
-    if _D is not None:
+    D = _D  # read once: stop() may run meanwhile
+    if D is not None:
         if t is dict:
             try:
-                _record_dict_method(obj, name, _getframe(1), args, kwargs)
+                _record_dict_method(D, obj, name, _getframe(1), args, kwargs)
             except DataRaceError:
                 raise
             except Exception as exc:  # e.g. a user keys() that raises: run unchecked
-                _D._fault(exc)
+                D._fault(exc)
             result = getattr(obj, name)(*args, **kwargs)
             if name == "copy" and type(result) is dict:
-                _D.created(result, _getframe(1))
+                D.created(result, _getframe(1))
             return result
         if t in _SYNC_CALL_TYPES:
-            return _sync_call(obj, t, name, args, kwargs)
+            return _sync_call(D, obj, t, name, args, kwargs)
     return getattr(obj, name)(*args, **kwargs)
 
 
@@ -592,8 +631,7 @@ def call(obj, name, /, *args, **kwargs):
 _SYNC_CALL_TYPES: set = set(_LOCK_TYPES)
 
 
-def _sync_call(obj: Any, t: type, name: str, args: tuple, kwargs: dict) -> Any:
-    D = _D
+def _sync_call(D: Detector, obj: Any, t: type, name: str, args: tuple, kwargs: dict) -> Any:
     import queue as _queue
     import threading as _threading
 
@@ -636,13 +674,34 @@ class _LockContext:
 
     def __enter__(self):
         result = self.obj.__enter__()
-        if _D is not None:
-            _D.acquire(self.lock)
+        D = _D
+        if D is not None:
+            D.acquire(self.lock)
         return result
 
     def __exit__(self, *exc):
-        if _D is not None:
-            _D.release(self.lock)
+        D = _D
+        if D is not None:
+            D.release(self.lock)
+        return self.obj.__exit__(*exc)
+
+
+class _MutexContext(_LockContext):
+    """`with` over a mutex (Lock, RLock, Condition): the cheaper edges are exact."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        result = self.obj.__enter__()
+        D = _D
+        if D is not None:
+            D.acquire_mutex(self.lock)
+        return result
+
+    def __exit__(self, *exc):
+        D = _D
+        if D is not None:
+            D.release_mutex(self.lock)
         return self.obj.__exit__(*exc)
 
 
@@ -654,11 +713,13 @@ def _queue_simple() -> type:
 
 def with_(obj):
     t = type(obj)
-    if t in _SYNC_CALL_TYPES and _D is not None:
+    if t in _SYNC_CALL_TYPES and _D is not None:  # (the context's methods re-read _D)
         import threading as _threading
 
         if t is _threading.Condition:
-            return _LockContext(obj, obj._lock)
+            return _MutexContext(obj, obj._lock)
+        if t in _LOCK_TYPES:
+            return _MutexContext(obj, obj)
         if t is not _queue_simple():
             return _LockContext(obj, obj)  # a lock or a semaphore
     return obj
