@@ -1,6 +1,7 @@
 """Racy: a check-then-act cache; the `in` test and the store are not one step."""
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 cache = {}
@@ -9,6 +10,7 @@ computed_lock = threading.Lock()
 
 
 def expensive(key):
+    time.sleep(0.01)  # the expensive part; it also lets the pool start all its threads
     with computed_lock:
         computed.append(key)
     return key * 2

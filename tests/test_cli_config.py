@@ -19,6 +19,17 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_only_the_chosen_subcommand_is_imported():
+    code = (
+        "import sys\n"
+        "from mapsafe import cli\n"
+        "cli.build_parser('lint')\n"
+        "print(sorted(m for m in ('mapsafe.lint.cli', 'mapsafe.race.cli', 'mapsafe.bench.cli') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "['mapsafe.lint.cli']"
+
+
 def test_version_and_help():
     out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"mapsafe {mapsafe.__version__}"
@@ -48,8 +59,8 @@ def test_internal_error_is_one_line(monkeypatch, capsys):
     def boom(args):
         raise KeyError("internal")
 
-    parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser = cli.build_parser("lint")
+    monkeypatch.setattr(cli, "build_parser", lambda command: parser)
     parser._subparsers._group_actions[0].choices["lint"].set_defaults(_run=boom)
     monkeypatch.delenv("MAPSAFE_DEBUG", raising=False)
     assert cli.main(["lint"]) == cli.EXIT_USAGE
@@ -61,8 +72,8 @@ def test_mapsafe_error_prints_slug(monkeypatch, capsys):
     def bad(args):
         raise ConfigError("bad value for lint.format")
 
-    parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser = cli.build_parser("lint")
+    monkeypatch.setattr(cli, "build_parser", lambda command: parser)
     parser._subparsers._group_actions[0].choices["lint"].set_defaults(_run=bad)
     assert cli.main(["lint"]) == 2
     assert capsys.readouterr().err == "mapsafe: error: bad value for lint.format [config]\n"

@@ -34,7 +34,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported, to keep start-up short."""
     parser = _Parser(
         prog="mapsafe",
         description="Go-grade map safety for Python threads.",
@@ -43,17 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mapsafe {__version__}")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module_name, summary) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        sub = subs.add_parser(name, help=summary, description=getattr(module, "DESCRIPTION", summary))
-        module.add_arguments(sub)
-        sub.set_defaults(_run=module.run)
+        sub = subs.add_parser(name, help=summary, description=summary)
+        if name == command:
+            module = importlib.import_module(module_name)
+            sub.description = getattr(module, "DESCRIPTION", summary)
+            module.add_arguments(sub)
+            sub.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and ``python -m mapsafe``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    # Top-level options are all flags, so the first other word is the command.
+    parser = build_parser(next((arg for arg in argv if not arg.startswith("-")), None))
     try:
         args = parser.parse_args(argv)
         if args.command is None:

@@ -104,7 +104,6 @@ OPTIONS: tuple[Option, ...] = (
     Option("race_strip_path_prefix", "race:strip_path_prefix", _as_str, "", "prefix removed from reported paths"),
     Option("race_halt_on_error", "race:halt_on_error", _as_bool, False, "stop at the first race"),
     Option("race_json", "race:json", _as_str, "", "write machine-readable reports to this file"),
-    Option("race_history", "race:history", _as_int, 8, "accesses remembered per key for reports"),
     # mapsafe lint
     Option("lint_select", "lint:select", _as_list, [], "rule codes or prefixes to run (default: all)"),
     Option("lint_ignore", "lint:ignore", _as_list, [], "rule codes or prefixes to skip"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from .. import config
 from ..cli import EXIT_RACES
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         suppress=cfg.race_suppress,
         strip_path_prefix=cfg.race_strip_path_prefix,
         halt_on_error=cfg.race_halt_on_error,
-        json=cfg.race_json,
+        # Absolute now: the program may chdir() before the report is written.
+        json=os.path.abspath(cfg.race_json) if cfg.race_json else "",
     )
     session = Session(options)
     target, *rest = args.target

@@ -135,7 +135,7 @@ class Detector:
     def thread_starting(self, thread: Any, frame: Any) -> None:
         """Thread.start(): the child will begin with the parent's clock."""
         ts = self.state()
-        thread._mapsafe_race_start = (dict(ts.vc), capture(frame))
+        thread._mapsafe_race_start = (dict(ts.vc), capture(frame, stop=False))
         ts.vc[ts.tid] += 1
 
     def thread_begin(self, thread: Any) -> None:

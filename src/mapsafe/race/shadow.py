@@ -26,14 +26,19 @@ SKIP_FILES: set = set()
 STOP_FILES: set = set()
 
 
-def capture(frame: Any, depth: int = STACK_DEPTH) -> tuple:
-    """((code, lineno), ...) from ``frame`` outwards; names are resolved only when reporting."""
+def capture(frame: Any, depth: int = STACK_DEPTH, stop: bool = True) -> tuple:
+    """((code, lineno), ...) from ``frame`` outwards; names are resolved only when reporting.
+
+    ``stop=False`` walks past plumbing met before the first user frame
+    instead of ending there (thread creation sites are often inside an
+    executor); plumbing after a user frame still ends the stack.
+    """
     out = []
     ids = []
     while frame is not None and depth:
         code = frame.f_code
         filename = code.co_filename
-        if filename in SKIP_FILES:
+        if filename in SKIP_FILES or (not stop and not out and filename in STOP_FILES):
             frame = frame.f_back
             continue
         if filename in STOP_FILES:
