@@ -116,7 +116,7 @@ def _access_to_dict(acc: Access, race: Race, frames: Frames) -> dict:
 
 
 def race_to_dict(race: Race, frames: Frames) -> dict[str, Any]:
-    """The machine-readable form of one race (see docs/race.md for the schema)."""
+    """The machine-readable form of one race (the schema is in the README, "JSON report")."""
     key = race.key_repr
     if key is None:
         kind = "whole-dict"
