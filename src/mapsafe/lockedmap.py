@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .mapbase import MapBase, check_flag, pairs_of
+from .mapbase import OneSectionMap, check_flag, pairs_of
 from .rwlock import RWLock
 from .sentinels import MISSING
 from .stats import LockProfile
@@ -43,7 +43,7 @@ class _WriteSection:
         self._map._release()
 
 
-class LockedMap(MapBase):
+class LockedMap(OneSectionMap):
     """A dict behind one readers-writer lock: the simple, predictable choice.
 
     Use it when you need transactions over several keys (``with
@@ -105,9 +105,6 @@ class LockedMap(MapBase):
     def _options(self) -> dict[str, Any]:
         return {"stats": self._counts is not None}
 
-    def _section(self, key: Any) -> _WriteSection:
-        return self._sec
-
     # -- transactions -----------------------------------------------------------
 
     def read(self) -> "_ReadView":
@@ -140,12 +137,6 @@ class LockedMap(MapBase):
             return default if value is MISSING else value
         finally:
             self._release()
-
-    def __getitem__(self, key: Any) -> Any:
-        value = self.get(key, MISSING)
-        if value is MISSING:
-            raise KeyError(key)
-        return value
 
     def __contains__(self, key: object) -> bool:
         self._acquire()
@@ -185,45 +176,6 @@ class LockedMap(MapBase):
             if self._computing and key in self._computing:
                 self._check_not_computing(key)
             self._d[key] = value
-        finally:
-            self._release()
-
-    def __delitem__(self, key: Any) -> None:
-        self._sec.enter()
-        try:
-            self._check_not_computing(key)
-            del self._d[key]
-        finally:
-            self._release()
-
-    def popitem(self) -> tuple[Any, Any]:
-        """Remove and return the most recently inserted pair; KeyError if empty."""
-        self._sec.enter()
-        try:
-            if not self._d:
-                raise KeyError("popitem(): LockedMap is empty")
-            key = next(reversed(self._d))
-            self._check_not_computing(key)
-            return key, self._d.pop(key)
-        finally:
-            self._release()
-
-    def clear(self) -> None:
-        self._sec.enter()
-        try:
-            self._check_not_in_callback("clear()")
-            self._d.clear()
-        finally:
-            self._release()
-
-    def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
-        # One hold: an update is seen all at once.
-        self._sec.enter()
-        try:
-            for key, _ in pairs:
-                self._check_not_computing(key)
-            for key, value in pairs:
-                self._d[key] = value
         finally:
             self._release()
 

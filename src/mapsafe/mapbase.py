@@ -10,7 +10,7 @@ from typing import Any, Callable, TypeVar
 from .errors import RecursiveUpdateError
 from .sentinels import DELETE, MISSING
 
-__all__ = ["MapBase", "check_flag", "pairs_of"]
+__all__ = ["MapBase", "OneSectionMap", "check_flag", "pairs_of"]
 
 _NO_DEFAULT: Any = object()  # pop() called without a default
 _COMPUTE, _IF_ABSENT, _IF_PRESENT, _MERGE = range(4)  # _compute modes
@@ -281,6 +281,23 @@ class MapBase(MutableMapping[K, V]):
 
     # -- dict methods that are compound --------------------------------------
 
+    def __getitem__(self, key: Any) -> Any:
+        value = self.get(key, MISSING)
+        if value is MISSING:
+            raise KeyError(key)
+        return value
+
+    def __delitem__(self, key: Any) -> None:
+        section = self._section(key)
+        section.enter()
+        try:
+            if section.peek(key, MISSING) is MISSING:
+                raise KeyError(key)
+            self._check_not_computing(key)
+            section.drop(key)
+        finally:
+            section.exit()
+
     def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:
         """Remove ``key`` and return its value; ``default`` or KeyError if absent."""
         section = self._section(key)
@@ -305,10 +322,6 @@ class MapBase(MutableMapping[K, V]):
     def update(self, *args: Any, **kwargs: Any) -> None:
         """Like ``dict.update``; all keys are checked before anything changes."""
         self._put_many(pairs_of(type(self).__name__, args, kwargs))
-
-    def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
-        for key, value in pairs:
-            self[key] = value
 
     # -- ConcurrentHashMap-style atomic compound operations -------------------
 
@@ -407,9 +420,56 @@ class MapBase(MutableMapping[K, V]):
     def _section(self, key: Any) -> Any:
         raise NotImplementedError
 
+    def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
+        """Store every pair, checked first for recursive updates."""
+        raise NotImplementedError
+
     def stats(self) -> dict[str, Any]:
         raise NotImplementedError
 
 
 def _rebuild(cls: type, options: dict[str, Any], state: Any) -> MapBase:
     return cls._from_export(options, state)
+
+
+class OneSectionMap(MapBase):
+    """A map kept in one dict, ``_d``, written under one section, ``_sec``."""
+
+    __slots__ = ()
+
+    _d: dict
+    _sec: Any
+
+    def _section(self, key: Any) -> Any:
+        return self._sec
+
+    def popitem(self) -> tuple[Any, Any]:
+        """Remove and return the most recently inserted pair; KeyError if empty."""
+        self._sec.enter()
+        try:
+            if not self._d:
+                raise KeyError(f"popitem(): {self._public_type().__name__} is empty")
+            key = next(reversed(self._d))
+            self._check_not_computing(key)
+            return key, self._d.pop(key)
+        finally:
+            self._sec.exit()
+
+    def clear(self) -> None:
+        self._sec.enter()
+        try:
+            self._check_not_in_callback("clear()")
+            self._d.clear()
+        finally:
+            self._sec.exit()
+
+    def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
+        # One hold of the section: an update is atomic with respect to other writes.
+        self._sec.enter()
+        try:
+            for key, _ in pairs:
+                self._check_not_computing(key)
+            for key, value in pairs:
+                self._d[key] = value
+        finally:
+            self._sec.exit()

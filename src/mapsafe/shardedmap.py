@@ -324,12 +324,6 @@ class ShardedMap(MapBase):
         entry[2] = True  # CLOCK's referenced bit: one list item store, atomic
         return entry[0]
 
-    def __getitem__(self, key: Any) -> Any:
-        value = self.get(key, MISSING)
-        if value is MISSING:
-            raise KeyError(key)
-        return value
-
     def __contains__(self, key: object) -> bool:
         entry = self._maps[hash(key) % self._n].get(key, MISSING)
         if entry is MISSING:
@@ -400,17 +394,6 @@ class ShardedMap(MapBase):
                 put_locked(key, value)
         finally:
             release()
-
-    def __delitem__(self, key: Any) -> None:
-        shard = self._section(key)
-        shard.enter()
-        try:
-            if shard.peek(key, MISSING) is MISSING:
-                raise KeyError(key)
-            self._check_not_computing(key)
-            shard.drop(key)
-        finally:
-            shard.exit()
 
     def popitem(self) -> tuple[Any, Any]:
         """Remove and return some (key, value) pair; KeyError if empty."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .mapbase import MapBase, check_flag, pairs_of
+from .mapbase import OneSectionMap, check_flag, pairs_of
 from .sentinels import MISSING
 from .stats import LockProfile, Tally
 
@@ -29,7 +29,7 @@ class _DictSection:
         self.drop = d.__delitem__
 
 
-class SyncMap(MapBase):
+class SyncMap(OneSectionMap):
     """A concurrent map whose reads never take a lock, like Go's ``sync.Map``.
 
     Most code should not use it: a plain ``dict`` owned by one thread, or a
@@ -98,9 +98,6 @@ class SyncMap(MapBase):
     def _options(self) -> dict[str, Any]:
         return {"stats": self._tally is not None}
 
-    def _section(self, key: Any) -> _DictSection:
-        return self._sec
-
     # -- reads: lock-free, one dict operation each ----------------------------
 
     def __new__(cls, *args: Any, stats: bool = False, **kwargs: Any) -> "SyncMap":
@@ -142,46 +139,6 @@ class SyncMap(MapBase):
             if self._computing and key in self._computing:
                 self._check_not_computing(key)
             self._d[key] = value
-        finally:
-            self._release()
-
-    def __delitem__(self, key: Any) -> None:
-        self._acquire()
-        try:
-            if self._computing and key in self._computing:
-                self._check_not_computing(key)
-            del self._d[key]
-        finally:
-            self._release()
-
-    def popitem(self) -> tuple[Any, Any]:
-        """Remove and return the most recently inserted pair; KeyError if empty."""
-        self._acquire()
-        try:
-            if not self._d:
-                raise KeyError("popitem(): SyncMap is empty")
-            key = next(reversed(self._d))
-            self._check_not_computing(key)
-            return key, self._d.pop(key)
-        finally:
-            self._release()
-
-    def clear(self) -> None:
-        self._acquire()
-        try:
-            self._check_not_in_callback("clear()")
-            self._d.clear()
-        finally:
-            self._release()
-
-    def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
-        # One lock hold: an update is atomic with respect to other writes.
-        self._acquire()
-        try:
-            for key, _ in pairs:
-                self._check_not_computing(key)
-            for key, value in pairs:
-                self._d[key] = value
         finally:
             self._release()
 

@@ -9,6 +9,7 @@ from .advisor import Advice
 from .compare import Comparison
 from .impls import BASELINE
 from .results import BenchResult
+from .runner import NoProgress
 
 __all__ = ["have_rich", "make_progress", "render_result", "render_compare", "NO_RICH"]
 
@@ -89,21 +90,10 @@ class _RichProgress:
         self._bar.stop()
 
 
-class _Quiet:
-    def start(self, total: int) -> None:
-        pass
-
-    def advance(self, label: str) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-
 def make_progress(enabled: bool = True):
     """A Progress for the runner: rich on a terminal, else nothing (the CLI says why once)."""
     if not enabled or not sys.stderr.isatty() or not have_rich():
-        return _Quiet()
+        return NoProgress()
     return _RichProgress()
 
 

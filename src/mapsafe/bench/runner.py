@@ -20,7 +20,7 @@ from .results import BenchResult, Cell, Header, ImplStatus
 from .stats import percentile
 from .workloads import Plan, Tally, Workload
 
-__all__ = ["Settings", "Progress", "run", "gil_state", "STRESS_SWITCH_INTERVAL"]
+__all__ = ["Settings", "Progress", "NoProgress", "run", "gil_state", "STRESS_SWITCH_INTERVAL"]
 
 # The untimed stress round runs with this thread switch interval (the default
 # is 5 ms): under the GIL, a switch between a check and its act is what loses
@@ -38,7 +38,9 @@ class Progress(Protocol):
     def stop(self) -> None: ...
 
 
-class _NoProgress:
+class NoProgress:
+    """A Progress that shows nothing."""
+
     def start(self, total: int) -> None:
         pass
 
@@ -225,7 +227,7 @@ def run(s: Settings, progress: Progress | None = None) -> BenchResult:
     r + 1 of any, each round starting the rotation at a different
     implementation) so drift on a noisy machine spreads over all of them.
     """
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     statuses = list(s.skipped) + [ImplStatus(impl.name, True) for impl in s.impls]
     result = BenchResult(_header(s), statuses, [])
     variants = [(w, p) for w in s.workloads for p in w.params(s.read_ratio)]
