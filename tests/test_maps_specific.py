@@ -185,3 +185,57 @@ def test_syncmap_stats_variant_is_still_a_syncmap():
     assert m.stats()["hits"] == 1 and m.stats()["misses"] == 1
     assert type(m.copy()) is type(m)
     assert mapsafe.SyncMap.__name__ == "SyncMap"
+
+
+def test_rwlock_readers_queued_during_a_write_go_before_the_next_writer():
+    # Bug: with two writers taking turns, writer preference starved readers
+    # forever (seen when the race detector slowed every thread down).
+    import threading
+    import time
+
+    lock = RWLock()
+    order = []
+    lock.acquire_write()
+
+    def reader():
+        with lock.read():
+            order.append("reader")
+
+    def writer():
+        with lock.write():
+            order.append("writer")
+
+    r = threading.Thread(target=reader)
+    r.start()
+    for _ in range(2000):  # wait until the reader is queued (bounded)
+        if lock._waiting_readers == 1:
+            break
+        time.sleep(0.005)
+    w = threading.Thread(target=writer)
+    w.start()
+    for _ in range(2000):
+        if lock._waiting_writers == 1:
+            break
+        time.sleep(0.005)
+    assert (lock._waiting_readers, lock._waiting_writers) == (1, 1)
+    lock.release_write()
+    r.join(30)
+    w.join(30)
+    assert not r.is_alive() and not w.is_alive()
+    assert order == ["reader", "writer"]
+
+
+def test_rwlock_read_timeout_leaves_no_state_behind():
+    import threading
+    import time
+
+    lock = RWLock()
+    lock.acquire_write()
+    got = []
+    r = threading.Thread(target=lambda: got.append(lock.acquire_read(timeout=0.2)))
+    r.start()
+    r.join(30)
+    assert got == [False] and lock._read_passes == 0 and lock._waiting_readers == 0
+    lock.release_write()
+    assert lock.try_acquire_write()  # nothing left blocking writers
+    lock.release_write()

@@ -24,7 +24,9 @@ class RWLock:
       exclusive. A write release happens before every later acquisition;
       a read release happens before the next write acquisition.
     * Writer preference: once a writer waits, new readers wait too, so a
-      steady stream of readers cannot starve writers.
+      steady stream of readers cannot starve writers. Readers cannot be
+      starved either: as in Go's ``sync.RWMutex``, when a write ends, the
+      readers that queued during it go in before the next writer.
     * Reentrancy: the write lock is reentrant (release it as often as it was
       acquired). Its owner may also take the read lock. The read lock is
       reentrant per thread, and a thread that already reads is let in again
@@ -44,6 +46,9 @@ class RWLock:
         "_writer",
         "_write_depth",
         "_waiting_writers",
+        "_waiting_readers",
+        "_read_passes",
+        "_read_gen",
         "_profile",
         "__weakref__",
     )
@@ -63,6 +68,13 @@ class RWLock:
         self._writer: int | None = None
         self._write_depth = 0  # nested write holds of _writer; guarded by _mu; 0 iff _writer is None
         self._waiting_writers = 0  # threads blocked wanting to write; guarded by _mu
+        self._waiting_readers = 0  # threads blocked in acquire_read; guarded by _mu
+        # Readers let in ahead of waiting writers when a write ended: the
+        # readers queued at that moment (those that began waiting before
+        # _read_gen last changed) may each use one. Writers wait while any
+        # are unused. Guarded by _mu; invariant: 0 <= _read_passes <= _waiting_readers.
+        self._read_passes = 0
+        self._read_gen = 0  # counts hand-offs to readers; guarded by _mu
         self._profile: LockProfile | None = None  # contention counters when stats are on; guarded by _mu
 
     # -- public API ---------------------------------------------------------
@@ -84,7 +96,24 @@ class RWLock:
                 return True
             if not blocking:
                 return False
-            if not self._wait(self._can_read, self._read_blocked_locked, timeout):
+            gen = self._read_gen
+
+            def blocked() -> bool:
+                if self._writer is not None:
+                    return True
+                has_pass = self._read_passes and self._read_gen != gen
+                return self._waiting_writers > 0 and not has_pass
+
+            self._waiting_readers += 1
+            try:
+                ok = self._wait(self._can_read, blocked, timeout)
+            finally:
+                self._waiting_readers -= 1
+                if self._read_passes and self._read_gen != gen:
+                    self._read_passes -= 1  # used it, or gave up and so drops it
+            if not ok:
+                if not self._read_passes and self._waiting_writers:
+                    self._can_write.notify()  # a writer may have been waiting on that pass
                 return False
             self._readers[me] = 1
             return True
@@ -115,7 +144,7 @@ class RWLock:
                     "acquire_write(): this thread holds the RWLock for reading; "
                     "upgrading would deadlock, so release the read lock first"
                 )
-            if self._writer is None and not self._readers:
+            if self._writer is None and not self._readers and not self._read_passes:
                 self._writer, self._write_depth = me, 1
                 return True
             if not blocking:
@@ -165,15 +194,18 @@ class RWLock:
 
     # -- protocol for LockedMap's short operations (caller holds _mu) --------
 
-    def _read_blocked_locked(self) -> bool:
-        return self._writer is not None or self._waiting_writers > 0
-
     def _write_blocked_locked(self) -> bool:
-        return self._writer is not None or bool(self._readers)
+        return self._writer is not None or bool(self._readers) or self._read_passes > 0
 
     def _wake_locked(self) -> None:
-        """Hand the lock on: to one waiting writer if any, else to all readers."""
-        if self._waiting_writers:
+        """Hand the lock on after a write: first to the readers that queued
+        behind writers (so they cannot starve), else to one waiting writer,
+        else to all readers."""
+        if self._waiting_readers and self._waiting_writers:
+            self._read_passes = self._waiting_readers
+            self._read_gen += 1
+            self._can_read.notify_all()
+        elif self._waiting_writers:
             self._can_write.notify()
         else:
             self._can_read.notify_all()

@@ -238,8 +238,26 @@ class _Rewriter(ast.NodeTransformer):
 def rewrite(tree: ast.Module) -> ast.Module:
     """Instrument ``tree`` in place and return it."""
     tree = _Rewriter().visit(tree)
-    ast.fix_missing_locations(tree)
+    _fix_locations(tree, 1, 0, 1, 0)
     return tree
+
+
+def _fix_locations(node: ast.AST, lineno: int, col: int, end_lineno: int, end_col: int) -> None:
+    """Like ast.fix_missing_locations, but a node with a start and no end ends
+    where it starts. (pytest's assertion rewriting adds imports with a line
+    and no end; taking the parent module's end, line 1, made the range
+    invalid and compile() refused the module.)"""
+    if "lineno" in node._attributes:
+        if getattr(node, "lineno", None) is None:
+            node.lineno, node.col_offset = lineno, col
+            if getattr(node, "end_lineno", None) is None:
+                node.end_lineno, node.end_col_offset = end_lineno, end_col
+        elif getattr(node, "end_lineno", None) is None:
+            node.end_lineno, node.end_col_offset = node.lineno, node.col_offset
+        lineno, col = node.lineno, node.col_offset
+        end_lineno, end_col = node.end_lineno, node.end_col_offset
+    for child in ast.iter_child_nodes(node):
+        _fix_locations(child, lineno, col, end_lineno, end_col)
 
 
 def compile_instrumented(source: bytes | str, filename: str) -> Any:
