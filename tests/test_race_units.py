@@ -214,3 +214,23 @@ def test_instrumented_code_behaves_like_plain_code_and_one_thread_never_races(st
         runtime.stop()
     assert traced == plain
     assert found == [] and not detector.warned
+
+
+def test_rewrite_after_pytest_assertion_rewriting_compiles():
+    # Bug: pytest adds imports with a line number and no end; filling the end
+    # from the module (line 1) gave an invalid range and compile() failed,
+    # so `pytest --mapsafe-race` could not import such a test module.
+    import ast
+
+    from _pytest.assertion.rewrite import rewrite_asserts
+
+    from mapsafe.race.rewrite import rewrite
+    from mapsafe.race.runtime import HELPERS
+
+    source = b'"""doc"""\n\nimport os\n\n\ndef test_x():\n    d = {"a": 1}\n    assert d["a"] == 1\n'
+    tree = ast.parse(source)
+    rewrite_asserts(tree, source, "test_x.py", None)
+    code = compile(rewrite(tree), "test_x.py", "exec")
+    namespace: dict = dict(HELPERS)  # what the loader injects
+    exec(code, namespace)  # noqa: S102 - our own source string
+    namespace["test_x"]()
