@@ -59,21 +59,21 @@ def pairs_of(cls_name: str, args: tuple, kwargs: dict) -> list[tuple[Any, Any]]:
 
 
 class _ItemsView(ItemsView):
-    """items() over a point-in-time copy: never raises for concurrent writes."""
+    """items() over a copy taken when iteration starts: never raises for concurrent writes."""
 
     __slots__ = ()
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        return iter(self._mapping.snapshot().items())
+        return self._mapping._iter_items()
 
 
 class _ValuesView(ValuesView):
-    """values() over a point-in-time copy: never raises for concurrent writes."""
+    """values() over a copy taken when iteration starts: never raises for concurrent writes."""
 
     __slots__ = ()
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._mapping.snapshot().values())
+        return (value for _, value in self._mapping._iter_items())
 
 
 class MapBase(MutableMapping[K, V]):
@@ -153,6 +153,10 @@ class MapBase(MutableMapping[K, V]):
     def __reversed__(self) -> Iterator[K]:
         return reversed(list(self.snapshot()))
 
+    def _iter_items(self) -> Iterator[tuple[Any, Any]]:
+        """(key, value) pairs of a copy taken now; what every walk uses."""
+        return iter(self.snapshot().items())
+
     def items(self) -> ItemsView:
         return _ItemsView(self)
 
@@ -165,7 +169,7 @@ class MapBase(MutableMapping[K, V]):
         Like Go's ``Range``: it walks a snapshot, so ``fn`` may read and
         write the map freely (no lock is held while it runs).
         """
-        for key, value in self.snapshot().items():
+        for key, value in self._iter_items():
             if fn(key, value) is False:
                 return
 

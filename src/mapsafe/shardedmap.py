@@ -6,7 +6,6 @@ import math
 import os
 import threading
 from collections import deque
-from collections.abc import ItemsView, ValuesView
 from itertools import chain
 from time import monotonic
 from typing import Any, Iterator
@@ -224,7 +223,7 @@ class ShardedMap(MapBase):
         "_cache": "True when entries are wrapped (maxsize or ttl); set once",
         "_ttl": "entry lifetime in seconds, or None; set once",
         "_opts": "constructor options, for copies and pickling; set once",
-        "_computing": "key -> ident of the thread computing it; changed only holding _callback_lock and the key's shard",
+        "_computing": "key -> ident of the thread computing it; changed holding _callback_lock and the key's shard",
         "_callback_lock": "reentrant; held while a compute callback runs and while snapshot() takes every shard",
         "_tally": "hit/miss Tally when stats are on, else None; set once",
         "_pop_from": "[index] of the shard popitem tries first; one list item, rotated without a lock",
@@ -345,17 +344,6 @@ class ShardedMap(MapBase):
         # Per-shard copies, all taken before the walk starts: keys added
         # while the caller iterates are never visited, as with the others.
         return chain.from_iterable([shard.items_now() for shard in self._shards])
-
-    def items(self):
-        return _ShardedItemsView(self)
-
-    def values(self):
-        return _ShardedValuesView(self)
-
-    def range(self, fn) -> None:
-        for key, value in self._iter_items():
-            if fn(key, value) is False:
-                return
 
     def snapshot(self) -> dict:
         # Lock order: the callback lock, then shards in index order. A
@@ -516,20 +504,6 @@ class ShardedMap(MapBase):
             }
             out.update(self._tally.totals())
         return out
-
-
-class _ShardedItemsView(ItemsView):
-    __slots__ = ()
-
-    def __iter__(self):
-        return self._mapping._iter_items()
-
-
-class _ShardedValuesView(ValuesView):
-    __slots__ = ()
-
-    def __iter__(self):
-        return (value for _, value in self._mapping._iter_items())
 
 
 def _positive_int(name: str, value: Any) -> int | None:

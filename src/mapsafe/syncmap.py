@@ -130,9 +130,7 @@ class SyncMap(OneSectionMap):
         self._tally.add(0)
         return value
 
-
     # -- writes: one mutex each ------------------------------------------------
-
     def __setitem__(self, key: Any, value: Any) -> None:
         self._acquire()
         try:
