@@ -227,7 +227,6 @@ def test_rwlock_readers_queued_during_a_write_go_before_the_next_writer():
 
 def test_rwlock_read_timeout_leaves_no_state_behind():
     import threading
-    import time
 
     lock = RWLock()
     lock.acquire_write()
