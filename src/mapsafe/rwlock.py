@@ -40,6 +40,8 @@ class RWLock:
 
     __slots__ = (
         "_mu",
+        "_mu_acquire",
+        "_mu_release",
         "_can_read",
         "_can_write",
         "_readers",
@@ -50,6 +52,8 @@ class RWLock:
         "_read_passes",
         "_read_gen",
         "_profile",
+        "_read_hold",
+        "_write_hold",
         "__weakref__",
     )
 
@@ -59,6 +63,8 @@ class RWLock:
         # Reentrant so that user code running inside such an operation (a
         # key's __eq__, say) cannot deadlock on it.
         self._mu = threading.RLock()
+        self._mu_acquire = self._mu.acquire  # bound once: cheaper than `with self._mu:`
+        self._mu_release = self._mu.release
         self._can_read = threading.Condition(self._mu)  # signalled when readers may proceed
         self._can_write = threading.Condition(self._mu)  # signalled when a writer may proceed
         # thread ident -> read hold count; guarded by _mu; no zero counts.
@@ -76,6 +82,10 @@ class RWLock:
         self._read_passes = 0
         self._read_gen = 0  # counts hand-offs to readers; guarded by _mu
         self._profile: LockProfile | None = None  # contention counters when stats are on; guarded by _mu
+        # The context managers read() and write() return. They keep no state
+        # between __enter__ and __exit__, so one of each serves every thread.
+        self._read_hold = _ReadHold(self)
+        self._write_hold = _WriteHold(self)
 
     # -- public API ---------------------------------------------------------
 
@@ -86,7 +96,8 @@ class RWLock:
         # operations (a compute callback, say): it excludes every writer
         # already, and waiting here would release _mu mid-operation.
         inside = self._mu._is_owned()
-        with self._mu:
+        self._mu_acquire()
+        try:
             held = self._readers.get(me)
             if held or self._writer == me or inside:
                 self._readers[me] = (held or 0) + 1
@@ -117,11 +128,14 @@ class RWLock:
                 return False
             self._readers[me] = 1
             return True
+        finally:
+            self._mu_release()
 
     def release_read(self) -> None:
         """Release one hold of the read lock taken by this thread."""
         me = get_ident()
-        with self._mu:
+        self._mu_acquire()
+        try:
             held = self._readers.get(me)
             if not held:
                 raise RuntimeError("release_read(): this thread does not hold the RWLock for reading")
@@ -131,11 +145,14 @@ class RWLock:
             del self._readers[me]
             if not self._readers and self._waiting_writers:
                 self._can_write.notify()
+        finally:
+            self._mu_release()
 
     def acquire_write(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the write lock; returns False if it could not within ``timeout``."""
         me = get_ident()
-        with self._mu:
+        self._mu_acquire()
+        try:
             if self._writer == me:
                 self._write_depth += 1
                 return True
@@ -159,10 +176,13 @@ class RWLock:
                 return False
             self._writer, self._write_depth = me, 1
             return True
+        finally:
+            self._mu_release()
 
     def release_write(self) -> None:
         """Release one hold of the write lock taken by this thread."""
-        with self._mu:
+        self._mu_acquire()
+        try:
             if self._writer != get_ident():
                 raise RuntimeError("release_write(): this thread does not hold the RWLock for writing")
             self._write_depth -= 1
@@ -170,6 +190,8 @@ class RWLock:
                 return
             self._writer = None
             self._wake_locked()
+        finally:
+            self._mu_release()
 
     def try_acquire_read(self) -> bool:
         """Take the read lock only if that needs no waiting."""
@@ -181,16 +203,19 @@ class RWLock:
 
     def read(self) -> "_ReadHold":
         """``with lock.read():`` holds the read lock for the block."""
-        return _ReadHold(self)
+        return self._read_hold
 
     def write(self) -> "_WriteHold":
         """``with lock.write():`` holds the write lock for the block."""
-        return _WriteHold(self)
+        return self._write_hold
 
     def __repr__(self) -> str:
-        with self._mu:
+        self._mu_acquire()
+        try:
             state = f"writer={self._writer}" if self._writer is not None else f"readers={len(self._readers)}"
             return f"<mapsafe.RWLock {state} waiting_writers={self._waiting_writers}>"
+        finally:
+            self._mu_release()
 
     # -- protocol for LockedMap's short operations (caller holds _mu) --------
 
