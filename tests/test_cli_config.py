@@ -55,15 +55,20 @@ def test_exit_code_constants():
     assert (cli.EXIT_OK, cli.EXIT_FINDINGS, cli.EXIT_USAGE, cli.EXIT_RACES) == (0, 1, 2, 66)
 
 
+def run_lint_with(monkeypatch, run) -> int:
+    """cli.main(["lint"]) with the lint subcommand's run() replaced by ``run``."""
+    parser = cli.build_parser("lint")
+    monkeypatch.setattr(cli, "build_parser", lambda command: parser)
+    parser._subparsers._group_actions[0].choices["lint"].set_defaults(_run=run)
+    monkeypatch.delenv("MAPSAFE_DEBUG", raising=False)
+    return cli.main(["lint"])
+
+
 def test_internal_error_is_one_line(monkeypatch, capsys):
     def boom(args):
         raise KeyError("internal")
 
-    parser = cli.build_parser("lint")
-    monkeypatch.setattr(cli, "build_parser", lambda command: parser)
-    parser._subparsers._group_actions[0].choices["lint"].set_defaults(_run=boom)
-    monkeypatch.delenv("MAPSAFE_DEBUG", raising=False)
-    assert cli.main(["lint"]) == cli.EXIT_USAGE
+    assert run_lint_with(monkeypatch, boom) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith("mapsafe: internal error: KeyError") and err.count("\n") == 1
 
@@ -72,10 +77,7 @@ def test_mapsafe_error_prints_slug(monkeypatch, capsys):
     def bad(args):
         raise ConfigError("bad value for lint.format")
 
-    parser = cli.build_parser("lint")
-    monkeypatch.setattr(cli, "build_parser", lambda command: parser)
-    parser._subparsers._group_actions[0].choices["lint"].set_defaults(_run=bad)
-    assert cli.main(["lint"]) == 2
+    assert run_lint_with(monkeypatch, bad) == 2
     assert capsys.readouterr().err == "mapsafe: error: bad value for lint.format [config]\n"
 
 

@@ -12,7 +12,7 @@ from .sentinels import DELETE, MISSING
 
 __all__ = ["MapBase", "OneSectionMap", "check_flag", "pairs_of"]
 
-_NO_DEFAULT: Any = object()  # pop() called without a default
+_NO_DEFAULT: Any = object()  # pop() called without a default; compare_and_delete's 'no new value'
 _COMPUTE, _IF_ABSENT, _IF_PRESENT, _MERGE = range(4)  # _compute modes
 
 K = TypeVar("K")
@@ -257,20 +257,14 @@ class MapBase(MutableMapping[K, V]):
 
     def compare_and_swap(self, key: Any, old: Any, new: Any) -> bool:
         """Store ``new`` if the current value ``== old``; False when absent."""
-        section = self._section(key)
-        section.enter()
-        try:
-            current = section.peek(key, MISSING)
-            if current is MISSING or not (current == old):
-                return False
-            self._check_not_computing(key)
-            section.put(key, new)
-            return True
-        finally:
-            section.exit()
+        return self._replace_if_equal(key, old, new)
 
     def compare_and_delete(self, key: Any, old: Any) -> bool:
         """Delete ``key`` if its value ``== old``; False when absent."""
+        return self._replace_if_equal(key, old, _NO_DEFAULT)
+
+    def _replace_if_equal(self, key: Any, old: Any, new: Any) -> bool:
+        """The compare-and-* pair: ``new`` is the value to store, or _NO_DEFAULT to delete."""
         section = self._section(key)
         section.enter()
         try:
@@ -278,7 +272,10 @@ class MapBase(MutableMapping[K, V]):
             if current is MISSING or not (current == old):
                 return False
             self._check_not_computing(key)
-            section.drop(key)
+            if new is _NO_DEFAULT:
+                section.drop(key)
+            else:
+                section.put(key, new)
             return True
         finally:
             section.exit()
