@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from ._core import LockedCore
 from .mapbase import OneSectionMap, check_flag, pairs_of
 from .rwlock import RWLock
 from .sentinels import MISSING
@@ -43,7 +44,7 @@ class _WriteSection:
         self._map._release()
 
 
-class LockedMap(OneSectionMap):
+class LockedMap(LockedCore, OneSectionMap):
     """A dict behind one readers-writer lock: the simple, predictable choice.
 
     Use it when you need transactions over several keys (``with
@@ -71,30 +72,25 @@ class LockedMap(OneSectionMap):
     compute callback is computing raises RecursiveUpdateError.
     """
 
+    # LockedCore holds _d, _rw (public as lock), _acquire/_release (of
+    # _rw's mutex) and _computing, and implements get and m[k] = v (in C
+    # when the C core is built).
     __slots__ = {
-        "_d": "the entries; read and written only while holding _rw (its mutex, or read/write lock)",
-        "_rw": "the RWLock guarding _d; public as lock",
-        "_acquire": "_rw._mu.acquire (or the profiled one); bound once for speed",
-        "_release": "_rw._mu.release; bound once for speed",
         "_sec": "the write section used by compound operations; set once",
-        "_computing": "key -> ident of the thread running its compute callback; guarded by _rw._mu",
         "_counts": "[hits, misses] when stats are on, else None; guarded by _rw._mu",
         "__weakref__": "",
     }
 
     def __init__(self, *args: Any, stats: bool = False, **kwargs: Any) -> None:
         pairs = pairs_of(type(self).__name__, args, kwargs)
-        self._d: dict = dict(pairs)
-        self._rw = RWLock()
-        self._computing: dict = {}
+        rw = RWLock()
         self._counts = None
-        acquire = self._rw._mu.acquire
+        acquire = rw._mu.acquire
         if check_flag("stats", stats):
-            self._rw._profile = LockProfile(acquire)
-            acquire = self._rw._profile.acquire
+            rw._profile = LockProfile(acquire)
+            acquire = rw._profile.acquire
             self._counts = [0, 0]
-        self._acquire = acquire
-        self._release = self._rw._mu.release
+        self._core_init(dict(pairs), rw, acquire, rw._mu.release, {}, self._counts is not None)
         self._sec = _WriteSection(self)
 
     @property
@@ -124,14 +120,12 @@ class LockedMap(OneSectionMap):
 
     # -- short reads --------------------------------------------------------------
 
-    def get(self, key: Any, default: Any = None) -> Any:
-        """The value for ``key``, else ``default``."""
+    # get: LockedCore's, which comes here when stats are on.
+    def _get_slow(self, key: Any, default: Any = None) -> Any:
         self._acquire()
         try:
             if self._rw._writer is not None:
                 self._rw._wait_readable_locked()
-            if self._counts is None:
-                return self._d.get(key, default)
             value = self._d.get(key, MISSING)
             self._counts[value is MISSING] += 1
             return default if value is MISSING else value
@@ -162,20 +156,6 @@ class LockedMap(OneSectionMap):
             if self._rw._writer is not None:
                 self._rw._wait_readable_locked()
             return self._d.copy()
-        finally:
-            self._release()
-
-    # -- short writes ----------------------------------------------------------------
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._acquire()
-        try:
-            rw = self._rw
-            if rw._writer is not None or rw._readers:
-                rw._wait_writable_locked()
-            if self._computing and key in self._computing:
-                self._check_not_computing(key)
-            self._d[key] = value
         finally:
             self._release()
 

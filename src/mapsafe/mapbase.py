@@ -299,6 +299,10 @@ class MapBase(MutableMapping[K, V]):
         finally:
             section.exit()
 
+    # What the C core's `del m[k]` calls: a C mp_ass_subscript slot serves
+    # both m[k] = v and del m[k], and its __delitem__ comes first in the MRO.
+    _delitem = __delitem__
+
     def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:
         """Remove ``key`` and return its value; ``default`` or KeyError if absent."""
         section = self._section(key)

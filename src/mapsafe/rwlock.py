@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 from threading import get_ident
 from time import monotonic, perf_counter
+from ._core import RWCore
 from .stats import LockProfile
 
 __all__ = ["RWLock"]
 
 
-class RWLock:
+class RWLock(RWCore):
     """A writer-preferring readers-writer lock.
 
     Do not use it where a plain ``threading.Lock`` would do: for short
@@ -38,14 +39,13 @@ class RWLock:
     Costs: each acquire and release takes one internal mutex, O(1).
     """
 
+    # RWCore holds _readers and _writer, which LockedMap's fast paths read.
     __slots__ = (
         "_mu",
         "_mu_acquire",
         "_mu_release",
         "_can_read",
         "_can_write",
-        "_readers",
-        "_writer",
         "_write_depth",
         "_waiting_writers",
         "_waiting_readers",
@@ -288,6 +288,7 @@ class RWLock:
 class _ReadHold:
     """The context manager ``RWLock.read()`` returns (a class: cheaper than a generator)."""
 
+    # RWCore holds _readers and _writer, which LockedMap's fast paths read.
     __slots__ = ("_lock",)
 
     def __init__(self, lock: RWLock) -> None:
@@ -303,6 +304,7 @@ class _ReadHold:
 class _WriteHold(_ReadHold):
     """The context manager ``RWLock.write()`` returns."""
 
+    # RWCore holds _readers and _writer, which LockedMap's fast paths read.
     __slots__ = ()
 
     def __enter__(self) -> None:

@@ -10,6 +10,7 @@ from itertools import chain
 from time import monotonic
 from typing import Any, Iterator
 
+from ._core import ShardedCore
 from .mapbase import MapBase, check_flag, pairs_of
 from .sentinels import MISSING
 from .stats import LockProfile, Tally
@@ -175,7 +176,7 @@ class _CacheShard(_Shard):
         return out
 
 
-class ShardedMap(MapBase):
+class ShardedMap(ShardedCore, MapBase):
     """A map striped over independent shards, each a dict with its own lock.
 
     Do not use it for small or read-mostly maps (a :class:`SyncMap` reads
@@ -213,21 +214,18 @@ class ShardedMap(MapBase):
     expired entries); iteration and ``snapshot()`` are O(n).
     """
 
+    # ShardedCore holds _maps (each shard's dict), _stripes, _computing
+    # and _n, and implements get and m[k] = v (in C when the C core is built).
     __slots__ = {
         "_shards": "the _Shard objects; the tuple is set once",
-        "_maps": "each shard's dict, for lock-free reads; set once",
         "_acquires": "each shard's lock acquire; set once",
         "_releases": "each shard's lock release; set once",
-        "_stripes": "per shard (acquire, release, dict, put_locked or None when plain); set once",
-        "_n": "number of shards; set once",
         "_cache": "True when entries are wrapped (maxsize or ttl); set once",
         "_ttl": "entry lifetime in seconds, or None; set once",
         "_opts": "constructor options, for copies and pickling; set once",
-        "_computing": "key -> ident of the thread computing it; changed holding _callback_lock and the key's shard",
         "_callback_lock": "reentrant; held while a compute callback runs and while snapshot() takes every shard",
         "_tally": "hit/miss Tally when stats are on, else None; set once",
         "_pop_from": "[index] of the shard popitem tries first; one list item, rotated without a lock",
-        "get": "m.get(key, default=None): the value for key, else default. Lock-free.",
         "__weakref__": "",
     }
 
@@ -261,7 +259,6 @@ class ShardedMap(MapBase):
         pairs = pairs_of(type(self).__name__, args, kwargs)
 
         self._opts = {"shards": shards, "maxsize": maxsize, "ttl": ttl, "capacity": capacity, "stats": stats}
-        self._n = shards
         self._ttl = ttl
         self._cache = maxsize is not None or ttl is not None
         if self._cache:
@@ -272,18 +269,13 @@ class ShardedMap(MapBase):
             self._shards = tuple(_CacheShard(stats, caps[i], ttl) for i in range(shards))
         else:
             self._shards = tuple(_Shard(stats) for _ in range(shards))
-        self._maps = tuple(s.d for s in self._shards)
         self._acquires = tuple(s.enter for s in self._shards)
         self._releases = tuple(s.exit for s in self._shards)
-        self._stripes = tuple(
-            (s.enter, s.exit, s.d, s.put if self._cache else None) for s in self._shards
-        )
-        self._computing: dict = {}
+        stripes = tuple((s.enter, s.exit, s.d, s.put if self._cache else None) for s in self._shards)
+        self._core_init(tuple(s.d for s in self._shards), stripes, {}, not (self._cache or stats))
         self._callback_lock = threading.RLock()
         self._tally = Tally("hits", "misses") if stats else None
         self._pop_from = [0]
-        # Plain maps without stats read with no wrapping and no counting.
-        self.get = self._get_full if self._cache or stats else self._get_plain
         if pairs:
             self._put_many(pairs)
 
@@ -298,10 +290,8 @@ class ShardedMap(MapBase):
     # the GIL), plus reads of an entry's fields, which are never changed
     # after the entry is published (see _CacheShard).
 
-    def _get_plain(self, key: Any, default: Any = None) -> Any:
-        return self._maps[hash(key) % self._n].get(key, default)
-
-    def _get_full(self, key: Any, default: Any = None) -> Any:
+    # get: ShardedCore's, which comes here for caches and with stats on.
+    def _get_slow(self, key: Any, default: Any = None) -> Any:
         value = self._maps[hash(key) % self._n].get(key, MISSING)
         if self._cache and value is not MISSING:
             value = self._unwrap(key, value)
@@ -367,21 +357,6 @@ class ShardedMap(MapBase):
             return MapBase._compute(self, key, fn, mode, value)
         finally:
             self._callback_lock.release()
-
-    # -- writes: one shard lock each ----------------------------------------------------
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        acquire, release, d, put_locked = self._stripes[hash(key) % self._n]
-        acquire()
-        try:
-            if self._computing and key in self._computing:
-                self._check_not_computing(key)
-            if put_locked is None:
-                d[key] = value
-            else:
-                put_locked(key, value)
-        finally:
-            release()
 
     def popitem(self) -> tuple[Any, Any]:
         """Remove and return some (key, value) pair; KeyError if empty."""

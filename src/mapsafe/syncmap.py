@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ._core import SyncCore
 from .mapbase import OneSectionMap, check_flag, pairs_of
 from .sentinels import MISSING
 from .stats import LockProfile, Tally
@@ -29,7 +30,7 @@ class _DictSection:
         self.drop = d.__delitem__
 
 
-class SyncMap(OneSectionMap):
+class SyncMap(SyncCore, OneSectionMap):
     """A concurrent map whose reads never take a lock, like Go's ``sync.Map``.
 
     Most code should not use it: a plain ``dict`` owned by one thread, or a
@@ -61,24 +62,21 @@ class SyncMap(OneSectionMap):
     read without a lock is already safe and linearizable.
     """
 
+    # SyncCore holds _d, _acquire/_release (of _lock) and _computing, and
+    # implements m[k] and m[k] = v (in C when the C core is built).
     __slots__ = {
-        "_d": "the entries; read lock-free, written only with the write lock held",
         "_lock": "reentrant write lock; held for every write, and for compute callbacks",
         "_sec": "the single write section (dict + lock); set once",
-        "_computing": "key -> ident of the thread running its compute callback; guarded by _lock",
         "_profile": "LockProfile of _lock when stats are on, else None; set once",
         "_tally": "hit/miss Tally when stats are on, else None; set once",
-        "_acquire": "_lock.acquire (or the profiled one); bound once for speed",
-        "_release": "_lock.release; bound once for speed",
         "get": "m.get(key, default=None): the value for key, else default. Lock-free.",
         "__weakref__": "",
     }
 
     def __init__(self, *args: Any, stats: bool = False, **kwargs: Any) -> None:
         pairs = pairs_of(type(self).__name__, args, kwargs)
-        self._d: dict = dict(pairs)
+        d = dict(pairs)
         self._lock = threading.RLock()
-        self._computing: dict = {}
         self._profile = None
         self._tally = None
         acquire = self._lock.acquire
@@ -90,10 +88,9 @@ class SyncMap(OneSectionMap):
         else:
             # Reads are the dict's own bound method: a single dict operation,
             # atomic with or without the GIL, and as fast as dict.get.
-            self.get = self._d.get
-        self._acquire = acquire
-        self._release = self._lock.release
-        self._sec = _DictSection(self._d, acquire, self._release)
+            self.get = d.get
+        self._core_init(d, acquire, self._lock.release, {})
+        self._sec = _DictSection(d, acquire, self._release)
 
     def _options(self) -> dict[str, Any]:
         return {"stats": self._tally is not None}
@@ -107,11 +104,9 @@ class SyncMap(OneSectionMap):
             cls = _CountingSyncMap
         return super().__new__(cls)
 
-    # Each read below is a single dict operation: atomic, and linearizable
-    # against the writes (made under _lock), with or without the GIL.
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._d[key]
+    # Each read below (and SyncCore's m[k]) is a single dict operation:
+    # atomic, and linearizable against the writes (made under _lock), with
+    # or without the GIL.
 
     def __contains__(self, key: object) -> bool:
         return key in self._d
@@ -129,16 +124,6 @@ class SyncMap(OneSectionMap):
             return default
         self._tally.add(0)
         return value
-
-    # -- writes: one mutex each ------------------------------------------------
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._acquire()
-        try:
-            if self._computing and key in self._computing:
-                self._check_not_computing(key)
-            self._d[key] = value
-        finally:
-            self._release()
 
     def stats(self) -> dict[str, Any]:
         """Counters: size, and with ``stats=True`` lock contention and hits/misses."""

@@ -1,0 +1,45 @@
+"""Which core runs the maps' hot paths: the C one (_speedups) if built, else pure Python.
+
+``MAPSAFE_CORE`` chooses: ``auto`` (the default: C if it imports, else
+Python with a RuntimeWarning), ``c`` (C or an error) or ``python``.
+It is read once, at import.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from types import ModuleType
+
+from .errors import ConfigError
+
+CHOICES = ("auto", "c", "python")
+
+
+def _load(choice: str) -> tuple[str, ModuleType]:
+    if choice not in CHOICES:
+        raise ConfigError(f"MAPSAFE_CORE must be one of {', '.join(CHOICES)}; got {choice!r}")
+    if choice != "python":
+        try:
+            from . import _speedups
+        except ImportError as exc:
+            if choice == "c":
+                raise ConfigError(f"MAPSAFE_CORE=c, but the C core is not built ({exc})") from None
+            warnings.warn(
+                f"mapsafe: the C core is not built ({exc}); using the pure-Python core, "
+                "whose maps are slower. Set MAPSAFE_CORE=python to silence this.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            return "c", _speedups
+    from . import _pycore
+
+    return "python", _pycore
+
+
+NAME, _impl = _load(os.environ.get("MAPSAFE_CORE", "auto").strip().lower() or "auto")
+RWCore = _impl.RWCore
+SyncCore = _impl.SyncCore
+LockedCore = _impl.LockedCore
+ShardedCore = _impl.ShardedCore
