@@ -5,6 +5,7 @@ with its baseline, in interleaved rounds in one process, and reports the
 median ratio. Ratios, not seconds, because this machine is shared and noisy.
 
     python benchmarks/map_ratios.py [--keys 10000] [--rounds 15]
+    MAPSAFE_CORE=python python benchmarks/map_ratios.py   # the pure-Python core
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import time
 
 import mapsafe
+from mapsafe import _core
 
 # (label, statement under test, baseline label, baseline statement, bound from issue #2)
 CASES = [
@@ -63,7 +65,7 @@ def main() -> int:
     random.Random(args.seed).shuffle(keys)
     keys = keys * max(1, 200_000 // len(keys))  # ~200k operations per timing
 
-    print(f"Python {sys.version.split()[0]}, {args.keys} str keys, {args.rounds} interleaved rounds, median ratio")
+    print(f"Python {sys.version.split()[0]}, mapsafe {_core.LABEL}, {args.keys} str keys, {args.rounds} interleaved rounds, median ratio")
     print(f"{'operation':<22} {'baseline':<22} {'ratio':>6} {'bound':>6}  ok")
     failures = 0
     for label, stmt, base_label, base_stmt, bound in CASES:

@@ -32,7 +32,7 @@ def test_only_the_chosen_subcommand_is_imported():
 
 def test_version_and_help():
     out = run_cli("--version")
-    assert out.returncode == 0 and out.stdout.strip() == f"mapsafe {mapsafe.__version__}"
+    assert out.returncode == 0 and out.stdout.strip() == f"mapsafe {mapsafe.__version__} ({mapsafe._core.LABEL})"
     out = run_cli("--help")
     assert out.returncode == 0
     for name in cli.COMMANDS:

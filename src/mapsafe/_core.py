@@ -39,6 +39,7 @@ def _load(choice: str) -> tuple[str, ModuleType]:
 
 
 NAME, _impl = _load(os.environ.get("MAPSAFE_CORE", "auto").strip().lower() or "auto")
+LABEL = {"c": "C core", "python": "pure-Python core"}[NAME]  # for --version and bench headers
 RWCore = _impl.RWCore
 SyncCore = _impl.SyncCore
 LockedCore = _impl.LockedCore

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Sequence
 
+from ._core import LABEL as CORE_LABEL
 from ._version import __version__
 from .errors import MapsafeError
 
@@ -41,7 +42,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Go-grade map safety for Python threads.",
         epilog="Exit codes: 0 ok, 1 lint findings, 2 usage or internal error, 66 data races found.",
     )
-    parser.add_argument("--version", action="version", version=f"mapsafe {__version__}")
+    parser.add_argument("--version", action="version", version=f"mapsafe {__version__} ({CORE_LABEL})")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module_name, summary) in COMMANDS.items():
         sub = subs.add_parser(name, help=summary, description=summary)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
+from .._core import LABEL as CORE_LABEL
 from .._version import __version__
 from .impls import Adapter, Impl
 from .results import BenchResult, Cell, Header, ImplStatus
@@ -86,7 +87,7 @@ def _header(s: Settings) -> Header:
         cpus=os.cpu_count() or 1,
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         platform=platform.platform(),
-        mapsafe=__version__,
+        mapsafe=f"{__version__} ({CORE_LABEL})",
         options={
             "threads": list(s.threads),
             "duration": s.duration,
