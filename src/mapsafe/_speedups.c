@@ -179,6 +179,34 @@ get_args(PyObject *const *args, Py_ssize_t nargs, PyObject **key, PyObject **dfl
     return 0;
 }
 
+/* GC support for a core type whose PyObject * fields are declared one
+ * after the other, from `first` to `last` (same-type neighbours, so no
+ * padding between them): traverse, clear and dealloc. Instances of a heap
+ * type own a reference to it, which dealloc drops (subtype_dealloc leaves
+ * that to the heap-type base). */
+#define CORE_GC(prefix, Type, first, last)                           \
+    static int prefix##_traverse(Type *self, visitproc visit, void *arg) \
+    {                                                                \
+        Py_VISIT(Py_TYPE(self));                                     \
+        for (PyObject **p = &self->first; p <= &self->last; p++)     \
+            Py_VISIT(*p);                                            \
+        return 0;                                                    \
+    }                                                                \
+    static int prefix##_clear(Type *self)                            \
+    {                                                                \
+        for (PyObject **p = &self->first; p <= &self->last; p++)     \
+            Py_CLEAR(*p);                                            \
+        return 0;                                                    \
+    }                                                                \
+    static void prefix##_dealloc(Type *self)                         \
+    {                                                                \
+        PyTypeObject *tp = Py_TYPE(self);                            \
+        PyObject_GC_UnTrack(self);                                   \
+        prefix##_clear(self);                                        \
+        tp->tp_free((PyObject *)self);                               \
+        Py_DECREF(tp);                                               \
+    }
+
 /* -- RWCore: the state of an RWLock that LockedMap's fast paths read ------------ */
 
 typedef struct {
@@ -190,33 +218,7 @@ typedef struct {
     PyObject *readers;
 } RWCore;
 
-static int
-rw_traverse(RWCore *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->writer);
-    Py_VISIT(self->readers);
-    return 0;
-}
-
-static int
-rw_clear(RWCore *self)
-{
-    Py_CLEAR(self->writer);
-    Py_CLEAR(self->readers);
-    return 0;
-}
-
-static void
-rw_dealloc(RWCore *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    rw_clear(self);
-    tp->tp_free((PyObject *)self);
-    if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE)
-        Py_DECREF(tp);
-}
+CORE_GC(rw, RWCore, writer, readers)
 
 static PyMemberDef rw_members[] = {
     {"_writer", T_OBJECT, offsetof(RWCore, writer), 0, "ident of the write-lock holder, or None; guarded by _mu"},
@@ -238,7 +240,12 @@ static PyType_Spec rw_spec = {
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, rw_slots,
 };
 
-static PyTypeObject *RWCore_Type; /* set once by module exec */
+/* The module's state: the RWCore type, which LockedCore checks its RWLock against. */
+typedef struct {
+    PyTypeObject *rw_type;
+} speedups_state;
+
+static struct PyModuleDef speedups_module;
 
 /* -- SyncCore ------------------------------------------------------------------ */
 
@@ -250,37 +257,7 @@ typedef struct {
     PyObject *computing; /* key -> ident of its compute callback's thread; guarded by the write lock */
 } SyncCore;
 
-static int
-sync_traverse(SyncCore *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->d);
-    Py_VISIT(self->acquire);
-    Py_VISIT(self->release);
-    Py_VISIT(self->computing);
-    return 0;
-}
-
-static int
-sync_clear(SyncCore *self)
-{
-    Py_CLEAR(self->d);
-    Py_CLEAR(self->acquire);
-    Py_CLEAR(self->release);
-    Py_CLEAR(self->computing);
-    return 0;
-}
-
-static void
-sync_dealloc(SyncCore *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    sync_clear(self);
-    tp->tp_free((PyObject *)self);
-    if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE)
-        Py_DECREF(tp);
-}
+CORE_GC(sync, SyncCore, d, computing)
 
 static PyObject *
 sync_core_init(SyncCore *self, PyObject *const *args, Py_ssize_t nargs)
@@ -373,39 +350,7 @@ typedef struct {
     int counting;        /* 1 when stats are on: get counts hits and misses in Python */
 } LockedCore;
 
-static int
-locked_traverse(LockedCore *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->d);
-    Py_VISIT(self->rw);
-    Py_VISIT(self->acquire);
-    Py_VISIT(self->release);
-    Py_VISIT(self->computing);
-    return 0;
-}
-
-static int
-locked_clear(LockedCore *self)
-{
-    Py_CLEAR(self->d);
-    Py_CLEAR(self->rw);
-    Py_CLEAR(self->acquire);
-    Py_CLEAR(self->release);
-    Py_CLEAR(self->computing);
-    return 0;
-}
-
-static void
-locked_dealloc(LockedCore *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    locked_clear(self);
-    tp->tp_free((PyObject *)self);
-    if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE)
-        Py_DECREF(tp);
-}
+CORE_GC(locked, LockedCore, d, computing)
 
 static PyObject *
 locked_core_init(LockedCore *self, PyObject *const *args, Py_ssize_t nargs)
@@ -416,7 +361,11 @@ locked_core_init(LockedCore *self, PyObject *const *args, Py_ssize_t nargs)
         check_callable("_acquire", args[2]) < 0 || check_callable("_release", args[3]) < 0 ||
         check_dict("_computing", args[4]) < 0)
         return NULL;
-    if (!PyObject_TypeCheck(args[1], RWCore_Type)) {
+    PyObject *module = PyType_GetModuleByDef(Py_TYPE(self), &speedups_module);
+    if (module == NULL)
+        return NULL;
+    speedups_state *state = PyModule_GetState(module);
+    if (!PyObject_TypeCheck(args[1], state->rw_type)) {
         PyErr_Format(PyExc_TypeError, "_rw must be an RWLock, not %.100s", Py_TYPE(args[1])->tp_name);
         return NULL;
     }
@@ -546,35 +495,7 @@ typedef struct {
     int plain_get;       /* 1: get is one dict lookup (no maxsize, ttl or stats) */
 } ShardedCore;
 
-static int
-sharded_traverse(ShardedCore *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->maps);
-    Py_VISIT(self->stripes);
-    Py_VISIT(self->computing);
-    return 0;
-}
-
-static int
-sharded_clear(ShardedCore *self)
-{
-    Py_CLEAR(self->maps);
-    Py_CLEAR(self->stripes);
-    Py_CLEAR(self->computing);
-    return 0;
-}
-
-static void
-sharded_dealloc(ShardedCore *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    sharded_clear(self);
-    tp->tp_free((PyObject *)self);
-    if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE)
-        Py_DECREF(tp);
-}
+CORE_GC(sharded, ShardedCore, maps, computing)
 
 static PyObject *
 sharded_core_init(ShardedCore *self, PyObject *const *args, Py_ssize_t nargs)
@@ -733,8 +654,8 @@ speedups_exec(PyObject *module)
     INTERN(str_wait_readable, "_wait_readable_locked");
     INTERN(str_wait_writable, "_wait_writable_locked");
 #undef INTERN
-    /* RWCore_Type keeps the reference add_type returns, for the module's life. */
-    if (add_type(module, &rw_spec, NULL, &RWCore_Type) < 0 || add_type(module, &sync_spec, NULL, NULL) < 0 ||
+    speedups_state *state = PyModule_GetState(module);
+    if (add_type(module, &rw_spec, NULL, &state->rw_type) < 0 || add_type(module, &sync_spec, NULL, NULL) < 0 ||
         add_type(module, &locked_spec, NULL, NULL) < 0 || add_type(module, &sharded_spec, NULL, NULL) < 0)
         return -1;
     return 0;
@@ -752,9 +673,39 @@ static PyModuleDef_Slot speedups_slots[] = {
     {0, NULL},
 };
 
+static int
+speedups_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    speedups_state *state = PyModule_GetState(module);
+    Py_VISIT(state->rw_type);
+    return 0;
+}
+
+static int
+speedups_clear(PyObject *module)
+{
+    speedups_state *state = PyModule_GetState(module);
+    Py_CLEAR(state->rw_type);
+    return 0;
+}
+
+static void
+speedups_free(void *module)
+{
+    speedups_clear((PyObject *)module);
+}
+
+/* With a non-zero m_size, a reload does not run speedups_exec again (which
+ * would make new types that the existing map classes do not derive from). */
 static struct PyModuleDef speedups_module = {
-    PyModuleDef_HEAD_INIT, "mapsafe._speedups", "The C core: the maps' hot paths (see _pycore.py).", 0, NULL,
-    speedups_slots,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "mapsafe._speedups",
+    .m_doc = "The C core: the maps' hot paths (see _pycore.py).",
+    .m_size = sizeof(speedups_state),
+    .m_slots = speedups_slots,
+    .m_traverse = speedups_traverse,
+    .m_clear = speedups_clear,
+    .m_free = speedups_free,
 };
 
 PyMODINIT_FUNC
