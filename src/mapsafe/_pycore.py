@@ -22,6 +22,11 @@ def _check_fresh(obj: object, field: str) -> None:
         raise RuntimeError(f"{type(obj).__name__} object is already initialised")
 
 
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+
+
 class RWCore:
     """The fields of an RWLock that LockedMap's fast paths read."""
 
@@ -41,7 +46,7 @@ class SyncCore:
         "_computing": "key -> ident of the thread running its compute callback; guarded by the write lock",
     }
 
-    def _core_init(self, d: dict, acquire: Any, release: Any, computing: dict) -> None:
+    def _core_init(self, d: dict, acquire: Any, release: Any, computing: dict, /) -> None:
         _check_fresh(self, "_d")
         self._d, self._acquire, self._release, self._computing = d, acquire, release, computing
 
@@ -70,10 +75,13 @@ class LockedCore:
         "_counting": "True when stats are on: get() counts, in _get_slow; set once",
     }
 
-    def _core_init(self, d: dict, rw: Any, acquire: Any, release: Any, computing: dict, counting: bool) -> None:
+    def _core_init(
+        self, d: dict, rw: Any, acquire: Any, release: Any, computing: dict, counting: bool, /
+    ) -> None:
         _check_fresh(self, "_d")
+        _check_bool("counting", counting)
         self._d, self._rw, self._acquire, self._release = d, rw, acquire, release
-        self._computing, self._counting = computing, bool(counting)
+        self._computing, self._counting = computing, counting
 
     def get(self, key: Any, default: Any = None, /) -> Any:
         """The value for ``key``, else ``default``."""
@@ -108,11 +116,12 @@ class ShardedCore:
         "_stripes": "per shard (acquire, release, dict, put_locked or None when plain); set once",
         "_computing": "key -> ident of the thread computing it; changed holding the key's shard",
         "_n": "number of shards; set once",
-        "get": "m.get(key, default=None): the value for key, else default. Lock-free.",
+        "get": "m.get(key, default=None, /): the value for key, else default. Lock-free.",
     }
 
-    def _core_init(self, maps: tuple, stripes: tuple, computing: dict, plain_get: bool) -> None:
+    def _core_init(self, maps: tuple, stripes: tuple, computing: dict, plain_get: bool, /) -> None:
         _check_fresh(self, "_maps")
+        _check_bool("plain_get", plain_get)
         self._maps, self._stripes, self._computing, self._n = maps, stripes, computing, len(maps)
         # Plain maps without stats read with no wrapping and no counting.
         self.get = self._get_plain if plain_get else self._get_slow

@@ -7,8 +7,11 @@
  * path (contention, stats, caches, recursive-update errors), is Python in
  * the subclass, which these functions call back into by name.
  *
- * Fields are set once, by _core_init, before the object is shared; a
- * second _core_init raises. So reading a field needs no lock.
+ * Fields are set once, by _core_init, and a second _core_init raises, so
+ * reading a field needs no lock. Each core's "ready" field (the one its hot
+ * paths test against NULL) is stored last with release ordering and loaded
+ * with acquire ordering (LOAD_READY/STORE_READY), so even a thread that gets
+ * hold of an object before its __init__ returns sees all fields or none.
  *
  * Free-threaded CPython: the module declares Py_MOD_GIL_NOT_USED. The only
  * operations treated as atomic are single dict operations (PyDict_*), which
@@ -30,6 +33,25 @@ static PyObject *str_wait_readable;       /* RWLock._wait_readable_locked() */
 static PyObject *str_wait_writable;       /* RWLock._wait_writable_locked() */
 
 /* -- helpers ----------------------------------------------------------------- */
+
+#ifdef Py_GIL_DISABLED
+#define LOAD_READY(field) ((PyObject *)_Py_atomic_load_ptr_acquire(&(field)))
+#define STORE_READY(field, value) _Py_atomic_store_ptr_release(&(field), (value))
+#else
+/* With the GIL, no other thread runs while _core_init does. */
+#define LOAD_READY(field) (field)
+#define STORE_READY(field, value) ((field) = (value))
+#endif
+
+/* _core_init's check-then-store runs in the object's critical section
+ * (free-threaded builds; on 3.13 with the GIL it costs nothing). */
+#if PY_VERSION_HEX >= 0x030D0000
+#define BEGIN_INIT(self) Py_BEGIN_CRITICAL_SECTION(self)
+#define END_INIT() Py_END_CRITICAL_SECTION()
+#else
+#define BEGIN_INIT(self) {
+#define END_INIT() }
+#endif
 
 /* One dict lookup: 1 and a new reference in *value if found, 0 if absent, -1 on error. */
 static inline int
@@ -64,7 +86,8 @@ set_key_error(PyObject *key)
 static int
 not_initialised(PyObject *self)
 {
-    PyErr_Format(PyExc_RuntimeError, "%s object is not initialised (its __init__ did not run)",
+    PyErr_Format(PyExc_RuntimeError,
+                 "%s object is not initialised (its __init__ did not run, or the garbage collector cleared it)",
                  Py_TYPE(self)->tp_name);
     return -1;
 }
@@ -89,24 +112,33 @@ call_method_onearg(PyObject *self, PyObject *name, PyObject *arg)
     return 0;
 }
 
-/* Call release(); keep an exception raised before it (by the locked part)
- * in preference to one raised by release itself. */
+/* Call release() after the locked part; if both raised, raise release's
+ * error with the first as its __context__, as `finally: release()` does. */
 static int
-release_keeping_error(PyObject *release, int status)
+release_chaining_error(PyObject *release, int status)
 {
     if (status == 0)
         return call_noargs(release);
 #if PY_VERSION_HEX >= 0x030C0000
-    PyObject *exc = PyErr_GetRaisedException();
-    if (call_noargs(release) < 0)
-        PyErr_Clear();
-    PyErr_SetRaisedException(exc);
+    PyObject *first = PyErr_GetRaisedException();
+    if (call_noargs(release) < 0) {
+        PyObject *later = PyErr_GetRaisedException();
+        if (later != first)
+            PyException_SetContext(later, first); /* steals first */
+        else
+            Py_DECREF(first);
+        PyErr_SetRaisedException(later);
+    }
+    else {
+        PyErr_SetRaisedException(first);
+    }
 #else
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     if (call_noargs(release) < 0)
-        PyErr_Clear();
-    PyErr_Restore(type, value, tb);
+        _PyErr_ChainExceptions(type, value, tb); /* steals all three */
+    else
+        PyErr_Restore(type, value, tb);
 #endif
     return -1;
 }
@@ -129,7 +161,8 @@ check_not_computing_locked(PyObject *self, PyObject *computing, PyObject *key)
 static int
 check_dict(const char *what, PyObject *obj)
 {
-    if (!PyDict_Check(obj)) {
+    /* Exactly a dict: the fast paths bypass a subclass's __getitem__/__missing__. */
+    if (!PyDict_CheckExact(obj)) {
         PyErr_Format(PyExc_TypeError, "%s must be a dict, not %.100s", what, Py_TYPE(obj)->tp_name);
         return -1;
     }
@@ -141,6 +174,18 @@ check_callable(const char *what, PyObject *obj)
 {
     if (!PyCallable_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "%s must be callable, not %.100s", what, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+/* A bool, not any object: its truth test could run Python code, which
+ * could call _core_init again between check_fresh and the stores. */
+static int
+check_bool(const char *what, PyObject *obj)
+{
+    if (!PyBool_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a bool, not %.100s", what, Py_TYPE(obj)->tp_name);
         return -1;
     }
     return 0;
@@ -179,32 +224,48 @@ get_args(PyObject *const *args, Py_ssize_t nargs, PyObject **key, PyObject **dfl
     return 0;
 }
 
-/* GC support for a core type whose PyObject * fields are declared one
- * after the other, from `first` to `last` (same-type neighbours, so no
- * padding between them): traverse, clear and dealloc. Instances of a heap
- * type own a reference to it, which dealloc drops (subtype_dealloc leaves
- * that to the heap-type base). */
-#define CORE_GC(prefix, Type, first, last)                           \
-    static int prefix##_traverse(Type *self, visitproc visit, void *arg) \
-    {                                                                \
-        Py_VISIT(Py_TYPE(self));                                     \
-        for (PyObject **p = &self->first; p <= &self->last; p++)     \
-            Py_VISIT(*p);                                            \
-        return 0;                                                    \
-    }                                                                \
-    static int prefix##_clear(Type *self)                            \
-    {                                                                \
-        for (PyObject **p = &self->first; p <= &self->last; p++)     \
-            Py_CLEAR(*p);                                            \
-        return 0;                                                    \
-    }                                                                \
-    static void prefix##_dealloc(Type *self)                         \
-    {                                                                \
-        PyTypeObject *tp = Py_TYPE(self);                            \
-        PyObject_GC_UnTrack(self);                                   \
-        prefix##_clear(self);                                        \
-        tp->tp_free((PyObject *)self);                               \
-        Py_DECREF(tp);                                               \
+/* GC support. Each core lists the offsets of its PyObject * fields, and
+ * traverse, clear and dealloc walk that list. Instances of a heap type own
+ * a reference to it, which dealloc drops (subtype_dealloc leaves that to
+ * the heap-type base, which these types are). */
+static int
+visit_fields(PyObject *self, const Py_ssize_t *offsets, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    for (; *offsets >= 0; offsets++) {
+        PyObject **field = (PyObject **)((char *)self + *offsets);
+        Py_VISIT(*field);
+    }
+    return 0;
+}
+
+static void
+clear_fields(PyObject *self, const Py_ssize_t *offsets)
+{
+    for (; *offsets >= 0; offsets++) {
+        PyObject **field = (PyObject **)((char *)self + *offsets);
+        Py_CLEAR(*field);
+    }
+}
+
+#define CORE_GC(prefix, ...)                                                  \
+    static const Py_ssize_t prefix##_fields[] = {__VA_ARGS__, -1};            \
+    static int prefix##_traverse(PyObject *self, visitproc visit, void *arg)  \
+    {                                                                         \
+        return visit_fields(self, prefix##_fields, visit, arg);               \
+    }                                                                         \
+    static int prefix##_clear(PyObject *self)                                 \
+    {                                                                         \
+        clear_fields(self, prefix##_fields);                                  \
+        return 0;                                                             \
+    }                                                                         \
+    static void prefix##_dealloc(PyObject *self)                              \
+    {                                                                         \
+        PyTypeObject *tp = Py_TYPE(self);                                     \
+        PyObject_GC_UnTrack(self);                                            \
+        clear_fields(self, prefix##_fields);                                  \
+        tp->tp_free(self);                                                    \
+        Py_DECREF(tp);                                                        \
     }
 
 /* -- RWCore: the state of an RWLock that LockedMap's fast paths read ------------ */
@@ -218,7 +279,7 @@ typedef struct {
     PyObject *readers;
 } RWCore;
 
-CORE_GC(rw, RWCore, writer, readers)
+CORE_GC(rw, offsetof(RWCore, writer), offsetof(RWCore, readers))
 
 static PyMemberDef rw_members[] = {
     {"_writer", T_OBJECT, offsetof(RWCore, writer), 0, "ident of the write-lock holder, or None; guarded by _mu"},
@@ -257,21 +318,29 @@ typedef struct {
     PyObject *computing; /* key -> ident of its compute callback's thread; guarded by the write lock */
 } SyncCore;
 
-CORE_GC(sync, SyncCore, d, computing)
+CORE_GC(sync, offsetof(SyncCore, d), offsetof(SyncCore, acquire), offsetof(SyncCore, release),
+        offsetof(SyncCore, computing))
 
 static PyObject *
 sync_core_init(SyncCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (check_nargs(nargs, 4) < 0)
         return NULL;
-    if (check_fresh((PyObject *)self, self->d) < 0 || check_dict("_d", args[0]) < 0 ||
-        check_callable("_acquire", args[1]) < 0 || check_callable("_release", args[2]) < 0 ||
-        check_dict("_computing", args[3]) < 0)
+    if (check_dict("_d", args[0]) < 0 || check_callable("_acquire", args[1]) < 0 ||
+        check_callable("_release", args[2]) < 0 || check_dict("_computing", args[3]) < 0)
         return NULL;
-    self->d = Py_NewRef(args[0]);
-    self->acquire = Py_NewRef(args[1]);
-    self->release = Py_NewRef(args[2]);
-    self->computing = Py_NewRef(args[3]);
+    int status;
+    BEGIN_INIT(self);
+    status = check_fresh((PyObject *)self, self->d);
+    if (status == 0) {
+        self->acquire = Py_NewRef(args[1]);
+        self->release = Py_NewRef(args[2]);
+        self->computing = Py_NewRef(args[3]);
+        STORE_READY(self->d, Py_NewRef(args[0]));
+    }
+    END_INIT();
+    if (status < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -279,12 +348,12 @@ sync_core_init(SyncCore *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 sync_subscript(SyncCore *self, PyObject *key)
 {
-    PyObject *value;
-    if (self->d == NULL) {
+    PyObject *value, *d = LOAD_READY(self->d);
+    if (d == NULL) {
         not_initialised((PyObject *)self);
         return NULL;
     }
-    int found = dict_lookup(self->d, key, &value);
+    int found = dict_lookup(d, key, &value);
     if (found == 0)
         set_key_error(key);
     return value;
@@ -296,14 +365,15 @@ sync_ass_subscript(SyncCore *self, PyObject *key, PyObject *value)
 {
     if (value == NULL)
         return call_method_onearg((PyObject *)self, str_delitem, key);
-    if (self->d == NULL)
+    PyObject *d = LOAD_READY(self->d);
+    if (d == NULL)
         return not_initialised((PyObject *)self);
     if (call_noargs(self->acquire) < 0)
         return -1;
     int status = check_not_computing_locked((PyObject *)self, self->computing, key);
     if (status == 0)
-        status = PyDict_SetItem(self->d, key, value);
-    return release_keeping_error(self->release, status);
+        status = PyDict_SetItem(d, key, value);
+    return release_chaining_error(self->release, status);
 }
 
 static PyMemberDef sync_members[] = {
@@ -317,7 +387,7 @@ static PyMemberDef sync_members[] = {
 
 static PyMethodDef sync_methods[] = {
     {"_core_init", (PyCFunction)(void (*)(void))sync_core_init, METH_FASTCALL,
-     "_core_init(d, acquire, release, computing): set the fields, once."},
+     "_core_init($self, d, acquire, release, computing, /)\n--\n\nSet the fields, once."},
     {NULL},
 };
 
@@ -350,16 +420,16 @@ typedef struct {
     int counting;        /* 1 when stats are on: get counts hits and misses in Python */
 } LockedCore;
 
-CORE_GC(locked, LockedCore, d, computing)
+CORE_GC(locked, offsetof(LockedCore, d), offsetof(LockedCore, rw), offsetof(LockedCore, acquire),
+        offsetof(LockedCore, release), offsetof(LockedCore, computing))
 
 static PyObject *
 locked_core_init(LockedCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (check_nargs(nargs, 6) < 0)
         return NULL;
-    if (check_fresh((PyObject *)self, self->d) < 0 || check_dict("_d", args[0]) < 0 ||
-        check_callable("_acquire", args[2]) < 0 || check_callable("_release", args[3]) < 0 ||
-        check_dict("_computing", args[4]) < 0)
+    if (check_dict("_d", args[0]) < 0 || check_callable("_acquire", args[2]) < 0 ||
+        check_callable("_release", args[3]) < 0 || check_dict("_computing", args[4]) < 0)
         return NULL;
     PyObject *module = PyType_GetModuleByDef(Py_TYPE(self), &speedups_module);
     if (module == NULL)
@@ -369,15 +439,22 @@ locked_core_init(LockedCore *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "_rw must be an RWLock, not %.100s", Py_TYPE(args[1])->tp_name);
         return NULL;
     }
-    int counting = PyObject_IsTrue(args[5]);
-    if (counting < 0)
+    if (check_bool("counting", args[5]) < 0)
         return NULL;
-    self->d = Py_NewRef(args[0]);
-    self->rw = Py_NewRef(args[1]);
-    self->acquire = Py_NewRef(args[2]);
-    self->release = Py_NewRef(args[3]);
-    self->computing = Py_NewRef(args[4]);
-    self->counting = counting;
+    int status;
+    BEGIN_INIT(self);
+    status = check_fresh((PyObject *)self, self->d);
+    if (status == 0) {
+        self->rw = Py_NewRef(args[1]);
+        self->acquire = Py_NewRef(args[2]);
+        self->release = Py_NewRef(args[3]);
+        self->computing = Py_NewRef(args[4]);
+        self->counting = args[5] == Py_True;
+        STORE_READY(self->d, Py_NewRef(args[0]));
+    }
+    END_INIT();
+    if (status < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -407,10 +484,10 @@ wait_rw_locked(LockedCore *self, int for_write)
 static PyObject *
 locked_get(LockedCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *key, *dflt, *value = NULL;
+    PyObject *key, *dflt, *value = NULL, *d = LOAD_READY(self->d);
     if (get_args(args, nargs, &key, &dflt) < 0)
         return NULL;
-    if (self->d == NULL) {
+    if (d == NULL) {
         not_initialised((PyObject *)self);
         return NULL;
     }
@@ -421,12 +498,12 @@ locked_get(LockedCore *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     int status = wait_rw_locked(self, 0);
     if (status == 0) {
-        status = dict_lookup(self->d, key, &value);
+        status = dict_lookup(d, key, &value);
         if (status == 0)
             value = Py_NewRef(dflt);
         status = status < 0 ? -1 : 0;
     }
-    if (release_keeping_error(self->release, status) < 0) {
+    if (release_chaining_error(self->release, status) < 0) {
         Py_XDECREF(value);
         return NULL;
     }
@@ -438,7 +515,8 @@ locked_ass_subscript(LockedCore *self, PyObject *key, PyObject *value)
 {
     if (value == NULL)
         return call_method_onearg((PyObject *)self, str_delitem, key);
-    if (self->d == NULL)
+    PyObject *d = LOAD_READY(self->d);
+    if (d == NULL)
         return not_initialised((PyObject *)self);
     if (call_noargs(self->acquire) < 0)
         return -1;
@@ -446,8 +524,8 @@ locked_ass_subscript(LockedCore *self, PyObject *key, PyObject *value)
     if (status == 0)
         status = check_not_computing_locked((PyObject *)self, self->computing, key);
     if (status == 0)
-        status = PyDict_SetItem(self->d, key, value);
-    return release_keeping_error(self->release, status);
+        status = PyDict_SetItem(d, key, value);
+    return release_chaining_error(self->release, status);
 }
 
 static PyMemberDef locked_members[] = {
@@ -462,9 +540,9 @@ static PyMemberDef locked_members[] = {
 
 static PyMethodDef locked_methods[] = {
     {"_core_init", (PyCFunction)(void (*)(void))locked_core_init, METH_FASTCALL,
-     "_core_init(d, rw, acquire, release, computing, counting): set the fields, once."},
+     "_core_init($self, d, rw, acquire, release, computing, counting, /)\n--\n\nSet the fields, once."},
     {"get", (PyCFunction)(void (*)(void))locked_get, METH_FASTCALL,
-     "get(key, default=None, /): the value for key, else default."},
+     "get($self, key, default=None, /)\n--\n\nThe value for key, else default."},
     {NULL},
 };
 
@@ -495,14 +573,14 @@ typedef struct {
     int plain_get;       /* 1: get is one dict lookup (no maxsize, ttl or stats) */
 } ShardedCore;
 
-CORE_GC(sharded, ShardedCore, maps, computing)
+CORE_GC(sharded, offsetof(ShardedCore, maps), offsetof(ShardedCore, stripes), offsetof(ShardedCore, computing))
 
 static PyObject *
 sharded_core_init(ShardedCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (check_nargs(nargs, 4) < 0)
         return NULL;
-    if (check_fresh((PyObject *)self, self->maps) < 0 || check_dict("_computing", args[2]) < 0)
+    if (check_dict("_computing", args[2]) < 0)
         return NULL;
     PyObject *maps = args[0], *stripes = args[1];
     if (!PyTuple_CheckExact(maps) || !PyTuple_CheckExact(stripes) || PyTuple_GET_SIZE(maps) == 0 ||
@@ -520,14 +598,21 @@ sharded_core_init(ShardedCore *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
-    int plain_get = PyObject_IsTrue(args[3]);
-    if (plain_get < 0)
+    if (check_bool("plain_get", args[3]) < 0)
         return NULL;
-    self->maps = Py_NewRef(maps);
-    self->stripes = Py_NewRef(stripes);
-    self->computing = Py_NewRef(args[2]);
-    self->n = PyTuple_GET_SIZE(maps);
-    self->plain_get = plain_get;
+    int status;
+    BEGIN_INIT(self);
+    status = check_fresh((PyObject *)self, self->maps);
+    if (status == 0) {
+        self->stripes = Py_NewRef(stripes);
+        self->computing = Py_NewRef(args[2]);
+        self->n = PyTuple_GET_SIZE(maps);
+        self->plain_get = args[3] == Py_True;
+        STORE_READY(self->maps, Py_NewRef(maps));
+    }
+    END_INIT();
+    if (status < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -545,10 +630,10 @@ shard_of(ShardedCore *self, PyObject *key)
 static PyObject *
 sharded_get(ShardedCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *key, *dflt, *value;
+    PyObject *key, *dflt, *value, *maps = LOAD_READY(self->maps);
     if (get_args(args, nargs, &key, &dflt) < 0)
         return NULL;
-    if (self->maps == NULL) {
+    if (maps == NULL) {
         not_initialised((PyObject *)self);
         return NULL;
     }
@@ -558,7 +643,7 @@ sharded_get(ShardedCore *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t i = shard_of(self, key);
     if (i < 0)
         return NULL;
-    int found = dict_lookup(PyTuple_GET_ITEM(self->maps, i), key, &value);
+    int found = dict_lookup(PyTuple_GET_ITEM(maps, i), key, &value);
     if (found < 0)
         return NULL;
     return found ? value : Py_NewRef(dflt);
@@ -569,7 +654,7 @@ sharded_ass_subscript(ShardedCore *self, PyObject *key, PyObject *value)
 {
     if (value == NULL)
         return call_method_onearg((PyObject *)self, str_delitem, key);
-    if (self->maps == NULL)
+    if (LOAD_READY(self->maps) == NULL)
         return not_initialised((PyObject *)self);
     Py_ssize_t i = shard_of(self, key);
     if (i < 0)
@@ -589,7 +674,7 @@ sharded_ass_subscript(ShardedCore *self, PyObject *key, PyObject *value)
             Py_XDECREF(r);
         }
     }
-    return release_keeping_error(PyTuple_GET_ITEM(stripe, 1), status);
+    return release_chaining_error(PyTuple_GET_ITEM(stripe, 1), status);
 }
 
 static PyMemberDef sharded_members[] = {
@@ -604,9 +689,9 @@ static PyMemberDef sharded_members[] = {
 
 static PyMethodDef sharded_methods[] = {
     {"_core_init", (PyCFunction)(void (*)(void))sharded_core_init, METH_FASTCALL,
-     "_core_init(maps, stripes, computing, plain_get): set the fields, once."},
+     "_core_init($self, maps, stripes, computing, plain_get, /)\n--\n\nSet the fields, once."},
     {"get", (PyCFunction)(void (*)(void))sharded_get, METH_FASTCALL,
-     "get(key, default=None, /): the value for key, else default. Lock-free."},
+     "get($self, key, default=None, /)\n--\n\nThe value for key, else default. Lock-free."},
     {NULL},
 };
 
@@ -645,8 +730,10 @@ add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **out
 static int
 speedups_exec(PyObject *module)
 {
-#define INTERN(var, text)                                   \
-    if ((var = PyUnicode_InternFromString(text)) == NULL) \
+/* Interned once per process: a second exec (a fresh import after the
+ * module left sys.modules) reuses them. */
+#define INTERN(var, text)                                                   \
+    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) \
         return -1;
     INTERN(str_check_not_computing, "_check_not_computing");
     INTERN(str_delitem, "_delitem");
@@ -695,8 +782,11 @@ speedups_free(void *module)
     speedups_clear((PyObject *)module);
 }
 
-/* With a non-zero m_size, a reload does not run speedups_exec again (which
- * would make new types that the existing map classes do not derive from). */
+/* With a non-zero m_size, importlib.reload does not run speedups_exec
+ * again. A fresh import (after the module left sys.modules) does, and makes
+ * new types; classes built on the old ones keep working, because
+ * locked_core_init finds the state of the module its own type came from
+ * (PyType_GetModuleByDef). */
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "mapsafe._speedups",

@@ -121,7 +121,7 @@ class LockedMap(LockedCore, OneSectionMap):
     # -- short reads --------------------------------------------------------------
 
     # get: LockedCore's, which comes here when stats are on.
-    def _get_slow(self, key: Any, default: Any = None) -> Any:
+    def _get_slow(self, key: Any, default: Any = None, /) -> Any:
         self._acquire()
         try:
             if self._rw._writer is not None:

@@ -291,7 +291,7 @@ class ShardedMap(ShardedCore, MapBase):
     # after the entry is published (see _CacheShard).
 
     # get: ShardedCore's, which comes here for caches and with stats on.
-    def _get_slow(self, key: Any, default: Any = None) -> Any:
+    def _get_slow(self, key: Any, default: Any = None, /) -> Any:
         value = self._maps[hash(key) % self._n].get(key, MISSING)
         if self._cache and value is not MISSING:
             value = self._unwrap(key, value)

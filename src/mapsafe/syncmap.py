@@ -69,7 +69,7 @@ class SyncMap(SyncCore, OneSectionMap):
         "_sec": "the single write section (dict + lock); set once",
         "_profile": "LockProfile of _lock when stats are on, else None; set once",
         "_tally": "hit/miss Tally when stats are on, else None; set once",
-        "get": "m.get(key, default=None): the value for key, else default. Lock-free.",
+        "get": "m.get(key, default=None, /): the value for key, else default. Lock-free.",
         "__weakref__": "",
     }
 
@@ -117,7 +117,7 @@ class SyncMap(SyncCore, OneSectionMap):
     def snapshot(self) -> dict:
         return self._d.copy()  # dict.copy is one atomic dict operation
 
-    def _counted_get(self, key: Any, default: Any = None) -> Any:
+    def _counted_get(self, key: Any, default: Any = None, /) -> Any:
         value = self._d.get(key, MISSING)
         if value is MISSING:
             self._tally.add(1)
