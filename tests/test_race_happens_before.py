@@ -299,8 +299,21 @@ t.join()
         ("mapsafe.SyncMap()", "m['ready'] = True", "'ready' in m"),
         ("mapsafe.LockedMap()", "m.compute('ready', lambda k, old: True)", "m.get('ready')"),
         ("mapsafe.ShardedMap()", "m.load_or_store('ready', True)", "m.get('ready')"),
+        # the hot paths (the C core's, when it is built) and each map's other get
+        ("mapsafe.SyncMap()", "m['ready'] = True", "m.get('ready')"),
+        ("mapsafe.SyncMap(stats=True)", "m['ready'] = True", "m.get('ready')"),
+        ("mapsafe.SyncMap()", "m['ready'] = True", "m.load('ready')[1] and m['ready']"),
+        ("mapsafe.LockedMap()", "m['ready'] = True", "m.get('ready')"),
+        ("mapsafe.LockedMap(stats=True)", "m['ready'] = True", "m.get('ready')"),
+        ("mapsafe.ShardedMap()", "m['ready'] = True", "m.get('ready')"),
+        ("mapsafe.ShardedMap(maxsize=64, ttl=60)", "m['ready'] = True", "m.get('ready')"),
     ],
-    ids=["SyncMap store/load", "SyncMap setitem/in", "LockedMap compute/get", "ShardedMap load_or_store/get"],
+    ids=[
+        "SyncMap store/load", "SyncMap setitem/in", "LockedMap compute/get", "ShardedMap load_or_store/get",
+        "SyncMap setitem/get", "SyncMap stats setitem/get", "SyncMap setitem/getitem",
+        "LockedMap setitem/get", "LockedMap stats setitem/get", "ShardedMap setitem/get",
+        "ShardedMap cache setitem/get",
+    ],
 )
 def test_mapsafe_map_write_happens_before_the_read_that_observes_it(ctor, publish, observe):
     _check(MAPS.format(ctor=ctor, publish=publish, observe=observe), False, set())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import types
 from typing import Any, Callable
 
 from . import runtime
@@ -296,7 +297,7 @@ _MAP_READS = (
     "load", "get", "__getitem__", "__contains__", "__len__", "__iter__", "keys", "values", "items",
     "range", "snapshot", "copy", "__eq__", "__repr__",
     # bound per instance as `get` by some maps, so patched under their own names
-    "_get_plain", "_get_full", "_counted_get",
+    "_get_plain", "_get_slow", "_counted_get",
 )
 _MAP_WRITES = (
     "store", "__setitem__", "__delitem__", "delete", "load_or_store", "load_and_delete", "swap",
@@ -334,6 +335,18 @@ def _patch_maps() -> None:
 
         return write
 
+    def wrapping_instance_get(orig):
+        # SyncMap binds its dict's own get to each instance (a slot), out of
+        # reach of the class patches above: wrap it per instance.
+        def init(self, *args, **kwargs):
+            orig(self, *args, **kwargs)
+            raw = self.get
+            if isinstance(raw, types.BuiltinMethodType):
+                self.get = functools.partial(reading(lambda _self, *a: raw(*a)), self)
+
+        return init
+
+    _patch(mapsafe.SyncMap, "__init__", wrapping_instance_get)
     done = set()
     for cls_name in ("SyncMap", "LockedMap", "ShardedMap"):
         cls = getattr(mapsafe, cls_name, None)
