@@ -7,6 +7,7 @@ It is read once, at import.
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from types import ModuleType
@@ -21,7 +22,7 @@ def _load(choice: str) -> tuple[str, ModuleType]:
         raise ConfigError(f"MAPSAFE_CORE must be one of {', '.join(CHOICES)}; got {choice!r}")
     if choice != "python":
         try:
-            from . import _speedups
+            speedups = importlib.import_module(f"{__package__}._speedups")
         except ImportError as exc:
             if choice == "c":
                 raise ConfigError(f"MAPSAFE_CORE=c, but the C core is not built ({exc})") from None
@@ -32,7 +33,7 @@ def _load(choice: str) -> tuple[str, ModuleType]:
                 stacklevel=2,
             )
         else:
-            return "c", _speedups
+            return "c", speedups
     from . import _pycore
 
     return "python", _pycore
