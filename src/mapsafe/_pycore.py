@@ -114,7 +114,7 @@ class ShardedCore:
     __slots__ = {
         "_maps": "each shard's dict, for lock-free reads; set once",
         "_stripes": "per shard (acquire, release, dict, put_locked or None when plain); set once",
-        "_computing": "key -> ident of the thread computing it; changed holding the key's shard",
+        "_computing": "key -> ident of the thread computing it; changed holding the key's shard (and _callback_lock)",
         "_n": "number of shards; set once",
         "get": "m.get(key, default=None, /): the value for key, else default. Lock-free.",
     }

@@ -288,7 +288,6 @@ class RWLock(RWCore):
 class _ReadHold:
     """The context manager ``RWLock.read()`` returns (a class: cheaper than a generator)."""
 
-    # RWCore holds _readers and _writer, which LockedMap's fast paths read.
     __slots__ = ("_lock",)
 
     def __init__(self, lock: RWLock) -> None:
@@ -304,7 +303,6 @@ class _ReadHold:
 class _WriteHold(_ReadHold):
     """The context manager ``RWLock.write()`` returns."""
 
-    # RWCore holds _readers and _writer, which LockedMap's fast paths read.
     __slots__ = ()
 
     def __enter__(self) -> None:
