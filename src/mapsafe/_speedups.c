@@ -158,38 +158,23 @@ check_not_computing_locked(PyObject *self, PyObject *computing, PyObject *key)
     return call_method_onearg(self, str_check_not_computing, key);
 }
 
+/* TypeError "<what> must be <expected>, not <type>" unless ok. */
 static int
-check_dict(const char *what, PyObject *obj)
+check_arg(int ok, const char *what, const char *expected, PyObject *obj)
 {
-    /* Exactly a dict: the fast paths bypass a subclass's __getitem__/__missing__. */
-    if (!PyDict_CheckExact(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a dict, not %.100s", what, Py_TYPE(obj)->tp_name);
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "%s must be %s, not %.100s", what, expected, Py_TYPE(obj)->tp_name);
         return -1;
     }
     return 0;
 }
 
-static int
-check_callable(const char *what, PyObject *obj)
-{
-    if (!PyCallable_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be callable, not %.100s", what, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    return 0;
-}
-
+/* Exactly a dict: the fast paths bypass a subclass's __getitem__/__missing__. */
+#define check_dict(what, obj) check_arg(PyDict_CheckExact(obj), what, "a dict", obj)
+#define check_callable(what, obj) check_arg(PyCallable_Check(obj), what, "callable", obj)
 /* A bool, not any object: its truth test could run Python code, which
  * could call _core_init again between check_fresh and the stores. */
-static int
-check_bool(const char *what, PyObject *obj)
-{
-    if (!PyBool_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a bool, not %.100s", what, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    return 0;
-}
+#define check_bool(what, obj) check_arg(PyBool_Check(obj), what, "a bool", obj)
 
 static int
 check_nargs(Py_ssize_t nargs, Py_ssize_t want)
