@@ -143,19 +143,27 @@ release_chaining_error(PyObject *release, int status)
     return -1;
 }
 
-/* Raise RecursiveUpdateError if this thread's compute callback is computing
- * key. Called holding the lock that guards writes of key; `computing` may
- * change meanwhile for keys of other shards, so each look is one atomic
- * dict operation (PyDict_Size, PyDict_Contains). */
+/* m[k] = v, called holding the lock that guards writes of key: first
+ * RecursiveUpdateError if this thread's compute callback is computing key,
+ * then the store, into d, or through put(key, value) when put is not None
+ * (a cache shard's put_locked). `computing` may change meanwhile for keys
+ * of other shards, so each look at it is one atomic dict operation
+ * (PyDict_Size, PyDict_Contains). */
 static int
-check_not_computing_locked(PyObject *self, PyObject *computing, PyObject *key)
+store_locked(PyObject *self, PyObject *computing, PyObject *d, PyObject *put, PyObject *key, PyObject *value)
 {
-    if (PyDict_Size(computing) == 0)
-        return 0;
-    int busy = PyDict_Contains(computing, key);
-    if (busy <= 0)
-        return busy;
-    return call_method_onearg(self, str_check_not_computing, key);
+    if (PyDict_Size(computing) != 0) {
+        int busy = PyDict_Contains(computing, key);
+        if (busy < 0 || (busy && call_method_onearg(self, str_check_not_computing, key) < 0))
+            return -1;
+    }
+    if (put == Py_None)
+        return PyDict_SetItem(d, key, value);
+    PyObject *r = PyObject_CallFunctionObjArgs(put, key, value, NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
 }
 
 /* TypeError "<what> must be <expected>, not <type>" unless ok. */
@@ -355,9 +363,7 @@ sync_ass_subscript(SyncCore *self, PyObject *key, PyObject *value)
         return not_initialised((PyObject *)self);
     if (call_noargs(self->acquire) < 0)
         return -1;
-    int status = check_not_computing_locked((PyObject *)self, self->computing, key);
-    if (status == 0)
-        status = PyDict_SetItem(d, key, value);
+    int status = store_locked((PyObject *)self, self->computing, d, Py_None, key, value);
     return release_chaining_error(self->release, status);
 }
 
@@ -507,9 +513,7 @@ locked_ass_subscript(LockedCore *self, PyObject *key, PyObject *value)
         return -1;
     int status = wait_rw_locked(self, 1);
     if (status == 0)
-        status = check_not_computing_locked((PyObject *)self, self->computing, key);
-    if (status == 0)
-        status = PyDict_SetItem(d, key, value);
+        status = store_locked((PyObject *)self, self->computing, d, Py_None, key, value);
     return release_chaining_error(self->release, status);
 }
 
@@ -645,20 +649,10 @@ sharded_ass_subscript(ShardedCore *self, PyObject *key, PyObject *value)
     if (i < 0)
         return -1;
     PyObject *stripe = PyTuple_GET_ITEM(self->stripes, i);
-    PyObject *put = PyTuple_GET_ITEM(stripe, 3);
     if (call_noargs(PyTuple_GET_ITEM(stripe, 0)) < 0)
         return -1;
-    int status = check_not_computing_locked((PyObject *)self, self->computing, key);
-    if (status == 0) {
-        if (put == Py_None) {
-            status = PyDict_SetItem(PyTuple_GET_ITEM(stripe, 2), key, value);
-        }
-        else {
-            PyObject *r = PyObject_CallFunctionObjArgs(put, key, value, NULL);
-            status = r == NULL ? -1 : 0;
-            Py_XDECREF(r);
-        }
-    }
+    int status = store_locked((PyObject *)self, self->computing, PyTuple_GET_ITEM(stripe, 2),
+                              PyTuple_GET_ITEM(stripe, 3), key, value);
     return release_chaining_error(PyTuple_GET_ITEM(stripe, 1), status);
 }
 
