@@ -91,12 +91,12 @@ def core(request):
 
 def init_args(core, kind, d, lock, put=None):
     if kind == "sync":
-        return (d, lock.acquire, lock.release, {})
+        return (d, lock, {})
     if kind == "locked":
         rw = type("RW", (core.RWCore,), {"__slots__": ()})()
-        rw._writer, rw._readers = None, {}
-        return (d, rw, lock.acquire, lock.release, {}, False)
-    return ((d,), ((lock.acquire, lock.release, d, put),), {}, True)
+        rw._core_init(threading.RLock(), None)
+        return (d, rw, lock, {}, False)
+    return ((d,), ((lock, lock.acquire, lock.release, d, put),), {}, True)
 
 
 def bare(core, kind, d, lock, put=None):
@@ -144,18 +144,27 @@ def test_core_sharded_put_runs_locked_and_its_error_releases_the_lock(core):
 def test_core_failing_release_raises_with_the_first_error_as_its_context(core):
     # Regression: the C core cleared release()'s exception, so it was lost; the
     # pure core's `finally: release()` raises it, with the store's error as __context__.
-    lock = threading.Lock()
+    raw = threading.Lock()
 
-    def release():
-        lock.release()
-        raise Boom("release")
+    class FailingRelease:
+        acquire = raw.acquire
+
+        def release(self):
+            raw.release()
+            raise Boom("release")
+
+        def __enter__(self):
+            raw.acquire()
+
+        def __exit__(self, *exc_info):
+            self.release()
 
     m = type("Bare", (core.SyncCore,), {"__slots__": ()})()
-    m._core_init({}, lock.acquire, release, {})
+    m._core_init({}, FailingRelease(), {})
     with pytest.raises(Boom) as err:
         m[[1]] = 1
     assert err.value.args == ("release",) and type(err.value.__context__) is TypeError
-    assert not lock.locked()
+    assert not raw.locked()
 
 
 @pytest.mark.parametrize("key", [(), (1,), (1, 2)])

@@ -1,11 +1,12 @@
-/* _speedups: the C core, the maps' hot paths in C (_pycore.py is the same in Python).
+/* _speedups: the C core, the maps' hot paths and the RWLock in C (_pycore.py is the same in Python).
  *
- * Each type here is the base of one map (SyncCore of SyncMap, LockedCore of
- * LockedMap, ShardedCore of ShardedMap) or of RWLock (RWCore). It holds the
- * fields its hot paths read, and implements only those paths: reads, stores
- * and the dispatch of `del m[k]`. Everything else, including every slow
- * path (contention, stats, caches, recursive-update errors), is Python in
- * the subclass, which these functions call back into by name.
+ * Each map type here is the base of one map (SyncCore of SyncMap, LockedCore
+ * of LockedMap, ShardedCore of ShardedMap): it holds the fields its hot paths
+ * read, and implements only those paths: reads, stores and the dispatch of
+ * `del m[k]`. Every other map path (stats, caches, recursive-update errors)
+ * is Python in the subclass, which these functions call back into by name.
+ * RWCore is the whole of an RWLock's state machine, waits included, and
+ * ProfiledRLock is the contention-counting lock of maps with stats=True.
  *
  * Fields are set once, by _core_init, and a second _core_init raises, so
  * reading a field needs no lock. Each core's "ready" field (the one its hot
@@ -13,12 +14,21 @@
  * with acquire ordering (LOAD_READY/STORE_READY), so even a thread that gets
  * hold of an object before its __init__ returns sees all fields or none.
  *
+ * Exception safety. A signal handler's exception (Ctrl-C, SIGTERM ->
+ * sys.exit) can only surface where Python code runs or where a wait is
+ * interruptible. Between taking a lock and being inside the protected part,
+ * and in every release, this file runs no Python code, so no lock is ever
+ * left held. The two interruptible waits (a contended mutex, an RWLock
+ * waiter's own lock) are handled on the spot: the state is restored and the
+ * wake-up passed on before the exception is raised (see rw_wait_locked).
+ *
  * Free-threaded CPython: the module declares Py_MOD_GIL_NOT_USED. The only
  * operations treated as atomic are single dict operations (PyDict_*), which
  * lock the dict internally on free-threaded builds. Dict reads use
  * PyDict_GetItemRef there (a strong reference: a borrowed one could be
  * freed by a concurrent store). Everything else runs holding the map's
- * lock, exactly as the Python core does.
+ * lock, exactly as the Python core does; counters that other threads read
+ * without the lock use relaxed atomic loads and stores.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -146,24 +156,28 @@ release_chaining_error(PyObject *release, int status)
 /* m[k] = v, called holding the lock that guards writes of key: first
  * RecursiveUpdateError if this thread's compute callback is computing key,
  * then the store, into d, or through put(key, value) when put is not None
- * (a cache shard's put_locked). `computing` may change meanwhile for keys
- * of other shards, so each look at it is one atomic dict operation
- * (PyDict_Size, PyDict_Contains). */
+ * (a cache shard's put_locked, which returns what it replaced or evicted).
+ * *old gets a new reference to the value replaced (or NULL), for the caller
+ * to drop after releasing the lock: its __del__ may use the map.
+ * `computing` may change meanwhile for keys of other shards, so each look
+ * at it is one atomic dict operation (PyDict_Size, PyDict_Contains). */
 static int
-store_locked(PyObject *self, PyObject *computing, PyObject *d, PyObject *put, PyObject *key, PyObject *value)
+store_locked(PyObject *self, PyObject *computing, PyObject *d, PyObject *put, PyObject *key, PyObject *value,
+             PyObject **old)
 {
+    *old = NULL;
     if (PyDict_Size(computing) != 0) {
         int busy = PyDict_Contains(computing, key);
         if (busy < 0 || (busy && call_method_onearg(self, str_check_not_computing, key) < 0))
             return -1;
     }
-    if (put == Py_None)
+    if (put == Py_None) {
+        if (dict_lookup(d, key, old) < 0)
+            return -1;
         return PyDict_SetItem(d, key, value);
-    PyObject *r = PyObject_CallFunctionObjArgs(put, key, value, NULL);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
+    }
+    *old = PyObject_CallFunctionObjArgs(put, key, value, NULL);
+    return *old == NULL ? -1 : 0;
 }
 
 /* TypeError "<what> must be <expected>, not <type>" unless ok. */
@@ -261,31 +275,1140 @@ clear_fields(PyObject *self, const Py_ssize_t *offsets)
         Py_DECREF(tp);                                                        \
     }
 
-/* -- RWCore: the state of an RWLock that LockedMap's fast paths read ------------ */
+/* -- saved exceptions, time, relaxed counters, fault points ----------------------- */
 
+/* The first exception of a clean-up that must finish anyway; later ones are
+ * dropped (a second Ctrl-C while the first is being handled). */
+typedef struct {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc;
+#else
+    PyObject *type, *value, *tb;
+#endif
+} saved_error;
+
+static void
+save_error(saved_error *s)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+    if (s->exc == NULL)
+        s->exc = exc;
+    else
+        Py_XDECREF(exc);
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (s->type == NULL) {
+        s->type = type;
+        s->value = value;
+        s->tb = tb;
+    }
+    else {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
+#endif
+}
+
+static int
+has_saved_error(saved_error *s)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return s->exc != NULL;
+#else
+    return s->type != NULL;
+#endif
+}
+
+/* Raise the saved exception, if any: -1 if there was one. */
+static int
+restore_error(saved_error *s)
+{
+    if (!has_saved_error(s))
+        return 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(s->exc);
+    s->exc = NULL;
+#else
+    PyErr_Restore(s->type, s->value, s->tb);
+    s->type = s->value = s->tb = NULL;
+#endif
+    return -1;
+}
+
+static int64_t
+now_ns(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyTime_t t = 0;
+    (void)PyTime_PerfCounterRaw(&t);
+    return (int64_t)t;
+#else
+    return (int64_t)_PyTime_GetPerfCounter();
+#endif
+}
+
+/* Counters written by one thread at a time (the lock holder) and read by any. */
+#ifdef Py_GIL_DISABLED
+#define LOAD_SSIZE(field) _Py_atomic_load_ssize_relaxed(&(field))
+#define STORE_SSIZE(field, value) _Py_atomic_store_ssize_relaxed(&(field), (value))
+#define LOAD_I64(field) _Py_atomic_load_int64_relaxed(&(field))
+#define STORE_I64(field, value) _Py_atomic_store_int64_relaxed(&(field), (value))
+#else
+#define LOAD_SSIZE(field) (field)
+#define STORE_SSIZE(field, value) ((field) = (value))
+#define LOAD_I64(field) (field)
+#define STORE_I64(field, value) ((field) = (value))
+#endif
+
+/* MAPSAFE_FAULTS=1 at import: FAULT(name) calls mapsafe._faults.point(name),
+ * which may raise. Otherwise it is one test of a static. */
+static int faults_enabled;
+static PyObject *faults_point; /* mapsafe._faults.point, when enabled */
+
+static int
+fault_point(const char *name)
+{
+    PyObject *arg = PyUnicode_FromString(name);
+    if (arg == NULL)
+        return -1;
+    PyObject *r = PyObject_CallOneArg(faults_point, arg);
+    Py_DECREF(arg);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+#define FAULT(name) (faults_enabled ? fault_point(name) : 0)
+
+/* -- thread tokens ------------------------------------------------------------------ */
+
+/* What identifies a thread to an RWLock and to the compute family: a weak
+ * reference to a Token that the thread's own state dict keeps alive. Unlike
+ * an ident it is never reused, and a dead thread's is recognisable (the
+ * reference is dead). Token holds the reference it hands out. */
 typedef struct {
     PyObject_HEAD
-    /* ident of the thread holding the write lock, or None; guarded by the
-     * RWLock's _mu (see rwlock.py for the invariants). */
-    PyObject *writer;
-    /* thread ident -> read hold count; guarded by _mu. */
-    PyObject *readers;
+    PyObject *weakreflist;
+    PyObject *ref; /* a weak reference to this token; set once */
+} Token;
+
+static PyObject *token_type;   /* the Token type (a static: tokens are looked up by key, never type-checked) */
+static PyObject *str_token_key; /* the key of the token in each thread's state dict */
+
+static void
+token_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    Token *t = (Token *)self;
+    if (t->weakreflist != NULL)
+        PyObject_ClearWeakRefs(self);
+    Py_CLEAR(t->ref);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef token_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(Token, weakreflist), READONLY},
+    {NULL},
+};
+
+static PyType_Slot token_slots[] = {
+    {Py_tp_doc, "A thread's identity for mapsafe's locks; lives exactly as long as the thread."},
+    {Py_tp_dealloc, token_dealloc},
+    {Py_tp_members, token_members},
+    {0, NULL},
+};
+
+static PyType_Spec token_spec = {"mapsafe._speedups.Token", sizeof(Token), 0, Py_TPFLAGS_DEFAULT, token_slots};
+
+/* This thread's token (a new reference to the weak reference), or NULL. */
+static PyObject *
+get_token(void)
+{
+    PyObject *tsdict = PyThreadState_GetDict(); /* borrowed; this thread's own */
+    if (tsdict == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "mapsafe: this thread has no state dict");
+        return NULL;
+    }
+    PyObject *token;
+    int found = dict_lookup(tsdict, str_token_key, &token);
+    if (found < 0)
+        return NULL;
+    if (found) {
+        PyObject *ref = Py_NewRef(((Token *)token)->ref);
+        Py_DECREF(token);
+        return ref;
+    }
+    token = PyObject_CallNoArgs(token_type);
+    if (token == NULL)
+        return NULL;
+    PyObject *ref = PyWeakref_NewRef(token, NULL);
+    if (ref == NULL || PyDict_SetItem(tsdict, str_token_key, token) < 0) {
+        Py_XDECREF(ref);
+        Py_DECREF(token);
+        return NULL;
+    }
+    ((Token *)token)->ref = Py_NewRef(ref);
+    Py_DECREF(token); /* the state dict keeps it alive until the thread ends */
+    return ref;
+}
+
+static PyObject *
+thread_token(PyObject *module, PyObject *unused)
+{
+    return get_token();
+}
+
+/* 1 if the token's thread has ended. */
+static int
+token_dead(PyObject *ref)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *obj;
+    int alive = PyWeakref_GetRef(ref, &obj);
+    Py_XDECREF(obj);
+    if (alive < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return !alive;
+#else
+    return PyWeakref_GetObject(ref) == Py_None;
+#endif
+}
+
+/* -- ProfiledRLock ------------------------------------------------------------------ */
+
+/* A reentrant lock that counts acquisitions, contended ones and time waited.
+ * The counting happens in C right after the raw acquire succeeds, so no
+ * Python code (and so no signal handler) runs between taking the lock and
+ * returning it taken. The counters are written only by the holder. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *raw;         /* the RLock itself; set once */
+    PyObject *raw_acquire; /* raw.acquire; set once */
+    PyObject *raw_release; /* raw.release; set once */
+    Py_ssize_t acquisitions; /* successful acquisitions; written holding raw */
+    Py_ssize_t contended;    /* acquisitions that had to wait, and condition waits; written holding raw */
+    int64_t wait_ns;         /* total time waited; written holding raw */
+} ProfiledRLock;
+
+CORE_GC(prof, offsetof(ProfiledRLock, raw), offsetof(ProfiledRLock, raw_acquire), offsetof(ProfiledRLock, raw_release))
+
+static PyObject *rlock_type; /* threading.RLock's C type, what ProfiledRLock wraps */
+
+static PyObject *
+prof_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *raw = NULL;
+    static char *kwlist[] = {"raw", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:ProfiledRLock", kwlist, &raw))
+        return NULL;
+    if (raw == NULL || raw == Py_None)
+        raw = PyObject_CallNoArgs(rlock_type);
+    else if (Py_TYPE(raw) != (PyTypeObject *)rlock_type) {
+        PyErr_Format(PyExc_TypeError, "raw must be a threading.RLock, not %.100s", Py_TYPE(raw)->tp_name);
+        return NULL;
+    }
+    else
+        Py_INCREF(raw);
+    if (raw == NULL)
+        return NULL;
+    ProfiledRLock *self = (ProfiledRLock *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(raw);
+        return NULL;
+    }
+    self->raw = raw;
+    self->raw_acquire = PyObject_GetAttrString(raw, "acquire");
+    self->raw_release = PyObject_GetAttrString(raw, "release");
+    if (self->raw_acquire == NULL || self->raw_release == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+prof_count(ProfiledRLock *self, int contended, int64_t waited)
+{
+    STORE_SSIZE(self->acquisitions, LOAD_SSIZE(self->acquisitions) + 1);
+    if (contended) {
+        STORE_SSIZE(self->contended, LOAD_SSIZE(self->contended) + 1);
+        STORE_I64(self->wait_ns, LOAD_I64(self->wait_ns) + waited);
+    }
+}
+
+/* 1 acquired, 0 not (non-blocking or timed out), -1 error (not acquired). */
+static int
+prof_acquire_impl(ProfiledRLock *self, int blocking, PyObject *timeout)
+{
+    PyObject *r = PyObject_CallOneArg(self->raw_acquire, Py_False);
+    if (r == NULL)
+        return -1;
+    int got = r == Py_True;
+    Py_DECREF(r);
+    if (got) {
+        prof_count(self, 0, 0);
+        return 1;
+    }
+    if (!blocking)
+        return 0;
+    int64_t start = now_ns();
+    r = PyObject_CallFunctionObjArgs(self->raw_acquire, Py_True, timeout, NULL);
+    if (r == NULL)
+        return -1;
+    got = r == Py_True;
+    Py_DECREF(r);
+    if (got)
+        prof_count(self, 1, now_ns() - start);
+    return got;
+}
+
+static int
+parse_acquire_args(PyObject *args, PyObject *kwds, const char *fname, int *blocking, PyObject **timeout)
+{
+    static char *kwlist[] = {"blocking", "timeout", NULL};
+    PyObject *b = Py_True, *t = NULL;
+    char fmt[64];
+    PyOS_snprintf(fmt, sizeof fmt, "|OO:%s", fname);
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, fmt, kwlist, &b, &t))
+        return -1;
+    int truth = PyObject_IsTrue(b);
+    if (truth < 0)
+        return -1;
+    *blocking = truth;
+    *timeout = t;
+    return 0;
+}
+
+/* A timeout as seconds, < 0 for none; -2 (with an exception) on error. */
+static double
+timeout_seconds(PyObject *timeout)
+{
+    if (timeout == NULL || timeout == Py_None)
+        return -1;
+    double t = PyFloat_AsDouble(timeout);
+    if (t == -1 && PyErr_Occurred())
+        return -2;
+    return t;
+}
+
+static PyObject *
+prof_acquire(ProfiledRLock *self, PyObject *args, PyObject *kwds)
+{
+    int blocking;
+    PyObject *timeout;
+    if (parse_acquire_args(args, kwds, "acquire", &blocking, &timeout) < 0)
+        return NULL;
+    PyObject *t = timeout == NULL ? PyFloat_FromDouble(-1) : Py_NewRef(timeout);
+    if (t == NULL)
+        return NULL;
+    int got = prof_acquire_impl(self, blocking, t);
+    Py_DECREF(t);
+    if (got < 0)
+        return NULL;
+    return PyBool_FromLong(got);
+}
+
+static PyObject *minus_one; /* the float -1.0: "no timeout" */
+
+static PyObject *
+prof_enter(ProfiledRLock *self, PyObject *unused)
+{
+    if (prof_acquire_impl(self, 1, minus_one) < 0)
+        return NULL;
+    return Py_NewRef(self);
+}
+
+static PyObject *
+prof_release(ProfiledRLock *self, PyObject *unused)
+{
+    return PyObject_CallNoArgs(self->raw_release);
+}
+
+static PyObject *
+prof_exit(ProfiledRLock *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return PyObject_CallNoArgs(self->raw_release);
+}
+
+static PyObject *
+prof_is_owned(ProfiledRLock *self, PyObject *unused)
+{
+    return PyObject_CallMethod(self->raw, "_is_owned", NULL);
+}
+
+static PyObject *
+prof_add_wait(ProfiledRLock *self, PyObject *seconds)
+{
+    double s = PyFloat_AsDouble(seconds);
+    if (s == -1 && PyErr_Occurred())
+        return NULL;
+    STORE_SSIZE(self->contended, LOAD_SSIZE(self->contended) + 1);
+    STORE_I64(self->wait_ns, LOAD_I64(self->wait_ns) + (int64_t)(s * 1e9));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+prof_get_acquisitions(ProfiledRLock *self, void *unused)
+{
+    return PyLong_FromSsize_t(LOAD_SSIZE(self->acquisitions));
+}
+
+static PyObject *
+prof_get_contended(ProfiledRLock *self, void *unused)
+{
+    return PyLong_FromSsize_t(LOAD_SSIZE(self->contended));
+}
+
+static PyObject *
+prof_get_wait_seconds(ProfiledRLock *self, void *unused)
+{
+    return PyFloat_FromDouble((double)LOAD_I64(self->wait_ns) / 1e9);
+}
+
+static PyObject *
+prof_as_dict(ProfiledRLock *self, PyObject *unused)
+{
+    return Py_BuildValue("{s:n,s:n,s:d}", "acquisitions", LOAD_SSIZE(self->acquisitions), "contended",
+                         LOAD_SSIZE(self->contended), "wait_seconds", (double)LOAD_I64(self->wait_ns) / 1e9);
+}
+
+static PyGetSetDef prof_getset[] = {
+    {"acquisitions", (getter)prof_get_acquisitions, NULL, "successful acquisitions"},
+    {"contended", (getter)prof_get_contended, NULL, "acquisitions (and condition waits) that had to wait"},
+    {"wait_seconds", (getter)prof_get_wait_seconds, NULL, "total time spent waiting"},
+    {NULL},
+};
+
+static PyMemberDef prof_members[] = {
+    {"_raw", T_OBJECT_EX, offsetof(ProfiledRLock, raw), READONLY, "the RLock itself"},
+    {NULL},
+};
+
+static PyObject *prof_recursion_count(ProfiledRLock *self, PyObject *unused);
+static PyObject *str_recursion_count;
+
+static PyMethodDef prof_methods[] = {
+    {"_recursion_count", (PyCFunction)prof_recursion_count, METH_NOARGS, NULL},
+    {"acquire", (PyCFunction)(void (*)(void))prof_acquire, METH_VARARGS | METH_KEYWORDS,
+     "acquire($self, /, blocking=True, timeout=-1)\n--\n\nTake the lock, counting whether that waited."},
+    {"release", (PyCFunction)prof_release, METH_NOARGS, "release($self, /)\n--\n\nRelease one hold."},
+    {"__enter__", (PyCFunction)prof_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))prof_exit, METH_FASTCALL, NULL},
+    {"_is_owned", (PyCFunction)prof_is_owned, METH_NOARGS, NULL},
+    {"add_wait", (PyCFunction)prof_add_wait, METH_O,
+     "add_wait($self, seconds, /)\n--\n\nCount a wait that happened while the lock was held."},
+    {"as_dict", (PyCFunction)prof_as_dict, METH_NOARGS, "as_dict($self, /)\n--\n\nThe counters."},
+    {NULL},
+};
+
+static PyType_Slot prof_slots[] = {
+    {Py_tp_doc, "ProfiledRLock(raw=None)\n--\n\nA reentrant lock that counts acquisitions, contended ones "
+                "and time waited (what stats=True maps lock with)."},
+    {Py_tp_new, prof_new},
+    {Py_tp_traverse, prof_traverse},
+    {Py_tp_clear, prof_clear},
+    {Py_tp_dealloc, prof_dealloc},
+    {Py_tp_members, prof_members},
+    {Py_tp_getset, prof_getset},
+    {Py_tp_methods, prof_methods},
+    {0, NULL},
+};
+
+static PyType_Spec prof_spec = {
+    "mapsafe._speedups.ProfiledRLock", sizeof(ProfiledRLock), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    prof_slots,
+};
+
+/* -- RWCore: an RWLock's state machine ---------------------------------------------- */
+
+/* rwlock.py documents the semantics; _pycore.RWCore is the same in Python.
+ * Every field is guarded by mu (an RLock), which LockedMap's short
+ * operations also hold for their whole duration. Waiting uses per-waiter
+ * raw locks in two queues (rq for readers, wq for writers), not
+ * threading.Condition, whose wait() has an interrupt window between
+ * releasing its lock and the try that restores it. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *writer;  /* token of the write-lock holder, or None */
+    PyObject *readers; /* token -> read hold count (no zero counts) */
+    PyObject *mu;      /* the RLock guarding everything here; set once */
+    PyObject *mu_acquire, *mu_release; /* its bound methods; set once */
+    PyObject *rq;      /* list of raw locks of blocked readers, each held until notified */
+    PyObject *wq;      /* the same for blocked writers */
+    PyObject *profile; /* a ProfiledRLock (add_wait) when stats are on, else None; set once */
+    Py_ssize_t write_depth;     /* nested holds of writer; 0 iff writer is None */
+    Py_ssize_t waiting_writers; /* threads blocked wanting to write (RWLock or short writes) */
+    Py_ssize_t waiting_readers; /* threads blocked in acquire_read */
+    Py_ssize_t read_passes;     /* readers let in ahead of waiting writers when a write ended; <= waiting_readers */
+    Py_ssize_t read_gen;        /* counts hand-offs to readers */
 } RWCore;
 
-CORE_GC(rw, offsetof(RWCore, writer), offsetof(RWCore, readers))
+CORE_GC(rw, offsetof(RWCore, writer), offsetof(RWCore, readers), offsetof(RWCore, mu),
+        offsetof(RWCore, mu_acquire), offsetof(RWCore, mu_release), offsetof(RWCore, rq), offsetof(RWCore, wq),
+        offsetof(RWCore, profile))
+
+static PyObject *allocate_lock; /* _thread.allocate_lock */
+static PyObject *str_is_owned, *str_release_save, *str_acquire_restore, *str_at_fork_reinit;
+static PyObject *str_acquire, *str_release, *str_remove;
+
+static PyObject *
+rw_core_init(RWCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs(nargs, 2) < 0)
+        return NULL;
+    if (Py_TYPE(args[0]) != (PyTypeObject *)rlock_type) {
+        PyErr_Format(PyExc_TypeError, "_mu must be a threading.RLock, not %.100s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    int status;
+    BEGIN_INIT(self);
+    status = check_fresh((PyObject *)self, self->mu);
+    if (status == 0) {
+        self->writer = Py_NewRef(Py_None);
+        self->readers = PyDict_New();
+        self->rq = PyList_New(0);
+        self->wq = PyList_New(0);
+        self->mu_acquire = PyObject_GetAttr(args[0], str_acquire);
+        self->mu_release = PyObject_GetAttr(args[0], str_release);
+        self->profile = Py_NewRef(args[1]);
+        if (self->readers == NULL || self->rq == NULL || self->wq == NULL || self->mu_acquire == NULL ||
+            self->mu_release == NULL)
+            status = -1;
+        else
+            STORE_READY(self->mu, Py_NewRef(args[0]));
+    }
+    END_INIT();
+    if (status < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int
+rw_ready(RWCore *self)
+{
+    if (LOAD_READY(self->mu) == NULL)
+        return not_initialised((PyObject *)self);
+    return 0;
+}
+
+/* Take mu; -1 if a signal handler raised while it was contended (not taken). */
+static int
+rw_lock(RWCore *self)
+{
+    return call_noargs(self->mu_acquire);
+}
+
+/* Take mu whatever happens: a release must finish. An exception while
+ * waiting for it is saved, to be raised once the release is done. */
+static void
+rw_lock_surely(RWCore *self, saved_error *saved)
+{
+    if (FAULT("rw.release.mu") < 0) /* as if a signal landed while waiting for mu */
+        save_error(saved);
+    for (int tries = 0; call_noargs(self->mu_acquire) < 0; tries++) {
+        save_error(saved);
+        if (tries > 1000) { /* not a signal: something is badly wrong; never spin forever */
+            Py_FatalError("mapsafe: cannot re-acquire an RWLock's mutex");
+        }
+    }
+}
+
+static void
+rw_unlock(RWCore *self, saved_error *saved)
+{
+    if (call_noargs(self->mu_release) < 0)
+        save_error(saved);
+}
+
+/* Pop and release up to n waiters of queue. Only C calls: cannot be interrupted. */
+static int
+notify_locked(PyObject *queue, Py_ssize_t n)
+{
+    while (n-- > 0 && PyList_GET_SIZE(queue) > 0) {
+        PyObject *waiter = Py_NewRef(PyList_GET_ITEM(queue, 0));
+        if (PySequence_DelItem(queue, 0) < 0) {
+            Py_DECREF(waiter);
+            return -1;
+        }
+        PyObject *r = PyObject_CallMethodNoArgs(waiter, str_release);
+        Py_DECREF(waiter);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+/* After a write: first the readers that queued behind writers (so they
+ * cannot starve), else one waiting writer (and any short reads), else all readers. */
+static int
+rw_wake_locked(RWCore *self)
+{
+    if (self->waiting_readers && self->waiting_writers) {
+        STORE_SSIZE(self->read_passes, self->waiting_readers);
+        STORE_SSIZE(self->read_gen, self->read_gen + 1);
+        return notify_locked(self->rq, PY_SSIZE_T_MAX);
+    }
+    if (self->waiting_writers && notify_locked(self->wq, 1) < 0)
+        return -1;
+    return notify_locked(self->rq, PY_SSIZE_T_MAX);
+}
+
+/* Restore the wake-up invariant: if a waiter could go now, one is woken.
+ * Idempotent; called on every way out of a wait and of a release, so a
+ * wake-up consumed by a waiter that then failed is never lost. Extra
+ * wake-ups are harmless: every waiter re-checks its condition. */
+static int
+rw_kick_locked(RWCore *self)
+{
+    if (self->writer != Py_None)
+        return 0;
+    if (notify_locked(self->rq, PY_SSIZE_T_MAX) < 0)
+        return -1;
+    if (self->waiting_writers && PyDict_GET_SIZE(self->readers) == 0 && !self->read_passes)
+        return notify_locked(self->wq, 1);
+    return 0;
+}
+
+/* Clean-ups that must finish: retry, saving the first error. */
+static void
+rw_kick_surely(RWCore *self, saved_error *saved)
+{
+    for (int tries = 0; rw_kick_locked(self) < 0 && tries < 100; tries++)
+        save_error(saved);
+}
+
+static void
+rw_drop_dead_readers_locked(RWCore *self)
+{
+    PyObject *key, *value, *dead = NULL;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(self->readers, &pos, &key, &value)) {
+        if (token_dead(key)) {
+            if (dead == NULL && (dead = PyList_New(0)) == NULL)
+                break;
+            if (PyList_Append(dead, key) < 0)
+                break;
+        }
+    }
+    if (dead != NULL) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(dead); i++)
+            (void)PyDict_DelItem(self->readers, PyList_GET_ITEM(dead, i));
+        Py_DECREF(dead);
+    }
+    PyErr_Clear(); /* a failure here only keeps a dead hold a while longer */
+}
+
+typedef int (*blocked_fn)(RWCore *, Py_ssize_t);
+
+static int
+read_blocked(RWCore *self, Py_ssize_t gen)
+{
+    if (self->writer != Py_None)
+        return 1;
+    int has_pass = self->read_passes && self->read_gen != gen;
+    return self->waiting_writers > 0 && !has_pass;
+}
+
+static int
+writer_blocks(RWCore *self, Py_ssize_t unused)
+{
+    return self->writer != Py_None;
+}
+
+static int
+write_blocked(RWCore *self, Py_ssize_t unused)
+{
+    if (self->writer != Py_None || self->read_passes > 0)
+        return 1;
+    if (PyDict_GET_SIZE(self->readers))
+        rw_drop_dead_readers_locked(self);
+    return PyDict_GET_SIZE(self->readers) > 0;
+}
+
+/* Wait (mu held, reentrantly or not) until blocked() is false: 1, or 0 on
+ * timeout, or -1 with an exception. mu is held again on every return. The
+ * only interruptible call is the waiter's acquire; whatever ends it, mu is
+ * restored and the waiter taken out of the queue before returning. */
+static int
+rw_wait_locked(RWCore *self, PyObject *queue, blocked_fn blocked, Py_ssize_t arg, double timeout)
+{
+    int64_t start = now_ns();
+    double deadline = timeout < 0 ? -1 : (double)start / 1e9 + timeout;
+    for (;;) {
+        if (!blocked(self, arg))
+            break;
+        double remaining = -1;
+        if (deadline >= 0) {
+            remaining = deadline - (double)now_ns() / 1e9;
+            if (remaining <= 0)
+                return 0;
+        }
+        PyObject *waiter = PyObject_CallNoArgs(allocate_lock);
+        if (waiter == NULL)
+            return -1;
+        PyObject *r = PyObject_CallMethodNoArgs(waiter, str_acquire); /* a new lock: never waits */
+        if (r == NULL || PyList_Append(queue, waiter) < 0) {
+            Py_XDECREF(r);
+            Py_DECREF(waiter);
+            return -1;
+        }
+        Py_DECREF(r);
+        saved_error saved = {0};
+        PyObject *state = NULL, *got = NULL;
+        if (FAULT("rw.wait.before") < 0)
+            save_error(&saved);
+        else
+            state = PyObject_CallMethodNoArgs(self->mu, str_release_save);
+        if (state == NULL)
+            save_error(&saved); /* mu is still held */
+        else {
+            PyObject *t = PyFloat_FromDouble(remaining);
+            if (t != NULL) {
+                got = PyObject_CallMethodObjArgs(waiter, str_acquire, Py_True, t, NULL);
+                Py_DECREF(t);
+            }
+            if (got == NULL)
+                save_error(&saved);
+            for (int tries = 0;; tries++) {
+                PyObject *back = PyObject_CallMethodOneArg(self->mu, str_acquire_restore, state);
+                if (back != NULL) {
+                    Py_DECREF(back);
+                    break;
+                }
+                save_error(&saved);
+                if (tries > 1000)
+                    Py_FatalError("mapsafe: cannot re-acquire an RWLock's mutex after a wait");
+            }
+            Py_DECREF(state);
+        }
+        int notified = got == Py_True;
+        Py_XDECREF(got);
+        if (!notified) {
+            /* Still queued unless a notifier popped it just now; then the
+             * caller's clean-up (a kick) passes that wake-up on. */
+            r = PyObject_CallMethodOneArg(queue, str_remove, waiter);
+            if (r == NULL)
+                PyErr_Clear();
+            Py_XDECREF(r);
+        }
+        Py_DECREF(waiter);
+        if (restore_error(&saved) < 0)
+            return -1;
+        if (FAULT("rw.wait.woken") < 0)
+            return -1;
+    }
+    if (self->profile != Py_None) {
+        PyObject *r = PyObject_CallMethod(self->profile, "add_wait", "d", (double)(now_ns() - start) / 1e9);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 1;
+}
+
+static int
+readers_count(RWCore *self, PyObject *me, Py_ssize_t *count)
+{
+    PyObject *held;
+    int found = dict_lookup(self->readers, me, &held);
+    if (found < 0)
+        return -1;
+    *count = found ? PyLong_AsSsize_t(held) : 0;
+    Py_XDECREF(held);
+    return (*count == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int
+readers_set(RWCore *self, PyObject *me, Py_ssize_t count)
+{
+    if (count == 0)
+        return PyDict_DelItem(self->readers, me);
+    PyObject *n = PyLong_FromSsize_t(count);
+    if (n == NULL)
+        return -1;
+    int rc = PyDict_SetItem(self->readers, me, n);
+    Py_DECREF(n);
+    return rc;
+}
+
+/* The slow part of acquire_read (mu held): 1, 0 (timed out) or -1. */
+static int
+rw_read_slow_locked(RWCore *self, PyObject *me, double timeout)
+{
+    Py_ssize_t gen = self->read_gen;
+    STORE_SSIZE(self->waiting_readers, self->waiting_readers + 1);
+    int ok = rw_wait_locked(self, self->rq, read_blocked, gen, timeout);
+    /* One way out of the wait, whatever ended it: drop the waiter count and
+     * any pass, then take the lock or pass the wake-up on. */
+    STORE_SSIZE(self->waiting_readers, self->waiting_readers - 1);
+    if (self->read_passes && self->read_gen != gen)
+        STORE_SSIZE(self->read_passes, self->read_passes - 1);
+    if (ok == 1 && readers_set(self, me, 1) < 0)
+        ok = -1;
+    if (ok != 1) {
+        saved_error saved = {0};
+        if (ok < 0)
+            save_error(&saved);
+        rw_kick_surely(self, &saved);
+        if (restore_error(&saved) < 0)
+            return -1;
+    }
+    return ok;
+}
+
+static int
+rw_write_slow_locked(RWCore *self, PyObject *me, double timeout)
+{
+    STORE_SSIZE(self->waiting_writers, self->waiting_writers + 1);
+    int ok = rw_wait_locked(self, self->wq, write_blocked, 0, timeout);
+    STORE_SSIZE(self->waiting_writers, self->waiting_writers - 1);
+    if (ok == 1) {
+        Py_SETREF(self->writer, Py_NewRef(me));
+        self->write_depth = 1;
+    }
+    else {
+        saved_error saved = {0};
+        if (ok < 0)
+            save_error(&saved);
+        rw_kick_surely(self, &saved); /* readers held back by this writer may go now */
+        if (restore_error(&saved) < 0)
+            return -1;
+    }
+    return ok;
+}
+
+/* acquire_read/acquire_write: 1, 0 or -1. */
+static int
+rw_acquire_read_impl(RWCore *self, int blocking, double timeout)
+{
+    PyObject *me = get_token();
+    if (me == NULL)
+        return -1;
+    /* A thread already holding mu is inside one of LockedMap's short
+     * operations (a compute callback, say): it excludes every writer
+     * already, and waiting here would release mu mid-operation. */
+    PyObject *owned = PyObject_CallMethodNoArgs(self->mu, str_is_owned);
+    if (owned == NULL) {
+        Py_DECREF(me);
+        return -1;
+    }
+    int inside = owned == Py_True;
+    Py_DECREF(owned);
+    if (rw_lock(self) < 0) {
+        Py_DECREF(me);
+        return -1;
+    }
+    saved_error saved = {0};
+    Py_ssize_t before = 0;
+    int ok = -1;
+    if (FAULT("rw.acquire_read.locked") == 0 && readers_count(self, me, &before) == 0) {
+        if (before || self->writer == me || inside || (self->writer == Py_None && !self->waiting_writers))
+            ok = readers_set(self, me, before + 1) < 0 ? -1 : 1;
+        else if (!blocking)
+            ok = 0;
+        else
+            ok = rw_read_slow_locked(self, me, timeout);
+    }
+    if (ok < 0)
+        save_error(&saved);
+    rw_unlock(self, &saved);
+    Py_DECREF(me);
+    return restore_error(&saved) < 0 ? -1 : ok;
+}
+
+static int
+rw_acquire_write_impl(RWCore *self, int blocking, double timeout)
+{
+    PyObject *me = get_token();
+    if (me == NULL)
+        return -1;
+    if (rw_lock(self) < 0) {
+        Py_DECREF(me);
+        return -1;
+    }
+    saved_error saved = {0};
+    int ok = -1;
+    if (FAULT("rw.acquire_write.locked") == 0) {
+        int reading = PyDict_Contains(self->readers, me);
+        if (self->writer == me) {
+            self->write_depth++;
+            ok = 1;
+        }
+        else if (reading < 0)
+            ok = -1;
+        else if (reading) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "acquire_write(): this thread holds the RWLock for reading; "
+                            "upgrading would deadlock, so release the read lock first");
+        }
+        else if (self->writer == Py_None && PyDict_GET_SIZE(self->readers) == 0 && !self->read_passes) {
+            Py_SETREF(self->writer, Py_NewRef(me));
+            self->write_depth = 1;
+            ok = 1;
+        }
+        else if (!blocking)
+            ok = 0;
+        else
+            ok = rw_write_slow_locked(self, me, timeout);
+    }
+    if (ok < 0)
+        save_error(&saved);
+    rw_unlock(self, &saved);
+    Py_DECREF(me);
+    return restore_error(&saved) < 0 ? -1 : ok;
+}
+
+static int
+rw_release_read_impl(RWCore *self)
+{
+    PyObject *me = get_token();
+    if (me == NULL)
+        return -1;
+    saved_error saved = {0};
+    rw_lock_surely(self, &saved);
+    Py_ssize_t held = 0;
+    if (readers_count(self, me, &held) < 0)
+        save_error(&saved);
+    else if (!held) {
+        PyErr_SetString(PyExc_RuntimeError, "release_read(): this thread does not hold the RWLock for reading");
+        save_error(&saved);
+    }
+    else {
+        if (readers_set(self, me, held - 1) < 0)
+            save_error(&saved);
+        if (held == 1)
+            rw_kick_surely(self, &saved);
+    }
+    rw_unlock(self, &saved);
+    Py_DECREF(me);
+    return restore_error(&saved);
+}
+
+static int
+rw_release_write_impl(RWCore *self)
+{
+    PyObject *me = get_token();
+    if (me == NULL)
+        return -1;
+    saved_error saved = {0};
+    rw_lock_surely(self, &saved);
+    if (self->writer != me) {
+        PyErr_SetString(PyExc_RuntimeError, "release_write(): this thread does not hold the RWLock for writing");
+        save_error(&saved);
+    }
+    else if (--self->write_depth == 0) {
+        Py_SETREF(self->writer, Py_NewRef(Py_None));
+        for (int tries = 0; rw_wake_locked(self) < 0 && tries < 100; tries++)
+            save_error(&saved);
+    }
+    rw_unlock(self, &saved);
+    Py_DECREF(me);
+    return restore_error(&saved);
+}
+
+static PyObject *
+rw_acquire_read(RWCore *self, PyObject *args, PyObject *kwds)
+{
+    int blocking;
+    PyObject *timeout;
+    if (rw_ready(self) < 0 || parse_acquire_args(args, kwds, "acquire_read", &blocking, &timeout) < 0)
+        return NULL;
+    double t = timeout_seconds(timeout);
+    if (t == -2)
+        return NULL;
+    int ok = rw_acquire_read_impl(self, blocking, t);
+    return ok < 0 ? NULL : PyBool_FromLong(ok);
+}
+
+static PyObject *
+rw_acquire_write(RWCore *self, PyObject *args, PyObject *kwds)
+{
+    int blocking;
+    PyObject *timeout;
+    if (rw_ready(self) < 0 || parse_acquire_args(args, kwds, "acquire_write", &blocking, &timeout) < 0)
+        return NULL;
+    double t = timeout_seconds(timeout);
+    if (t == -2)
+        return NULL;
+    int ok = rw_acquire_write_impl(self, blocking, t);
+    return ok < 0 ? NULL : PyBool_FromLong(ok);
+}
+
+static PyObject *
+rw_release_read(RWCore *self, PyObject *unused)
+{
+    if (rw_ready(self) < 0 || rw_release_read_impl(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+rw_release_write(RWCore *self, PyObject *unused)
+{
+    if (rw_ready(self) < 0 || rw_release_write_impl(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* LockedMap's short operations (caller holds mu): wait until this thread
+ * may read (no other thread's write lock) or briefly write (no reader and
+ * no other writer). A short write never becomes the owner, so on every way
+ * out it passes the wake-up on. */
+static int
+rw_wait_readable_impl(RWCore *self)
+{
+    PyObject *me = get_token();
+    if (me == NULL)
+        return -1;
+    int mine = self->writer == me;
+    Py_DECREF(me);
+    if (mine)
+        return 0;
+    int ok = rw_wait_locked(self, self->rq, writer_blocks, 0, -1);
+    saved_error saved = {0};
+    if (ok < 0)
+        save_error(&saved);
+    rw_kick_surely(self, &saved);
+    return restore_error(&saved);
+}
+
+static int
+rw_wait_writable_impl(RWCore *self)
+{
+    PyObject *me = get_token();
+    if (me == NULL)
+        return -1;
+    int mine = self->writer == me;
+    int reading = mine ? 0 : PyDict_Contains(self->readers, me);
+    Py_DECREF(me);
+    if (mine)
+        return 0;
+    if (reading) {
+        if (reading > 0)
+            PyErr_SetString(PyExc_RuntimeError,
+                            "cannot write while this thread holds the read lock (inside `with m.read()`); "
+                            "use `with m.write()` instead");
+        return -1;
+    }
+    STORE_SSIZE(self->waiting_writers, self->waiting_writers + 1);
+    int ok = rw_wait_locked(self, self->wq, write_blocked, 0, -1);
+    STORE_SSIZE(self->waiting_writers, self->waiting_writers - 1);
+    saved_error saved = {0};
+    if (ok < 0)
+        save_error(&saved);
+    rw_kick_surely(self, &saved);
+    return restore_error(&saved);
+}
+
+static PyObject *
+rw_wait_readable(RWCore *self, PyObject *unused)
+{
+    if (rw_ready(self) < 0 || rw_wait_readable_impl(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+rw_wait_writable(RWCore *self, PyObject *unused)
+{
+    if (rw_ready(self) < 0 || rw_wait_writable_impl(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* In a forked child only this thread survives: forget everyone else. */
+static PyObject *
+rw_after_fork_child(RWCore *self, PyObject *unused)
+{
+    if (rw_ready(self) < 0)
+        return NULL;
+    PyObject *me = get_token();
+    if (me == NULL)
+        return NULL;
+    PyObject *owned = PyObject_CallMethodNoArgs(self->mu, str_is_owned);
+    if (owned == NULL) {
+        Py_DECREF(me);
+        return NULL;
+    }
+    if (owned != Py_True) {
+        PyObject *r = PyObject_CallMethodNoArgs(self->mu, str_at_fork_reinit);
+        if (r == NULL) {
+            Py_DECREF(owned);
+            Py_DECREF(me);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(owned);
+    Py_ssize_t mine = 0;
+    if (readers_count(self, me, &mine) < 0) {
+        Py_DECREF(me);
+        return NULL;
+    }
+    PyDict_Clear(self->readers);
+    if (mine && readers_set(self, me, mine) < 0) {
+        Py_DECREF(me);
+        return NULL;
+    }
+    if (self->writer != me) {
+        Py_SETREF(self->writer, Py_NewRef(Py_None));
+        self->write_depth = 0;
+    }
+    Py_DECREF(me);
+    self->waiting_writers = self->waiting_readers = self->read_passes = 0;
+    if (PyList_SetSlice(self->rq, 0, PY_SSIZE_T_MAX, NULL) < 0 ||
+        PyList_SetSlice(self->wq, 0, PY_SSIZE_T_MAX, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
 
 static PyMemberDef rw_members[] = {
-    {"_writer", T_OBJECT, offsetof(RWCore, writer), 0, "ident of the write-lock holder, or None; guarded by _mu"},
-    {"_readers", T_OBJECT_EX, offsetof(RWCore, readers), 0, "ident -> read hold count; guarded by _mu"},
+    {"_writer", T_OBJECT, offsetof(RWCore, writer), READONLY, "token of the write-lock holder, or None; guarded by _mu"},
+    {"_readers", T_OBJECT_EX, offsetof(RWCore, readers), READONLY, "token -> read hold count; guarded by _mu"},
+    {"_mu", T_OBJECT_EX, offsetof(RWCore, mu), READONLY, "the RLock guarding the state"},
+    {"_profile", T_OBJECT_EX, offsetof(RWCore, profile), READONLY, "contention counters, or None"},
+    {"_write_depth", T_PYSSIZET, offsetof(RWCore, write_depth), READONLY, "nested write holds"},
+    {"_waiting_writers", T_PYSSIZET, offsetof(RWCore, waiting_writers), READONLY, "threads blocked wanting to write"},
+    {"_waiting_readers", T_PYSSIZET, offsetof(RWCore, waiting_readers), READONLY, "threads blocked in acquire_read"},
+    {"_read_passes", T_PYSSIZET, offsetof(RWCore, read_passes), READONLY, "readers let in ahead of waiting writers"},
+    {"_read_gen", T_PYSSIZET, offsetof(RWCore, read_gen), READONLY, "hand-offs to readers"},
+    {NULL},
+};
+
+static PyMethodDef rw_methods[] = {
+    {"_core_init", (PyCFunction)(void (*)(void))rw_core_init, METH_FASTCALL,
+     "_core_init($self, mu, profile, /)\n--\n\nSet the fields, once."},
+    {"acquire_read", (PyCFunction)(void (*)(void))rw_acquire_read, METH_VARARGS | METH_KEYWORDS,
+     "acquire_read($self, /, blocking=True, timeout=-1)\n--\n\n"
+     "Take the read lock; returns False if it could not within timeout."},
+    {"acquire_write", (PyCFunction)(void (*)(void))rw_acquire_write, METH_VARARGS | METH_KEYWORDS,
+     "acquire_write($self, /, blocking=True, timeout=-1)\n--\n\n"
+     "Take the write lock; returns False if it could not within timeout."},
+    {"release_read", (PyCFunction)rw_release_read, METH_NOARGS,
+     "release_read($self, /)\n--\n\nRelease one hold of the read lock taken by this thread."},
+    {"release_write", (PyCFunction)rw_release_write, METH_NOARGS,
+     "release_write($self, /)\n--\n\nRelease one hold of the write lock taken by this thread."},
+    {"_wait_readable_locked", (PyCFunction)rw_wait_readable, METH_NOARGS, NULL},
+    {"_wait_writable_locked", (PyCFunction)rw_wait_writable, METH_NOARGS, NULL},
+    {"_after_fork_child", (PyCFunction)rw_after_fork_child, METH_NOARGS, NULL},
     {NULL},
 };
 
 static PyType_Slot rw_slots[] = {
-    {Py_tp_doc, "The fields of an RWLock that LockedMap's C fast paths read."},
+    {Py_tp_doc, "An RWLock's state machine (see rwlock.py)."},
     {Py_tp_traverse, rw_traverse},
     {Py_tp_clear, rw_clear},
     {Py_tp_dealloc, rw_dealloc},
     {Py_tp_members, rw_members},
+    {Py_tp_methods, rw_methods},
     {0, NULL},
 };
 
@@ -294,46 +1417,146 @@ static PyType_Spec rw_spec = {
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, rw_slots,
 };
 
-/* The module's state: the RWCore type, which LockedCore checks its RWLock against. */
+/* -- RWHold: `with` for an RWLock, entered and left in C ----------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *rw;     /* the RWCore; set once */
+    PyObject *result; /* what __enter__ returns; set once */
+    int write;        /* 1: the write lock, 0: the read lock; set once */
+} RWHold;
+
+CORE_GC(hold, offsetof(RWHold, rw), offsetof(RWHold, result))
+
+/* The module's state: the RWCore type, which LockedCore and RWHold check their RWLock against. */
 typedef struct {
     PyTypeObject *rw_type;
 } speedups_state;
 
 static struct PyModuleDef speedups_module;
 
+static PyObject *
+hold_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *rw, *result = Py_None;
+    int write;
+    static char *kwlist[] = {"rw", "write", "result", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Op|O:RWHold", kwlist, &rw, &write, &result))
+        return NULL;
+    PyObject *module = PyType_GetModuleByDef(type, &speedups_module);
+    if (module == NULL)
+        return NULL;
+    speedups_state *state = PyModule_GetState(module);
+    if (!PyObject_TypeCheck(rw, state->rw_type)) {
+        PyErr_Format(PyExc_TypeError, "rw must be an RWLock, not %.100s", Py_TYPE(rw)->tp_name);
+        return NULL;
+    }
+    RWHold *self = (RWHold *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->rw = Py_NewRef(rw);
+    self->result = Py_NewRef(result);
+    self->write = write;
+    return (PyObject *)self;
+}
+
+static PyObject *
+hold_enter(RWHold *self, PyObject *unused)
+{
+    RWCore *rw = (RWCore *)self->rw;
+    if (rw_ready(rw) < 0)
+        return NULL;
+    int ok = self->write ? rw_acquire_write_impl(rw, 1, -1) : rw_acquire_read_impl(rw, 1, -1);
+    if (ok < 0)
+        return NULL;
+    return Py_NewRef(self->result);
+}
+
+static PyObject *
+hold_exit(RWHold *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    RWCore *rw = (RWCore *)self->rw;
+    if (rw_ready(rw) < 0)
+        return NULL;
+    if ((self->write ? rw_release_write_impl(rw) : rw_release_read_impl(rw)) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef hold_methods[] = {
+    {"__enter__", (PyCFunction)hold_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))hold_exit, METH_FASTCALL, NULL},
+    {NULL},
+};
+
+static PyType_Slot hold_slots[] = {
+    {Py_tp_doc, "RWHold(rw, write, result=None)\n--\n\n"
+                "`with` support for an RWLock: the read or the write lock for the block, taken and released in C."},
+    {Py_tp_new, hold_new},
+    {Py_tp_traverse, hold_traverse},
+    {Py_tp_clear, hold_clear},
+    {Py_tp_dealloc, hold_dealloc},
+    {Py_tp_methods, hold_methods},
+    {0, NULL},
+};
+
+static PyType_Spec hold_spec = {
+    "mapsafe._speedups.RWHold", sizeof(RWHold), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, hold_slots,
+};
+
 /* -- SyncCore ------------------------------------------------------------------ */
 
 typedef struct {
     PyObject_HEAD
     PyObject *d;         /* the entries; read lock-free, written holding the write lock */
-    PyObject *acquire;   /* the write lock's acquire (reentrant) */
+    PyObject *lock;      /* the write lock: an RLock or a ProfiledRLock (reentrant) */
+    PyObject *acquire;   /* its acquire */
     PyObject *release;   /* its release */
-    PyObject *computing; /* key -> ident of its compute callback's thread; guarded by the write lock */
+    PyObject *computing; /* key -> token of its compute callback's thread; guarded by the write lock */
 } SyncCore;
 
-CORE_GC(sync, offsetof(SyncCore, d), offsetof(SyncCore, acquire), offsetof(SyncCore, release),
-        offsetof(SyncCore, computing))
+CORE_GC(sync, offsetof(SyncCore, d), offsetof(SyncCore, lock), offsetof(SyncCore, acquire),
+        offsetof(SyncCore, release), offsetof(SyncCore, computing))
+
+/* The acquire and release of a lock, as new references; -1 on error. */
+static int
+lock_methods(PyObject *lock, PyObject **acquire, PyObject **release)
+{
+    *acquire = PyObject_GetAttr(lock, str_acquire);
+    *release = *acquire == NULL ? NULL : PyObject_GetAttr(lock, str_release);
+    if (*release == NULL) {
+        Py_CLEAR(*acquire);
+        return -1;
+    }
+    return 0;
+}
 
 static PyObject *
 sync_core_init(SyncCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs(nargs, 4) < 0)
+    if (check_nargs(nargs, 3) < 0)
         return NULL;
-    if (check_dict("_d", args[0]) < 0 || check_callable("_acquire", args[1]) < 0 ||
-        check_callable("_release", args[2]) < 0 || check_dict("_computing", args[3]) < 0)
+    if (check_dict("_d", args[0]) < 0 || check_dict("_computing", args[2]) < 0)
+        return NULL;
+    PyObject *acquire, *release;
+    if (lock_methods(args[1], &acquire, &release) < 0)
         return NULL;
     int status;
     BEGIN_INIT(self);
     status = check_fresh((PyObject *)self, self->d);
     if (status == 0) {
-        self->acquire = Py_NewRef(args[1]);
-        self->release = Py_NewRef(args[2]);
-        self->computing = Py_NewRef(args[3]);
+        self->lock = Py_NewRef(args[1]);
+        self->acquire = acquire;
+        self->release = release;
+        self->computing = Py_NewRef(args[2]);
         STORE_READY(self->d, Py_NewRef(args[0]));
     }
     END_INIT();
-    if (status < 0)
+    if (status < 0) {
+        Py_DECREF(acquire);
+        Py_DECREF(release);
         return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -358,27 +1581,32 @@ sync_ass_subscript(SyncCore *self, PyObject *key, PyObject *value)
 {
     if (value == NULL)
         return call_method_onearg((PyObject *)self, str_delitem, key);
-    PyObject *d = LOAD_READY(self->d);
+    PyObject *old = NULL, *d = LOAD_READY(self->d);
     if (d == NULL)
         return not_initialised((PyObject *)self);
     if (call_noargs(self->acquire) < 0)
         return -1;
-    int status = store_locked((PyObject *)self, self->computing, d, Py_None, key, value);
-    return release_chaining_error(self->release, status);
+    int status = FAULT("sync.setitem.locked");
+    if (status == 0)
+        status = store_locked((PyObject *)self, self->computing, d, Py_None, key, value, &old);
+    status = release_chaining_error(self->release, status);
+    Py_XDECREF(old); /* after the release: its __del__ may use the map */
+    return status;
 }
 
 static PyMemberDef sync_members[] = {
     {"_d", T_OBJECT_EX, offsetof(SyncCore, d), READONLY, "the entries; read lock-free, written holding the write lock"},
+    {"_lock", T_OBJECT_EX, offsetof(SyncCore, lock), READONLY, "the write lock"},
     {"_acquire", T_OBJECT_EX, offsetof(SyncCore, acquire), READONLY, "the write lock's acquire"},
     {"_release", T_OBJECT_EX, offsetof(SyncCore, release), READONLY, "the write lock's release"},
     {"_computing", T_OBJECT_EX, offsetof(SyncCore, computing), READONLY,
-     "key -> ident of the thread computing it; guarded by the write lock"},
+     "key -> token of the thread computing it; guarded by the write lock"},
     {NULL},
 };
 
 static PyMethodDef sync_methods[] = {
     {"_core_init", (PyCFunction)(void (*)(void))sync_core_init, METH_FASTCALL,
-     "_core_init($self, d, acquire, release, computing, /)\n--\n\nSet the fields, once."},
+     "_core_init($self, d, lock, computing, /)\n--\n\nSet the fields, once."},
     {NULL},
 };
 
@@ -405,22 +1633,22 @@ typedef struct {
     PyObject_HEAD
     PyObject *d;         /* the entries; read and written holding rw (its mutex, or read/write lock) */
     PyObject *rw;        /* the RWLock guarding d; an RWCore */
-    PyObject *acquire;   /* rw._mu.acquire (or the profiled one) */
-    PyObject *release;   /* rw._mu.release */
-    PyObject *computing; /* key -> ident of its compute callback's thread; guarded by rw._mu */
+    PyObject *lock;      /* rw's mutex, or a ProfiledRLock around it */
+    PyObject *acquire;   /* lock.acquire */
+    PyObject *release;   /* lock.release */
+    PyObject *computing; /* key -> token of its compute callback's thread; guarded by rw's mutex */
     int counting;        /* 1 when stats are on: get counts hits and misses in Python */
 } LockedCore;
 
-CORE_GC(locked, offsetof(LockedCore, d), offsetof(LockedCore, rw), offsetof(LockedCore, acquire),
-        offsetof(LockedCore, release), offsetof(LockedCore, computing))
+CORE_GC(locked, offsetof(LockedCore, d), offsetof(LockedCore, rw), offsetof(LockedCore, lock),
+        offsetof(LockedCore, acquire), offsetof(LockedCore, release), offsetof(LockedCore, computing))
 
 static PyObject *
 locked_core_init(LockedCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs(nargs, 6) < 0)
+    if (check_nargs(nargs, 5) < 0)
         return NULL;
-    if (check_dict("_d", args[0]) < 0 || check_callable("_acquire", args[2]) < 0 ||
-        check_callable("_release", args[3]) < 0 || check_dict("_computing", args[4]) < 0)
+    if (check_dict("_d", args[0]) < 0 || check_dict("_computing", args[3]) < 0)
         return NULL;
     PyObject *module = PyType_GetModuleByDef(Py_TYPE(self), &speedups_module);
     if (module == NULL)
@@ -430,46 +1658,42 @@ locked_core_init(LockedCore *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "_rw must be an RWLock, not %.100s", Py_TYPE(args[1])->tp_name);
         return NULL;
     }
-    if (check_bool("counting", args[5]) < 0)
+    if (check_bool("counting", args[4]) < 0)
+        return NULL;
+    PyObject *acquire, *release;
+    if (lock_methods(args[2], &acquire, &release) < 0)
         return NULL;
     int status;
     BEGIN_INIT(self);
     status = check_fresh((PyObject *)self, self->d);
     if (status == 0) {
         self->rw = Py_NewRef(args[1]);
-        self->acquire = Py_NewRef(args[2]);
-        self->release = Py_NewRef(args[3]);
-        self->computing = Py_NewRef(args[4]);
-        self->counting = args[5] == Py_True;
+        self->lock = Py_NewRef(args[2]);
+        self->acquire = acquire;
+        self->release = release;
+        self->computing = Py_NewRef(args[3]);
+        self->counting = args[4] == Py_True;
         STORE_READY(self->d, Py_NewRef(args[0]));
     }
     END_INIT();
-    if (status < 0)
+    if (status < 0) {
+        Py_DECREF(acquire);
+        Py_DECREF(release);
         return NULL;
+    }
     Py_RETURN_NONE;
 }
 
-/* Wait, holding rw._mu, until no thread writes (for reads) or until no
- * thread reads or writes (for writes); rw's fields are guarded by _mu,
- * which the caller holds. Waiting is rare and stays in Python. */
+/* Wait, holding rw's mutex, until no other thread writes (for reads) or
+ * until no thread reads or writes (for writes). */
 static int
 wait_rw_locked(LockedCore *self, int for_write)
 {
     RWCore *rw = (RWCore *)self->rw;
-    int busy = rw->writer != NULL && rw->writer != Py_None;
-    if (!busy && for_write) {
-        Py_ssize_t readers = rw->readers == NULL ? 0 : PyDict_Size(rw->readers);
-        if (readers < 0)
-            return -1;
-        busy = readers > 0;
-    }
+    int busy = rw->writer != Py_None || (for_write && PyDict_GET_SIZE(rw->readers) > 0);
     if (!busy)
         return 0;
-    PyObject *r = PyObject_CallMethodNoArgs(self->rw, for_write ? str_wait_writable : str_wait_readable);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
+    return for_write ? rw_wait_writable_impl(rw) : rw_wait_readable_impl(rw);
 }
 
 static PyObject *
@@ -487,7 +1711,9 @@ locked_get(LockedCore *self, PyObject *const *args, Py_ssize_t nargs)
                                          3, NULL);
     if (call_noargs(self->acquire) < 0)
         return NULL;
-    int status = wait_rw_locked(self, 0);
+    int status = FAULT("locked.get.locked");
+    if (status == 0)
+        status = wait_rw_locked(self, 0);
     if (status == 0) {
         status = dict_lookup(d, key, &value);
         if (status == 0)
@@ -506,30 +1732,35 @@ locked_ass_subscript(LockedCore *self, PyObject *key, PyObject *value)
 {
     if (value == NULL)
         return call_method_onearg((PyObject *)self, str_delitem, key);
-    PyObject *d = LOAD_READY(self->d);
+    PyObject *old = NULL, *d = LOAD_READY(self->d);
     if (d == NULL)
         return not_initialised((PyObject *)self);
     if (call_noargs(self->acquire) < 0)
         return -1;
-    int status = wait_rw_locked(self, 1);
+    int status = FAULT("locked.setitem.locked");
     if (status == 0)
-        status = store_locked((PyObject *)self, self->computing, d, Py_None, key, value);
-    return release_chaining_error(self->release, status);
+        status = wait_rw_locked(self, 1);
+    if (status == 0)
+        status = store_locked((PyObject *)self, self->computing, d, Py_None, key, value, &old);
+    status = release_chaining_error(self->release, status);
+    Py_XDECREF(old); /* after the release */
+    return status;
 }
 
 static PyMemberDef locked_members[] = {
     {"_d", T_OBJECT_EX, offsetof(LockedCore, d), READONLY, "the entries; guarded by _rw"},
     {"_rw", T_OBJECT_EX, offsetof(LockedCore, rw), READONLY, "the RWLock guarding _d"},
-    {"_acquire", T_OBJECT_EX, offsetof(LockedCore, acquire), READONLY, "_rw._mu.acquire (or the profiled one)"},
-    {"_release", T_OBJECT_EX, offsetof(LockedCore, release), READONLY, "_rw._mu.release"},
+    {"_lock", T_OBJECT_EX, offsetof(LockedCore, lock), READONLY, "_rw's mutex, or a ProfiledRLock around it"},
+    {"_acquire", T_OBJECT_EX, offsetof(LockedCore, acquire), READONLY, "_lock.acquire"},
+    {"_release", T_OBJECT_EX, offsetof(LockedCore, release), READONLY, "_lock.release"},
     {"_computing", T_OBJECT_EX, offsetof(LockedCore, computing), READONLY,
-     "key -> ident of the thread computing it; guarded by _rw._mu"},
+     "key -> token of the thread computing it; guarded by _rw's mutex"},
     {NULL},
 };
 
 static PyMethodDef locked_methods[] = {
     {"_core_init", (PyCFunction)(void (*)(void))locked_core_init, METH_FASTCALL,
-     "_core_init($self, d, rw, acquire, release, computing, counting, /)\n--\n\nSet the fields, once."},
+     "_core_init($self, d, rw, lock, computing, counting, /)\n--\n\nSet the fields, once."},
     {"get", (PyCFunction)(void (*)(void))locked_get, METH_FASTCALL,
      "get($self, key, default=None, /)\n--\n\nThe value for key, else default."},
     {NULL},
@@ -553,11 +1784,17 @@ static PyType_Spec locked_spec = {
 
 /* -- ShardedCore --------------------------------------------------------------- */
 
+/* Each stripe is (lock, acquire, release, dict, put_locked or None). */
+#define STRIPE_ACQUIRE 1
+#define STRIPE_RELEASE 2
+#define STRIPE_DICT 3
+#define STRIPE_PUT 4
+
 typedef struct {
     PyObject_HEAD
     PyObject *maps;      /* tuple: each shard's dict, read lock-free */
-    PyObject *stripes;   /* tuple: per shard (acquire, release, dict, put_locked or None) */
-    PyObject *computing; /* key -> ident of its compute callback's thread; changed holding the key's shard */
+    PyObject *stripes;   /* tuple: per shard (lock, acquire, release, dict, put_locked or None) */
+    PyObject *computing; /* key -> token of its compute callback's thread; changed holding the key's shard */
     Py_ssize_t n;        /* number of shards, > 0 */
     int plain_get;       /* 1: get is one dict lookup (no maxsize, ttl or stats) */
 } ShardedCore;
@@ -581,9 +1818,12 @@ sharded_core_init(ShardedCore *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject *stripe = PyTuple_GET_ITEM(stripes, i);
         if (check_dict("each of _maps", PyTuple_GET_ITEM(maps, i)) < 0)
             return NULL;
-        if (!PyTuple_CheckExact(stripe) || PyTuple_GET_SIZE(stripe) != 4 ||
-            PyTuple_GET_ITEM(stripe, 2) != PyTuple_GET_ITEM(maps, i)) {
-            PyErr_SetString(PyExc_TypeError, "each of _stripes must be (acquire, release, its shard's dict, put)");
+        if (!PyTuple_CheckExact(stripe) || PyTuple_GET_SIZE(stripe) != 5 ||
+            PyTuple_GET_ITEM(stripe, STRIPE_DICT) != PyTuple_GET_ITEM(maps, i) ||
+            !PyCallable_Check(PyTuple_GET_ITEM(stripe, STRIPE_ACQUIRE)) ||
+            !PyCallable_Check(PyTuple_GET_ITEM(stripe, STRIPE_RELEASE))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "each of _stripes must be (lock, acquire, release, its shard's dict, put)");
             return NULL;
         }
     }
@@ -648,20 +1888,24 @@ sharded_ass_subscript(ShardedCore *self, PyObject *key, PyObject *value)
     Py_ssize_t i = shard_of(self, key);
     if (i < 0)
         return -1;
-    PyObject *stripe = PyTuple_GET_ITEM(self->stripes, i);
-    if (call_noargs(PyTuple_GET_ITEM(stripe, 0)) < 0)
+    PyObject *old = NULL, *stripe = PyTuple_GET_ITEM(self->stripes, i);
+    if (call_noargs(PyTuple_GET_ITEM(stripe, STRIPE_ACQUIRE)) < 0)
         return -1;
-    int status = store_locked((PyObject *)self, self->computing, PyTuple_GET_ITEM(stripe, 2),
-                              PyTuple_GET_ITEM(stripe, 3), key, value);
-    return release_chaining_error(PyTuple_GET_ITEM(stripe, 1), status);
+    int status = FAULT("sharded.setitem.locked");
+    if (status == 0)
+        status = store_locked((PyObject *)self, self->computing, PyTuple_GET_ITEM(stripe, STRIPE_DICT),
+                              PyTuple_GET_ITEM(stripe, STRIPE_PUT), key, value, &old);
+    status = release_chaining_error(PyTuple_GET_ITEM(stripe, STRIPE_RELEASE), status);
+    Py_XDECREF(old); /* after the release: another shard's lock may be taken by its __del__ */
+    return status;
 }
 
 static PyMemberDef sharded_members[] = {
     {"_maps", T_OBJECT_EX, offsetof(ShardedCore, maps), READONLY, "each shard's dict, for lock-free reads"},
     {"_stripes", T_OBJECT_EX, offsetof(ShardedCore, stripes), READONLY,
-     "per shard (acquire, release, dict, put_locked or None)"},
+     "per shard (lock, acquire, release, dict, put_locked or None)"},
     {"_computing", T_OBJECT_EX, offsetof(ShardedCore, computing), READONLY,
-     "key -> ident of the thread computing it; changed holding the key's shard"},
+     "key -> token of the thread computing it; changed holding the key's shard"},
     {"_n", T_PYSSIZET, offsetof(ShardedCore, n), READONLY, "number of shards"},
     {NULL},
 };
@@ -706,6 +1950,104 @@ add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **out
     return rc;
 }
 
+/* hold_all(locks, fn): fn() holding every lock of the tuple, taken in
+ * order and released in reverse, whatever happens. Only the acquires can
+ * be interrupted (while contended), and then the ones taken are released. */
+static PyObject *
+hold_all(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyTuple_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "hold_all(locks, fn) takes a tuple of locks and a callable");
+        return NULL;
+    }
+    PyObject *locks = args[0], *result = NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(locks), taken = 0;
+    saved_error saved = {0};
+    for (; taken < n; taken++) {
+        PyObject *r = PyObject_CallMethodNoArgs(PyTuple_GET_ITEM(locks, taken), str_acquire);
+        if (r == NULL) {
+            save_error(&saved);
+            break;
+        }
+        Py_DECREF(r);
+    }
+    if (taken == n) {
+        result = PyObject_CallNoArgs(args[1]);
+        if (result == NULL)
+            save_error(&saved);
+    }
+    while (taken-- > 0) {
+        PyObject *r = PyObject_CallMethodNoArgs(PyTuple_GET_ITEM(locks, taken), str_release);
+        if (r == NULL)
+            save_error(&saved);
+        Py_XDECREF(r);
+    }
+    if (restore_error(&saved) < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+/* call_if_free(lock, fn, default): fn() holding lock if it can be taken
+ * without waiting, else default. The lock is released whatever fn does. */
+static PyObject *
+call_if_free(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "call_if_free(lock, fn, default) takes 3 arguments");
+        return NULL;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(args[0], str_acquire, Py_False);
+    if (r == NULL)
+        return NULL;
+    int got = r == Py_True;
+    Py_DECREF(r);
+    if (!got)
+        return Py_NewRef(args[2]);
+    PyObject *result = PyObject_CallNoArgs(args[1]);
+    saved_error saved = {0};
+    if (result == NULL)
+        save_error(&saved);
+    r = PyObject_CallMethodNoArgs(args[0], str_release);
+    if (r == NULL)
+        save_error(&saved);
+    Py_XDECREF(r);
+    if (restore_error(&saved) < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+static PyObject *
+prof_recursion_count(ProfiledRLock *self, PyObject *unused)
+{
+    return PyObject_CallMethodNoArgs(self->raw, str_recursion_count);
+}
+
+static PyMethodDef speedups_functions[] = {
+    {"thread_token", thread_token, METH_NOARGS,
+     "thread_token()\n--\n\nThis thread's token: a weak reference that dies when the thread ends, never reused."},
+    {"call_if_free", (PyCFunction)(void (*)(void))call_if_free, METH_FASTCALL,
+     "call_if_free(lock, fn, default, /)\n--\n\nfn() holding lock if it is free now, else default."},
+    {"hold_all", (PyCFunction)(void (*)(void))hold_all, METH_FASTCALL,
+     "hold_all(locks, fn, /)\n--\n\nfn() holding every lock of the tuple; all are released whatever happens."},
+    {NULL},
+};
+
+/* An attribute of an imported module, as a new reference. */
+static PyObject *
+import_attr(const char *module, const char *name)
+{
+    PyObject *m = PyImport_ImportModule(module);
+    if (m == NULL)
+        return NULL;
+    PyObject *attr = PyObject_GetAttrString(m, name);
+    Py_DECREF(m);
+    return attr;
+}
+
 static int
 speedups_exec(PyObject *module)
 {
@@ -719,12 +2061,37 @@ speedups_exec(PyObject *module)
     INTERN(str_get_slow, "_get_slow");
     INTERN(str_wait_readable, "_wait_readable_locked");
     INTERN(str_wait_writable, "_wait_writable_locked");
+    INTERN(str_is_owned, "_is_owned");
+    INTERN(str_release_save, "_release_save");
+    INTERN(str_acquire_restore, "_acquire_restore");
+    INTERN(str_recursion_count, "_recursion_count");
+    INTERN(str_at_fork_reinit, "_at_fork_reinit");
+    INTERN(str_acquire, "acquire");
+    INTERN(str_release, "release");
+    INTERN(str_remove, "remove");
+    INTERN(str_token_key, "mapsafe._speedups.token");
 #undef INTERN
+    /* Process-wide objects, made by the first exec and kept for the process. */
+    if (allocate_lock == NULL && (allocate_lock = import_attr("_thread", "allocate_lock")) == NULL)
+        return -1;
+    if (rlock_type == NULL && (rlock_type = import_attr("_thread", "RLock")) == NULL)
+        return -1;
+    if (minus_one == NULL && (minus_one = PyFloat_FromDouble(-1)) == NULL)
+        return -1;
+    if (token_type == NULL && (token_type = PyType_FromSpec(&token_spec)) == NULL)
+        return -1;
+    if (faults_point == NULL) {
+        const char *flag = Py_GETENV("MAPSAFE_FAULTS");
+        faults_enabled = flag != NULL && strcmp(flag, "1") == 0;
+        if (faults_enabled && (faults_point = import_attr("mapsafe._faults", "point")) == NULL)
+            return -1;
+    }
     speedups_state *state = PyModule_GetState(module);
     if (add_type(module, &rw_spec, NULL, &state->rw_type) < 0 || add_type(module, &sync_spec, NULL, NULL) < 0 ||
-        add_type(module, &locked_spec, NULL, NULL) < 0 || add_type(module, &sharded_spec, NULL, NULL) < 0)
+        add_type(module, &locked_spec, NULL, NULL) < 0 || add_type(module, &sharded_spec, NULL, NULL) < 0 ||
+        add_type(module, &prof_spec, NULL, NULL) < 0 || add_type(module, &hold_spec, NULL, NULL) < 0)
         return -1;
-    return 0;
+    return PyModule_AddIntConstant(module, "FAULTS", faults_enabled);
 }
 
 static PyModuleDef_Slot speedups_slots[] = {
@@ -772,6 +2139,7 @@ static struct PyModuleDef speedups_module = {
     .m_doc = "The C core: the maps' hot paths (see _pycore.py).",
     .m_size = sizeof(speedups_state),
     .m_slots = speedups_slots,
+    .m_methods = speedups_functions,
     .m_traverse = speedups_traverse,
     .m_clear = speedups_clear,
     .m_free = speedups_free,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
-from ._core import LockedCore
+from . import _forks
+from ._core import LockedCore, ProfiledRLock, RWHold
 from .mapbase import OneSectionMap, check_flag, pairs_of
 from .rwlock import RWLock
 from .sentinels import MISSING
-from .stats import LockProfile
 
 __all__ = ["LockedMap"]
 
@@ -18,30 +19,23 @@ class _WriteSection:
     """A short exclusive hold of a LockedMap: its RWLock's mutex, once writable.
 
     ``peek``/``put``/``drop`` are the dict's bound methods; callers hold the
-    section (``enter``/``exit``).
+    section (``with section.lock:`` then ``section.ready()``).
     """
 
-    __slots__ = ("_map", "peek", "put", "drop")
+    __slots__ = ("lock", "_rw", "peek", "put", "drop")
 
     def __init__(self, owner: "LockedMap") -> None:
-        self._map = owner
+        self.lock = owner._lock  # the RWLock's mutex (or its profiled wrapper); C enter and exit
+        self._rw = owner._rw
         self.peek = owner._d.get
         self.put = owner._d.__setitem__
         self.drop = owner._d.__delitem__
 
-    def enter(self) -> None:
-        owner = self._map
-        owner._acquire()
-        rw = owner._rw
+    def ready(self) -> None:
+        """Holding the mutex: wait until no other thread reads or writes."""
+        rw = self._rw
         if rw._writer is not None or rw._readers:
-            try:
-                rw._wait_writable_locked()
-            except BaseException:
-                owner._release()
-                raise
-
-    def exit(self) -> None:
-        self._map._release()
+            rw._wait_writable_locked()
 
 
 class LockedMap(LockedCore, OneSectionMap):
@@ -66,32 +60,45 @@ class LockedMap(LockedCore, OneSectionMap):
     inside ``read()``). Iteration copies the dict under the lock, O(n), and
     then never raises for concurrent writes.
 
-    Reentrancy: inside ``write()`` and inside compute callbacks the same
-    thread may call any method. Writing inside ``read()`` raises
-    RuntimeError (it would have to upgrade the lock). Writing the key a
-    compute callback is computing raises RecursiveUpdateError.
+    Reentrancy: inside ``write()`` the same thread may call any method.
+    Inside a compute callback it may call any method except writing the
+    key being computed, ``clear()`` and a ``write()`` block, which raise
+    RecursiveUpdateError. Writing inside ``read()`` raises RuntimeError (it
+    would have to upgrade the lock).
     """
 
-    # LockedCore holds _d, _rw (public as lock), _acquire/_release (of
-    # _rw's mutex) and _computing, and implements get and m[k] = v (in C
-    # when the C core is built).
+    # LockedCore holds _d, _rw (public as lock), _lock (_rw's mutex, or a
+    # ProfiledRLock around it with stats) and _computing, and implements get
+    # and m[k] = v (in C when the C core is built).
     __slots__ = {
         "_sec": "the write section used by compound operations; set once",
         "_counts": "[hits, misses] when stats are on, else None; guarded by _rw._mu",
+        "_read_view": "the context manager read() returns (a read-only view); set once",
+        "_write_view": "the context manager write() returns (the dict); set once",
         "__weakref__": "",
     }
 
     def __init__(self, *args: Any, stats: bool = False, **kwargs: Any) -> None:
         pairs = pairs_of(type(self).__name__, args, kwargs)
-        rw = RWLock()
+        d = dict(pairs)
         self._counts = None
-        acquire = rw._mu.acquire
+        mu = threading.RLock()
         if check_flag("stats", stats):
-            rw._profile = LockProfile(acquire)
-            acquire = rw._profile.acquire
+            lock = ProfiledRLock(mu)
+            rw = RWLock._with_profile(mu, lock)
             self._counts = [0, 0]
-        self._core_init(dict(pairs), rw, acquire, rw._mu.release, {}, self._counts is not None)
+        else:
+            lock = mu
+            rw = RWLock._with_profile(mu, None)
+        self._core_init(d, rw, lock, {}, self._counts is not None)
         self._sec = _WriteSection(self)
+        self._read_view = RWHold(rw, False, MappingProxyType(d))
+        self._write_view = RWHold(rw, True, d)
+        _forks.register(self)
+
+    def _after_fork_child(self) -> None:
+        # The RWLock (and so the mutex) is registered, and reset, on its own.
+        _forks.drop_dead_tokens(self._computing)
 
     @property
     def lock(self) -> RWLock:
@@ -103,101 +110,59 @@ class LockedMap(LockedCore, OneSectionMap):
 
     # -- transactions -----------------------------------------------------------
 
-    def read(self) -> "_ReadView":
+    def read(self) -> Any:
         """``with m.read() as view:`` a read-only view no other thread changes meanwhile.
 
         The view is live: do not keep it after the block.
         """
-        return _ReadView(self)
+        return self._read_view
 
-    def write(self) -> "_WriteView":
+    def write(self) -> Any:
         """``with m.write() as d:`` exclusive access to the underlying dict.
 
         Other threads see the block's changes all at once. Do not keep ``d``
-        after the block.
+        after the block. Inside a compute callback it raises
+        RecursiveUpdateError: raw writes would bypass the recursive-update check.
         """
-        return _WriteView(self)
+        self._check_not_in_callback("a write() block")
+        return self._write_view
 
     # -- short reads --------------------------------------------------------------
 
     # get: LockedCore's, which comes here when stats are on.
+    # Each short read holds the mutex, and waits only for another thread's
+    # write() block.
     def _get_slow(self, key: Any, default: Any = None, /) -> Any:
-        self._acquire()
-        try:
+        with self._lock:
             if self._rw._writer is not None:
                 self._rw._wait_readable_locked()
             value = self._d.get(key, MISSING)
             self._counts[value is MISSING] += 1
-            return default if value is MISSING else value
-        finally:
-            self._release()
+        return default if value is MISSING else value
 
     def __contains__(self, key: object) -> bool:
-        self._acquire()
-        try:
+        with self._lock:
             if self._rw._writer is not None:
                 self._rw._wait_readable_locked()
             return key in self._d
-        finally:
-            self._release()
 
     def __len__(self) -> int:
-        self._acquire()
-        try:
+        with self._lock:
             if self._rw._writer is not None:
                 self._rw._wait_readable_locked()
             return len(self._d)
-        finally:
-            self._release()
 
     def snapshot(self) -> dict:
-        self._acquire()
-        try:
+        with self._lock:
             if self._rw._writer is not None:
                 self._rw._wait_readable_locked()
             return self._d.copy()
-        finally:
-            self._release()
 
     def stats(self) -> dict[str, Any]:
         """Counters: size, and with ``stats=True`` lock contention and hits/misses."""
         out: dict[str, Any] = {"type": "LockedMap", "size": len(self), "enabled": self._counts is not None}
         if self._counts is not None:
-            self._acquire()
-            try:
-                out["lock"] = self._rw._profile.as_dict()
+            with self._lock:
+                out["lock"] = self._lock.as_dict()
                 out["hits"], out["misses"] = self._counts
-            finally:
-                self._release()
         return out
-
-
-class _ReadView:
-    """The context manager ``LockedMap.read()`` returns: the read lock, and a read-only view."""
-
-    __slots__ = ("_map",)
-
-    def __init__(self, owner: LockedMap) -> None:
-        self._map = owner
-
-    def __enter__(self) -> Mapping[Any, Any]:
-        self._map._rw.acquire_read()
-        return MappingProxyType(self._map._d)
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._map._rw.release_read()
-
-
-class _WriteView(_ReadView):
-    """The context manager ``LockedMap.write()`` returns: the write lock, and the dict."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> dict:
-        # Raw dict writes would bypass the recursive-update check.
-        self._map._check_not_in_callback("a write() block")
-        self._map._rw.acquire_write()
-        return self._map._d
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._map._rw.release_write()

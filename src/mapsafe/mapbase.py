@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy as _copy
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
-from threading import get_ident
+from itertools import count
 from typing import Any, Callable, TypeVar
 
+from . import _faults
+from ._core import thread_token
 from .errors import RecursiveUpdateError
 from .sentinels import DELETE, MISSING
 
@@ -14,6 +16,7 @@ __all__ = ["MapBase", "OneSectionMap", "check_flag", "pairs_of"]
 
 _NO_DEFAULT: Any = object()  # pop() called without a default; compare_and_delete's 'no new value'
 _COMPUTE, _IF_ABSENT, _IF_PRESENT, _MERGE = range(4)  # _compute modes
+_FAULTS = _faults.ENABLED
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -83,14 +86,23 @@ class MapBase(MutableMapping[K, V]):
     ``get``/``__getitem__``/``__setitem__``/``__delitem__`` (its fast paths),
     ``_options()`` (constructor keywords for copies) and, for the compound
     operations here, *sections*: ``_section(key)`` returns an object with
-    ``enter()``/``exit()`` (take and release the write lock covering
-    ``key``; reentrant; the compute family runs user callbacks inside it)
-    and, to be called holding it, ``peek(key, default)``, ``put(key,
-    value)`` and ``drop(key)`` (for plain dict sections these are the
-    dict's own bound methods). ``_computing`` maps keys whose compute callback is
-    running to the thread running it; it is only changed by a thread holding
-    the section of that key, so a writer holding that section that finds its
-    key there is the callback's own thread: a recursive update.
+
+    * ``lock``: the reentrant write lock covering ``key``, entered with
+      ``with`` (its ``__enter__``/``__exit__`` are C, so an exception can
+      never land between taking it and being inside the block);
+    * ``ready``: None, or a callable to run just inside the block that waits
+      until writing is allowed (LockedMap: no reader and no writer);
+    * and, to be called holding it, ``peek(key, default)``, ``put(key,
+      value)`` and ``drop(key)``. ``put`` and ``drop`` return what they
+      released (a replaced value, an evicted entry): the caller keeps it
+      until the lock is released, so a value's ``__del__`` never runs under
+      a map lock.
+
+    ``_computing`` maps keys whose compute callback is running to the token
+    of the thread running it; it is only changed by a thread holding the
+    section of that key, so a writer holding that section that finds its key
+    there with its own token is the callback's own thread: a recursive
+    update.
     """
 
     __slots__ = ()
@@ -136,8 +148,15 @@ class MapBase(MutableMapping[K, V]):
 
     @classmethod
     def fromkeys(cls, iterable: Iterable[Any], value: Any = None):
-        """A new map with keys from ``iterable``, each set to ``value``."""
-        return cls((key, value) for key in iterable)
+        """A new map with keys from ``iterable``, each set to ``value``.
+
+        As ``dict.fromkeys`` does for a subclass: ``cls()``, then ``m[key] =
+        value`` for each key, so a subclass's ``__setitem__`` is honoured.
+        """
+        new = cls()
+        for key in iterable:
+            new[key] = value
+        return new
 
     # -- whole-map reads ----------------------------------------------------
 
@@ -226,17 +245,19 @@ class MapBase(MutableMapping[K, V]):
         if current is not MISSING:
             return current, True
         section = self._section(key)
-        section.enter()
-        try:
+        with section.lock:
+            if section.ready is not None:
+                section.ready()
+            if _FAULTS:
+                _faults.point("map.load_or_store.locked")
             # Re-check: another thread may have stored it while we waited.
             current = section.peek(key, MISSING)
             if current is not MISSING:
                 return current, True
             self._check_not_computing(key)
-            section.put(key, value)
-            return value, False
-        finally:
-            section.exit()
+            released = section.put(key, value)
+        del released  # after the lock
+        return value, False
 
     def load_and_delete(self, key: Any) -> tuple[Any, bool]:
         """Remove ``key``; ``(old, True)`` if it was present, else ``(None, False)``."""
@@ -246,13 +267,15 @@ class MapBase(MutableMapping[K, V]):
     def swap(self, key: Any, value: Any) -> tuple[Any, bool]:
         """Store ``value``; return ``(previous, True)``, or ``(None, False)`` if absent."""
         section = self._section(key)
-        section.enter()
-        try:
+        with section.lock:
+            if section.ready is not None:
+                section.ready()
+            if _FAULTS:
+                _faults.point("map.swap.locked")
             self._check_not_computing(key)
             previous = section.peek(key, MISSING)
-            section.put(key, value)
-        finally:
-            section.exit()
+            released = section.put(key, value)
+        del released
         return (None, False) if previous is MISSING else (previous, True)
 
     def compare_and_swap(self, key: Any, old: Any, new: Any) -> bool:
@@ -264,21 +287,34 @@ class MapBase(MutableMapping[K, V]):
         return self._replace_if_equal(key, old, _NO_DEFAULT)
 
     def _replace_if_equal(self, key: Any, old: Any, new: Any) -> bool:
-        """The compare-and-* pair: ``new`` is the value to store, or _NO_DEFAULT to delete."""
+        """The compare-and-* pair: ``new`` is the value to store, or _NO_DEFAULT to delete.
+
+        The comparison is user code (``__eq__``), so it runs with no lock
+        held: a value's ``__eq__`` that uses this or another map can never
+        deadlock. The swap then happens only if the value is still the very
+        object that compared equal, else it starts again. Linearizable: a
+        False result takes effect at the read, a True one at the swap.
+        """
         section = self._section(key)
-        section.enter()
-        try:
-            current = section.peek(key, MISSING)
+        for _ in count():
+            with section.lock:
+                if section.ready is not None:
+                    section.ready()
+                current = section.peek(key, MISSING)
             if current is MISSING or not (current == old):
                 return False
-            self._check_not_computing(key)
-            if new is _NO_DEFAULT:
-                section.drop(key)
-            else:
-                section.put(key, new)
+            with section.lock:
+                if section.ready is not None:
+                    section.ready()
+                if _FAULTS:
+                    _faults.point("map.replace_if_equal.locked")
+                if section.peek(key, MISSING) is not current:
+                    continue  # changed meanwhile: compare again
+                self._check_not_computing(key)
+                released = section.drop(key) if new is _NO_DEFAULT else section.put(key, new)
+            del released
             return True
-        finally:
-            section.exit()
+        raise AssertionError("unreachable")
 
     # -- dict methods that are compound --------------------------------------
 
@@ -290,14 +326,17 @@ class MapBase(MutableMapping[K, V]):
 
     def __delitem__(self, key: Any) -> None:
         section = self._section(key)
-        section.enter()
-        try:
-            if section.peek(key, MISSING) is MISSING:
+        with section.lock:
+            if section.ready is not None:
+                section.ready()
+            if _FAULTS:
+                _faults.point("map.delitem.locked")
+            old = section.peek(key, MISSING)
+            if old is MISSING:
                 raise KeyError(key)
             self._check_not_computing(key)
-            section.drop(key)
-        finally:
-            section.exit()
+            released = section.drop(key)
+        del old, released  # after the lock
 
     # What the C core's `del m[k]` calls: a C mp_ass_subscript slot serves
     # both m[k] = v and del m[k], and its __delitem__ comes first in the MRO.
@@ -306,14 +345,17 @@ class MapBase(MutableMapping[K, V]):
     def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:
         """Remove ``key`` and return its value; ``default`` or KeyError if absent."""
         section = self._section(key)
-        section.enter()
-        try:
+        released = None
+        with section.lock:
+            if section.ready is not None:
+                section.ready()
+            if _FAULTS:
+                _faults.point("map.pop.locked")
             value = section.peek(key, MISSING)
             if value is not MISSING:
                 self._check_not_computing(key)
-                section.drop(key)
-        finally:
-            section.exit()
+                released = section.drop(key)
+        del released
         if value is MISSING:
             if default is _NO_DEFAULT:
                 raise KeyError(key)
@@ -335,8 +377,9 @@ class MapBase(MutableMapping[K, V]):
 
         ``fn`` returns the new value, or ``DELETE`` to remove the key.
         Returns the new value, or None if the key ends up absent. ``fn``
-        runs once, holding the key's write lock: it may use the map, but
-        writing ``key`` itself raises RecursiveUpdateError. If ``fn``
+        runs once, holding the key's write lock: it may read the map and
+        write other keys, but writing ``key`` itself, ``clear()``, and (on a
+        LockedMap) a ``write()`` block raise RecursiveUpdateError. If ``fn``
         raises, the key is left unchanged and the exception propagates.
         """
         return self._compute(key, fn, _COMPUTE)
@@ -367,43 +410,47 @@ class MapBase(MutableMapping[K, V]):
     def _compute(self, key: Any, fn: Callable[..., Any], mode: int, value: Any = None) -> Any:
         """The compute family: ``mode`` says which, ``value`` is merge's."""
         section = self._section(key)
-        section.enter()
-        try:
-            old = section.peek(key, MISSING)
-            if old is MISSING:
-                if mode == _IF_PRESENT:
-                    return None
-                if mode == _MERGE:
-                    self._check_not_computing(key)
-                    section.put(key, value)
-                    return value
-            elif mode == _IF_ABSENT:
-                return old  # another thread computed it while we waited for the lock
-            computing = self._computing
-            if key in computing:
+        released = None
+        with section.lock:
+            if section.ready is not None:
+                section.ready()
+            if _FAULTS:
+                _faults.point("map.compute.locked")
+            result, released = self._compute_locked(section, key, fn, mode, value)
+        del released  # after the lock: a replaced value's __del__ may use the map
+        return result
+
+    def _compute_locked(self, section: Any, key: Any, fn: Callable[..., Any], mode: int, value: Any) -> tuple:
+        """(result, what to release after the lock) of the compute family, holding key's section."""
+        old = section.peek(key, MISSING)
+        if old is MISSING:
+            if mode == _IF_PRESENT:
+                return None, None
+            if mode == _MERGE:
                 self._check_not_computing(key)
-            computing[key] = get_ident()  # only ever set by the holder of key's section
-            try:
-                if mode == _MERGE:
-                    new = fn(old, value)
-                elif mode == _IF_ABSENT:
-                    new = fn(key)
-                else:
-                    new = fn(key, old)
-            finally:
-                del computing[key]
-            if new is DELETE:
-                if old is not MISSING:
-                    section.drop(key)
-                return None
-            section.put(key, new)
-            return new
+                return value, section.put(key, value)
+        elif mode == _IF_ABSENT:
+            return old, None  # another thread computed it while we waited for the lock
+        computing = self._computing
+        if key in computing:
+            self._check_not_computing(key)
+        computing[key] = thread_token()  # only ever set by the holder of key's section
+        try:
+            if mode == _MERGE:
+                new = fn(old, value)
+            elif mode == _IF_ABSENT:
+                new = fn(key)
+            else:
+                new = fn(key, old)
         finally:
-            section.exit()
+            del computing[key]
+        if new is DELETE:
+            return None, (old, section.drop(key) if old is not MISSING else None)
+        return new, (old, section.put(key, new))
 
     def _check_not_computing(self, key: Any) -> None:
         """Raise if this thread's compute callback is computing ``key``."""
-        if self._computing and self._computing.get(key) == get_ident():
+        if self._computing and self._computing.get(key) is thread_token():
             raise RecursiveUpdateError(
                 f"recursive update of key {key!r}: a compute callback tried to write "
                 "the key it is computing"
@@ -411,8 +458,9 @@ class MapBase(MutableMapping[K, V]):
 
     def _check_not_in_callback(self, what: str) -> None:
         """Raise if this thread is running a compute callback of this map."""
-        if self._computing and get_ident() in self._computing.values():
-            key = next(k for k, ident in self._computing.copy().items() if ident == get_ident())
+        me = thread_token()
+        if self._computing and any(token is me for token in self._computing.copy().values()):
+            key = next(k for k, token in self._computing.copy().items() if token is me)
             raise RecursiveUpdateError(
                 f"recursive update of key {key!r}: {what} inside the compute callback "
                 "could overwrite the key it is computing"
@@ -450,31 +498,46 @@ class OneSectionMap(MapBase):
 
     def popitem(self) -> tuple[Any, Any]:
         """Remove and return the most recently inserted pair; KeyError if empty."""
-        self._sec.enter()
-        try:
+        sec = self._sec
+        with sec.lock:
+            if sec.ready is not None:
+                sec.ready()
+            if _FAULTS:
+                _faults.point("map.popitem.locked")
             if not self._d:
                 raise KeyError(f"popitem(): {self._public_type().__name__} is empty")
             key = next(reversed(self._d))
             self._check_not_computing(key)
             return key, self._d.pop(key)
-        finally:
-            self._sec.exit()
 
     def clear(self) -> None:
-        self._sec.enter()
-        try:
+        sec = self._sec
+        with sec.lock:
+            if sec.ready is not None:
+                sec.ready()
+            if _FAULTS:
+                _faults.point("map.clear.locked")
             self._check_not_in_callback("clear()")
+            released = self._d.copy()  # one atomic dict op; released after the lock
             self._d.clear()
-        finally:
-            self._sec.exit()
+        del released
 
     def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
-        # One hold of the section: an update is atomic with respect to other writes.
-        self._sec.enter()
-        try:
-            for key, _ in pairs:
-                self._check_not_computing(key)
-            for key, value in pairs:
-                self._d[key] = value
-        finally:
-            self._sec.exit()
+        # One dict.update, under the section: atomic with respect to other
+        # writes and, being one dict operation, to lock-free readers too
+        # (unless a key's __eq__ runs on a hash collision, which can let a
+        # reader in half-way).
+        new = dict(pairs)  # built before the lock: hashing is user code
+        d = self._d
+        sec = self._sec
+        with sec.lock:
+            if sec.ready is not None:
+                sec.ready()
+            if _FAULTS:
+                _faults.point("map.put_many.locked")
+            if self._computing:
+                for key in new:
+                    self._check_not_computing(key)
+            released = list(map(d.get, new))  # replaced values, released after the lock
+            d.update(new)
+        del released

@@ -10,13 +10,15 @@ from itertools import chain
 from time import monotonic
 from typing import Any, Iterator
 
-from ._core import ShardedCore
+from . import _faults, _forks
+from ._core import ProfiledRLock, ShardedCore, call_if_free, hold_all
 from .mapbase import MapBase, check_flag, pairs_of
 from .sentinels import MISSING
-from .stats import LockProfile, Tally
+from .stats import Tally
 
 __all__ = ["ShardedMap"]
 
+_FAULTS = _faults.ENABLED
 _NEVER = math.inf  # expiry time of entries in maps without a ttl
 _MAX_SHARD_HINT = 1 << 16  # with capacity=, pick enough shards to keep each below this
 
@@ -37,14 +39,14 @@ class _Shard:
     dict operations; every write holds ``lock``.
     """
 
-    __slots__ = ("d", "lock", "enter", "exit", "profile", "peek", "put", "drop")
+    __slots__ = ("d", "lock", "ready", "peek", "put", "drop")
 
     def __init__(self, stats: bool) -> None:
         self.d: dict = {}  # the entries; read lock-free, written only with lock held
-        self.lock = threading.RLock()  # guards writes to d (and every field of subclasses)
-        self.profile = LockProfile(self.lock.acquire) if stats else None  # set once
-        self.enter = self.profile.acquire if stats else self.lock.acquire  # bound once for speed
-        self.exit = self.lock.release
+        # Guards writes to d (and every field of subclasses); entered with
+        # `with` (C enter and exit); a ProfiledRLock when stats are on.
+        self.lock: Any = ProfiledRLock() if stats else threading.RLock()
+        self.ready = None  # nothing to wait for once the lock is held
         # What compound operations call holding the lock; in plain mode the
         # dict's own methods, in cache mode the wrapping ones below.
         self.peek = self.d.get
@@ -57,8 +59,8 @@ class _Shard:
 
     def counters(self) -> dict[str, Any]:
         out: dict[str, Any] = {"size": len(self.d)}
-        if self.profile is not None:
-            out.update(self.profile.as_dict())
+        if isinstance(self.lock, ProfiledRLock):
+            out.update(self.lock.as_dict())
         return out
 
 
@@ -76,9 +78,14 @@ class _CacheShard(_Shard):
     lock on reads: ``order`` lists (key, entry) pairs oldest first; the
     sweeper evicts the first entry not read since it last passed, giving
     read ones another round. Expired entries go first.
+
+    Nothing is released under the lock: whatever leaves ``d`` or the queues
+    goes to ``trash``, which the mutators hand back (``put_locked``,
+    ``drop_locked``, ``expire_locked``) for the caller to drop after
+    releasing the lock, so a value's ``__del__`` never runs under it.
     """
 
-    __slots__ = ("capacity", "ttl", "order", "by_expiry", "evictions", "expirations")
+    __slots__ = ("capacity", "ttl", "order", "by_expiry", "evictions", "expirations", "trash")
 
     def __init__(self, stats: bool, capacity: int | None, ttl: float | None) -> None:
         super().__init__(stats)
@@ -94,76 +101,118 @@ class _CacheShard(_Shard):
         self.by_expiry: deque = deque()
         self.evictions = 0  # guarded by lock
         self.expirations = 0  # guarded by lock
+        self.trash: list = []  # what left d or the queues, to release after the lock; guarded by lock
+
+    def _take_trash_locked(self) -> list | None:
+        trash = self.trash
+        if not trash:
+            return None
+        self.trash = []
+        return trash
 
     def peek_locked(self, key: Any, default: Any = None) -> Any:
         entry = self.d.get(key)
         if entry is None:
             return default
         if entry[1] <= monotonic():
-            del self.d[key]
+            self.trash.append(self.d.pop(key))
             self.expirations += 1
             return default
         entry[2] = True
         return entry[0]
 
-    def drop_locked(self, key: Any) -> None:
-        del self.d[key]  # its pair in order goes stale
+    def drop_locked(self, key: Any) -> list | None:
+        self.trash.append(self.d.pop(key))  # its pair in order goes stale
+        return self._take_trash_locked()
 
-    def put_locked(self, key: Any, value: Any) -> None:
-        self.put_entry_locked(key, value, monotonic() + self.ttl if self.ttl is not None else _NEVER)
+    def put_locked(self, key: Any, value: Any) -> list | None:
+        return self.put_entry_locked(key, value, monotonic() + self.ttl if self.ttl is not None else _NEVER)
 
-    def put_entry_locked(self, key: Any, value: Any, expires_at: float) -> None:
+    def put_entry_locked(self, key: Any, value: Any, expires_at: float) -> list | None:
         d = self.d
         if self.capacity is not None and len(d) >= self.capacity and key not in d:
             self._evict_one_locked()  # before inserting, so the new entry is never the victim
         entry = [value, expires_at, False]
-        d[key] = entry
+        old = d.get(key)
+        if old is not None:
+            self.trash.append(old)
+        # The queues first and the dict last: an interrupt in between leaves
+        # only stale pairs, which every reader of the queues skips.
         self.order.append((key, entry))
         if self.ttl is not None:
             self.by_expiry.append((key, entry))
+        d[key] = entry
         if len(self.order) > 2 * len(d) + 32:
             self._compact_locked()
+        return self._take_trash_locked()
 
     def _evict_one_locked(self) -> None:
-        d, now = self.d, monotonic()
+        d, now, trash = self.d, monotonic(), self.trash
         # Expired entries first. All entries live ttl seconds from their
         # store, so by_expiry (store order, never reordered) is expiry order.
         by_expiry = self.by_expiry
         while by_expiry:
             key, entry = by_expiry[0]
             if d.get(key) is not entry:
-                by_expiry.popleft()  # stale
+                trash.append(by_expiry.popleft())  # stale
                 continue
             if entry[1] <= now:
-                by_expiry.popleft()
-                del d[key]
+                trash.append(by_expiry.popleft())
+                trash.append(d.pop(key))
                 self.expirations += 1
                 return
             break
         order = self.order
         while order:
-            key, entry = order.popleft()
+            pair = order.popleft()
+            key, entry = pair
             if d.get(key) is not entry:
+                trash.append(pair)
                 continue  # stale: replaced or deleted since
             if entry[2]:
                 entry[2] = False  # second chance
-                order.append((key, entry))
+                order.append(pair)
                 continue
-            del d[key]
+            trash.append(pair)
+            trash.append(d.pop(key))
             self.evictions += 1
             return
+        if d:
+            # Every entry is in order unless an interrupt landed between a
+            # popleft and its re-append: evict one of those, so the bound holds.
+            trash.append(d.pop(next(iter(d))))
+            self.evictions += 1
 
     def _compact_locked(self) -> None:
         d = self.d
+        self.trash.append((self.order, self.by_expiry))
         self.order = deque((k, e) for k, e in self.order if d.get(k) is e)
         self.by_expiry = deque((k, e) for k, e in self.by_expiry if d.get(k) is e)
 
-    def expire_locked(self, key: Any, entry: list) -> None:
+    def expire_locked(self, key: Any, entry: list) -> list | None:
         # Re-check: another thread may have replaced the entry since the
         # lock-free read saw it expired.
         if self.d.get(key) is entry:
-            del self.d[key]
+            self.trash.append(self.d.pop(key))
             self.expirations += 1
+        return self._take_trash_locked()
+
+    def clear_locked(self) -> tuple:
+        released = (self.d.copy(), self.order, self.by_expiry, self.trash)
+        self.d.clear()
+        self.order, self.by_expiry, self.trash = deque(), deque(), []
+        return released
+
+    def live_in_order_locked(self) -> list[tuple[Any, list]]:
+        """Live (key, entry) pairs: in expiry order with a ttl, else CLOCK order."""
+        d = self.d
+        live = [(k, e) for k, e in self.order if d.get(k) is e]
+        if len(live) < len(d):  # entries an interrupt left out of order (see _evict_one_locked)
+            queued = {id(e) for _, e in live}
+            live.extend((k, e) for k, e in d.items() if id(e) not in queued)
+        if self.ttl is not None:
+            live.sort(key=lambda pair: pair[1][1])  # stable: equal deadlines keep store order
+        return live
 
     def items_now(self) -> list[tuple[Any, Any]]:
         now = monotonic()
@@ -190,16 +239,34 @@ class ShardedMap(ShardedCore, MapBase):
     before every read that observes it; the compute family and the other
     compound operations are atomic with respect to every other write of the
     same key. Writes to different shards proceed in parallel. ``update``
-    and ``clear`` are atomic per shard, not across shards.
+    and ``clear`` hold every shard they touch, so they are atomic with
+    respect to other writes (lock-free readers may see one half-applied).
 
     ``snapshot()`` holds every shard's lock while copying, so it is a true
     point-in-time copy. Iteration walks per-shard copies taken when it
     starts: it never raises for concurrent writes, never yields a key
     twice, and yields every key present for the whole walk.
 
+    ``len()`` is exact: it counts holding every shard's lock, briefly
+    stalling writers. ``approx_len()`` takes no lock and sums the shards at
+    slightly different instants, so under concurrent writes it can be off
+    by the number of writes in flight (like cereggii's ``approx_len``).
+
     Compute-family callbacks may use the whole map, so that two of them
     can never deadlock on each other's shards they run one at a time per
     map (plain writes still proceed in parallel on other shards).
+
+    Lock order, and the user code that runs under a shard lock: (1) a
+    compute-family callback holds the callback lock and then one shard
+    lock, and may take any other; every other thread that takes more than
+    one shard lock (``snapshot``, ``len``) takes the callback lock first,
+    then shards in index order, so no cycle can form. (2) A key's
+    ``__hash__`` and ``__eq__`` run inside dict operations under the shard
+    lock, as in Java's ConcurrentHashMap: a key whose ``__hash__`` or
+    ``__eq__`` writes this same map is not supported. (3) A value's
+    ``__eq__`` (``compare_and_*``) runs with no lock held. (4) A replaced,
+    deleted, evicted or expired value is released only after the lock is
+    released, so its ``__del__`` may use the map freely.
 
     ``maxsize`` is split evenly across shards, so the map never holds more
     than ``maxsize`` entries, but a shard that fills first evicts before
@@ -210,16 +277,16 @@ class ShardedMap(ShardedCore, MapBase):
     so it picks enough shards to keep each below 65,536 entries.
 
     Costs: reads are one hash and one dict operation, lock-free; writes take
-    one shard lock; ``len`` is O(shards) (O(n) with a ttl, which must skip
-    expired entries); iteration and ``snapshot()`` are O(n).
+    one shard lock; ``len`` takes every shard lock, O(shards) (O(n) with a
+    ttl, which must skip expired entries); ``approx_len`` is O(shards)
+    without locks; iteration and ``snapshot()`` are O(n).
     """
 
     # ShardedCore holds _maps (each shard's dict), _stripes, _computing
     # and _n, and implements get and m[k] = v (in C when the C core is built).
     __slots__ = {
         "_shards": "the _Shard objects; the tuple is set once",
-        "_acquires": "each shard's lock acquire; set once",
-        "_releases": "each shard's lock release; set once",
+        "_all_locks": "the callback lock, then every shard's lock, in the lock order; set once",
         "_cache": "True when entries are wrapped (maxsize or ttl); set once",
         "_ttl": "entry lifetime in seconds, or None; set once",
         "_opts": "constructor options, for copies and pickling; set once",
@@ -269,11 +336,13 @@ class ShardedMap(ShardedCore, MapBase):
             self._shards = tuple(_CacheShard(stats, caps[i], ttl) for i in range(shards))
         else:
             self._shards = tuple(_Shard(stats) for _ in range(shards))
-        self._acquires = tuple(s.enter for s in self._shards)
-        self._releases = tuple(s.exit for s in self._shards)
-        stripes = tuple((s.enter, s.exit, s.d, s.put if self._cache else None) for s in self._shards)
+        stripes = tuple(
+            (s.lock, s.lock.acquire, s.lock.release, s.d, s.put if self._cache else None) for s in self._shards
+        )
         self._core_init(tuple(s.d for s in self._shards), stripes, {}, not (self._cache or stats))
         self._callback_lock = threading.RLock()
+        self._all_locks = (self._callback_lock, *(s.lock for s in self._shards))
+        _forks.register(self)
         self._tally = Tally("hits", "misses") if stats else None
         self._pop_from = [0]
         if pairs:
@@ -304,11 +373,8 @@ class ShardedMap(ShardedCore, MapBase):
             shard = self._section(key)
             # Removing it now is a courtesy; never wait for it (the reader
             # may be a compute callback holding another shard's lock).
-            if shard.lock.acquire(blocking=False):
-                try:
-                    shard.expire_locked(key, entry)
-                finally:
-                    shard.lock.release()
+            # What it released is dropped on return, after the lock.
+            call_if_free(shard.lock, lambda: shard.expire_locked(key, entry), None)
             return MISSING
         entry[2] = True  # CLOCK's referenced bit: one list item store, atomic
         return entry[0]
@@ -321,9 +387,23 @@ class ShardedMap(ShardedCore, MapBase):
 
     def __len__(self) -> int:
         if self._ttl is None:
-            return sum(len(d) for d in self._maps)  # each len() is one atomic dict op
+            return hold_all(self._all_locks, self._count_locked)
+        copies = hold_all(self._all_locks, self._copy_dicts_locked)
+        now = monotonic()
+        return sum(1 for d in copies for e in d.values() if e[1] > now)
+
+    def approx_len(self) -> int:
+        """The number of entries, without locks: exact when no write is in flight."""
+        if self._ttl is None:
+            return self._count_locked()  # each len() is one atomic dict op
         now = monotonic()
         return sum(1 for d in self._maps for e in d.copy().values() if e[1] > now)
+
+    def _count_locked(self) -> int:
+        return sum(map(len, self._maps))
+
+    def _copy_dicts_locked(self) -> list[dict]:
+        return [d.copy() for d in self._maps]  # dict.copy calls no user code
 
     def __iter__(self) -> Iterator[Any]:
         if not self._cache:
@@ -336,27 +416,23 @@ class ShardedMap(ShardedCore, MapBase):
         return chain.from_iterable([shard.items_now() for shard in self._shards])
 
     def snapshot(self) -> dict:
-        # Lock order: the callback lock, then shards in index order. A
-        # thread holding one shard lock only ever waits for another while
-        # it holds the callback lock too, so no cycle can form.
-        with self._callback_lock:
-            for acquire in self._acquires:
-                acquire()
-            try:
-                return dict(chain.from_iterable([shard.items_now() for shard in self._shards]))
-            finally:
-                for release in self._releases:
-                    release()
+        # Every lock held (in the lock order) only while copying; merging the
+        # copies into one dict hashes keys, which is user code, so it runs after.
+        parts = hold_all(self._all_locks, self._items_locked)
+        out: dict = {}
+        for part in parts:
+            out.update(part)
+        return out
+
+    def _items_locked(self) -> list:
+        return [shard.items_now() for shard in self._shards]
 
     def _compute(self, key: Any, fn: Any, mode: int, value: Any = None) -> Any:
         # A callback holds its key's shard lock and may touch any other
         # shard. Two callbacks on different shards writing each other's
         # keys would deadlock, so callbacks run one at a time per map.
-        self._callback_lock.acquire()
-        try:
+        with self._callback_lock:
             return MapBase._compute(self, key, fn, mode, value)
-        finally:
-            self._callback_lock.release()
 
     def popitem(self) -> tuple[Any, Any]:
         """Remove and return some (key, value) pair; KeyError if empty."""
@@ -364,30 +440,46 @@ class ShardedMap(ShardedCore, MapBase):
         self._pop_from[0] = (start + 1) % self._n  # spreads pops; a lost rotation is harmless
         for offset in range(self._n):
             shard = self._shards[(start + offset) % self._n]
-            shard.enter()
-            try:
+            found = None
+            with shard.lock:
+                if _FAULTS:
+                    _faults.point("sharded.popitem.locked")
                 for key in reversed(list(shard.d)):
                     value = shard.peek(key, MISSING)
                     if value is MISSING:
                         continue  # expired just now
                     self._check_not_computing(key)
-                    shard.drop(key)
-                    return key, value
-            finally:
-                shard.exit()
+                    found = key, value, shard.drop(key)
+                    break
+            if found is not None:
+                return found[0], found[1]
         raise KeyError("popitem(): ShardedMap is empty")
 
     def clear(self) -> None:
         self._check_not_in_callback("clear()")  # before any shard changes
-        for shard in self._shards:
-            shard.enter()
-            try:
-                shard.d.clear()
+        hold_all(self._all_locks, self._clear_locked)
+
+    def _clear_locked(self) -> None:
+        # Every lock is held, so no other write interleaves; an interrupt
+        # half-way puts back what was cleared (it happened or it did not).
+        cleared = []
+        try:
+            for shard in self._shards:
+                if _FAULTS:
+                    _faults.point("sharded.clear.locked")
                 if isinstance(shard, _CacheShard):
-                    shard.order.clear()
-                    shard.by_expiry.clear()
-            finally:
-                shard.exit()
+                    cleared.append((shard, shard.clear_locked()))
+                else:
+                    cleared.append((shard, shard.d.copy()))  # released after the locks
+                    shard.d.clear()
+        except BaseException:
+            for shard, saved in cleared:
+                if isinstance(shard, _CacheShard):
+                    d, shard.order, shard.by_expiry, shard.trash = saved
+                    shard.d.update(d)
+                else:
+                    shard.d.update(saved)
+            raise
 
     def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
         by_shard: dict[int, list[tuple[Any, Any]]] = {}
@@ -396,48 +488,76 @@ class ShardedMap(ShardedCore, MapBase):
             # callbacks count, and only it can remove them meanwhile.
             self._check_not_computing(key)
             by_shard.setdefault(hash(key) % self._n, []).append((key, value))
-        for i, group in by_shard.items():
-            shard = self._shards[i]
-            shard.enter()
-            try:
-                for key, value in group:
-                    shard.put(key, value)
-            finally:
-                shard.exit()
+        order = sorted(by_shard)
+        locks = tuple(self._shards[i].lock for i in order)
+        if len(locks) > 1:
+            locks = (self._callback_lock, *locks)  # the lock order (see the class doc)
+        released = hold_all(locks, lambda: self._put_groups_locked(order, by_shard))
+        del released  # after the locks
+
+    def _put_groups_locked(self, order: list[int], by_shard: dict) -> list:
+        # Holding every involved shard: atomic with respect to other writes.
+        # An interrupt half-way restores what each key held before.
+        released: list = []
+        started = []
+        try:
+            for i in order:
+                shard, group = self._shards[i], by_shard[i]
+                d = shard.d
+                olds = [(key, d.get(key, MISSING)) for key, _ in group]
+                started.append((d, olds))
+                if _FAULTS:
+                    _faults.point("sharded.put_many.locked")
+                if self._cache:
+                    released.append([shard.put(key, value) for key, value in group])
+                else:
+                    d.update(group)
+                released.append(olds)
+        except BaseException:
+            for d, olds in started:
+                for key, old in olds:
+                    if old is MISSING:
+                        d.pop(key, None)
+                    else:
+                        d[key] = old
+            raise
+        return released
 
     # -- copies, pickling, stats ------------------------------------------------------
 
     def copy(self):
-        """A shallow copy with the same options; entries keep their expiry times."""
+        """A shallow copy with the same options; entries keep their expiry times and order."""
         new = type(self)(**self._options())
         for i, shard in enumerate(self._shards):
-            shard.enter()
-            try:
+            target = new._shards[i]  # same options and process: same shard
+            with shard.lock:
                 if self._cache:
                     now = monotonic()
-                    target = new._shards[i]  # same options and process: same shard
-                    for k, e in list(shard.d.items()):
+                    for k, e in shard.live_in_order_locked():
                         if e[1] > now:
                             target.put_entry_locked(k, e[0], e[1])
                 else:
                     new._maps[i].update(shard.d)
-            finally:
-                shard.exit()
         return new
 
     __copy__ = copy
 
     def _export(self) -> Any:
         # Expiry times are monotonic-clock values, meaningless in another
-        # process, so pickles carry each entry's remaining lifetime.
+        # process, so pickles carry each entry's remaining lifetime, in
+        # expiry order (keys land in other shards there: str hashes differ).
         if not self._cache:
             return list(self.snapshot().items())
         now = monotonic()
         out = []
         for shard in self._shards:
-            for key, entry in shard.d.copy().items():
+            with shard.lock:
+                live = shard.live_in_order_locked()
+            for key, entry in live:
                 if entry[1] > now:
                     out.append((key, entry[0], None if entry[1] == _NEVER else entry[1] - now))
+        if self._ttl is not None:
+            out.sort(key=lambda item: item[2])  # stable
         return out
 
     def _import(self, state: Any) -> None:
@@ -449,22 +569,17 @@ class ShardedMap(ShardedCore, MapBase):
             # Through put_entry_locked: in another process str hashes differ,
             # so keys land in other shards, whose capacity must still hold.
             shard = self._section(key)
-            shard.enter()
-            try:
-                shard.put_entry_locked(key, value, _NEVER if remaining is None else now + remaining)
-            finally:
-                shard.exit()
+            with shard.lock:
+                released = shard.put_entry_locked(key, value, _NEVER if remaining is None else now + remaining)
+            del released
 
     def stats(self) -> dict[str, Any]:
         """Counters: size, evictions, expirations; with ``stats=True`` also
         per-shard lock contention and hits/misses."""
         per_shard = []
         for shard in self._shards:
-            shard.enter()
-            try:
+            with shard.lock:
                 per_shard.append(shard.counters())
-            finally:
-                shard.exit()
         out: dict[str, Any] = {
             "type": "ShardedMap",
             "size": len(self),
@@ -479,6 +594,11 @@ class ShardedMap(ShardedCore, MapBase):
             }
             out.update(self._tally.totals())
         return out
+
+    def _after_fork_child(self) -> None:
+        for lock in self._all_locks:
+            _forks.reinit_lock(lock)
+        _forks.drop_dead_tokens(self._computing)
 
 
 def _positive_int(name: str, value: Any) -> int | None:

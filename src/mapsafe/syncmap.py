@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ._core import SyncCore
+from . import _forks
+from ._core import ProfiledRLock, SyncCore
 from .mapbase import OneSectionMap, check_flag, pairs_of
 from .sentinels import MISSING
-from .stats import LockProfile, Tally
+from .stats import Tally
 
 __all__ = ["SyncMap"]
 
@@ -16,15 +17,15 @@ __all__ = ["SyncMap"]
 class _DictSection:
     """The whole map as one write section: its lock, and its dict's own methods.
 
-    ``peek``/``put``/``drop`` are the dict's bound methods; callers hold the
-    lock (``enter``/``exit``).
+    ``peek``/``put``/``drop`` are the dict's bound methods (``put`` and
+    ``drop`` return None: the caller holds the values they replace).
     """
 
-    __slots__ = ("enter", "exit", "peek", "put", "drop")
+    __slots__ = ("lock", "ready", "peek", "put", "drop")
 
-    def __init__(self, d: dict, acquire, release) -> None:
-        self.enter = acquire
-        self.exit = release
+    def __init__(self, d: dict, lock: Any) -> None:
+        self.lock = lock  # entered with `with`; C-level enter and exit
+        self.ready = None  # nothing to wait for once the lock is held
         self.peek = d.get
         self.put = d.__setitem__
         self.drop = d.__delitem__
@@ -62,12 +63,12 @@ class SyncMap(SyncCore, OneSectionMap):
     read without a lock is already safe and linearizable.
     """
 
-    # SyncCore holds _d, _acquire/_release (of _lock) and _computing, and
-    # implements m[k] and m[k] = v (in C when the C core is built).
+    # SyncCore holds _d, _lock (the reentrant write lock, held for every
+    # write and for compute callbacks; an RLock, or a ProfiledRLock with
+    # stats), its _acquire/_release, and _computing, and implements m[k]
+    # and m[k] = v (in C when the C core is built).
     __slots__ = {
-        "_lock": "reentrant write lock; held for every write, and for compute callbacks",
         "_sec": "the single write section (dict + lock); set once",
-        "_profile": "LockProfile of _lock when stats are on, else None; set once",
         "_tally": "hit/miss Tally when stats are on, else None; set once",
         "get": "m.get(key, default=None, /): the value for key, else default. Lock-free.",
         "__weakref__": "",
@@ -76,21 +77,23 @@ class SyncMap(SyncCore, OneSectionMap):
     def __init__(self, *args: Any, stats: bool = False, **kwargs: Any) -> None:
         pairs = pairs_of(type(self).__name__, args, kwargs)
         d = dict(pairs)
-        self._lock = threading.RLock()
-        self._profile = None
         self._tally = None
-        acquire = self._lock.acquire
         if check_flag("stats", stats):
-            self._profile = LockProfile(self._lock.acquire)
+            lock = ProfiledRLock()
             self._tally = Tally("hits", "misses")
-            acquire = self._profile.acquire
             self.get = self._counted_get
         else:
+            lock = threading.RLock()
             # Reads are the dict's own bound method: a single dict operation,
             # atomic with or without the GIL, and as fast as dict.get.
             self.get = d.get
-        self._core_init(d, acquire, self._lock.release, {})
-        self._sec = _DictSection(d, acquire, self._release)
+        self._core_init(d, lock, {})
+        self._sec = _DictSection(d, lock)
+        _forks.register(self)
+
+    def _after_fork_child(self) -> None:
+        _forks.reinit_lock(self._lock)
+        _forks.drop_dead_tokens(self._computing)
 
     def _options(self) -> dict[str, Any]:
         return {"stats": self._tally is not None}
@@ -128,8 +131,8 @@ class SyncMap(SyncCore, OneSectionMap):
     def stats(self) -> dict[str, Any]:
         """Counters: size, and with ``stats=True`` lock contention and hits/misses."""
         out: dict[str, Any] = {"type": "SyncMap", "size": len(self._d), "enabled": self._tally is not None}
-        if self._profile is not None:
-            out["lock"] = self._profile.as_dict()
+        if self._tally is not None:
+            out["lock"] = self._lock.as_dict()
             out.update(self._tally.totals())
         return out
 

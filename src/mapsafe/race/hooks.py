@@ -323,10 +323,16 @@ def _patch_maps() -> None:
         return read
 
     def writing(orig):
+        # The release is recorded before the write too: once the write is
+        # visible, a reader in another thread may observe it and acquire
+        # at once, and must find this thread's earlier accesses published
+        # (on free-threaded builds that reader really runs meanwhile). The
+        # release after covers what a compute callback did inside the write.
         def write(self, *args, **kwargs):
             D = _D()
             if D is not None:
                 D.acquire(self)
+                D.release(self)
             try:
                 return orig(self, *args, **kwargs)
             finally:
@@ -392,10 +398,66 @@ def _patch_rwlock() -> None:
 
         return release
 
+    # The transitions live in RWLock's core base (C or Python): patched on
+    # RWLock itself, over the inherited ones.
     for name in ("acquire_read", "acquire_write"):
-        _patch(RWLock, name, acquiring)
+        _patch_inherited(RWLock, name, acquiring)
     for name in ("release_read", "release_write"):
-        _patch(RWLock, name, releasing)
+        _patch_inherited(RWLock, name, releasing)
+
+    # `with lock.read():` and LockedMap's read()/write() holds take and
+    # release the lock inside the core, past the patches above: under the
+    # detector they return holds that call the patched methods instead.
+    from types import MappingProxyType
+
+    import mapsafe
+
+    def hold(write, result_of):
+        def make(orig):
+            def method(self):
+                orig(self)  # its checks (a write() block inside a compute callback raises)
+                rw, result = result_of(self)
+                return _TrackedHold(rw, write, result)
+
+            return method
+
+        return make
+
+    _patch(RWLock, "read", hold(False, lambda rw: (rw, None)))
+    _patch(RWLock, "write", hold(True, lambda rw: (rw, None)))
+    _patch(mapsafe.LockedMap, "read", hold(False, lambda m: (m._rw, MappingProxyType(m._d))))
+    _patch(mapsafe.LockedMap, "write", hold(True, lambda m: (m._rw, m._d)))
+
+
+class _TrackedHold:
+    """An RWLock hold made of the (patched) acquire and release methods."""
+
+    __slots__ = ("_rw", "_write", "_result")
+
+    def __init__(self, rw: Any, write: bool, result: Any) -> None:
+        self._rw, self._write, self._result = rw, write, result
+
+    def __enter__(self) -> Any:
+        (self._rw.acquire_write if self._write else self._rw.acquire_read)()
+        return self._result
+
+    def __exit__(self, *exc_info: object) -> None:
+        (self._rw.release_write if self._write else self._rw.release_read)()
+
+
+def _patch_inherited(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+    """Patch ``name`` on ``owner`` even where a base class defines it."""
+    original = getattr(owner, name, None)
+    if original is None:
+        return
+    wrapper = make(original)
+    try:
+        functools.update_wrapper(wrapper, original)
+    except (AttributeError, TypeError):
+        pass
+    setattr(owner, name, wrapper)
+    # uninstall() restores the inherited one by deleting the patch
+    _PATCHES.append((owner, name, _INHERITED))
 
 
 _installed = False
@@ -414,9 +476,15 @@ def install() -> None:
     _patch_rwlock()
 
 
+_INHERITED: Any = object()  # in _PATCHES: the patched name was inherited; delete the patch
+
+
 def uninstall() -> None:
     global _installed
     while _PATCHES:
         owner, name, original = _PATCHES.pop()
-        setattr(owner, name, original)
+        if original is _INHERITED:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)
     _installed = False
