@@ -293,17 +293,17 @@ def _patch_futures() -> None:
 # observes it. Reads acquire the map's clock, writes acquire and release it
 # (a write such as swap or compute also reads the old value). One clock per
 # map is coarser than Go's per key; it can only hide races, never invent one.
-_MAP_READS = (
-    "load", "get", "__getitem__", "__contains__", "__len__", "__iter__", "keys", "values", "items",
-    "range", "snapshot", "copy", "__eq__", "__repr__",
-    # bound per instance as `get` by some maps, so patched under their own names
-    "_get_plain", "_get_slow", "_counted_get",
-)
-_MAP_WRITES = (
-    "store", "__setitem__", "__delitem__", "delete", "load_or_store", "load_and_delete", "swap",
-    "compare_and_swap", "compare_and_delete", "compute", "compute_if_absent", "compute_if_present",
-    "merge", "clear", "pop", "popitem", "setdefault", "update",
-)
+# Which methods are reads and which are writes comes from the maps' contract
+# table; LockedMap's read()/write() blocks are ordered by their RWLock (see
+# _patch_rwlock), not here.
+def _map_methods(kind: str) -> tuple[str, ...]:
+    from mapsafe import contract
+
+    return tuple(name for name in contract.names(kind) if name not in ("read", "write"))
+
+
+# Bound per instance as `get` by some maps, so patched under their own names.
+_MAP_INTERNAL_READS = ("_get_plain", "_get_slow", "_counted_get")
 
 
 def _patch_maps() -> None:
@@ -362,10 +362,10 @@ def _patch_maps() -> None:
             if klass in done or not klass.__module__.startswith("mapsafe"):
                 continue
             done.add(klass)
-            for name in _MAP_READS:
+            for name in _map_methods("read") + _MAP_INTERNAL_READS:
                 if name in klass.__dict__ and callable(klass.__dict__[name]):
                     _patch(klass, name, reading)
-            for name in _MAP_WRITES:
+            for name in _map_methods("write"):
                 if name in klass.__dict__ and callable(klass.__dict__[name]):
                     _patch(klass, name, writing)
 
