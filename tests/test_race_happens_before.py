@@ -137,7 +137,10 @@ def test_with_statement_orders_critical_sections(setup, obj):
 
 
 def test_unlocked_workers_race():
-    _check(WORKERS.format(setup="", enter="pass", exit="pass"), True, {7})
+    # Without the GIL the unlocked updates really are lost, so the program's
+    # own total check goes: only the report is the test's business.
+    unlocked = WORKERS.replace('assert d["n"] == 400\n', "")
+    _check(unlocked.format(setup="", enter="pass", exit="pass"), True, {7})
 
 
 def test_two_different_locks_do_not_order():
@@ -285,7 +288,7 @@ def producer():
     {publish}
 t = threading.Thread(target=producer)
 t.start()
-while not {observe}:
+while not ({observe}):
     pass
 x = d["k"]
 t.join()
