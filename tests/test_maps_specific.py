@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
@@ -238,3 +239,47 @@ def test_rwlock_read_timeout_leaves_no_state_behind():
     lock.release_write()
     assert lock.try_acquire_write()  # nothing left blocking writers
     lock.release_write()
+
+
+def test_syncmap_reader_sees_every_write_made_after_it_was_created():
+    m = SyncMap(a=1)
+    r = m.reader()
+    m["b"] = 2
+    del m["a"]
+    assert (r.get("a"), r.get("a", 0), r["b"], "b" in r, "a" in r, len(r)) == (None, 0, 2, True, False, 1)
+    with pytest.raises(KeyError) as err:
+        r[(1, 2)]
+    assert err.value.args == ((1, 2),)
+
+
+def test_syncmap_readers_made_in_each_thread_read_consistently_while_a_writer_runs():
+    m = SyncMap({i: i for i in range(100)})
+    stop, bad = threading.Event(), []
+
+    def writer():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            m[n % 100] = n % 100  # always the key itself
+            m.pop(100 + n % 5, None)
+            m[100 + n % 5] = -1
+
+    def reader():
+        r = m.reader()
+        for _ in range(20000):
+            k = _ % 100
+            if r.get(k) != k or r[k] != k or k not in r or len(r) < 100:
+                bad.append(k)
+
+    w = threading.Thread(target=writer)
+    w.start()
+    try:
+        threads = [threading.Thread(target=reader) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        stop.set()
+        w.join(60)
+    assert bad == []

@@ -33,7 +33,7 @@ from . import _faults
 
 __all__ = [
     "RWCore", "SyncCore", "LockedCore", "ShardedCore", "ProfiledRLock", "RWHold",
-    "call_if_free", "hold_all", "thread_token",
+    "SyncReader", "call_if_free", "hold_all", "thread_token",
 ]
 
 _FAULTS = _faults.ENABLED
@@ -530,6 +530,27 @@ class RWHold:
 
     def __exit__(self, *exc_info: object) -> None:
         self._release()
+
+
+class SyncReader:
+    """A per-thread read handle of a SyncMap (see SyncMap.reader); the C core's avoids shared refcounts."""
+
+    __slots__ = ("get", "_d")
+
+    def __init__(self, d: dict) -> None:
+        if type(d) is not dict:
+            raise TypeError("SyncReader needs exactly a dict")
+        self._d = d  # the SyncMap's dict; set once
+        self.get = d.get  # one dict operation; set once
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._d[key]
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._d
+
+    def __len__(self) -> int:
+        return len(self._d)
 
 
 # -- the maps' hot paths ------------------------------------------------------------------

@@ -1627,6 +1627,95 @@ static PyType_Spec sync_spec = {
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, sync_slots,
 };
 
+/* -- SyncReader: a per-thread read handle of a SyncMap ------------------------- */
+
+/* On free-threaded CPython every use of an object from Python code changes
+ * its reference count, and an object owned by another thread has a shared,
+ * atomically updated count: threads reading one SyncMap all hit the cache
+ * line of the map's count. A reader made in (and kept by) one thread is
+ * owned by that thread, so using it is a local, non-atomic count; its reads
+ * go to the map's dict through this strong reference, with no count change
+ * on the dict. Values still get a strong reference (PyDict_GetItemRef). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *d; /* the SyncMap's dict; set once, at creation */
+} SyncReader;
+
+CORE_GC(reader, offsetof(SyncReader, d))
+
+static PyObject *
+reader_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *d;
+    if (!PyArg_ParseTuple(args, "O!:SyncReader", &PyDict_Type, &d))
+        return NULL;
+    if (!PyDict_CheckExact(d)) {
+        PyErr_SetString(PyExc_TypeError, "SyncReader needs exactly a dict");
+        return NULL;
+    }
+    SyncReader *self = (SyncReader *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->d = Py_NewRef(d);
+    return (PyObject *)self;
+}
+
+static PyObject *
+reader_subscript(SyncReader *self, PyObject *key)
+{
+    PyObject *value;
+    int found = dict_lookup(self->d, key, &value);
+    if (found == 0)
+        set_key_error(key);
+    return value;
+}
+
+static PyObject *
+reader_get(SyncReader *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *key, *dflt, *value;
+    if (get_args(args, nargs, &key, &dflt) < 0)
+        return NULL;
+    int found = dict_lookup(self->d, key, &value);
+    if (found < 0)
+        return NULL;
+    return found ? value : Py_NewRef(dflt);
+}
+
+static int
+reader_contains(SyncReader *self, PyObject *key)
+{
+    return PyDict_Contains(self->d, key);
+}
+
+static Py_ssize_t
+reader_len(SyncReader *self)
+{
+    return PyDict_Size(self->d);
+}
+
+static PyMethodDef reader_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))reader_get, METH_FASTCALL,
+     "get($self, key, default=None, /)\n--\n\nThe value for key, else default. Lock-free."},
+    {NULL},
+};
+
+static PyType_Slot reader_slots[] = {
+    {Py_tp_doc, "SyncReader(d)\n--\n\nA per-thread read handle of a SyncMap (see SyncMap.reader)."},
+    {Py_tp_new, reader_new},
+    {Py_tp_traverse, reader_traverse},
+    {Py_tp_clear, reader_clear},
+    {Py_tp_dealloc, reader_dealloc},
+    {Py_tp_methods, reader_methods},
+    {Py_mp_subscript, reader_subscript},
+    {Py_mp_length, reader_len},
+    {Py_sq_contains, reader_contains},
+    {0, NULL},
+};
+
+static PyType_Spec reader_spec = {
+    "mapsafe._speedups.SyncReader", sizeof(SyncReader), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, reader_slots,
+};
+
 /* -- LockedCore ---------------------------------------------------------------- */
 
 typedef struct {
@@ -2089,7 +2178,8 @@ speedups_exec(PyObject *module)
     speedups_state *state = PyModule_GetState(module);
     if (add_type(module, &rw_spec, NULL, &state->rw_type) < 0 || add_type(module, &sync_spec, NULL, NULL) < 0 ||
         add_type(module, &locked_spec, NULL, NULL) < 0 || add_type(module, &sharded_spec, NULL, NULL) < 0 ||
-        add_type(module, &prof_spec, NULL, NULL) < 0 || add_type(module, &hold_spec, NULL, NULL) < 0)
+        add_type(module, &prof_spec, NULL, NULL) < 0 || add_type(module, &hold_spec, NULL, NULL) < 0 ||
+        add_type(module, &reader_spec, NULL, NULL) < 0)
         return -1;
     return PyModule_AddIntConstant(module, "FAULTS", faults_enabled);
 }

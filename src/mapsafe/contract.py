@@ -75,6 +75,7 @@ OPS: tuple[Op, ...] = (
     _op("range", "read", _COPY, user_code=""),
     _op("__eq__", "read", {**_NONE, "ShardedMap": "callback lock, then every shard"}),
     _op("__repr__", "read", {**_NONE, "ShardedMap": "callback lock, then every shard"}),
+    _op("reader", "read", {"SyncMap": "none", "LockedMap": "-", "ShardedMap": "-"}, maps=("SyncMap",)),
     _op("read", "read", {"SyncMap": "-", "LockedMap": "read lock", "ShardedMap": "-"},
         user_code="the with block", maps=("LockedMap",)),
     # writes

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import _forks
 from ._core import LockedCore, ProfiledRLock, RWHold
-from .mapbase import OneSectionMap, check_flag, pairs_of
+from .mapbase import OneSectionMap, check_flag, dropper, pairs_of
 from .rwlock import RWLock
 from .sentinels import MISSING
 
@@ -29,7 +29,7 @@ class _WriteSection:
         self._rw = owner._rw
         self.peek = owner._d.get
         self.put = owner._d.__setitem__
-        self.drop = owner._d.__delitem__
+        self.drop = dropper(owner._d)
 
     def ready(self) -> None:
         """Holding the mutex: wait until no other thread reads or writes."""

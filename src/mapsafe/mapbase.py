@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy as _copy
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
+from functools import partial
 from itertools import count
 from typing import Any, Callable, TypeVar
 
@@ -12,7 +13,7 @@ from ._core import thread_token
 from .errors import RecursiveUpdateError
 from .sentinels import DELETE, MISSING
 
-__all__ = ["MapBase", "OneSectionMap", "check_flag", "pairs_of"]
+__all__ = ["MapBase", "OneSectionMap", "check_flag", "dropper", "pairs_of"]
 
 _NO_DEFAULT: Any = object()  # pop() called without a default; compare_and_delete's 'no new value'
 _COMPUTE, _IF_ABSENT, _IF_PRESENT, _MERGE = range(4)  # _compute modes
@@ -26,6 +27,21 @@ def check_flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
     return value
+
+
+def _drop(d: dict, key: Any) -> Any:
+    return d.pop(key, None)
+
+
+def dropper(d: dict) -> Callable[[Any], Any]:
+    """A section's ``drop`` for a plain dict: removes ``key`` and returns what it removed.
+
+    It tolerates a key that is already gone: a finalizer run by the cyclic
+    GC (or, on free-threaded builds, a deferred deallocation) can run at any
+    allocation, even inside a critical section, and the reentrant lock lets
+    it remove the very key the interrupted operation has just looked up.
+    """
+    return partial(_drop, d)
 
 
 def pairs_of(cls_name: str, args: tuple, kwargs: dict) -> list[tuple[Any, Any]]:
@@ -506,9 +522,9 @@ class OneSectionMap(MapBase):
                 _faults.point("map.popitem.locked")
             if not self._d:
                 raise KeyError(f"popitem(): {self._public_type().__name__} is empty")
-            key = next(reversed(self._d))
-            self._check_not_computing(key)
-            return key, self._d.pop(key)
+            if self._computing:
+                self._check_not_computing(next(reversed(self._d)))
+            return self._d.popitem()  # one dict operation: the last inserted pair
 
     def clear(self) -> None:
         sec = self._sec

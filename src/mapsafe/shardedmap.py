@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from . import _faults, _forks
 from ._core import ProfiledRLock, ShardedCore, call_if_free, hold_all
-from .mapbase import MapBase, check_flag, pairs_of
+from .mapbase import MapBase, check_flag, dropper, pairs_of
 from .sentinels import MISSING
 from .stats import Tally
 
@@ -51,7 +51,7 @@ class _Shard:
         # dict's own methods, in cache mode the wrapping ones below.
         self.peek = self.d.get
         self.put = self.d.__setitem__
-        self.drop = self.d.__delitem__
+        self.drop = dropper(self.d)
 
     def items_now(self) -> Any:
         """(key, value) pairs at one instant of this shard."""
@@ -122,7 +122,9 @@ class _CacheShard(_Shard):
         return entry[0]
 
     def drop_locked(self, key: Any) -> list | None:
-        self.trash.append(self.d.pop(key))  # its pair in order goes stale
+        entry = self.d.pop(key, None)  # its pair in order goes stale; None: see mapbase.dropper
+        if entry is not None:
+            self.trash.append(entry)
         return self._take_trash_locked()
 
     def put_locked(self, key: Any, value: Any) -> list | None:

@@ -299,7 +299,13 @@ def _patch_futures() -> None:
 def _map_methods(kind: str) -> tuple[str, ...]:
     from mapsafe import contract
 
-    return tuple(name for name in contract.names(kind) if name not in ("read", "write"))
+    return tuple(name for name in contract.names(kind) if name not in _MAP_HANDLES)
+
+
+# Methods that hand out a handle (LockedMap's read()/write() blocks, ordered by
+# their RWLock in _patch_rwlock; SyncMap.reader(), whose C reads the patches
+# could not see, so under the detector it hands out the map itself).
+_MAP_HANDLES = ("read", "write", "reader")
 
 
 # Bound per instance as `get` by some maps, so patched under their own names.
@@ -353,6 +359,7 @@ def _patch_maps() -> None:
         return init
 
     _patch(mapsafe.SyncMap, "__init__", wrapping_instance_get)
+    _patch(mapsafe.SyncMap, "reader", lambda orig: lambda self: self)
     done = set()
     for cls_name in ("SyncMap", "LockedMap", "ShardedMap"):
         cls = getattr(mapsafe, cls_name, None)
