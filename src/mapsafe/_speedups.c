@@ -447,12 +447,16 @@ get_token(void)
     if (token == NULL)
         return NULL;
     PyObject *ref = PyWeakref_NewRef(token, NULL);
-    if (ref == NULL || PyDict_SetItem(tsdict, str_token_key, token) < 0) {
-        Py_XDECREF(ref);
+    if (ref == NULL) {
         Py_DECREF(token);
         return NULL;
     }
-    ((Token *)token)->ref = Py_NewRef(ref);
+    ((Token *)token)->ref = Py_NewRef(ref); /* before it is published */
+    if (PyDict_SetItem(tsdict, str_token_key, token) < 0) {
+        Py_DECREF(ref);
+        Py_DECREF(token);
+        return NULL;
+    }
     Py_DECREF(token); /* the state dict keeps it alive until the thread ends */
     return ref;
 }
@@ -771,13 +775,14 @@ rw_core_init(RWCore *self, PyObject *const *args, Py_ssize_t nargs)
     BEGIN_INIT(self);
     status = check_fresh((PyObject *)self, self->mu);
     if (status == 0) {
-        self->writer = Py_NewRef(Py_None);
-        self->readers = PyDict_New();
-        self->rq = PyList_New(0);
-        self->wq = PyList_New(0);
-        self->mu_acquire = PyObject_GetAttr(args[0], str_acquire);
-        self->mu_release = PyObject_GetAttr(args[0], str_release);
-        self->profile = Py_NewRef(args[1]);
+        /* XSETREF: a failed earlier call may have left some of them set. */
+        Py_XSETREF(self->writer, Py_NewRef(Py_None));
+        Py_XSETREF(self->readers, PyDict_New());
+        Py_XSETREF(self->rq, PyList_New(0));
+        Py_XSETREF(self->wq, PyList_New(0));
+        Py_XSETREF(self->mu_acquire, PyObject_GetAttr(args[0], str_acquire));
+        Py_XSETREF(self->mu_release, PyObject_GetAttr(args[0], str_release));
+        Py_XSETREF(self->profile, Py_NewRef(args[1]));
         if (self->readers == NULL || self->rq == NULL || self->wq == NULL || self->mu_acquire == NULL ||
             self->mu_release == NULL)
             status = -1;
@@ -812,12 +817,10 @@ rw_lock_surely(RWCore *self, saved_error *saved)
 {
     if (FAULT("rw.release.mu") < 0) /* as if a signal landed while waiting for mu */
         save_error(saved);
-    for (int tries = 0; call_noargs(self->mu_acquire) < 0; tries++) {
+    /* Each failed try was a signal handler raising while mu was contended;
+     * the holder lets mu go after its short operation, so this ends. */
+    while (call_noargs(self->mu_acquire) < 0)
         save_error(saved);
-        if (tries > 1000) { /* not a signal: something is badly wrong; never spin forever */
-            Py_FatalError("mapsafe: cannot re-acquire an RWLock's mutex");
-        }
-    }
 }
 
 static void
@@ -977,15 +980,13 @@ rw_wait_locked(RWCore *self, PyObject *queue, blocked_fn blocked, Py_ssize_t arg
             }
             if (got == NULL)
                 save_error(&saved);
-            for (int tries = 0;; tries++) {
+            for (;;) { /* must succeed: the caller holds mu again on every return */
                 PyObject *back = PyObject_CallMethodOneArg(self->mu, str_acquire_restore, state);
                 if (back != NULL) {
                     Py_DECREF(back);
                     break;
                 }
                 save_error(&saved);
-                if (tries > 1000)
-                    Py_FatalError("mapsafe: cannot re-acquire an RWLock's mutex after a wait");
             }
             Py_DECREF(state);
         }

@@ -10,7 +10,8 @@ from .. import config
 from ..errors import UsageError
 
 DESCRIPTION = (
-    "Benchmark dict+Lock, dict+RWLock, an unlocked dict, SyncMap, LockedMap, ShardedMap and native peers "
+    "Benchmark dict+Lock, dict+RWLock, an unlocked dict, SyncMap (plain, and read through per-thread readers), "
+    "LockedMap, ShardedMap and native peers "
     "side by side on this machine, check every result for correctness, and recommend one per workload. "
     "'mapsafe bench compare OLD.json NEW.json' compares two saved runs."
 )

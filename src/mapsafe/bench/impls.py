@@ -17,10 +17,12 @@ UNSAFE = "dict (unsafe)"  # shown to make lost updates visible; never recommende
 
 @dataclass(frozen=True)
 class Adapter:
-    """The operations a workload may call, bound once outside the timed loops.
+    """The operations a workload may call, bound outside the timed loops.
 
     Every callable is the idiom a user of that implementation would write,
-    so the harness around it costs the same for all implementations.
+    so the harness around it costs the same for all implementations. Each
+    worker thread calls :meth:`for_thread` before its timed loop and uses
+    what it returns; building, filling and checking use the adapter itself.
 
     * ``get(k)``: the value, or None when absent (workloads never store None);
     * ``put(k, v)``, ``delete(k)`` (an absent key is fine);
@@ -37,6 +39,20 @@ class Adapter:
     load_or_store: Callable[[Any, Any], Any]
     iterate: Callable[[Callable[[Any, Any], bool]], None]
     snapshot: Callable[[], dict]
+    # Makes a thread its own adapter over the same map, called in that
+    # thread; None: threads share these callables.
+    per_thread: Callable[[], Adapter] | None = None
+
+    def for_thread(self) -> Adapter:
+        """The adapter the calling thread should use: its own callables, where they matter.
+
+        On free-threaded CPython, calling an object shared between threads
+        changes its reference count atomically, on a cache line that every
+        thread writes, so callables bound once for all threads would measure
+        that contention as well as the map. A callable that a thread makes
+        itself is counted locally.
+        """
+        return self if self.per_thread is None else self.per_thread()
 
 
 @dataclass(frozen=True)
@@ -63,44 +79,52 @@ class Impl:
 # -- the idioms ---------------------------------------------------------------
 
 
+# Each idiom below makes its callables in bind(), and passes bind as the
+# adapter's per_thread: each call makes new closures or bound methods, owned
+# by the thread that calls it.
+
+
 def _dict_lock() -> Adapter:
     d: dict = {}
     lock = threading.Lock()
 
-    # Reads take the lock too: without the GIL, a dict read racing a write is
-    # only safe because of CPython's per-dict locking, and the promise here is
-    # "no GIL assumptions", so the baseline is the fully locked idiom.
-    def get(k):
-        with lock:
-            return d.get(k)
+    def bind() -> Adapter:
+        # Reads take the lock too: without the GIL, a dict read racing a write is
+        # only safe because of CPython's per-dict locking, and the promise here is
+        # "no GIL assumptions", so the baseline is the fully locked idiom.
+        def get(k):
+            with lock:
+                return d.get(k)
 
-    def put(k, v):
-        with lock:
-            d[k] = v
+        def put(k, v):
+            with lock:
+                d[k] = v
 
-    def delete(k):
-        with lock:
-            d.pop(k, None)
+        def delete(k):
+            with lock:
+                d.pop(k, None)
 
-    def incr(k):
-        with lock:
-            d[k] = d.get(k, 0) + 1
+        def incr(k):
+            with lock:
+                d[k] = d.get(k, 0) + 1
 
-    def load_or_store(k, v):
-        with lock:
-            return d.setdefault(k, v)
+        def load_or_store(k, v):
+            with lock:
+                return d.setdefault(k, v)
 
-    def iterate(visit):
-        with lock:  # copy under the lock, visit outside it: the usual idiom
-            items = list(d.items())
-        for k, v in items:
-            visit(k, v)
+        def iterate(visit):
+            with lock:  # copy under the lock, visit outside it: the usual idiom
+                items = list(d.items())
+            for k, v in items:
+                visit(k, v)
 
-    def snapshot():
-        with lock:
-            return dict(d)
+        def snapshot():
+            with lock:
+                return dict(d)
 
-    return Adapter(get, put, delete, incr, load_or_store, iterate, snapshot)
+        return Adapter(get, put, delete, incr, load_or_store, iterate, snapshot, bind)
+
+    return bind()
 
 
 def _dict_rwlock() -> Adapter:
@@ -108,86 +132,100 @@ def _dict_rwlock() -> Adapter:
 
     d: dict = {}
     rw = RWLock()
-    read, write = rw.read, rw.write
 
-    def get(k):
-        with read():
-            return d.get(k)
+    def bind() -> Adapter:
+        read, write = rw.read, rw.write
 
-    def put(k, v):
-        with write():
-            d[k] = v
+        def get(k):
+            with read():
+                return d.get(k)
 
-    def delete(k):
-        with write():
-            d.pop(k, None)
+        def put(k, v):
+            with write():
+                d[k] = v
 
-    def incr(k):
-        with write():
-            d[k] = d.get(k, 0) + 1
+        def delete(k):
+            with write():
+                d.pop(k, None)
 
-    def load_or_store(k, v):
-        # A read-locked fast path then a write-locked re-check: the idiom that
-        # makes an RWLock worth having for mostly-present keys.
-        with read():
-            v0 = d.get(k)
-        if v0 is not None:
-            return v0
-        with write():
-            return d.setdefault(k, v)  # re-check under the write lock: another writer may have won
+        def incr(k):
+            with write():
+                d[k] = d.get(k, 0) + 1
 
-    def iterate(visit):
-        with read():
-            items = list(d.items())
-        for k, v in items:
-            visit(k, v)
+        def load_or_store(k, v):
+            # A read-locked fast path then a write-locked re-check: the idiom that
+            # makes an RWLock worth having for mostly-present keys.
+            with read():
+                v0 = d.get(k)
+            if v0 is not None:
+                return v0
+            with write():
+                return d.setdefault(k, v)  # re-check under the write lock: another writer may have won
 
-    def snapshot():
-        with read():
-            return dict(d)
+        def iterate(visit):
+            with read():
+                items = list(d.items())
+            for k, v in items:
+                visit(k, v)
 
-    return Adapter(get, put, delete, incr, load_or_store, iterate, snapshot)
+        def snapshot():
+            with read():
+                return dict(d)
+
+        return Adapter(get, put, delete, incr, load_or_store, iterate, snapshot, bind)
+
+    return bind()
 
 
 def _dict_unsafe() -> Adapter:
     d: dict = {}
 
-    # The unlocked check-then-act idioms that look fine and are not: a thread
-    # switch between the read and the write loses the other thread's update.
-    def incr(k):
-        d[k] = d.get(k, 0) + 1
+    def bind() -> Adapter:
+        # The unlocked check-then-act idioms that look fine and are not: a thread
+        # switch between the read and the write loses the other thread's update.
+        def incr(k):
+            d[k] = d.get(k, 0) + 1
 
-    def load_or_store(k, v):
-        v0 = d.get(k)
-        if v0 is None:
-            d[k] = v0 = v
-        return v0
+        def load_or_store(k, v):
+            v0 = d.get(k)
+            if v0 is None:
+                d[k] = v0 = v
+            return v0
 
-    def delete(k):
-        d.pop(k, None)
+        def delete(k):
+            d.pop(k, None)
 
-    def iterate(visit):
-        for k, v in d.items():  # raises if another thread resizes d meanwhile
-            visit(k, v)
+        def iterate(visit):
+            for k, v in d.items():  # raises if another thread resizes d meanwhile
+                visit(k, v)
 
-    return Adapter(d.get, d.__setitem__, delete, incr, load_or_store, iterate, d.copy)
+        return Adapter(d.get, d.__setitem__, delete, incr, load_or_store, iterate, d.copy, bind)
+
+    return bind()
 
 
-def _mapsafe_map(cls_name: str) -> Callable[[int], Adapter]:
+def _mapsafe_map(cls_name: str, reader: bool = False) -> Callable[[], Adapter]:
     def build() -> Adapter:
         import mapsafe
 
         m = getattr(mapsafe, cls_name)()
-        merge, los, add = m.merge, m.load_or_store, operator.add
 
-        def incr(k):
-            merge(k, 1, add)
+        def bind() -> Adapter:
+            merge, los, add = m.merge, m.load_or_store, operator.add
 
-        def load_or_store(k, v):
-            return los(k, v)[0]
+            def incr(k):
+                merge(k, 1, add)
 
-        # get: the Mapping method, the maps' fastest read (load() wraps it).
-        return Adapter(m.get, m.store, m.delete, incr, load_or_store, m.range, m.snapshot)
+            def load_or_store(k, v):
+                return los(k, v)[0]
+
+            # get: the Mapping method, the maps' fastest read (load() wraps it);
+            # SyncMap's is one object for all threads (the dict's own bound get),
+            # which is why it has reader(): a read handle made by, and for, one thread.
+            get = m.reader().get if reader else m.get
+            return Adapter(get, m.store, m.delete, incr, load_or_store, m.range, m.snapshot, bind)
+
+        return bind()
 
     return build
 
@@ -198,34 +236,44 @@ def _mapsafe_map(cls_name: str) -> Callable[[int], Adapter]:
 def _cereggii() -> Adapter:
     import cereggii
 
-    d = cereggii.AtomicDict()
+    shared = cereggii.AtomicDict()
     not_found, expectation_failed = cereggii.NOT_FOUND, cereggii.ExpectationFailed
-    reduce_sum, cas = d.reduce_sum, d.compare_and_set
 
-    def delete(k):
-        try:
-            del d[k]
-        except KeyError:
-            pass
+    def bind() -> Adapter:
+        # cereggii's per-thread handle (a ThreadHandle), where this version has one.
+        get_handle = getattr(shared, "get_handle", None)
+        d = get_handle() if get_handle is not None else shared
+        reduce_sum, cas = d.reduce_sum, d.compare_and_set
 
-    def incr(k):
-        reduce_sum(((k, 1),))  # cereggii's atomic aggregate; absent counts as 0
+        def delete(k):
+            try:
+                del d[k]
+            except KeyError:
+                pass
 
-    def load_or_store(k, v):
-        v0 = d.get(k)
-        if v0 is not None:
-            return v0
-        try:
-            cas(k, not_found, v)  # insert only if still absent
-            return v
-        except expectation_failed:
-            return d[k]  # another thread inserted first; workloads never delete these keys
+        def incr(k):
+            reduce_sum(((k, 1),))  # cereggii's atomic aggregate; absent counts as 0
 
-    def iterate(visit):
-        for k, v in d.fast_iter():
-            visit(k, v)
+        def load_or_store(k, v):
+            v0 = d.get(k)
+            if v0 is not None:
+                return v0
+            try:
+                cas(k, not_found, v)  # insert only if still absent
+                return v
+            except expectation_failed:
+                return d[k]  # another thread inserted first; workloads never delete these keys
 
-    return Adapter(d.get, d.__setitem__, delete, incr, load_or_store, iterate, lambda: dict(d.fast_iter()))
+        def iterate(visit):
+            for k, v in d.fast_iter():
+                visit(k, v)
+
+        def snapshot():
+            return dict(d.fast_iter())
+
+        return Adapter(d.get, d.__setitem__, delete, incr, load_or_store, iterate, snapshot, bind)
+
+    return bind()
 
 
 def _ft_utils() -> Adapter:
@@ -233,24 +281,30 @@ def _ft_utils() -> Adapter:
 
     d = ConcurrentDict()
 
-    def delete(k):
-        d.pop(k, None)
+    def bind() -> Adapter:
+        # Bound methods made in the thread: what ft_utils' LocalWrapper is for, without its proxy.
+        get, setdefault = d.get, d.setdefault
 
-    def incr(k):
-        # ft_utils' counter idiom: the dict holds AtomicInt64 cells, created once.
-        cell = d.get(k)
-        if cell is None:
-            cell = d.setdefault(k, AtomicInt64(0))  # thread-safe insert-if-absent
-        cell.incr()
+        def delete(k):
+            d.pop(k, None)
 
-    def iterate(visit):
-        for k, v in d.items():  # a list, built without a consistent snapshot
-            visit(k, v)
+        def incr(k):
+            # ft_utils' counter idiom: the dict holds AtomicInt64 cells, created once.
+            cell = get(k)
+            if cell is None:
+                cell = setdefault(k, AtomicInt64(0))  # thread-safe insert-if-absent
+            cell.incr()
 
-    def snapshot():
-        return {k: (v.get() if isinstance(v, AtomicInt64) else v) for k, v in d.as_dict().items()}
+        def iterate(visit):
+            for k, v in d.items():  # a list, built without a consistent snapshot
+                visit(k, v)
 
-    return Adapter(d.get, d.__setitem__, delete, incr, d.setdefault, iterate, snapshot)
+        def snapshot():
+            return {k: (v.get() if isinstance(v, AtomicInt64) else v) for k, v in d.as_dict().items()}
+
+        return Adapter(get, d.__setitem__, delete, incr, setdefault, iterate, snapshot, bind)
+
+    return bind()
 
 
 def _lru_lock() -> Adapter:
@@ -261,37 +315,40 @@ def _lru_lock() -> Adapter:
     c = cachetools.LRUCache(maxsize=sys.maxsize)
     lock = threading.Lock()
 
-    def get(k):
-        with lock:  # an LRU read reorders the cache, so it is a write
-            return c.get(k)
+    def bind() -> Adapter:
+        def get(k):
+            with lock:  # an LRU read reorders the cache, so it is a write
+                return c.get(k)
 
-    def put(k, v):
-        with lock:
-            c[k] = v
+        def put(k, v):
+            with lock:
+                c[k] = v
 
-    def delete(k):
-        with lock:
-            c.pop(k, None)
+        def delete(k):
+            with lock:
+                c.pop(k, None)
 
-    def incr(k):
-        with lock:
-            c[k] = c.get(k, 0) + 1
+        def incr(k):
+            with lock:
+                c[k] = c.get(k, 0) + 1
 
-    def load_or_store(k, v):
-        with lock:
-            return c.setdefault(k, v)
+        def load_or_store(k, v):
+            with lock:
+                return c.setdefault(k, v)
 
-    def iterate(visit):
-        with lock:
-            items = list(c.items())
-        for k, v in items:
-            visit(k, v)
+        def iterate(visit):
+            with lock:
+                items = list(c.items())
+            for k, v in items:
+                visit(k, v)
 
-    def snapshot():
-        with lock:
-            return dict(c.items())
+        def snapshot():
+            with lock:
+                return dict(c.items())
 
-    return Adapter(get, put, delete, incr, load_or_store, iterate, snapshot)
+        return Adapter(get, put, delete, incr, load_or_store, iterate, snapshot, bind)
+
+    return bind()
 
 
 _PEERS_HINT = 'pip install "mapsafe[peers]"'
@@ -301,6 +358,7 @@ IMPLEMENTATIONS: tuple[Impl, ...] = (
     Impl("dict+RWLock", _dict_rwlock),
     Impl(UNSAFE, _dict_unsafe),
     Impl("SyncMap", _mapsafe_map("SyncMap")),
+    Impl("SyncMap+reader", _mapsafe_map("SyncMap", reader=True)),  # reads through m.reader(), one per thread
     Impl("LockedMap", _mapsafe_map("LockedMap")),
     Impl("ShardedMap", _mapsafe_map("ShardedMap")),
     Impl(

@@ -113,23 +113,40 @@ def _failures(tallies: list[Tally]) -> list[str]:
     return out
 
 
+def _stop_all(stops: list[list[bool]]) -> None:
+    for stop in stops:
+        stop[0] = True
+
+
 def _once(w: Workload, plan: Plan, ad: Adapter, duration: float | None, join_timeout: float):
     """Run the threads once; ``(tallies, seconds, failures)``.
 
     With a duration, threads run until it has passed; without, until their
     fixed job is done. A KeyboardInterrupt stops the threads and propagates.
+    Each thread works through its own adapter (``ad.for_thread()``, made
+    before the barrier); the check after the round uses ``ad``.
     """
     tallies = [Tally() for _ in range(plan.threads)]
-    stop = [False]  # set once by this thread; read by workers (one list op each)
+    # One stop flag per thread, each set once by this thread and read by its
+    # worker (one list op): a flag shared by all workers would be one more
+    # object whose reference count they all write on free-threaded builds.
+    stops = [[False] for _ in range(plan.threads)]
     barrier = threading.Barrier(plan.threads + 1)
 
     def work(tid: int) -> None:
         try:
+            mine = ad.for_thread()
+        except Exception as exc:  # counted against the implementation; the round still starts
+            tallies[tid].error(exc)
+            mine = None
+        try:
             barrier.wait()
         except threading.BrokenBarrierError:
             return  # the round was abandoned before it began
+        if mine is None:
+            return
         try:
-            w.body(ad, plan, tid, tallies[tid], stop)
+            w.body(mine, plan, tid, tallies[tid], stops[tid])
         except Exception as exc:  # a failure of the implementation under test
             tallies[tid].error(exc)
 
@@ -144,20 +161,20 @@ def _once(w: Workload, plan: Plan, ad: Adapter, duration: float | None, join_tim
         t0 = time.perf_counter()
         if duration is not None:
             time.sleep(duration)
-            stop[0] = True
+            _stop_all(stops)
         deadline = time.monotonic() + join_timeout
         for th in workers:
             th.join(max(0.0, deadline - time.monotonic()))
         elapsed = time.perf_counter() - t0
     except BaseException:
-        stop[0] = True
+        _stop_all(stops)
         barrier.abort()
         for th in workers:
             th.join(join_timeout)
         raise
     hung = sum(th.is_alive() for th in workers)
     if hung:
-        stop[0] = True
+        _stop_all(stops)
         return tallies, elapsed, [f"{hung} threads still running {join_timeout:g}s after the round (deadlock?)"]
     return tallies, elapsed, _failures(tallies) + w.verify(ad, plan, tallies)
 

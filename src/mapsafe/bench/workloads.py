@@ -14,7 +14,12 @@ __all__ = ["Workload", "Plan", "Tally", "WORKLOADS", "by_name", "SWEEP_RATIOS", 
 # Values are key * M + tag, so any loaded value names the key it was stored
 # for: a value v loaded for key k with v // M != k was never stored for k.
 M = 1024
-PREFILL = M - 1  # tag of values written before the timed phase; thread tags are < PREFILL
+# Tag of values written before the timed phase; thread tags are < PREFILL.
+# M - 1, spelled as a literal: the workers read it per operation, and on
+# free-threaded CPython a constant of the module's code is immortal (no
+# reference counting), while a computed int is one object whose count every
+# worker would write.
+PREFILL = 1023
 SAMPLE_EVERY = 32  # time one operation in this many for the latency percentiles
 SEQ_LEN = 4096  # length of each thread's pre-generated, cycled operation sequence
 SWEEP_RATIOS = (0.5, 0.8, 0.95, 0.99)  # read fractions of the read_ratio sweep
