@@ -1215,32 +1215,32 @@ rw_release_write_impl(RWCore *self)
     return restore_error(&saved);
 }
 
+/* acquire_read / acquire_write: the argument parsing they share. */
 static PyObject *
-rw_acquire_read(RWCore *self, PyObject *args, PyObject *kwds)
+rw_acquire(RWCore *self, PyObject *args, PyObject *kwds, int write)
 {
     int blocking;
     PyObject *timeout;
-    if (rw_ready(self) < 0 || parse_acquire_args(args, kwds, "acquire_read", &blocking, &timeout) < 0)
+    if (rw_ready(self) < 0 ||
+        parse_acquire_args(args, kwds, write ? "acquire_write" : "acquire_read", &blocking, &timeout) < 0)
         return NULL;
     double t = timeout_seconds(timeout);
     if (t == -2)
         return NULL;
-    int ok = rw_acquire_read_impl(self, blocking, t);
+    int ok = write ? rw_acquire_write_impl(self, blocking, t) : rw_acquire_read_impl(self, blocking, t);
     return ok < 0 ? NULL : PyBool_FromLong(ok);
+}
+
+static PyObject *
+rw_acquire_read(RWCore *self, PyObject *args, PyObject *kwds)
+{
+    return rw_acquire(self, args, kwds, 0);
 }
 
 static PyObject *
 rw_acquire_write(RWCore *self, PyObject *args, PyObject *kwds)
 {
-    int blocking;
-    PyObject *timeout;
-    if (rw_ready(self) < 0 || parse_acquire_args(args, kwds, "acquire_write", &blocking, &timeout) < 0)
-        return NULL;
-    double t = timeout_seconds(timeout);
-    if (t == -2)
-        return NULL;
-    int ok = rw_acquire_write_impl(self, blocking, t);
-    return ok < 0 ? NULL : PyBool_FromLong(ok);
+    return rw_acquire(self, args, kwds, 1);
 }
 
 static PyObject *

@@ -19,8 +19,10 @@ def _D() -> runtime.Detector | None:
     return runtime.active_detector()
 
 
-def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-    original = owner.__dict__.get(name)
+def _patch(owner: Any, name: str, make: Callable[[Any], Any], inherited: bool = False) -> None:
+    """Replace ``owner.name`` by ``make(original)``; with ``inherited``, also where a base defines it."""
+    own = name in owner.__dict__
+    original = getattr(owner, name, None) if inherited else owner.__dict__.get(name)
     if original is None:
         return
     wrapper = make(original)
@@ -29,7 +31,8 @@ def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
     except (AttributeError, TypeError):
         pass
     setattr(owner, name, wrapper)
-    _PATCHES.append((owner, name, original))
+    # uninstall() restores an inherited one by deleting the patch
+    _PATCHES.append((owner, name, original if own else _INHERITED))
 
 
 # -- threading -----------------------------------------------------------
@@ -408,9 +411,9 @@ def _patch_rwlock() -> None:
     # The transitions live in RWLock's core base (C or Python): patched on
     # RWLock itself, over the inherited ones.
     for name in ("acquire_read", "acquire_write"):
-        _patch_inherited(RWLock, name, acquiring)
+        _patch(RWLock, name, acquiring, inherited=True)
     for name in ("release_read", "release_write"):
-        _patch_inherited(RWLock, name, releasing)
+        _patch(RWLock, name, releasing, inherited=True)
 
     # `with lock.read():` and LockedMap's read()/write() holds take and
     # release the lock inside the core, past the patches above: under the
@@ -450,21 +453,6 @@ class _TrackedHold:
 
     def __exit__(self, *exc_info: object) -> None:
         (self._rw.release_write if self._write else self._rw.release_read)()
-
-
-def _patch_inherited(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-    """Patch ``name`` on ``owner`` even where a base class defines it."""
-    original = getattr(owner, name, None)
-    if original is None:
-        return
-    wrapper = make(original)
-    try:
-        functools.update_wrapper(wrapper, original)
-    except (AttributeError, TypeError):
-        pass
-    setattr(owner, name, wrapper)
-    # uninstall() restores the inherited one by deleting the patch
-    _PATCHES.append((owner, name, _INHERITED))
 
 
 _installed = False
