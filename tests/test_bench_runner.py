@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -201,3 +202,63 @@ def test_an_implementation_that_cannot_even_be_built_is_unsafe_not_a_crash():
     assert len(bad) == 2 and all(c.rounds == [0.0] and c.peak_bytes is None for c in bad)
     assert all("failed: OSError: native library missing" in c.failures[0] for c in bad)
     assert all(c.safe for c in result.cells if c.impl == impls.BASELINE)
+
+
+_CALLABLES = [f.name for f in dataclasses.fields(Adapter) if f.name != "per_thread"]
+
+
+@pytest.mark.parametrize("impl", AVAILABLE, ids=lambda impl: impl.name)
+def test_each_thread_gets_its_own_callables_over_the_same_map(impl):
+    # Regression: every worker thread called the same bound methods, made once
+    # outside the threads; on free-threaded CPython their shared reference
+    # counts were contended on every call, so the harness measured itself.
+    ad = impl.build()
+    got = []
+    th = threading.Thread(target=lambda: got.append(ad.for_thread()))
+    th.start()
+    th.join()
+    mine = got[0]
+    shared = {name for name in _CALLABLES if getattr(mine, name) is getattr(ad, name)}
+    # Plain SyncMap's get is whatever m.get is: the idiom, not the harness (SyncMap+reader is the other idiom).
+    assert shared <= ({"get"} if impl.name == "SyncMap" else set()), shared
+    mine.put(3, 3 * workloads.M)
+    assert ad.snapshot() == {3: 3 * workloads.M} and ad.get(3) == mine.get(3) == 3 * workloads.M
+
+
+def test_workers_call_per_thread_in_their_own_thread_and_the_check_uses_the_main_adapter():
+    base = impls.by_name()[impls.BASELINE].build()
+    made, checked = [], []
+
+    def per_thread() -> Adapter:
+        made.append(threading.current_thread())
+        return dataclasses.replace(base, per_thread=None)
+
+    def snapshot():
+        checked.append(threading.current_thread())
+        return base.snapshot()
+
+    def build() -> Adapter:
+        return dataclasses.replace(base, snapshot=snapshot, per_thread=per_thread)
+
+    result = run(tiny([Impl("counted", build)], [workloads.by_name()["counter"]], threads=(3,), stress=False))
+    assert all(c.safe for c in result.cells)
+    assert len(made) == 3 and len(set(made)) == 3 and threading.main_thread() not in made
+    assert checked and set(checked) == {threading.main_thread()}
+
+
+def test_a_per_thread_adapter_that_fails_is_an_error_not_a_hang():
+    base = impls.by_name()[impls.BASELINE].build()
+
+    def per_thread() -> Adapter:
+        raise RuntimeError("no handle for this thread")
+
+    result = run(tiny([Impl("no-handles", lambda: dataclasses.replace(base, per_thread=per_thread))],
+                      [workloads.by_name()["hits"]], threads=(2,), stress=False))
+    (cell,) = result.cells
+    assert not cell.safe
+    assert any("RuntimeError: no handle for this thread" in f for f in cell.failures), cell.failures
+
+
+def test_prefill_tag_is_m_minus_one():
+    # PREFILL is spelled as a literal (immortal on free-threaded builds); it must still be M - 1.
+    assert workloads.PREFILL == workloads.M - 1
