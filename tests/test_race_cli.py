@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -149,7 +150,9 @@ def test_report_shape_names_both_accesses_threads_and_creation_site():
     assert "of key 'k'" in text and "(created at prog.py:2)" in text
     assert "prog.py:4 in w" in text and "prog.py:7 in <module>" in text
     assert "by thread writer" in text and "by thread MainThread" in text
-    assert "Thread writer (finished) created at:\n  prog.py:6 in <module>" in text
+    # Its state is as of the moment the race was found: on free-threaded builds
+    # the writer may still be running then.
+    assert re.search(r"Thread writer \((finished|running)\) created at:\n  prog\.py:6 in <module>", text), text
 
 
 def test_json_report_fields():
