@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import mapsafe
+from conftest import MAP_FACTORIES
 from mapsafe import LockedMap, RWLock, ShardedMap, SyncMap, _core
 
 HERE = Path(__file__).parent
@@ -486,3 +487,64 @@ def test_a_write_inside_a_callback_raises_as_documented(cls):
     if cls is LockedMap:
         with pytest.raises(mapsafe.RecursiveUpdateError):
             m.compute("a", lambda k, old: m.write())
+
+
+class _GCWrites:
+    """Run ``write`` from each of the cyclic GC's first ``times`` collections while active.
+
+    A gc callback is Python code. The dict free list is drained and the
+    threshold set to 1, so every allocation of a tracked object collects: on
+    3.11 also the one inside ``dict.copy``, between cloning the entries and
+    reading their count.
+    """
+
+    def __init__(self, write, times=1):
+        self.write, self.times, self.fired = write, times, 0
+
+    def _callback(self, phase, info):
+        if phase == "start" and self.fired < self.times:
+            self.fired += 1
+            self.write()
+
+    def __enter__(self):
+        self._hold = [{} for _ in range(200)]
+        self._threshold = gc.get_threshold()
+        gc.callbacks.append(self._callback)
+        gc.set_threshold(1)
+        return self
+
+    def __exit__(self, *exc):
+        gc.set_threshold(*self._threshold)
+        gc.callbacks.remove(self._callback)
+        del self._hold
+
+
+def test_copy_of_is_one_step_even_when_the_gc_runs_python_code_inside_it():
+    d = {i: i for i in range(50)}
+    with _GCWrites(lambda: d.pop(0)) as gcw:
+        c = mapsafe.mapbase.copy_of(d)
+    assert sum(1 for _ in c) == len(c)  # a torn copy raises here, or counts wrong
+    assert len(c) in (49, 50) and (len(c) == 49) == (0 not in c)
+    if sys.version_info[:2] == (3, 11) and not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        assert gcw.fired == 1  # the adversary really ran, inside the copy
+        d = {i: i for i in range(50)}
+        with _GCWrites(lambda: d.pop(0)):
+            torn = d.copy()
+        with pytest.raises(RuntimeError, match="keys changed during iteration"):
+            list(torn)  # what copy_of avoids
+
+
+@pytest.mark.parametrize("name", sorted(MAP_FACTORIES))
+def test_iterating_a_map_survives_a_gc_callback_that_writes_it(name):
+    m = MAP_FACTORIES[name]((i, i) for i in range(200))
+    victims = list(range(200))  # the writes allocate no dict: the free list stays drained
+    fired = 0
+    for how in (list, lambda m: list(m.items()), lambda m: list(m.values()), len, lambda m: m.snapshot()):
+        before = len(m)
+        with _GCWrites(lambda: m.pop(victims.pop()), 20) as gcw:
+            got = how(m)
+        fired += gcw.fired
+        assert len(m) == before - gcw.fired  # every write happened once
+        assert isinstance(got, int) or before - gcw.fired <= len(got) <= before
+        assert m == m.snapshot() and len(m) == len(list(m))
+    assert fired > 0  # the adversary ran

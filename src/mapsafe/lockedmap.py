@@ -8,7 +8,7 @@ from typing import Any
 
 from . import _forks
 from ._core import LockedCore, ProfiledRLock, RWHold
-from .mapbase import OneSectionMap, check_flag, dropper, pairs_of
+from .mapbase import OneSectionMap, check_flag, copy_of, dropper, pairs_of
 from .rwlock import RWLock
 from .sentinels import MISSING
 
@@ -156,7 +156,7 @@ class LockedMap(LockedCore, OneSectionMap):
         with self._lock:
             if self._rw._writer is not None:
                 self._rw._wait_readable_locked()
-            return self._d.copy()
+            return copy_of(self._d)
 
     def stats(self) -> dict[str, Any]:
         """Counters: size, and with ``stats=True`` lock contention and hits/misses."""

@@ -29,6 +29,20 @@ def check_flag(name: str, value: Any) -> bool:
     return value
 
 
+def copy_of(d: dict) -> dict:
+    """A copy of the built-in dict ``d`` taken in one step, with or without the GIL.
+
+    ``dict(d)``, never ``d.copy()``: CPython 3.11's ``dict.copy`` allocates the
+    new dict object after cloning the entries and before reading their count.
+    That allocation can run the cyclic GC, whose finalizers and callbacks are
+    Python code, and another thread (or the callback) may write ``d`` then: the
+    copy counts one entry more or fewer than it holds, and iterating it raises
+    "dictionary keys changed during iteration". ``dict(d)`` allocates first and
+    clones after (tests/test_maps_faults.py shows both on 3.11).
+    """
+    return dict(d)
+
+
 def _drop(d: dict, key: Any) -> Any:
     return d.pop(key, None)
 
@@ -58,7 +72,7 @@ def pairs_of(cls_name: str, args: tuple, kwargs: dict) -> list[tuple[Any, Any]]:
         if isinstance(source, MapBase):
             pairs.extend(source.snapshot().items())
         elif isinstance(source, dict):
-            pairs.extend(source.copy().items())  # dict.copy is one atomic op
+            pairs.extend(copy_of(source).items())  # one atomic dict op
         elif hasattr(source, "keys"):
             pairs.extend((k, source[k]) for k in source.keys())
         else:
@@ -475,8 +489,8 @@ class MapBase(MutableMapping[K, V]):
     def _check_not_in_callback(self, what: str) -> None:
         """Raise if this thread is running a compute callback of this map."""
         me = thread_token()
-        if self._computing and any(token is me for token in self._computing.copy().values()):
-            key = next(k for k, token in self._computing.copy().items() if token is me)
+        if self._computing and any(token is me for token in copy_of(self._computing).values()):
+            key = next(k for k, token in copy_of(self._computing).items() if token is me)
             raise RecursiveUpdateError(
                 f"recursive update of key {key!r}: {what} inside the compute callback "
                 "could overwrite the key it is computing"
@@ -534,7 +548,7 @@ class OneSectionMap(MapBase):
             if _FAULTS:
                 _faults.point("map.clear.locked")
             self._check_not_in_callback("clear()")
-            released = self._d.copy()  # one atomic dict op; released after the lock
+            released = copy_of(self._d)  # one atomic dict op; released after the lock
             self._d.clear()
         del released
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from . import _faults, _forks
 from ._core import ProfiledRLock, ShardedCore, call_if_free, hold_all
-from .mapbase import MapBase, check_flag, dropper, pairs_of
+from .mapbase import MapBase, check_flag, copy_of, dropper, pairs_of
 from .sentinels import MISSING
 from .stats import Tally
 
@@ -55,7 +55,7 @@ class _Shard:
 
     def items_now(self) -> Any:
         """(key, value) pairs at one instant of this shard."""
-        return self.d.copy().items()  # dict.copy is one atomic dict op
+        return copy_of(self.d).items()  # one atomic dict op
 
     def counters(self) -> dict[str, Any]:
         out: dict[str, Any] = {"size": len(self.d)}
@@ -200,7 +200,7 @@ class _CacheShard(_Shard):
         return self._take_trash_locked()
 
     def clear_locked(self) -> tuple:
-        released = (self.d.copy(), self.order, self.by_expiry, self.trash)
+        released = (copy_of(self.d), self.order, self.by_expiry, self.trash)
         self.d.clear()
         self.order, self.by_expiry, self.trash = deque(), deque(), []
         return released
@@ -218,7 +218,7 @@ class _CacheShard(_Shard):
 
     def items_now(self) -> list[tuple[Any, Any]]:
         now = monotonic()
-        return [(k, e[0]) for k, e in self.d.copy().items() if e[1] > now]
+        return [(k, e[0]) for k, e in copy_of(self.d).items() if e[1] > now]
 
     def counters(self) -> dict[str, Any]:
         out = super().counters()
@@ -399,17 +399,17 @@ class ShardedMap(ShardedCore, MapBase):
         if self._ttl is None:
             return self._count_locked()  # each len() is one atomic dict op
         now = monotonic()
-        return sum(1 for d in self._maps for e in d.copy().values() if e[1] > now)
+        return sum(1 for d in self._maps for e in copy_of(d).values() if e[1] > now)
 
     def _count_locked(self) -> int:
         return sum(map(len, self._maps))
 
     def _copy_dicts_locked(self) -> list[dict]:
-        return [d.copy() for d in self._maps]  # dict.copy calls no user code
+        return [copy_of(d) for d in self._maps]
 
     def __iter__(self) -> Iterator[Any]:
         if not self._cache:
-            return chain.from_iterable([d.copy() for d in self._maps])  # each copy is one atomic op
+            return chain.from_iterable([copy_of(d) for d in self._maps])  # each copy is one atomic op
         return (key for key, _ in self._iter_items())
 
     def _iter_items(self) -> Iterator[tuple[Any, Any]]:
@@ -472,7 +472,7 @@ class ShardedMap(ShardedCore, MapBase):
                 if isinstance(shard, _CacheShard):
                     cleared.append((shard, shard.clear_locked()))
                 else:
-                    cleared.append((shard, shard.d.copy()))  # released after the locks
+                    cleared.append((shard, copy_of(shard.d)))  # released after the locks
                     shard.d.clear()
         except BaseException:
             for shard, saved in cleared:

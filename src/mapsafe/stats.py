@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from threading import get_ident
 
+from .mapbase import copy_of
+
 __all__ = ["Tally"]
 
 
@@ -32,5 +34,5 @@ class Tally:
         cell[index] += n
 
     def totals(self) -> dict[str, int]:
-        cells = self._cells.copy()  # one atomic dict op; cells are never removed
+        cells = copy_of(self._cells)  # one atomic dict op; cells are never removed
         return {name: sum(cell[i] for cell in cells.values()) for i, name in enumerate(self.names)}

@@ -7,7 +7,7 @@ from typing import Any
 
 from . import _forks
 from ._core import ProfiledRLock, SyncCore, SyncReader
-from .mapbase import OneSectionMap, check_flag, dropper, pairs_of
+from .mapbase import OneSectionMap, check_flag, copy_of, dropper, pairs_of
 from .sentinels import MISSING
 from .stats import Tally
 
@@ -133,7 +133,7 @@ class SyncMap(SyncCore, OneSectionMap):
         return len(self._d)
 
     def snapshot(self) -> dict:
-        return self._d.copy()  # dict.copy is one atomic dict operation
+        return copy_of(self._d)  # one atomic dict operation
 
     def _counted_get(self, key: Any, default: Any = None, /) -> Any:
         value = self._d.get(key, MISSING)
