@@ -14,6 +14,8 @@ from mapsafe.bench.impls import Adapter, Impl
 from mapsafe.bench.runner import Settings, run
 
 AVAILABLE = [impl for impl in impls.IMPLEMENTATIONS if impl.availability()[0]]
+# cereggii 1.0's fast_iter raises when a write lands during the walk (seen on 3.13.5t).
+PEER_ITERATION_REFUSES = {"cereggii.AtomicDict": "ConcurrentUsageDetected"}
 
 
 def tiny(impl_list, workload_list, threads=(1, 2), rounds=1, stress=True, **kw) -> Settings:
@@ -38,6 +40,10 @@ def test_every_workload_on_every_implementation_passes_its_checks():
         assert cell.peak_bytes is None or cell.peak_bytes > 0
         if cell.impl == impls.UNSAFE and cell.threads > 1:
             continue  # may lose updates: that is what it is there to show
+        if cell.impl in PEER_ITERATION_REFUSES and cell.workload == "iterate" and cell.threads > 1:
+            # A peer that refuses to iterate while another thread writes: the table shows it.
+            assert cell.safe or all(PEER_ITERATION_REFUSES[cell.impl] in f for f in cell.failures), cell.failures
+            continue
         assert cell.safe, (cell.key, cell.failures)
 
 
@@ -220,9 +226,8 @@ def test_each_thread_gets_its_own_callables_over_the_same_map(impl):
     th.join()
     mine = got[0]
     shared = {name for name in _CALLABLES if getattr(mine, name) is getattr(ad, name)}
-    # Plain SyncMap's get is whatever m.get is: the idiom, not the harness (SyncMap+reader is the other idiom).
-    # The pure-Python core's ShardedMap.get is a per-instance slot too (its C core's is a method).
-    slot_get = impl.name == "SyncMap" or (impl.name == "ShardedMap" and _core.NAME == "python")
+    # The pure-Python core's ShardedMap.get is a per-instance slot (its C core's is a method).
+    slot_get = impl.name == "ShardedMap" and _core.NAME == "python"
     assert shared <= ({"get"} if slot_get else set()), shared
     mine.put(3, 3 * workloads.M)
     assert ad.snapshot() == {3: 3 * workloads.M} and ad.get(3) == mine.get(3) == 3 * workloads.M

@@ -547,4 +547,6 @@ def test_iterating_a_map_survives_a_gc_callback_that_writes_it(name):
         assert len(m) == before - gcw.fired  # every write happened once
         assert isinstance(got, int) or before - gcw.fired <= len(got) <= before
         assert m == m.snapshot() and len(m) == len(list(m))
+    if not fired and sysconfig.get_config_var("Py_GIL_DISABLED"):
+        pytest.skip("the free-threaded GC does not collect at every allocation, so the adversary cannot run here")
     assert fired > 0  # the adversary ran

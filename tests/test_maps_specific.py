@@ -171,10 +171,28 @@ def test_shardedmap_stats_are_per_shard():
 # -- SyncMap ----------------------------------------------------------------------------
 
 
-def test_syncmap_get_is_the_dicts_own_lock_free_read():
-    m = SyncMap({"a": 1})
-    assert m.get("a") == 1 and m.get("b", 2) == 2
-    assert m.get.__self__ is m._d  # the dict's own C method: no lock, one dict op
+@pytest.mark.parametrize("stats", [False, True])
+def test_syncmap_reads_never_wait_for_a_writer(stats):
+    m = SyncMap({"a": 1}, stats=stats)
+    held, done = threading.Event(), threading.Event()
+
+    def writer():  # holds the write lock, as a long compute callback does
+        with m._lock:
+            held.set()
+            done.wait(30)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert held.wait(30)
+        got = []
+        reader = threading.Thread(target=lambda: got.append((m.get("a"), m.get("b", 2), m["a"], "a" in m)))
+        reader.start()
+        reader.join(30)  # a hang limit, not a pass criterion
+        assert got == [(1, 2, 1, True)]
+    finally:
+        done.set()
+        t.join(30)
 
 
 def test_syncmap_stats_variant_is_still_a_syncmap():

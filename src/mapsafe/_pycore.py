@@ -575,6 +575,10 @@ class SyncCore:
     def __getitem__(self, key: Any) -> Any:
         return self._d[key]  # one dict operation: atomic with or without the GIL
 
+    def get(self, key: Any, default: Any = None, /) -> Any:
+        """The value for ``key``, else ``default``. Lock-free."""
+        return self._d.get(key, default)  # one dict operation
+
     def __setitem__(self, key: Any, value: Any) -> None:
         d = self._d
         with self._lock:

@@ -1576,6 +1576,25 @@ sync_subscript(SyncCore *self, PyObject *key)
     return value;
 }
 
+/* m.get(k, default=None): one dict lookup, no lock. Not dict.get, which
+ * free-threaded 3.13 runs in the dict's critical section (its per-object
+ * mutex, taken by every reading thread); PyDict_GetItemRef reads lock-free. */
+static PyObject *
+sync_get(SyncCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *key, *dflt, *value, *d = LOAD_READY(self->d);
+    if (d == NULL) {
+        not_initialised((PyObject *)self);
+        return NULL;
+    }
+    if (get_args(args, nargs, &key, &dflt) < 0)
+        return NULL;
+    int found = dict_lookup(d, key, &value);
+    if (found < 0)
+        return NULL;
+    return found ? value : Py_NewRef(dflt);
+}
+
 /* m[k] = v: one dict store holding the write lock; del m[k]: MapBase._delitem. */
 static int
 sync_ass_subscript(SyncCore *self, PyObject *key, PyObject *value)
@@ -1608,6 +1627,8 @@ static PyMemberDef sync_members[] = {
 static PyMethodDef sync_methods[] = {
     {"_core_init", (PyCFunction)(void (*)(void))sync_core_init, METH_FASTCALL,
      "_core_init($self, d, lock, computing, /)\n--\n\nSet the fields, once."},
+    {"get", (PyCFunction)(void (*)(void))sync_get, METH_FASTCALL,
+     "get($self, key, default=None, /)\n--\n\nThe value for key, else default. Lock-free."},
     {NULL},
 };
 

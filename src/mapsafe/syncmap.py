@@ -65,12 +65,11 @@ class SyncMap(SyncCore, OneSectionMap):
 
     # SyncCore holds _d, _lock (the reentrant write lock, held for every
     # write and for compute callbacks; an RLock, or a ProfiledRLock with
-    # stats), its _acquire/_release, and _computing, and implements m[k]
-    # and m[k] = v (in C when the C core is built).
+    # stats), its _acquire/_release, and _computing, and implements m[k],
+    # m.get and m[k] = v (in C when the C core is built).
     __slots__ = {
         "_sec": "the single write section (dict + lock); set once",
         "_tally": "hit/miss Tally when stats are on, else None; set once",
-        "get": "m.get(key, default=None, /): the value for key, else default. Lock-free.",
         "__weakref__": "",
     }
 
@@ -81,12 +80,8 @@ class SyncMap(SyncCore, OneSectionMap):
         if check_flag("stats", stats):
             lock = ProfiledRLock()
             self._tally = Tally("hits", "misses")
-            self.get = self._counted_get
         else:
             lock = threading.RLock()
-            # Reads are the dict's own bound method: a single dict operation,
-            # atomic with or without the GIL, and as fast as dict.get.
-            self.get = d.get
         self._core_init(d, lock, {})
         self._sec = _DictSection(d, lock)
         _forks.register(self)
@@ -122,7 +117,7 @@ class SyncMap(SyncCore, OneSectionMap):
             cls = _CountingSyncMap
         return super().__new__(cls)
 
-    # Each read below (and SyncCore's m[k]) is a single dict operation:
+    # Each read below (and SyncCore's m[k] and get) is a single dict operation:
     # atomic, and linearizable against the writes (made under _lock), with
     # or without the GIL.
 
@@ -134,14 +129,6 @@ class SyncMap(SyncCore, OneSectionMap):
 
     def snapshot(self) -> dict:
         return copy_of(self._d)  # one atomic dict operation
-
-    def _counted_get(self, key: Any, default: Any = None, /) -> Any:
-        value = self._d.get(key, MISSING)
-        if value is MISSING:
-            self._tally.add(1)
-            return default
-        self._tally.add(0)
-        return value
 
     def stats(self) -> dict[str, Any]:
         """Counters: size, and with ``stats=True`` lock contention and hits/misses."""
@@ -162,6 +149,14 @@ class _CountingSyncMap(SyncMap):
         if value is MISSING:
             self._tally.add(1)
             raise KeyError(key)
+        self._tally.add(0)
+        return value
+
+    def get(self, key: Any, default: Any = None, /) -> Any:
+        value = self._d.get(key, MISSING)
+        if value is MISSING:
+            self._tally.add(1)
+            return default
         self._tally.add(0)
         return value
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import types
 from typing import Any, Callable
 
 from . import runtime
@@ -312,7 +311,17 @@ _MAP_HANDLES = ("read", "write", "reader")
 
 
 # Bound per instance as `get` by some maps, so patched under their own names.
-_MAP_INTERNAL_READS = ("_get_plain", "_get_slow", "_counted_get")
+_MAP_INTERNAL_READS = ("_get_plain", "_get_slow")
+
+
+def _mapsafe_subclasses(cls: type) -> list[type]:
+    found, todo = [], list(cls.__subclasses__())
+    while todo:
+        sub = todo.pop()
+        if sub.__module__.startswith("mapsafe") and sub not in found:
+            found.append(sub)
+            todo.extend(sub.__subclasses__())
+    return found
 
 
 def _patch_maps() -> None:
@@ -350,25 +359,14 @@ def _patch_maps() -> None:
 
         return write
 
-    def wrapping_instance_get(orig):
-        # SyncMap binds its dict's own get to each instance (a slot), out of
-        # reach of the class patches above: wrap it per instance.
-        def init(self, *args, **kwargs):
-            orig(self, *args, **kwargs)
-            raw = self.get
-            if isinstance(raw, types.BuiltinMethodType):
-                self.get = functools.partial(reading(lambda _self, *a: raw(*a)), self)
-
-        return init
-
-    _patch(mapsafe.SyncMap, "__init__", wrapping_instance_get)
     _patch(mapsafe.SyncMap, "reader", lambda orig: lambda self: self)
     done = set()
     for cls_name in ("SyncMap", "LockedMap", "ShardedMap"):
         cls = getattr(mapsafe, cls_name, None)
         if not isinstance(cls, type):
             continue
-        for klass in cls.__mro__:
+        # Its bases, and the variants its __new__ picks (SyncMap(stats=True)).
+        for klass in (*cls.__mro__, *_mapsafe_subclasses(cls)):
             if klass in done or not klass.__module__.startswith("mapsafe"):
                 continue
             done.add(klass)
