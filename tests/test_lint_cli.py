@@ -54,7 +54,7 @@ def test_json_format_fields(project, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data == [{
         "path": "bad.py", "line": 3, "col": 9, "end_line": 3, "end_col": 13, "code": "MS101",
-        "message": data[0]["message"], "severity": "error",
+        "message": data[0]["message"], "severity": "error", "call_path": [],
     }]
     assert data[0]["message"].startswith("'d' changes its keys")
 

@@ -15,7 +15,9 @@ from . import rule_cache, rule_iteration, rule_threads
 from .context import FileContext
 from .discover import iter_python_files
 from .messages import RULES, Finding, InternalErrorFinding, SyntaxErrorFinding
+from .program import Program, module_name_for
 from .scopes import Index
+from .threads import DEFAULT_MAX_DEPTH
 from .suppress import is_suppressed
 
 __all__ = ["Selection", "FileResult", "LintResult", "decode_source", "lint_source", "lint_file", "lint_paths"]
@@ -75,18 +77,27 @@ def decode_source(data: bytes) -> str:
         raise SourceError(f"unknown encoding {encoding!r} in its coding declaration") from None
 
 
-def lint_source(source: str, path: str = "<string>", selection: Selection | None = None,
-                noqa: bool = True, incoming: list[tuple[str, str, bool]] | None = None,
-                outgoing: list[tuple[str, str, bool]] | None = None) -> list[Finding]:
-    """Findings for one module's source text, sorted by position.
+# Rules that look at one module at a time; rule_threads looks at the whole program.
+FILE_RULES = (rule_iteration, rule_cache)
 
-    ``incoming`` names functions of this module that other files run on
-    threads; ``outgoing``, if given, receives the imported functions this
-    module runs on threads (see lint_paths).
-    """
-    selection = selection or Selection()
+
+class _Parsed:
+    """One file read and indexed: its context, its Index (None if it does not parse) and its file-rule findings."""
+
+    __slots__ = ("ctx", "index", "findings", "lines")
+
+    def __init__(self, ctx: FileContext, index: Index | None, findings: list[Finding]) -> None:
+        self.ctx = ctx
+        self.index = index
+        self.findings = findings
+        self.lines = ctx.lines
+
+
+def _parse(source: str, path: str, selection: Selection, first_id: int = 0, name: str | None = None,
+           is_package: bool = False) -> _Parsed:
+    """Parse and index one module, and run the per-file rules on it."""
     lines = source.splitlines()
-    ctx = FileContext(path, lines, incoming)
+    ctx = FileContext(path, lines)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarnings are the user's business, not ours
@@ -94,36 +105,67 @@ def lint_source(source: str, path: str = "<string>", selection: Selection | None
     except SyntaxError as exc:
         finding = SyntaxErrorFinding(path, exc.lineno or 1, max(exc.offset or 1, 1), exc.lineno or 1,
                                      max(exc.offset or 1, 1), exc.msg)
-        return [finding] if selection.enabled(finding.code) else []
+        return _Parsed(ctx, None, [finding])
     except (ValueError, RecursionError, MemoryError) as exc:
-        finding = SyntaxErrorFinding(path, 1, 1, 1, 1, f"{type(exc).__name__}: {exc}")
-        return [finding] if selection.enabled(finding.code) else []
-
-    findings: list[Finding] = []
+        return _Parsed(ctx, None, [SyntaxErrorFinding(path, 1, 1, 1, 1, f"{type(exc).__name__}: {exc}")])
+    if name is None:
+        name, is_package = module_name_for(path) if path != "<string>" else ("", False)
     try:
-        index = Index(tree)
+        index = Index(tree, first_id, name, is_package)
+        index.path = path
     except Exception as exc:  # noqa: BLE001 - reported as a finding, never lost
         if os.environ.get("MAPSAFE_DEBUG"):
             raise
-        return [InternalErrorFinding(path, 1, 1, 1, 1, "the scope index", f"{type(exc).__name__}: {exc}")]
-    for module in RULE_MODULES:
-        if not selection.any_enabled(module.CODES):
-            continue
-        try:
-            for finding in module.check(index, ctx):
-                findings.append(finding)
-        except Exception as exc:  # noqa: BLE001 - one rule's crash must not lose the others' findings
-            if os.environ.get("MAPSAFE_DEBUG"):
-                raise
-            findings.append(InternalErrorFinding(
-                path, 1, 1, 1, 1, f"rule {'/'.join(module.CODES)}", f"{type(exc).__name__}: {exc}"
-            ))
-    if outgoing is not None:
-        outgoing.extend(ctx.outgoing)
+        crash = InternalErrorFinding(path, 1, 1, 1, 1, "the scope index", f"{type(exc).__name__}: {exc}")
+        return _Parsed(ctx, None, [crash])
+    findings: list[Finding] = []
+    for module in FILE_RULES:
+        if selection.any_enabled(module.CODES):
+            findings.extend(_isolated(module.CODES, path, lambda: module.check(index, ctx)))
+    return _Parsed(ctx, index, findings)
+
+
+def _isolated(codes: Sequence[str], path: str, run) -> list[Finding]:
+    """A rule's findings; if it crashes, one MS999 instead (one rule's crash must not lose the others')."""
+    try:
+        return list(run())
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("MAPSAFE_DEBUG"):
+            raise
+        return [InternalErrorFinding(path, 1, 1, 1, 1, f"rule {'/'.join(codes)}", f"{type(exc).__name__}: {exc}")]
+
+
+def _thread_findings(parsed: list[_Parsed], selection: Selection, max_depth: int,
+                     thread_entries: Sequence[str] = (), warnings_out: list[str] | None = None) -> list[Finding]:
+    """MS2xx over every parsed module at once."""
+    if not selection.any_enabled(rule_threads.CODES):
+        return []
+    indexed = [p for p in parsed if p.index is not None]
+    program = Program(p.index for p in indexed)
+    contexts = {p.index.module.id: p.ctx for p in indexed}
+    where = indexed[0].ctx.path if len(indexed) == 1 else "<program>"
+    unknown: list[str] = []
+    found = _isolated(rule_threads.CODES, where,
+                      lambda: rule_threads.check(program, contexts, max_depth, thread_entries, unknown))
+    if warnings_out is not None:
+        warnings_out.extend(f"thread-entries: {name!r} matches nothing in the linted files" for name in unknown)
+    return found
+
+
+def _kept(findings: list[Finding], lines: list[str], selection: Selection, noqa: bool) -> list[Finding]:
     kept = [f for f in findings if selection.enabled(f.code) and not (noqa and is_suppressed(f, lines))]
     kept = list(dict.fromkeys(kept))  # the same finding twice (one node reached two ways) is one finding
     kept.sort(key=Finding.sort_key)
     return kept
+
+
+def lint_source(source: str, path: str = "<string>", selection: Selection | None = None,
+                noqa: bool = True, max_depth: int = DEFAULT_MAX_DEPTH) -> list[Finding]:
+    """Findings for one module's source text alone, sorted by position."""
+    selection = selection or Selection()
+    one = _parse(source, path, selection)
+    findings = one.findings + (_thread_findings([one], selection, max_depth) if one.index is not None else [])
+    return _kept(findings, one.lines, selection, noqa)
 
 
 @dataclass
@@ -131,7 +173,6 @@ class FileResult:
     path: str
     findings: list[Finding] = field(default_factory=list)
     error: str | None = None  # why the file could not be checked
-    outgoing: list[tuple[str, str, bool]] = field(default_factory=list)  # imported functions run on threads
 
 
 @dataclass
@@ -141,94 +182,66 @@ class LintResult:
     findings: list[Finding] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     checked: int = 0
+    warnings: list[str] = field(default_factory=list)  # e.g. a thread-entries name that matches nothing
 
     @property
     def internal_errors(self) -> list[Finding]:
         return [f for f in self.findings if f.code == InternalErrorFinding.code]
 
 
-def lint_file(path: str, selection: Selection | None = None,
-              incoming: list[tuple[str, str, bool]] | None = None) -> FileResult:
+def _read(path: str) -> tuple[str | None, str | None]:
+    """(source, None), or (None, why it cannot be read)."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
-        return FileResult(path, error=f"cannot read: {exc.strerror or exc}")
+        return None, f"cannot read: {exc.strerror or exc}"
     try:
-        source = decode_source(data)
+        return decode_source(data), None
     except SourceError as exc:
-        return FileResult(path, error=str(exc))
-    outgoing: list[tuple[str, str, bool]] = []
-    findings = lint_source(source, path, selection, incoming=incoming, outgoing=outgoing)
-    return FileResult(path, findings, outgoing=outgoing)
+        return None, str(exc)
 
 
-def module_name(path: str) -> str:
-    """'pkg.sub.mod' for 'src/pkg/sub/mod.py' (folders above the package included: matched by suffix)."""
-    parts = [p for p in path.replace(os.sep, "/").split("/") if p not in ("", ".", "..")]
-    if parts and parts[-1].endswith(".py"):
-        parts[-1] = parts[-1][:-3]
-    if parts and parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
+def lint_file(path: str, selection: Selection | None = None, max_depth: int = DEFAULT_MAX_DEPTH) -> FileResult:
+    """One file alone (its imports of other files are not followed; lint_paths does that)."""
+    source, error = _read(path)
+    if source is None:
+        return FileResult(path, error=error)
+    return FileResult(path, lint_source(source, path, selection, max_depth=max_depth))
 
 
-def _absolute(name: str, importer: str, importer_path: str) -> str:
-    """Resolve a relative import ('.mod.func', '..pkg.func') against the importing file's package."""
-    level = len(name) - len(name.lstrip("."))
-    if level == 0:
-        return name
-    package = importer.split(".")
-    if not importer_path.endswith("__init__.py"):
-        package = package[:-1]
-    package = package[: len(package) - (level - 1)] if level > 1 else package
-    rest = name[level:]
-    return ".".join([*package, rest] if rest else package)
+def lint_paths(paths: Sequence[str], selection: Selection | None = None, excludes: Sequence[str] = (),
+               max_depth: int = DEFAULT_MAX_DEPTH, thread_entries: Sequence[str] = ()) -> LintResult:
+    """Lint files and folders as one program; unreadable files are collected as errors, not raised.
 
-
-def _route(outgoing: dict[str, list[tuple[str, str, bool]]]) -> dict[str, list[tuple[str, str, bool]]]:
-    """For each linted file, the functions in it that other linted files run on threads."""
-    modules = {path: module_name(path) for path in outgoing}
-    incoming: dict[str, list[tuple[str, str, bool]]] = {}
-    for source_path, wanted in outgoing.items():
-        for name, how, multi in wanted:
-            dotted = _absolute(name, modules[source_path], source_path)
-            parts = dotted.split(".")
-            for cut in range(len(parts) - 1, 0, -1):
-                module, qualname = ".".join(parts[:cut]), ".".join(parts[cut:])
-                for path, mod in modules.items():
-                    if path != source_path and (mod == module or mod.endswith("." + module)):
-                        incoming.setdefault(path, []).append((qualname, how, multi))
-    return incoming
-
-
-def lint_paths(paths: Sequence[str], selection: Selection | None = None, excludes: Sequence[str] = ()) -> LintResult:
-    """Lint files and folders; unreadable files are collected as errors, not raised.
-
-    Thread code is followed across the linted files, best effort: when a file
-    runs an imported function on a thread (or calls one from thread code),
-    the file defining it is checked again with that function as thread code.
+    Thread code is followed across the linted files: a thread started in one
+    file that calls into another makes that code thread code, and a map is the
+    same map wherever the program reaches it.
     """
     selection = selection or Selection()
     result = LintResult()
-    per_file: dict[str, list[Finding]] = {}
-    outgoing: dict[str, list[tuple[str, str, bool]]] = {}
+    parsed: list[_Parsed] = []
+    next_id = 0
     for path, problem in iter_python_files(paths, excludes):
         if problem is not None:
             result.errors.append((path, problem))
             continue
-        one = lint_file(path, selection)
-        if one.error is not None:
-            result.errors.append((path, one.error))
+        source, error = _read(path)
+        if source is None:
+            result.errors.append((path, error))
             continue
+        one = _parse(source, path, selection, next_id)
+        if one.index is not None:
+            next_id += len(one.index.scopes)
         result.checked += 1
-        per_file[path] = one.findings
-        outgoing[path] = one.outgoing
-    if selection.any_enabled(rule_threads.CODES) and any(outgoing.values()):
-        for path, entries in _route(outgoing).items():
-            again = lint_file(path, selection, incoming=entries)
-            if again.error is None:
-                per_file[path] = again.findings
-    for findings in per_file.values():
-        result.findings.extend(findings)
+        parsed.append(one)
+    by_path = {p.ctx.path: p for p in parsed}
+    for finding in _thread_findings(parsed, selection, max_depth, thread_entries, result.warnings):
+        home = by_path.get(finding.path)
+        if home is not None:
+            home.findings.append(finding)
+        else:
+            result.findings.append(finding)  # an internal error of the whole-program pass
+    for one in parsed:
+        result.findings.extend(_kept(one.findings, one.lines, selection, True))
     return result

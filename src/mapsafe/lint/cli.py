@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated rule codes or prefixes not to report")
     parser.add_argument("--exclude", metavar="GLOBS", default=None,
                         help="comma-separated path globs not to lint (adds to .git, venvs, build, dist)")
+    parser.add_argument("--max-call-depth", metavar="N", default=None,
+                        help="calls followed from a thread's entry (default: 16; config lint.max-call-depth)")
+    parser.add_argument("--thread-entries", metavar="NAMES", default=None,
+                        help="comma-separated thread entries the linter cannot see: 'pkg.mod:func' runs on a "
+                             "thread, 'lib.Client.add_callback' runs its first argument on one")
     parser.add_argument("--list-rules", action="store_true", help="print the rules and exit")
     parser.epilog = (
         "Exit codes: 0 no findings, 1 findings, 2 usage error, nothing could be checked, or internal error. "
@@ -55,12 +60,20 @@ def run(args: argparse.Namespace) -> int:
         "lint_ignore": args.ignore,
         "lint_exclude": args.exclude,
         "lint_format": args.format,
+        "lint_max_call_depth": args.max_call_depth,
+        "lint_thread_entries": args.thread_entries,
     })
+    if cfg.lint_max_call_depth < 1:
+        raise UsageError(f"max-call-depth must be at least 1, got {cfg.lint_max_call_depth} "
+                         f"from {cfg.source['lint_max_call_depth']}")
     if cfg.lint_format not in FORMATS:
         raise UsageError(f"unknown format {cfg.lint_format!r} from {cfg.source['lint_format']} "
                          f"(choose from {', '.join(sorted(FORMATS))})")
     selection = Selection(cfg.lint_select, cfg.lint_ignore)
-    result = lint_paths(args.paths or ["."], selection, cfg.lint_exclude)
+    result = lint_paths(args.paths or ["."], selection, cfg.lint_exclude, cfg.lint_max_call_depth,
+                        cfg.lint_thread_entries)
+    for warning in result.warnings:
+        print(f"mapsafe lint: warning: {warning}", file=sys.stderr)
 
     if result.checked == 0 and len(result.errors) == 1:
         path, reason = result.errors[0]

@@ -12,16 +12,11 @@ __all__ = ["FileContext"]
 class FileContext:
     """Where findings go: turns AST positions (UTF-8 byte columns) into 1-based character columns."""
 
-    __slots__ = ("path", "lines", "incoming", "outgoing")
+    __slots__ = ("path", "lines")
 
-    def __init__(self, path: str, lines: list[str], incoming: list[tuple[str, str, bool]] | None = None) -> None:
+    def __init__(self, path: str, lines: list[str]) -> None:
         self.path = path
         self.lines = lines
-        # Cross-file thread code: (function qualname here, how, multi) that other linted
-        # files run on threads; and (dotted name, how, multi) this file runs on threads
-        # but defines elsewhere.
-        self.incoming = incoming or []
-        self.outgoing: list[tuple[str, str, bool]] = []
 
     def _column(self, lineno: int, byte_offset: int) -> int:
         if 0 < lineno <= len(self.lines):

@@ -32,7 +32,7 @@ class Finding:
     summary = ""  # one line: what the rule finds (SARIF shortDescription)
     explanation = ""  # why it matters and how to fix it (SARIF fullDescription/help)
 
-    __slots__ = ("path", "line", "col", "end_line", "end_col", "args")
+    __slots__ = ("path", "line", "col", "end_line", "end_col", "args", "trace")
 
     def __init__(self, path: str, line: int, col: int, end_line: int, end_col: int, *args: object) -> None:
         self.path = path
@@ -41,6 +41,17 @@ class Finding:
         self.end_line = end_line
         self.end_col = end_col
         self.args = args
+        # For thread findings: the calls from the thread's start to this line,
+        # as (step, path, line): the entry, each call on the way, the access.
+        self.trace: tuple[tuple[str, str, int], ...] = ()
+
+    @property
+    def path_text(self) -> str:
+        """'Poller.run (thread via ...) at svc.py:40 → Store.refresh at svc.py:52 → store.py:88', or ''."""
+        if not self.trace:
+            return ""
+        *calls, last = self.trace
+        return " → ".join([*(f"{step} at {path}:{line}" for step, path, line in calls), last[0]])
 
     @property
     def message(self) -> str:

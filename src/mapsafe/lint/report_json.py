@@ -1,4 +1,4 @@
-"""JSON report: an array of objects with path, line, col, end_line, end_col, code, message, severity."""
+"""JSON report: an array of objects with path, line, col, end_line, end_col, code, message, severity, call_path."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def as_dict(finding: Finding) -> dict[str, object]:
         "code": finding.code,
         "message": finding.message,
         "severity": finding.severity,
+        # thread findings: the entry, each call on the way, the access ("path" is the file)
+        "call_path": [{"step": step, "file": path, "line": line} for step, path, line in finding.trace],
     }
 
 

@@ -38,7 +38,7 @@ def build(findings: Iterable[Finding], errors: Iterable[tuple[str, str]] = ()) -
     index_of = {rule.code: i for i, rule in enumerate(RULES)}
     results = []
     for f in findings:
-        results.append({
+        result = {
             "ruleId": f.code,
             "ruleIndex": index_of[f.code],
             "level": _LEVELS[f.severity],
@@ -50,7 +50,15 @@ def build(findings: Iterable[Finding], errors: Iterable[tuple[str, str]] = ()) -
                                "endLine": max(f.end_line, f.line), "endColumn": max(f.end_col, 1)},
                 }
             }],
-        })
+        }
+        if f.trace:
+            result["codeFlows"] = [{"threadFlows": [{"locations": [
+                {"location": {"message": {"text": step},
+                              "physicalLocation": {"artifactLocation": {"uri": _uri(path), "uriBaseId": "%SRCROOT%"},
+                                                   "region": {"startLine": max(line, 1)}}}}
+                for step, path, line in f.trace
+            ]}]}]
+        results.append(result)
     notifications = [
         {"level": "error", "message": {"text": f"{path}: {reason}"},
          "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(path), "uriBaseId": "%SRCROOT%"}}}]}

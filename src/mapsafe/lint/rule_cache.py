@@ -67,7 +67,7 @@ def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
                 per.lookups.add(key)  # type: ignore[arg-type]
     for name in sorted(unbounded):
         for scope_id, per in sorted(uses[name].items()):
-            scope = index.scopes[scope_id]
+            scope = index.scopes[scope_id - index.first_id]
             hit = _memo_store(index, scope, name, per)
             if hit is not None:
                 yield ctx.finding(UnboundedMemoCache, hit, name, scope.qualname)

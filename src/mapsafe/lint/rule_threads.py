@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .context import FileContext
 from .messages import CheckThenAct, Finding, UnprotectedSharedIteration, UnprotectedSharedWrite
-from .scopes import Index
-from .threads import Access, ThreadModel
+from .program import Program
+from .threads import DEFAULT_MAX_DEPTH, Access, ThreadModel
 
 __all__ = ["CODES", "check"]
 
 CODES = ("MS201", "MS202", "MS203")
 
 
-def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
-    if not index.maybe_threads and not ctx.incoming:
-        return  # precision: a module that starts no threads gets no MS2xx finding
-    model = ThreadModel(index, ctx.incoming)
-    ctx.outgoing.extend(model.outgoing)
+def check(program: Program, contexts: dict[int, FileContext], max_depth: int = DEFAULT_MAX_DEPTH,
+          thread_entries: Sequence[str] = (), unknown: list[str] | None = None) -> Iterator[Finding]:
+    """Findings over the whole program; ``contexts`` maps each module's scope id to its file.
+
+    ``unknown`` receives the ``thread_entries`` names that match nothing.
+    """
+    if not program.maybe_threads and not thread_entries:
+        return  # precision: a program that starts no threads gets no MS2xx finding
+    model = ThreadModel(program, max_depth, thread_entries)
+    if unknown is not None:
+        unknown.extend(model.unknown_entries)
     if not model.entries:
         return
+
+    def place(kind, access: Access, *args: object) -> Finding:
+        ctx = contexts[program.index_of(access.scope).module.id]
+        finding = ctx.finding(kind, access.node, *args)
+        mine = model.thread_contexts(access)
+        if mine:
+            finding.trace = tuple(model.trace(access, mine[0]))
+        return finding
+
     for accesses in model.by_target().values():
         # The write half of a check-then-act is represented by the compound access itself.
         accesses = [a for a in accesses if not a.in_compound]
@@ -31,11 +46,12 @@ def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
             if model.is_protected(access):
                 continue
             name = access.target.display
+            here = model.path_of(access.scope)
             if access.kind == "compound":
                 other = _first_conflict(model, access, writes)
                 if other is not None:
-                    yield ctx.finding(CheckThenAct, access.node, access.pattern, name,
-                                      _because(access, other, "writes"), access.fix)
+                    yield place(CheckThenAct, access, access.pattern, name,
+                                _because(model, access, other, "writes"), access.fix)
                     continue
             if access.kind in ("write", "compound"):  # a compound with no rival writer is a plain write
                 mine = model.thread_contexts(access)
@@ -44,13 +60,12 @@ def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
                 other = _first_conflict(model, access, accesses, mine)
                 if other is not None:
                     entry = model.entries[mine[0] - 1]
-                    yield ctx.finding(UnprotectedSharedWrite, access.node, name, entry.describe(),
-                                      _because(access, other, "uses"))
+                    yield place(UnprotectedSharedWrite, access, name, entry.describe(here),
+                                _because(model, access, other, "uses"))
             elif access.kind == "iter":
                 other = _first_conflict(model, access, writes)
                 if other is not None:
-                    yield ctx.finding(UnprotectedSharedIteration, access.node, name,
-                                      _because(access, other, "writes"))
+                    yield place(UnprotectedSharedIteration, access, name, _because(model, access, other, "writes"))
 
 
 def _first_conflict(model: ThreadModel, access: Access, others: list[Access],
@@ -60,14 +75,20 @@ def _first_conflict(model: ThreadModel, access: Access, others: list[Access],
     self_conflict = None
     for other in others:
         if model.conflict(access, other, contexts):
-            if other is access or other.line == access.line:
+            if _same_site(model, access, other):
                 self_conflict = self_conflict or other
                 continue
             return other
     return self_conflict
 
 
-def _because(access: Access, other: Access, verb: str) -> str:
-    if other is access or other.line == access.line:
+def _because(model: ThreadModel, access: Access, other: Access, verb: str) -> str:
+    if _same_site(model, access, other):
         return "the same code runs in several threads at once"
-    return f"another thread {verb} it at line {other.line}"
+    there = model.path_of(other.scope)
+    where = f"line {other.line}" if there == model.path_of(access.scope) else f"{there}:{other.line}"
+    return f"another thread {verb} it at {where}"
+
+
+def _same_site(model: ThreadModel, a: Access, b: Access) -> bool:
+    return a is b or (a.line == b.line and model.path_of(a.scope) == model.path_of(b.scope))

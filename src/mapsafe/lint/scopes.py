@@ -6,9 +6,9 @@ import ast
 import re
 from typing import Iterator
 
-__all__ = ["Scope", "ClassInfo", "Index", "DICT_FACTORIES", "chain_name"]
+__all__ = ["Scope", "ClassInfo", "Index", "DICT_FACTORIES", "SET_FACTORIES", "MAP_BASES", "chain_name"]
 
-# Calls whose result is a plain (unsynchronized) dict.
+# Calls whose result is an unsynchronized mapping.
 DICT_FACTORIES = frozenset(
     {
         "dict",
@@ -16,8 +16,18 @@ DICT_FACTORIES = frozenset(
         "collections.defaultdict",
         "collections.OrderedDict",
         "collections.Counter",
+        "collections.ChainMap",
+        "collections.UserDict",
         "typing.DefaultDict",
+        "weakref.WeakValueDictionary",
+        "weakref.WeakKeyDictionary",
     }
+)
+# Calls whose result is an unsynchronized set: iterating one while another thread adds raises too.
+SET_FACTORIES = frozenset({"set", "weakref.WeakSet"})
+# Bases that make a project class a mapping (or set) with the same hazards as dict.
+MAP_BASES = DICT_FACTORIES | SET_FACTORIES | frozenset(
+    {"collections.abc.MutableMapping", "typing.MutableMapping", "collections.abc.MutableSet", "typing.MutableSet"}
 )
 # Constructors of lock-like objects: `with x:` or x.acquire() protects.
 LOCK_FACTORIES = frozenset(
@@ -83,12 +93,13 @@ class Binding:
 class ClassInfo:
     """A class statement: its methods, bases and the values assigned to its attributes."""
 
-    __slots__ = ("name", "node", "scope", "bases", "methods", "attrs", "instance_attrs")
+    __slots__ = ("name", "node", "scope", "bases", "methods", "attrs", "instance_attrs", "index")
 
-    def __init__(self, name: str, node: ast.ClassDef, scope: "Scope") -> None:
+    def __init__(self, name: str, node: ast.ClassDef, scope: "Scope", index: "Index") -> None:
         self.name = name
         self.node = node
         self.scope = scope
+        self.index = index  # the module that defines it
         self.bases: list[ast.expr] = list(node.bases)
         self.methods: dict[str, Scope] = {}
         # attribute -> values assigned to it, in the class body or as self.<attr> = value
@@ -166,11 +177,20 @@ _MUTATORS = frozenset({"pop", "popitem", "clear", "update", "setdefault"})
 
 
 class Index:
-    """Everything the rules need to know about one module, from one walk of its tree."""
+    """Everything the rules need to know about one module, from one walk of its tree.
 
-    def __init__(self, tree: ast.Module) -> None:
+    Scope ids start at ``first_id``, so that the modules of one Program have
+    distinct ids; ``name`` is the module's dotted name ("" when unknown), and
+    ``program`` (set by Program) resolves imports into the other modules.
+    """
+
+    def __init__(self, tree: ast.Module, first_id: int = 0, name: str = "", is_package: bool = False) -> None:
         self.tree = tree
-        self.module = Scope("module", tree, "<module>", None, 0)
+        self.first_id = first_id
+        self.name = name
+        self.is_package = is_package
+        self.program = None  # a Program once one adopts this module; None for one file alone
+        self.module = Scope("module", tree, "<module>", None, first_id)
         self.scopes: list[Scope] = [self.module]
         self.classes: list[ClassInfo] = []
         self.scope_of: dict[ast.AST, Scope] = {tree: self.module}  # def/lambda/class node -> scope
@@ -182,7 +202,7 @@ class Index:
     # -- the walk -------------------------------------------------------------
 
     def _new_scope(self, kind: str, node: ast.AST, name: str, parent: Scope) -> Scope:
-        scope = Scope(kind, node, name, parent, len(self.scopes))
+        scope = Scope(kind, node, name, parent, self.first_id + len(self.scopes))
         self.scopes.append(scope)
         parent.children.append(scope)
         self.scope_of[node] = scope
@@ -311,7 +331,7 @@ class Index:
             ):
                 self.maybe_threads = True
         inner = self._new_scope("class", node, node.name, scope)
-        info = ClassInfo(node.name, node, inner)
+        info = ClassInfo(node.name, node, inner, self)
         inner.cls = info
         self.classes.append(info)
         scope.bind(node.name, "class", info)
@@ -431,9 +451,32 @@ class Index:
             imports = [b.value for b in bindings if b.kind == "import"]
             if len(imports) != 1 or len(bindings) != 1:
                 return None
-            head = str(imports[0])
+            head = self.absolute(str(imports[0]))
         parts.append(head)
         return ".".join(reversed(parts))
+
+    def absolute(self, name: str) -> str:
+        """A relative import's target ('.mod.f', '..pkg.f') as a dotted name from the root."""
+        level = len(name) - len(name.lstrip("."))
+        if level == 0:
+            return name
+        package = self.name.split(".") if self.name else []
+        if not self.is_package:
+            package = package[:-1]
+        if level > 1:
+            package = package[: max(len(package) - (level - 1), 0)]
+        rest = name[level:]
+        return ".".join([*package, rest] if rest else package)
+
+    def resolve(self, node: ast.AST, scope: Scope) -> object | None:
+        """What a name or dotted chain denotes in the whole program: a Scope (a def), a
+        ClassInfo, an Index (a module) or a Binding (a module global); None if unknown."""
+        if self.program is None:
+            return None
+        dotted = self.qualified(node, scope)
+        if dotted is None:
+            return None
+        return self.program.resolve(dotted)
 
     def class_named(self, name: str) -> ClassInfo | None:
         for info in self.classes:
@@ -446,10 +489,14 @@ class Index:
             _, bindings = self.bindings_of(scope, node.id)
             if len(bindings) == 1 and bindings[0].kind == "class":
                 return bindings[0].value  # type: ignore[return-value]
+        if type(node) in (ast.Name, ast.Attribute):
+            found = self.resolve(node, scope)  # imported from another linted module
+            if isinstance(found, ClassInfo):
+                return found
         return None
 
     def mro(self, info: ClassInfo) -> Iterator[ClassInfo]:
-        """The class and its bases defined in this module, depth-first, each once."""
+        """The class and its bases known to the program (this module's, and imported ones), each once."""
         seen: set[int] = set()
         todo = [info]
         while todo:
@@ -458,10 +505,23 @@ class Index:
                 continue
             seen.add(id(current))
             yield current
+            home = current.index
             for base in current.bases:
-                found = self.resolve_class(base, current.scope.parent or self.module)
+                found = home.resolve_class(base, current.scope.parent or home.module)
                 if found is not None:
                     todo.append(found)
+
+    def external_bases(self, info: ClassInfo) -> set[str]:
+        """Dotted names of the bases, along the known MRO, defined outside the program ('threading.Thread')."""
+        out: set[str] = set()
+        for cls in self.mro(info):
+            home = cls.index
+            for base in cls.bases:
+                if home.resolve_class(base, cls.scope.parent or home.module) is None:
+                    name = home.qualified(base, cls.scope.parent or home.module)
+                    if name is not None:
+                        out.add(name)
+        return out
 
     def method(self, info: ClassInfo, name: str) -> Scope | None:
         for cls in self.mro(info):
@@ -477,11 +537,18 @@ class Index:
         return method.owner, method.is_classmethod
 
     def is_dict_value(self, node: object, scope: Scope) -> bool:
+        """Is ``node`` a fresh unsynchronized map or set: a literal, a comprehension, a
+        factory call, or a call of a project class deriving from one?"""
         kind = type(node)
-        if kind is ast.Dict or kind is ast.DictComp:
+        if kind in (ast.Dict, ast.DictComp, ast.Set, ast.SetComp):
             return True
         if kind is ast.Call:
-            return self.qualified(node.func, scope) in DICT_FACTORIES  # type: ignore[attr-defined]
+            func = node.func  # type: ignore[attr-defined]
+            name = self.qualified(func, scope)
+            if name in DICT_FACTORIES or name in SET_FACTORIES:
+                return True
+            info = self.resolve_class(func, scope)
+            return info is not None and bool(self.external_bases(info) & MAP_BASES)
         return False
 
     def all_dict(self, bindings: list[Binding], scope: Scope) -> bool:

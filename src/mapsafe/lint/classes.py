@@ -1,0 +1,127 @@
+"""Which class an expression's value belongs to: self and cls, constructor calls, annotations, attributes, factories."""
+
+from __future__ import annotations
+
+import ast
+
+from .scopes import ClassInfo, Scope
+
+__all__ = ["class_of"]
+
+_MAX_DEPTH = 6  # attribute chains (a.b.c.d) and aliases followed for one expression
+
+
+def class_of(program, node: ast.AST, scope: Scope, depth: int = 0) -> tuple[ClassInfo, bool] | None:
+    """(class, is_instance) when the program tells what ``node`` evaluates to, else None.
+
+    Known: a method's ``self`` (instance) or ``cls`` (class); a class name
+    (the class object); ``Foo(...)``; a local or attribute assigned only
+    ``Foo(...)``; a parameter or attribute annotated ``Foo``; a call of a
+    function whose every ``return`` gives ``Foo(...)``.
+    """
+    if depth > _MAX_DEPTH:
+        return None
+    kind = type(node)
+    if kind is ast.Name:
+        found = program.self_class(scope, node.id)
+        if found is not None:
+            return found[0], not found[1]
+        info = program.resolve_class(node, scope)
+        if info is not None:
+            return info, False
+        owner, bindings = program.bindings_of(scope, node.id)
+        return _from_bindings(program, bindings, owner or scope, depth)
+    if kind is ast.Attribute:
+        info = program.resolve_class(node, scope)  # mod.Class
+        if info is not None:
+            return info, False
+        base = class_of(program, node.value, scope, depth + 1)
+        if base is None:
+            return None
+        for cls in program.mro(base[0]):
+            bindings = cls.attrs.get(node.attr)
+            if bindings:
+                return _from_bindings(program, bindings, cls.scope, depth, cls)
+        return None
+    if kind is ast.Call:
+        return instance_made_by(program, node, scope, depth)
+    return None
+
+
+def instance_made_by(program, call: ast.Call, scope: Scope, depth: int = 0) -> tuple[ClassInfo, bool] | None:
+    """``Foo(...)`` makes a Foo; ``make_foo(...)`` does when every return of make_foo is ``Foo(...)``."""
+    info = program.resolve_class(call.func, scope)
+    if info is not None:
+        return info, True
+    for fn in _functions(program, call.func, scope):
+        returns = [n.value for n in _own_nodes(fn) if type(n) is ast.Return and n.value is not None]
+        made = {id(r[0]): r for r in (class_of(program, v, fn, depth + 1) for v in returns) if r is not None}
+        if returns and len(made) == 1 and len([v for v in returns if type(v) is ast.Call]) == len(returns):
+            (result,) = made.values()
+            return result
+    return None
+
+
+def _functions(program, func: ast.AST, scope: Scope) -> list[Scope]:
+    if type(func) is ast.Name:
+        _, bindings = program.bindings_of(scope, func.id)
+        found = [b.value for b in bindings if b.kind == "def"]
+        if found:
+            return found
+    if type(func) in (ast.Name, ast.Attribute):
+        target = program.resolve_node(func, scope)
+        if isinstance(target, Scope) and target.kind == "function":
+            return [target]
+    return []
+
+
+def _own_nodes(scope: Scope):
+    """The nodes of a function's own code, not of functions nested in it."""
+    todo = list(scope.body())
+    while todo:
+        node = todo.pop()
+        yield node
+        if type(node) not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda):
+            todo.extend(ast.iter_child_nodes(node))
+
+
+def _from_bindings(program, bindings, scope: Scope, depth: int,
+                   cls: ClassInfo | None = None) -> tuple[ClassInfo, bool] | None:
+    found: tuple[ClassInfo, bool] | None = None
+    for binding in bindings:
+        if cls is not None and binding.kind == "assign" and type(binding.value) is ast.Name:
+            # self.pool = pool: the name is a local of the method that stores it, usually __init__
+            got = _from_method_local(program, cls, binding.value.id, depth)
+        elif binding.kind == "assign" and type(binding.value) is ast.Call:
+            got = instance_made_by(program, binding.value, scope, depth + 1)
+        elif binding.kind == "param" and binding.value is not None:
+            got = _annotated(program, binding.value, scope)
+        elif binding.kind == "assign" and binding.value is not None:
+            got = class_of(program, binding.value, scope, depth + 1)  # an alias: x = self.pool
+        else:
+            got = None
+        if got is None or (found is not None and found[0] is not got[0]):
+            return None  # unknown, or two different classes
+        found = got
+    return found
+
+
+def _from_method_local(program, cls: ClassInfo, name: str, depth: int) -> tuple[ClassInfo, bool] | None:
+    for method in cls.methods.values():
+        if name in method.bindings:
+            return _from_bindings(program, method.bindings[name], method, depth + 1)
+    return None
+
+
+def _annotated(program, annotation: ast.AST, scope: Scope) -> tuple[ClassInfo, bool] | None:
+    if type(annotation) is ast.Constant and isinstance(annotation.value, str):
+        try:
+            annotation = ast.parse(annotation.value, mode="eval").body
+        except SyntaxError:
+            return None
+    if type(annotation) is ast.Subscript:  # Optional[Foo]
+        annotation = annotation.slice
+    if type(annotation) is ast.BinOp and type(annotation.op) is ast.BitOr:  # Foo | None
+        annotation = annotation.left
+    info = program.resolve_class(annotation, scope.parent or scope)
+    return (info, True) if info is not None else None

@@ -1,0 +1,117 @@
+"""Map identity: which possibly shared map an expression denotes, however the code reaches it."""
+
+from __future__ import annotations
+
+import ast
+
+from .classes import class_of
+from .program import Global
+from .scopes import Scope
+
+__all__ = ["Target", "MapIdentity"]
+
+_MAX_ALIAS = 4  # local aliases followed (d = self._cache; e = d)
+
+
+class Target:
+    """A map that may be shared: a module global, a closure variable, or a class or instance attribute."""
+
+    __slots__ = ("key", "display", "instance", "closure_owner")
+
+    def __init__(self, key: tuple, display: str, instance: bool = False, closure_owner: Scope | None = None) -> None:
+        self.key = key
+        self.display = display
+        self.instance = instance  # per-object attribute: only threads sharing one object share it
+        self.closure_owner = closure_owner  # for a closure variable: the function that creates it
+
+
+class MapIdentity:
+    """One Target per map, reached by name, ``self.attr``, ``obj.attr``, ``mod.NAME``, an import or an alias."""
+
+    def __init__(self, program) -> None:
+        self.program = program
+        self._targets: dict[tuple, Target] = {}
+        self._resolved: dict[tuple[int, str], Target | None] = {}
+
+    def target_of(self, node: ast.AST, scope: Scope, hops: int = 0) -> Target | None:
+        kind = type(node)
+        if kind is ast.Name:
+            cache_key = (scope.id, node.id)
+        elif kind is ast.Attribute:
+            chain = _chain(node)
+            if chain is None:
+                return self._attr_target(node, scope, hops)  # (f().attr): not cached
+            cache_key = (scope.id, chain)
+        else:
+            return None
+        if cache_key in self._resolved:
+            return self._resolved[cache_key]
+        self._resolved[cache_key] = None  # a cycle of aliases resolves to nothing
+        found = self._name_target(node.id, scope, hops) if kind is ast.Name else self._attr_target(node, scope, hops)
+        self._resolved[cache_key] = found
+        return found
+
+    def _make(self, key: tuple, display: str, instance: bool = False, owner: Scope | None = None) -> Target:
+        target = self._targets.get(key)
+        if target is None:
+            target = self._targets[key] = Target(key, display, instance, owner)
+        return target
+
+    def _global(self, found: Global, display: str) -> Target | None:
+        index = found.index
+        if not index.all_dict(found.bindings, index.module):
+            return None
+        return self._make(("global", index.name, found.name), display)
+
+    def _name_target(self, name: str, scope: Scope, hops: int) -> Target | None:
+        program = self.program
+        owner, bindings = program.bindings_of(scope, name)
+        if owner is None or owner.kind == "class" or not bindings:
+            return None
+        if len(bindings) == 1 and bindings[0].kind == "import":
+            found = program.resolve(program.index_of(scope).absolute(str(bindings[0].value)))
+            return self._global(found, name) if isinstance(found, Global) else None
+        if program.all_dict(bindings, owner):
+            if owner.kind == "module":
+                return self._make(("global", program.index_of(owner).name, name), name)
+            return self._make(("closure", owner.id, name), name, owner=owner)
+        # A local alias: every binding is an expression that denotes one and the same map.
+        if owner.kind in ("function", "lambda") and hops < _MAX_ALIAS and all(
+            b.kind == "assign" and b.value is not None for b in bindings
+        ):
+            targets = {id(t): t for t in (self.target_of(b.value, owner, hops + 1) for b in bindings)}
+            if len(targets) == 1 and None not in targets.values():
+                return next(iter(targets.values()))
+        return None
+
+    def _attr_target(self, node: ast.Attribute, scope: Scope, hops: int) -> Target | None:
+        program = self.program
+        attr = node.attr
+        found = program.resolve_node(node, scope)  # mod.CACHE, pkg.mod.CACHE
+        if isinstance(found, Global):
+            return self._global(found, f"{found.index.name.rsplit('.', 1)[-1]}.{attr}")
+        owner = class_of(program, node.value, scope)
+        if owner is None:
+            return None
+        info, is_instance = owner
+        via_self = type(node.value) is ast.Name and program.self_class(scope, node.value.id) is not None
+        for cls in program.mro(info):
+            bindings = cls.attrs.get(attr)
+            if bindings:
+                if not program.all_dict(bindings, cls.scope):
+                    return None
+                instance = attr in cls.instance_attrs
+                display = f"self.{attr}" if via_self and is_instance else f"{cls.name}.{attr}"
+                return self._make(("attr", cls.index.name, cls.scope.qualname, attr), display, instance)
+        return None
+
+
+def _chain(node: ast.AST) -> str | None:
+    parts = []
+    while type(node) is ast.Attribute:
+        parts.append(node.attr)
+        node = node.value
+    if type(node) is not ast.Name:
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))

@@ -1,0 +1,521 @@
+"""One walk per scope: each access to a possibly shared map (with its lock state), call edge and thread start."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from .maps import Target
+from .scopes import Scope
+
+__all__ = ["Access", "ScopeWalker", "THREAD_CLASSES"]
+
+THREAD_CLASSES = frozenset({"threading.Thread", "dummy_threading.Thread"})
+_TIMERS = frozenset({"threading.Timer", "dummy_threading.Timer"})
+_EXECUTORS = frozenset(
+    {
+        "concurrent.futures.ThreadPoolExecutor",
+        "concurrent.futures.thread.ThreadPoolExecutor",
+        "multiprocessing.pool.ThreadPool",
+        "multiprocessing.dummy.Pool",
+    }
+)
+_PROCESS_POOLS = frozenset(
+    {"concurrent.futures.ProcessPoolExecutor", "concurrent.futures.process.ProcessPoolExecutor", "multiprocessing.Pool",
+     "multiprocessing.pool.Pool"}
+)
+_TO_THREAD = frozenset({"asyncio.to_thread"})
+# Names that say "a pool of threads" when we cannot see the constructor.
+_POOL_NAME = re.compile(r"executor|thread_?pool|(?:^|_)pool(?:$|_)", re.IGNORECASE)
+_NOT_THREADS = re.compile(r"process|proc(?:$|_)", re.IGNORECASE)
+_MAP_METHODS = frozenset({"map", "imap", "imap_unordered", "starmap", "map_async", "starmap_async"})
+
+# os.register_at_fork(after_in_child=f), multiprocessing.util.register_after_fork(obj, f)
+_AT_FORK = frozenset({"register_at_fork", "register_after_fork"})
+_WRITERS = frozenset({"pop", "popitem", "clear", "update", "setdefault", "__setitem__", "__delitem__",
+                      # sets
+                      "add", "discard", "remove", "difference_update", "intersection_update",
+                      "symmetric_difference_update"})
+_VIEWS = frozenset({"keys", "items", "values"})
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+
+
+class Access:
+    """One use of a target: kind is 'read', 'write', 'iter' or 'compound' (check-then-act, read-modify-write)."""
+
+    __slots__ = ("target", "kind", "node", "scope", "held", "pattern", "fix", "in_compound")
+
+    def __init__(self, target: Target, kind: str, node: ast.AST, scope: Scope, held: bool) -> None:
+        self.target = target
+        self.kind = kind
+        self.node = node
+        self.scope = scope
+        self.held = held  # inside `with lock:` or between acquire() and release()
+        self.pattern = ""
+        self.fix = ""
+        self.in_compound = False  # the write half of a compound access (reported as MS203, not MS201)
+
+    @property
+    def line(self) -> int:
+        return self.node.lineno  # type: ignore[attr-defined]
+
+
+def _same(a: ast.AST, b: ast.AST) -> bool:
+    return ast.dump(a) == ast.dump(b)
+
+
+class ScopeWalker:
+    """Walks one scope's own code (not nested defs), tracking held locks and loops."""
+
+    def __init__(self, model, scope: Scope) -> None:
+        self.model = model
+        self.index = model.program
+        self.scope = scope
+        self.loop_line: int | None = None  # line of the outermost loop we are in, within this scope
+        self.held = 0
+
+    def run(self) -> None:
+        scope = self.scope
+        if scope.kind == "lambda":
+            self.expr(scope.node.body)  # type: ignore[attr-defined]
+        else:
+            self.block(scope.body())
+
+    # -- statements --------------------------------------------------------------------
+
+    def block(self, stmts: list[ast.stmt]) -> None:
+        held_here: list[str] = []  # locks acquired by statements of this block, released later in it
+        base = self.held
+        for stmt in stmts:
+            acquired, released = self._acquire_release(stmt)
+            if released is not None and released in held_here:
+                held_here.remove(released)
+                self.held = base + len(held_here)
+            self.stmt(stmt)
+            if acquired is not None:
+                held_here.append(acquired)
+                self.held = base + len(held_here)
+        self.held = base
+
+    def _acquire_release(self, stmt: ast.stmt) -> tuple[str | None, str | None]:
+        call = None
+        if type(stmt) is ast.Expr:
+            call = stmt.value
+        elif type(stmt) is ast.Assign:
+            call = stmt.value
+        elif type(stmt) is ast.If and type(stmt.test) is ast.UnaryOp and type(stmt.test.op) is ast.Not:
+            body = stmt.body
+            if body and type(body[-1]) in (ast.Return, ast.Raise):
+                call = stmt.test.operand  # `if not lock.acquire(...): return` holds it afterwards
+        if type(call) is ast.Call and type(call.func) is ast.Attribute:
+            method = call.func.attr
+            if method in ("acquire", "release") and self.index.is_lock_expr(call.func.value, self.scope):
+                name = ast.dump(call.func.value)
+                return (name, None) if method == "acquire" else (None, name)
+        return None, None
+
+    def stmt(self, node: ast.stmt) -> None:
+        kind = type(node)
+        if kind in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef):
+            for decorator in node.decorator_list:
+                self.expr(decorator)
+            return
+        if kind is ast.With or kind is ast.AsyncWith:
+            locked = False
+            pool = False
+            for item in node.items:
+                self.expr(item.context_expr)
+                if self.index.is_lock_expr(item.context_expr, self.scope):
+                    locked = True
+                elif self.model.is_thread_pool(item.context_expr, self.scope, by_name=False):
+                    pool = True
+            self.held += locked
+            self.block(node.body)
+            self.held -= locked
+            if pool:  # leaving `with ThreadPoolExecutor() as ex:` waits for its threads
+                self.model._joins.setdefault(self.scope.id, []).append(node.end_lineno or node.lineno)
+            return
+        if kind in _LOOPS:
+            outer = self.loop_line
+            if outer is None:
+                self.loop_line = node.lineno
+            if kind is ast.While:
+                self.expr(node.test)
+            else:
+                self.iterate(node.iter)
+                self.expr(node.target)
+            self.block(node.body)
+            self.block(node.orelse)
+            self.loop_line = outer
+            if outer is None and self._joins_in(node.body):
+                self.model._joins.setdefault(self.scope.id, []).append(node.end_lineno or node.lineno)
+            return
+        if kind is ast.If:
+            acquired = self._test_acquires(node.test)
+            self.expr(node.test)
+            self.compound_if(node)
+            self.held += acquired
+            self.block(node.body)
+            self.held -= acquired
+            self.block(node.orelse)
+            return
+        if kind is ast.Try or kind.__name__ == "TryStar":
+            self.block(node.body)
+            for handler in node.handlers:
+                if handler.type is not None:
+                    self.expr(handler.type)
+                self.block(handler.body)
+            self.block(node.orelse)
+            self.block(node.finalbody)
+            return
+        if kind is ast.Expr:
+            value = node.value
+            if self.loop_line is None and self._is_join(value):
+                self.model._joins.setdefault(self.scope.id, []).append(node.lineno)
+            self.expr(value)
+            return
+        if kind is ast.AugAssign:
+            self.aug_assign(node)
+            return
+        if kind is ast.Assign:
+            self.assign(node)
+            return
+        if kind is ast.Delete:
+            for target in node.targets:
+                if type(target) is ast.Subscript:
+                    self.subscript(target, "write")
+                else:
+                    self.expr(target)
+            return
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if type(value) is list:
+                for item in value:
+                    if isinstance(item, ast.stmt):
+                        self.stmt(item)
+                    elif isinstance(item, ast.AST):
+                        self.expr_or_case(item)
+            elif isinstance(value, ast.AST):
+                self.expr(value)
+
+    def expr_or_case(self, node: ast.AST) -> None:
+        if type(node).__name__ == "match_case":
+            self.block(node.body)  # type: ignore[attr-defined]
+        else:
+            self.expr(node)
+
+    def _test_acquires(self, test: ast.expr) -> int:
+        return int(
+            type(test) is ast.Call and type(test.func) is ast.Attribute and test.func.attr == "acquire"
+            and self.index.is_lock_expr(test.func.value, self.scope)
+        )
+
+    @staticmethod
+    def _is_join(value: ast.expr) -> bool:
+        if type(value) is not ast.Call:
+            return False
+        func = value.func
+        if type(func) is ast.Attribute:
+            return func.attr in ("join", "shutdown")
+        return type(func) is ast.Name and func.id == "wait"
+
+    def _joins_in(self, body: list[ast.stmt]) -> bool:
+        return any(type(stmt) is ast.Expr and self._is_join(stmt.value) for stmt in body)
+
+    # -- compound operations (MS203) -----------------------------------------------
+
+    def compound_if(self, node: ast.If) -> None:
+        """`if k not in d: d[k] = v`, `if d.get(k) is None: d[k] = v`, `if k in d: del d[k]`."""
+        test = node.test
+        key = dict_node = None
+        absent = True
+        if type(test) is ast.Compare and len(test.ops) == 1 and type(test.ops[0]) in (ast.In, ast.NotIn):
+            key, dict_node = test.left, test.comparators[0]
+            absent = type(test.ops[0]) is ast.NotIn
+        elif type(test) is ast.UnaryOp and type(test.op) is ast.Not and type(test.operand) is ast.Compare:
+            inner = test.operand
+            if len(inner.ops) == 1 and type(inner.ops[0]) is ast.In:
+                key, dict_node = inner.left, inner.comparators[0]
+        elif type(test) is ast.Compare and len(test.ops) == 1 and type(test.ops[0]) is ast.Is:
+            left = test.left
+            if (type(left) is ast.Call and type(left.func) is ast.Attribute and left.func.attr == "get"
+                    and left.args and type(test.comparators[0]) is ast.Constant and test.comparators[0].value is None):
+                key, dict_node = left.args[0], left.func.value
+        if key is None or dict_node is None:
+            return
+        if type(dict_node) is ast.Call and type(dict_node.func) is ast.Attribute and dict_node.func.attr == "keys":
+            dict_node = dict_node.func.value
+        target = self.model.target_of(dict_node, self.scope)
+        if target is None:
+            return
+        writes: list[ast.AST] = []
+        for stmt in node.body:
+            for sub in ast.walk(stmt):
+                kind = type(sub)
+                if kind is ast.Subscript and type(sub.ctx) in (ast.Store, ast.Del) and _same(sub.slice, key):
+                    if absent != (type(sub.ctx) is ast.Del) and self.model.target_of(sub.value, self.scope) is target:
+                        writes.append(sub)
+                elif (kind is ast.Call and not absent and type(sub.func) is ast.Attribute and sub.func.attr == "pop"
+                      and len(sub.args) == 1 and _same(sub.args[0], key)
+                      and self.model.target_of(sub.func.value, self.scope) is target):
+                    writes.append(sub)
+        if not writes:
+            return
+        access = self.record(target, "compound", test)
+        if absent:
+            access.pattern = f"'if key not in {target.display}: {target.display}[key] = ...'"
+            access.fix = "use setdefault(), or mapsafe's compute_if_absent()"
+        else:
+            access.pattern = f"'if key in {target.display}: del {target.display}[key]'"
+            access.fix = "use pop(key, None), or mapsafe's compute_if_present()"
+        self.model._compound_nodes.update(id(w) for w in writes)
+
+    def aug_assign(self, node: ast.AugAssign) -> None:
+        self.expr(node.value)
+        target_node = node.target
+        if type(target_node) is ast.Subscript:
+            target = self.model.target_of(target_node.value, self.scope)
+            if target is not None:
+                access = self.record(target, "compound", node)
+                access.pattern = f"'{target.display}[key] {_op(node.op)}= ...'"
+                access.fix = "use mapsafe's merge(key, value, operator.add), or hold a lock"
+                self.expr(target_node.slice)
+                return
+        elif type(node.op) is ast.BitOr and type(target_node) in (ast.Name, ast.Attribute):
+            target = self.model.target_of(target_node, self.scope)
+            if target is not None:
+                self.record(target, "write", node)  # d |= other is d.update(other)
+                return
+        self.expr(target_node)
+
+    def assign(self, node: ast.Assign) -> None:
+        self.expr(node.value)
+        for target_node in node.targets:
+            if type(target_node) is ast.Subscript:
+                target = self.model.target_of(target_node.value, self.scope)
+                if target is not None and len(node.targets) == 1 and self._reads_same_key(node.value, target_node):
+                    access = self.record(target, "compound", node)
+                    access.pattern = f"'{target.display}[key] = {target.display}.get(key) ...'"
+                    access.fix = "use mapsafe's merge() or compute(), or hold a lock"
+                    self.expr(target_node.slice)
+                    continue
+                self.subscript(target_node, "write")
+            else:
+                self.expr(target_node)
+
+    def _reads_same_key(self, value: ast.expr, store: ast.Subscript) -> bool:
+        target = self.model.target_of(store.value, self.scope)
+        for sub in ast.walk(value):
+            kind = type(sub)
+            if kind is ast.Subscript and _same(sub.slice, store.slice):
+                if self.model.target_of(sub.value, self.scope) is target:
+                    return True
+            elif kind is ast.Call and type(sub.func) is ast.Attribute and sub.func.attr == "get" and sub.args:
+                if _same(sub.args[0], store.slice) and self.model.target_of(sub.func.value, self.scope) is target:
+                    return True
+        return False
+
+    # -- expressions -----------------------------------------------------------------
+
+    def record(self, target: Target, kind: str, node: ast.AST) -> Access:
+        access = Access(target, kind, node, self.scope, self.held > 0)
+        if kind == "write" and id(node) in self.model._compound_nodes:
+            access.in_compound = True
+        self.model.accesses.append(access)
+        return access
+
+    def iterate(self, node: ast.expr) -> None:
+        """The iterable of a for loop or comprehension."""
+        inner = node
+        if type(inner) is ast.Call and type(inner.func) is ast.Name and inner.func.id in ("enumerate", "reversed") \
+                and len(inner.args) == 1:
+            inner = inner.args[0]
+        if type(inner) is ast.Call and type(inner.func) is ast.Attribute and inner.func.attr in _VIEWS \
+                and not inner.args:
+            inner = inner.func.value
+        target = self.model.target_of(inner, self.scope)
+        if target is not None:
+            self.record(target, "iter", node)
+            return
+        self.expr(node)
+
+    def subscript(self, node: ast.Subscript, kind: str) -> None:
+        target = self.model.target_of(node.value, self.scope)
+        if target is not None:
+            self.record(target, kind, node)
+        else:
+            self.expr(node.value)
+        self.expr(node.slice)
+
+    def expr(self, node: ast.AST) -> None:
+        stack = [node]
+        while stack:
+            node = stack.pop()
+            kind = type(node)
+            if kind is ast.Name or kind is ast.Attribute:
+                if type(node.ctx) is not ast.Load:
+                    if kind is ast.Attribute:
+                        stack.append(node.value)
+                    continue  # rebinding a name or attribute is not a dict operation
+                target = self.model.target_of(node, self.scope)
+                if target is not None:
+                    self.record(target, "read", node)
+                elif kind is ast.Attribute:
+                    stack.append(node.value)
+                continue
+            if kind is ast.Call:
+                self.call(node)
+                func = node.func
+                if type(func) is ast.Attribute:
+                    target = self.model.target_of(func.value, self.scope)
+                    if target is not None:
+                        self.record(target, "write" if func.attr in _WRITERS else "read", node)
+                    else:
+                        stack.append(func.value)
+                else:
+                    stack.append(func)
+                stack.extend(node.args)
+                stack.extend(k.value for k in node.keywords)
+                continue
+            if kind is ast.Subscript:
+                self.subscript(node, "read" if type(node.ctx) is ast.Load else "write")
+                continue
+            if kind is ast.Lambda:
+                continue  # its own scope
+            if kind in (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp):
+                outer = self.loop_line
+                if outer is None:
+                    self.loop_line = node.lineno
+                for generator in node.generators:
+                    self.iterate(generator.iter)
+                    for condition in generator.ifs:
+                        self.expr(condition)
+                if kind is ast.DictComp:
+                    self.expr(node.key)
+                    self.expr(node.value)
+                else:
+                    self.expr(node.elt)
+                self.loop_line = outer
+                continue
+            stack.extend(ast.iter_child_nodes(node))
+
+    def call(self, node: ast.Call) -> None:
+        """Record a call edge, and a thread entry when the call hands a function to another thread."""
+        model = self.model
+        index = self.index
+        scope = self.scope
+        func = node.func
+        held = self.held > 0
+        in_loop = self.loop_line is not None
+        start_line = self.loop_line if self.loop_line is not None else node.lineno
+        callees = model.callables(func, scope)
+        for callee in callees:
+            model.edges.setdefault(callee.id, []).append((scope, held, node.lineno))
+        if callees:
+            model.call_sites.append((node, scope, callees, held, in_loop, start_line))
+        elif type(func) is ast.Attribute:
+            self._callback_attr_call(node, held)
+        if callees is not None and type(func) is ast.Attribute and func.attr in _AT_FORK:
+            self.at_fork(node)
+        if type(func) in (ast.Name, ast.Attribute):
+            info = index.resolve_class(func, scope)
+            if info is not None and in_loop:
+                model._instantiated_in_loop.add(id(info))
+        args = node.args
+        qualified = index.qualified(func, scope) if type(func) in (ast.Name, ast.Attribute) else None
+        if model.external_wrappers and type(func) in (ast.Name, ast.Attribute):
+            named = self._external_name(func, qualified)
+            if named in model.external_wrappers and args:
+                model.matched_wrappers.add(named)
+                model.add_entry(args[0], f"{named}() (thread-entries)", node, scope, in_loop, start_line)
+                return
+        if qualified in THREAD_CLASSES:
+            target = _keyword(node, "target") or (args[1] if len(args) > 1 else None)
+            if target is not None:
+                model.add_entry(target, "Thread(target=...)", node, scope, in_loop, start_line)
+            return
+        if qualified in _TIMERS:
+            target = _keyword(node, "function") or (args[1] if len(args) > 1 else None)
+            if target is not None:
+                model.add_entry(target, "Timer", node, scope, in_loop, start_line)
+            return
+        if qualified in _TO_THREAD:
+            if args:
+                model.add_entry(args[0], "asyncio.to_thread()", node, scope, True, start_line)
+            return
+        if type(func) is not ast.Attribute or not args:
+            return
+        method = func.attr
+        receiver = func.value
+        if method == "submit" and model.is_thread_pool(receiver, scope, by_name=True):
+            model.add_entry(args[0], "executor.submit()", node, scope, in_loop, start_line)
+        elif method in _MAP_METHODS and model.is_thread_pool(receiver, scope, by_name=False):
+            model.add_entry(args[0], f"pool.{method}()", node, scope, True, start_line)
+        elif method == "apply_async" and model.is_thread_pool(receiver, scope, by_name=False):
+            model.add_entry(args[0], "pool.apply_async()", node, scope, in_loop, start_line)
+        elif method == "run_in_executor" and len(args) > 1:
+            model.add_entry(args[1], "loop.run_in_executor()", node, scope, True, start_line)
+        elif method == "add_done_callback" and self._is_thread_future(receiver):
+            model.add_entry(args[0], "Future.add_done_callback()", node, scope, in_loop, start_line)
+
+    def _external_name(self, func: ast.AST, qualified: str | None) -> str | None:
+        """'lib.Client.add_callback' for client.add_callback where client = lib.Client(...); else qualified."""
+        if type(func) is ast.Attribute and type(func.value) in (ast.Name, ast.Attribute):
+            receiver = func.value
+            values = []
+            if type(receiver) is ast.Name:
+                _, bindings = self.index.bindings_of(self.scope, receiver.id)
+                values = [b.value for b in bindings if b.kind == "assign"]
+            else:
+                base = receiver.value
+                found = self.index.self_class(self.scope, base.id) if type(base) is ast.Name else None
+                if found is not None:
+                    values = [b.value for cls in self.index.mro(found[0]) for b in cls.attrs.get(receiver.attr, ())
+                              if b.kind == "assign"]
+            made = {self.index.qualified(v.func, self.scope) for v in values if type(v) is ast.Call}
+            if len(made) == 1 and None not in made:
+                return f"{made.pop()}.{func.attr}"
+        return qualified
+
+    def _callback_attr_call(self, node: ast.Call, held: bool) -> None:
+        """``self.fn()`` where ``fn`` is a constructor parameter: whatever callers pass runs here."""
+        slot = self.model.init_param_attr(node.func, self.scope)
+        if slot is not None:
+            init, param = slot
+            self.model.callback_calls.setdefault((init.id, param), []).append((self.scope, held, node.lineno))
+
+    def at_fork(self, node: ast.Call) -> None:
+        """Fork handlers run in the child, where the forking thread is the only thread."""
+        handlers = [k.value for k in node.keywords if k.arg == "after_in_child"]
+        if node.func.attr == "register_after_fork" and len(node.args) > 1:  # type: ignore[attr-defined]
+            handlers.append(node.args[1])
+        for handler in handlers:
+            for scope in self.model.callables(handler, self.scope):
+                self.model.fork_child.add(scope.id)
+
+    def _is_thread_future(self, node: ast.AST) -> bool:
+        """A future from a thread pool's submit(): its callbacks run on the worker thread."""
+        values: list = [node]
+        if type(node) is ast.Name:
+            _, bindings = self.index.bindings_of(self.scope, node.id)
+            values = [b.value for b in bindings if b.kind == "assign"]
+        for value in values:
+            if type(value) is ast.Call and type(value.func) is ast.Attribute and value.func.attr == "submit":
+                if self.model.is_thread_pool(value.func.value, self.scope, by_name=True):
+                    return True
+        return False
+
+
+def _keyword(node: ast.Call, name: str) -> ast.expr | None:
+    for keyword in node.keywords:
+        if keyword.arg == name:
+            return keyword.value
+    return None
+
+
+def _op(op: ast.operator) -> str:
+    return {
+        ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
+        ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>", ast.Pow: "**",
+        ast.MatMult: "@",
+    }.get(type(op), "?")

@@ -1,0 +1,392 @@
+"""Whole-program lint: thread code, classes and maps followed across the files of a tree, one shape per test."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+from mapsafe.lint.checker import Selection, lint_paths
+from mapsafe.lint.report_json import render as render_json
+from mapsafe.lint.report_sarif import build as build_sarif
+from mapsafe.lint.report_text import render as render_text
+
+
+def lint_tree(root, files: dict[str, str], select=("MS",), max_depth=None):
+    """Write ``files`` (relative path -> source) under ``root`` and lint the tree as one program."""
+    for rel, source in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+    kw = {} if max_depth is None else {"max_depth": max_depth}
+    result = lint_paths([str(root)], Selection(select), **kw)
+    for f in result.findings:
+        f.path = str(f.path).replace(str(root) + "/", "")
+    return result
+
+
+def where(result) -> list[tuple[str, int, str]]:
+    return sorted((f.path, f.line, f.code) for f in result.findings)
+
+
+STORE = """
+    class Store:
+        def __init__(self):
+            self._cache = {}
+
+        def refresh(self, k):
+            self._cache[k] = k
+
+        def dump(self):
+            return [k for k in self._cache]
+"""
+
+
+def test_a_thread_started_in_one_file_writes_a_map_through_a_method_of_another(tmp_path):
+    result = lint_tree(tmp_path, {
+        "app/__init__.py": "",
+        "app/store.py": STORE,
+        "app/svc.py": """
+            import threading
+            from .store import Store
+
+            class Poller:
+                def __init__(self):
+                    self.store = Store()
+
+                def run(self):
+                    while True:
+                        self.store.refresh(1)
+
+                def start(self):
+                    threading.Thread(target=self.run).start()
+
+                def report(self):
+                    return self.store.dump()
+        """,
+    })
+    assert where(result) == [("app/store.py", 7, "MS201"), ("app/store.py", 10, "MS202")]
+    (write,) = [f for f in result.findings if f.code == "MS201"]
+    assert "Poller.run() runs via Thread(target=...) at " in write.message and "svc.py:14" in write.message
+    assert [step for step, _, _ in write.trace] == [
+        "Poller.run (thread via Thread(target=...))", "Store.refresh", f"{tmp_path}/app/store.py:7"]
+    assert write.trace[0][1:] == (str(tmp_path / "app/svc.py"), 14)
+    assert write.trace[1][1:] == (str(tmp_path / "app/svc.py"), 11)  # where run() calls refresh()
+
+
+def test_the_finding_names_its_path_in_text_json_and_sarif(tmp_path):
+    result = lint_tree(tmp_path, {
+        "app/__init__.py": "",
+        "app/store.py": STORE,
+        "app/svc.py": """
+            import threading
+            from app.store import Store
+            STORE = Store()
+
+            def poll():
+                STORE.refresh(1)
+
+            def main():
+                threading.Thread(target=poll).start()
+                print(STORE.dump())
+        """,
+    })
+    write = [f for f in result.findings if f.code == "MS201"]
+    assert write, where(result)
+    f = write[0]
+    assert [step for step, _, _ in f.trace][:2] == ["poll (thread via Thread(target=...))", "Store.refresh"]
+    text = render_text([f])
+    assert "[path: poll (thread via Thread(target=...)) at " in text and " → Store.refresh at " in text
+    (data,) = json.loads(render_json([f]))
+    assert [step["step"] for step in data["call_path"]][:2] == ["poll (thread via Thread(target=...))", "Store.refresh"]
+    flow = build_sarif([f])["runs"][0]["results"][0]["codeFlows"][0]["threadFlows"][0]["locations"]
+    assert len(flow) == len(f.trace) and flow[-1]["location"]["physicalLocation"]["region"]["startLine"] == f.line
+
+
+def test_a_local_alias_is_the_same_map(tmp_path):
+    result = lint_tree(tmp_path, {"m.py": """
+        import threading
+
+        class Registry:
+            def __init__(self):
+                self._workers = {}
+                threading.Thread(target=self._reap).start()
+
+            def _reap(self):
+                workers = self._workers
+                for name in workers:
+                    print(name)
+
+            def add(self, name, w):
+                self._workers[name] = w
+    """})
+    assert ("m.py", 11, "MS202") in where(result)
+
+
+def test_a_map_of_another_object_reached_through_an_attribute(tmp_path):
+    result = lint_tree(tmp_path, {
+        "pool.py": """
+            class Pool:
+                def __init__(self):
+                    self.workers = {}
+        """,
+        "mgr.py": """
+            import threading
+            from pool import Pool
+
+            class Manager:
+                def __init__(self, pool: Pool):
+                    self.pool = pool
+                    threading.Thread(target=self.watch).start()
+
+                def watch(self):
+                    for w in self.pool.workers.values():
+                        print(w)
+
+                def hire(self, name):
+                    self.pool.workers[name] = object()
+        """,
+    })
+    assert ("mgr.py", 11, "MS202") in where(result)
+
+
+def test_a_thread_subclass_of_a_projects_own_thread_class_in_another_file(tmp_path):
+    result = lint_tree(tmp_path, {
+        "base.py": """
+            import threading
+
+            class Service(threading.Thread):
+                daemon = True
+        """,
+        "state.py": "CACHE = {}\n",
+        "worker.py": """
+            import state
+            from base import Service
+
+            class Refresher(Service):
+                def run(self):
+                    state.CACHE["k"] = 1
+
+            def dump():
+                return list(state.CACHE.items())
+        """,
+    })
+    assert ("worker.py", 7, "MS201") in where(result)
+
+
+def test_a_function_that_starts_a_thread_on_its_argument_is_a_wrapper(tmp_path):
+    result = lint_tree(tmp_path, {
+        "util/__init__.py": "from .spawn import spawn\n",  # a re-export
+        "util/spawn.py": """
+            import threading
+
+            def spawn(fn, *args):
+                t = threading.Thread(target=fn, args=args, daemon=True)
+                t.start()
+                return t
+        """,
+        "app.py": """
+            from util import spawn
+            seen = set()
+
+            def collect(x):
+                seen.add(x)
+
+            def main():
+                spawn(collect, 1)
+                for x in seen:
+                    print(x)
+        """,
+    })
+    found = where(result)
+    assert ("app.py", 6, "MS201") in found and ("app.py", 10, "MS202") in found
+    (write,) = [f for f in result.findings if f.code == "MS201"]
+    assert "spawn()" in write.message
+
+
+def test_a_periodic_timer_class_that_calls_back_runs_the_callback_on_its_thread(tmp_path):
+    result = lint_tree(tmp_path, {
+        "timer.py": """
+            import threading
+
+            class Periodic(threading.Thread):
+                def __init__(self, interval, callback):
+                    super().__init__(daemon=True)
+                    self.interval, self.callback = interval, callback
+                    self.cb = callback
+
+                def run(self):
+                    while True:
+                        self.cb()
+        """,
+        "stats.py": """
+            from collections import defaultdict
+            from timer import Periodic
+            counts = defaultdict(int)
+
+            def tick():
+                for k in counts:
+                    counts[k] = 0
+
+            def hit(k):
+                counts[k] += 1
+
+            Periodic(1.0, tick).start()
+        """,
+    })
+    found = where(result)
+    assert ("stats.py", 7, "MS202") in found, found
+
+
+def test_a_project_dict_subclass_in_another_file_is_a_map(tmp_path):
+    result = lint_tree(tmp_path, {
+        "maps.py": """
+            class AttrDict(dict):
+                pass
+        """,
+        "job.py": """
+            import threading
+            from maps import AttrDict
+            results = AttrDict()
+
+            def work(i):
+                results[i] = i * i
+
+            def main():
+                threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+                for t in threads:
+                    t.start()
+                return sorted(results.items())
+        """,
+    })
+    assert ("job.py", 7, "MS201") in where(result)
+
+
+def test_the_same_tree_with_a_lock_is_clean(tmp_path):
+    result = lint_tree(tmp_path, {
+        "app/__init__.py": "",
+        "app/store.py": """
+            import threading
+
+            class Store:
+                def __init__(self):
+                    self._cache = {}
+                    self._lock = threading.Lock()
+
+                def refresh(self, k):
+                    with self._lock:
+                        self._cache[k] = k
+
+                def dump(self):
+                    with self._lock:
+                        return [k for k in self._cache]
+        """,
+        "app/svc.py": """
+            import threading
+            from .store import Store
+            STORE = Store()
+
+            def main():
+                threading.Thread(target=STORE.refresh, args=(1,)).start()
+                return STORE.dump()
+        """,
+    })
+    assert where(result) == []
+
+
+def test_import_cycles_and_recursive_calls_terminate(tmp_path):
+    result = lint_tree(tmp_path, {
+        "a.py": """
+            import threading
+            import b
+            SEEN = {}
+
+            def ping(n):
+                SEEN[n] = 1
+                b.pong(n - 1)
+
+            def main():
+                threading.Thread(target=ping, args=(3,)).start()
+                return list(SEEN)
+        """,
+        "b.py": """
+            import a
+            from a import ping as again
+
+            def pong(n):
+                if n:
+                    a.ping(n)
+                    again(n)
+        """,
+    })
+    assert ("a.py", 7, "MS201") in where(result)
+
+
+def test_an_unparsable_file_is_one_ms000_and_the_rest_is_still_linted(tmp_path):
+    result = lint_tree(tmp_path, {
+        "old.py": "print 'python 2'\n",
+        "new.py": """
+            import threading
+            d = {}
+            def w():
+                d[1] = 2
+            def main():
+                threading.Thread(target=w).start()
+                return list(d)
+        """,
+    })
+    found = where(result)
+    assert ("old.py", 1, "MS000") in found and ("new.py", 5, "MS201") in found
+
+
+def test_the_call_depth_bound_stops_the_walk(tmp_path):
+    files = {"deep.py": """
+        import threading
+        d = {}
+        def f0(): f1()
+        def f1(): f2()
+        def f2(): f3()
+        def f3(): d[1] = 1
+        def main():
+            threading.Thread(target=f0).start()
+            return list(d)
+    """}
+    assert ("deep.py", 7, "MS201") in where(lint_tree(tmp_path, files))
+    assert where(lint_tree(tmp_path, files, max_depth=2)) == []
+
+
+NATIVE = {
+    "app.py": """
+        import nativelib
+        EVENTS = {}
+
+        def on_event(name):
+            EVENTS[name] = EVENTS.get(name, 0) + 1
+
+        def handler(k):
+            EVENTS[k] = 1
+
+        def main():
+            client = nativelib.Client()
+            client.add_callback(handler)
+            return list(EVENTS)
+    """,
+}
+
+
+def test_thread_entries_name_callbacks_the_linter_cannot_see(tmp_path):
+    assert where(lint_tree(tmp_path, NATIVE)) == []  # nothing here starts a thread that the linter sees
+    result = lint_paths([str(tmp_path)], Selection(("MS",)),
+                        thread_entries=["app:on_event", "nativelib.Client.add_callback", "app:nope", "x.y"])
+    found = sorted((f.path.rsplit("/", 1)[-1], f.line, f.code) for f in result.findings)
+    assert ("app.py", 6, "MS203") in found and ("app.py", 9, "MS201") in found, found
+    assert result.warnings == ["thread-entries: 'app:nope' matches nothing in the linted files",
+                               "thread-entries: 'x.y' matches nothing in the linted files"]
+
+
+def test_cli_max_call_depth_must_be_positive(tmp_path, capsys):
+    from mapsafe.cli import main
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    assert main(["lint", "--max-call-depth", "0", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "max-call-depth must be at least 1, got 0" in err[0]
