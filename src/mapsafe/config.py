@@ -109,9 +109,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("lint_ignore", "lint:ignore", _as_list, [], "rule codes or prefixes to skip"),
     Option("lint_exclude", "lint:exclude", _as_list, [], "path globs not to lint"),
     Option("lint_format", "lint:format", _as_str, "text", "text, json or sarif"),
-    Option("lint_max_call_depth", "lint:max-call-depth", _as_int, 16,
+    Option("lint_max_call_depth", "lint:max_call_depth", _as_int, 16,
            "calls followed from a thread's entry when deciding what runs on it"),
-    Option("lint_thread_entries", "lint:thread-entries", _as_list, [],
+    Option("lint_thread_entries", "lint:thread_entries", _as_list, [],
            "thread entries the linter cannot see: 'pkg.mod:func' runs on a thread; "
            "'lib.Client.add_callback' runs its first argument on one"),
     # mapsafe bench
