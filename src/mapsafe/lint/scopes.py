@@ -431,10 +431,21 @@ class Index:
         found = list(owner.bindings.get(name, ()))
         if owner is self.module:
             # `global name` in functions adds module-level bindings too
-            for other in self.scopes:
-                if name in other.globals and other is not self.module:
-                    found.extend(other.bindings.get(name, ()))
+            for other in self._declaring_global().get(name, ()):
+                found.extend(other.bindings.get(name, ()))
         return owner, found
+
+    def _declaring_global(self) -> dict[str, list[Scope]]:
+        """name -> the scopes (not the module) that declare ``global name``; built once."""
+        table = self.__dict__.get("_globals_table")
+        if table is None:
+            table = {}
+            for other in self.scopes:
+                if other is not self.module:
+                    for name in other.globals:
+                        table.setdefault(name, []).append(other)
+            self._globals_table = table
+        return table
 
     def qualified(self, node: ast.AST, scope: Scope) -> str | None:
         """'threading.Thread' for Thread, threading.Thread or an alias of it; builtins as themselves."""
