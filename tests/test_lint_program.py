@@ -390,3 +390,61 @@ def test_cli_max_call_depth_must_be_positive(tmp_path, capsys):
     assert main(["lint", "--max-call-depth", "0", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "max-call-depth must be at least 1, got 0" in err[0]
+
+
+def test_the_cache_gives_the_same_findings_and_skips_unchanged_files(tmp_path):
+    from mapsafe.lint.cache import Cache
+
+    tree = tmp_path / "tree"
+    files = {
+        "app/__init__.py": "",
+        "app/store.py": STORE,
+        "app/svc.py": """
+            import threading
+            from .store import Store
+            STORE = Store()
+
+            def main():
+                threading.Thread(target=STORE.refresh, args=(1,)).start()
+                local = {1: 1}
+                for k in local:
+                    del local[k]
+                return STORE.dump()
+        """,
+    }
+    cold = lint_tree(tree, files)
+    cache = Cache(str(tmp_path))
+    first = lint_paths([str(tree)], Selection(("MS",)), cache=cache)
+    assert (cache.hits, cache.misses) == (0, 4)  # three files and the program
+    warm_cache = Cache(str(tmp_path))
+    warm = lint_paths([str(tree)], Selection(("MS",)), cache=warm_cache)
+    assert (warm_cache.hits, warm_cache.misses) == (4, 0)
+    for run in (first, warm):
+        for f in run.findings:
+            f.path = str(f.path).replace(str(tree) + "/", "")
+        assert [(f.path, f.line, f.code, f.message, f.trace) for f in run.findings] == [
+            (f.path, f.line, f.code, f.message, f.trace) for f in cold.findings]
+    assert {f.code for f in warm.findings} >= {"MS101", "MS201"}
+    # A changed file is a miss for itself and for the program, a hit for the others.
+    (tree / "app/store.py").write_text(textwrap.dedent(STORE).replace("self._cache[k] = k", "pass"))
+    changed_cache = Cache(str(tmp_path))
+    changed = lint_paths([str(tree)], Selection(("MS",)), cache=changed_cache)
+    assert (changed_cache.hits, changed_cache.misses) == (2, 2)
+    assert "MS201" not in {f.code for f in changed.findings}
+    # A corrupt entry is a miss, never an error; the selection applies to cached findings too.
+    for entry in (tmp_path / ".mapsafe_cache").rglob("*.json"):
+        entry.write_text("{not json")
+    again = lint_paths([str(tree)], Selection(("MS1",)), cache=Cache(str(tmp_path)))
+    assert {f.code for f in again.findings} == {"MS101"}
+    assert (tmp_path / ".mapsafe_cache" / ".gitignore").read_text().endswith("*\n")
+
+
+def test_no_cache_writes_nothing(tmp_path, monkeypatch):
+    from mapsafe.cli import main
+
+    (tmp_path / "a.py").write_text("d = {}\nfor k in d:\n    del d[k]\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["lint", "--no-cache", "a.py"]) == 1
+    assert not (tmp_path / ".mapsafe_cache").exists()
+    assert main(["lint", "a.py"]) == 1
+    assert (tmp_path / ".mapsafe_cache").is_dir()

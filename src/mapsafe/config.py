@@ -111,6 +111,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("lint_format", "lint:format", _as_str, "text", "text, json or sarif"),
     Option("lint_max_call_depth", "lint:max_call_depth", _as_int, 16,
            "calls followed from a thread's entry when deciding what runs on it"),
+    Option("lint_cache", "lint:cache", _as_bool, True, "keep findings in .mapsafe_cache/ to skip unchanged files"),
     Option("lint_thread_entries", "lint:thread_entries", _as_list, [],
            "thread entries the linter cannot see: 'pkg.mod:func' runs on a thread; "
            "'lib.Client.add_callback' runs its first argument on one"),

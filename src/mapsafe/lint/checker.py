@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 from ..errors import UsageError
 from . import rule_cache, rule_iteration, rule_threads
 from .context import FileContext
+from .cache import Cache, file_key, program_key
 from .discover import iter_python_files
 from .messages import RULES, Finding, InternalErrorFinding, SyntaxErrorFinding
 from .program import Program, module_name_for
@@ -94,8 +95,8 @@ class _Parsed:
 
 
 def _parse(source: str, path: str, selection: Selection, first_id: int = 0, name: str | None = None,
-           is_package: bool = False) -> _Parsed:
-    """Parse and index one module, and run the per-file rules on it."""
+           is_package: bool = False, file_rules: bool = True) -> _Parsed:
+    """Parse and index one module, and run the per-file rules on it (unless ``file_rules`` is false)."""
     lines = source.splitlines()
     ctx = FileContext(path, lines)
     try:
@@ -119,7 +120,7 @@ def _parse(source: str, path: str, selection: Selection, first_id: int = 0, name
         crash = InternalErrorFinding(path, 1, 1, 1, 1, "the scope index", f"{type(exc).__name__}: {exc}")
         return _Parsed(ctx, None, [crash])
     findings: list[Finding] = []
-    for module in FILE_RULES:
+    for module in FILE_RULES if file_rules else ():
         if selection.any_enabled(module.CODES):
             findings.extend(_isolated(module.CODES, path, lambda: module.check(index, ctx)))
     return _Parsed(ctx, index, findings)
@@ -211,17 +212,21 @@ def lint_file(path: str, selection: Selection | None = None, max_depth: int = DE
 
 
 def lint_paths(paths: Sequence[str], selection: Selection | None = None, excludes: Sequence[str] = (),
-               max_depth: int = DEFAULT_MAX_DEPTH, thread_entries: Sequence[str] = ()) -> LintResult:
+               max_depth: int = DEFAULT_MAX_DEPTH, thread_entries: Sequence[str] = (),
+               cache: Cache | None = None) -> LintResult:
     """Lint files and folders as one program; unreadable files are collected as errors, not raised.
 
     Thread code is followed across the linted files: a thread started in one
     file that calls into another makes that code thread code, and a map is the
-    same map wherever the program reaches it.
+    same map wherever the program reaches it. With a ``cache``, each file's
+    own findings are kept under the hash of its text, and the whole-program
+    findings under the hashes of all files and the options: an unchanged tree
+    is not parsed again, and a changed file is the only one whose per-file
+    rules run again (the whole-program pass runs again over every file).
     """
     selection = selection or Selection()
     result = LintResult()
-    parsed: list[_Parsed] = []
-    next_id = 0
+    sources: list[tuple[str, str, str]] = []  # (path, source, file key)
     for path, problem in iter_python_files(paths, excludes):
         if problem is not None:
             result.errors.append((path, problem))
@@ -230,18 +235,58 @@ def lint_paths(paths: Sequence[str], selection: Selection | None = None, exclude
         if source is None:
             result.errors.append((path, error))
             continue
-        one = _parse(source, path, selection, next_id)
-        if one.index is not None:
-            next_id += len(one.index.scopes)
-        result.checked += 1
-        parsed.append(one)
-    by_path = {p.ctx.path: p for p in parsed}
-    for finding in _thread_findings(parsed, selection, max_depth, thread_entries, result.warnings):
+        sources.append((path, source, file_key(path, source)))
+    result.checked = len(sources)
+    # With a cache every rule runs, so that an entry holds every code; the selection applies after.
+    run_with = Selection() if cache is not None else selection
+    threads_wanted = selection.any_enabled(rule_threads.CODES)
+    pkey = program_key((key for _, _, key in sources), (max_depth, sorted(thread_entries)))
+    per_file: dict[str, list[Finding] | None] = {}
+    program_hit = None
+    if cache is not None:
+        per_file = {path: _cached(cache.get("file", key)) for path, _, key in sources}
+        program_hit = cache.get("program", pkey) if threads_wanted else None
+    lines: dict[str, list[str]] = {path: source.splitlines() for path, source, _ in sources}
+    thread: list[Finding] = []
+    if threads_wanted and program_hit is not None:
+        thread, notes = program_hit
+        result.warnings.extend(notes)
+    if (threads_wanted and program_hit is None) or any(per_file.get(path) is None for path, _, _ in sources):
+        parsed: list[_Parsed] = []
+        next_id = 0
+        for path, source, key in sources:
+            redo_rules = per_file.get(path) is None
+            if not redo_rules and (not threads_wanted or program_hit is not None):
+                continue  # nothing about this file needs its tree
+            one = _parse(source, path, run_with, next_id, file_rules=redo_rules)
+            if one.index is not None:
+                next_id += len(one.index.scopes)
+            if redo_rules:
+                per_file[path] = one.findings
+                if cache is not None and not _has_crash(one.findings):
+                    cache.put("file", key, one.findings)
+            parsed.append(one)
+        if threads_wanted and program_hit is None:
+            notes: list[str] = []
+            thread = _thread_findings(parsed, run_with, max_depth, thread_entries, notes)
+            result.warnings.extend(notes)
+            if cache is not None and not _has_crash(thread):
+                cache.put("program", pkey, thread, notes)
+    by_path: dict[str, list[Finding]] = {path: list(per_file.get(path) or ()) for path, _, _ in sources}
+    for finding in thread:
         home = by_path.get(finding.path)
         if home is not None:
-            home.findings.append(finding)
+            home.append(finding)
         else:
             result.findings.append(finding)  # an internal error of the whole-program pass
-    for one in parsed:
-        result.findings.extend(_kept(one.findings, one.lines, selection, True))
+    for path, _, _ in sources:
+        result.findings.extend(_kept(by_path[path], lines[path], selection, True))
     return result
+
+
+def _cached(entry: tuple[list[Finding], list[str]] | None) -> list[Finding] | None:
+    return None if entry is None else entry[0]
+
+
+def _has_crash(findings: list[Finding]) -> bool:
+    return any(f.code == InternalErrorFinding.code for f in findings)

@@ -8,6 +8,7 @@ import sys
 from ..config import load
 from ..errors import UsageError
 from . import report_json, report_sarif, report_text
+from .cache import Cache
 from .checker import Selection, lint_paths
 from .messages import RULES
 
@@ -41,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thread-entries", metavar="NAMES", default=None,
                         help="comma-separated thread entries the linter cannot see: 'pkg.mod:func' runs on a "
                              "thread, 'lib.Client.add_callback' runs its first argument on one")
+    parser.add_argument("--no-cache", dest="cache", action="store_const", const=False, default=None,
+                        help="neither read nor write .mapsafe_cache/ (config lint.cache)")
     parser.add_argument("--list-rules", action="store_true", help="print the rules and exit")
     parser.epilog = (
         "Exit codes: 0 no findings, 1 findings, 2 usage error, nothing could be checked, or internal error. "
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         "lint_format": args.format,
         "lint_max_call_depth": args.max_call_depth,
         "lint_thread_entries": args.thread_entries,
+        "lint_cache": args.cache,
     })
     if cfg.lint_max_call_depth < 1:
         raise UsageError(f"max-call-depth must be at least 1, got {cfg.lint_max_call_depth} "
@@ -70,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown format {cfg.lint_format!r} from {cfg.source['lint_format']} "
                          f"(choose from {', '.join(sorted(FORMATS))})")
     selection = Selection(cfg.lint_select, cfg.lint_ignore)
+    cache = Cache(".") if cfg.lint_cache else None
     result = lint_paths(args.paths or ["."], selection, cfg.lint_exclude, cfg.lint_max_call_depth,
-                        cfg.lint_thread_entries)
+                        cfg.lint_thread_entries, cache)
     for warning in result.warnings:
         print(f"mapsafe lint: warning: {warning}", file=sys.stderr)
 
