@@ -22,7 +22,7 @@ SOURCE = textwrap.dedent("""\
         del d[k]  # noqa: MS101
     hits = {}
     def work(key):
-        hits[key] += 1
+        hits["total"] += 1
     for i in range(4):
         threading.Thread(target=work, args=(i,)).start()
 """)

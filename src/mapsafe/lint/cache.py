@@ -1,4 +1,4 @@
-"""The lint cache: findings per file and per whole program, keyed by content hashes, in .mapsafe_cache/."""
+"""The lint cache: the findings of a run, keyed by the content hash of every file and the options, in .mapsafe_cache/."""
 
 from __future__ import annotations
 

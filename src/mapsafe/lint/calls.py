@@ -12,8 +12,16 @@ __all__ = ["callables", "param_slot", "bound_argument"]
 _PARTIAL = frozenset({"functools.partial"})
 
 
-def callables(program, node: ast.AST, scope: Scope) -> list[Scope]:
-    """The functions (or lambdas) that calling ``node`` may run, as far as the program tells."""
+_MAX_HOPS = 6  # parameters followed back through call sites (f(cb) -> g(cb) -> h(self.m))
+
+
+def callables(program, node: ast.AST, scope: Scope, hops: int = 0) -> list[Scope]:
+    """The functions (or lambdas) that calling ``node`` may run, as far as the program tells.
+
+    Besides names, methods and imports: a parameter runs what the known call
+    sites pass for it, and a call of a factory runs the nested function or
+    lambda the factory returns (``Thread(target=self.wrap(cb))``).
+    """
     kind = type(node)
     if kind is ast.Lambda:
         inner = program.scope_of.get(node)
@@ -27,6 +35,10 @@ def callables(program, node: ast.AST, scope: Scope) -> list[Scope]:
                     out.extend(_constructor(program, b.value))
         if not out and len(bindings) == 1 and bindings[0].kind == "import":
             out = _resolved(program, node, scope)
+        if not out and bindings and all(b.kind == "param" for b in bindings) and hops < _MAX_HOPS:
+            owner, _ = program.bindings_of(scope, node.id)
+            for argument, caller in program.call_args.get((owner.id, node.id), ()):
+                out.extend(c for c in callables(program, argument, caller, hops + 1) if c not in out)
         return out  # type: ignore[return-value]
     if kind is ast.Attribute:
         found = _resolved(program, node, scope)  # mod.func, pkg.mod.Class
@@ -37,9 +49,30 @@ def callables(program, node: ast.AST, scope: Scope) -> list[Scope]:
             method = program.method(owner[0], node.attr)
             return [method] if method is not None else []
         return []
-    if kind is ast.Call and node.args and program.qualified(node.func, scope) in _PARTIAL:
-        return callables(program, node.args[0], scope)
+    if kind is ast.Call:
+        if node.args and program.qualified(node.func, scope) in _PARTIAL:
+            return callables(program, node.args[0], scope, hops)
+        if hops < _MAX_HOPS:
+            return [inner for factory in callables(program, node.func, scope, hops + 1)
+                    for inner in _returned_functions(program, factory)]
     return []
+
+
+def _returned_functions(program, factory: Scope) -> list[Scope]:
+    """The nested functions and lambdas a factory returns (``def wrapper(): ...; return wrapper``)."""
+    out = []
+    for stmt in ast.walk(factory.node) if factory.kind == "function" else ():
+        if type(stmt) is ast.Return and stmt.value is not None:
+            value = stmt.value
+            if type(value) is ast.Lambda:
+                inner = program.scope_of.get(value)
+                if inner is not None and inner.parent is factory:
+                    out.append(inner)
+            elif type(value) is ast.Name:
+                for b in factory.bindings.get(value.id, ()):
+                    if b.kind == "def" and b.value.parent is factory:  # type: ignore[union-attr]
+                        out.append(b.value)
+    return out
 
 
 def _resolved(program, node: ast.AST, scope: Scope) -> list[Scope]:

@@ -94,9 +94,8 @@ class _Parsed:
         self.lines = ctx.lines
 
 
-def _parse(source: str, path: str, selection: Selection, first_id: int = 0, name: str | None = None,
-           is_package: bool = False, file_rules: bool = True) -> _Parsed:
-    """Parse and index one module, and run the per-file rules on it (unless ``file_rules`` is false)."""
+def _parse(source: str, path: str, first_id: int = 0) -> _Parsed:
+    """Parse and index one module (its rules run once the whole program is known)."""
     lines = source.splitlines()
     ctx = FileContext(path, lines)
     try:
@@ -109,8 +108,7 @@ def _parse(source: str, path: str, selection: Selection, first_id: int = 0, name
         return _Parsed(ctx, None, [finding])
     except (ValueError, RecursionError, MemoryError) as exc:
         return _Parsed(ctx, None, [SyntaxErrorFinding(path, 1, 1, 1, 1, f"{type(exc).__name__}: {exc}")])
-    if name is None:
-        name, is_package = module_name_for(path) if path != "<string>" else ("", False)
+    name, is_package = module_name_for(path) if path != "<string>" else ("", False)
     try:
         index = Index(tree, first_id, name, is_package)
         index.path = path
@@ -119,11 +117,17 @@ def _parse(source: str, path: str, selection: Selection, first_id: int = 0, name
             raise
         crash = InternalErrorFinding(path, 1, 1, 1, 1, "the scope index", f"{type(exc).__name__}: {exc}")
         return _Parsed(ctx, None, [crash])
-    findings: list[Finding] = []
-    for module in FILE_RULES if file_rules else ():
+    return _Parsed(ctx, index, [])
+
+
+def _file_rules(one: _Parsed, selection: Selection) -> None:
+    """The per-file rules (they resolve imported classes through the program one.index belongs to)."""
+    index, ctx = one.index, one.ctx
+    if index is None:
+        return
+    for module in FILE_RULES:
         if selection.any_enabled(module.CODES):
-            findings.extend(_isolated(module.CODES, path, lambda: module.check(index, ctx)))
-    return _Parsed(ctx, index, findings)
+            one.findings.extend(_isolated(module.CODES, ctx.path, lambda: module.check(index, ctx)))
 
 
 def _isolated(codes: Sequence[str], path: str, run) -> list[Finding]:
@@ -136,13 +140,12 @@ def _isolated(codes: Sequence[str], path: str, run) -> list[Finding]:
         return [InternalErrorFinding(path, 1, 1, 1, 1, f"rule {'/'.join(codes)}", f"{type(exc).__name__}: {exc}")]
 
 
-def _thread_findings(parsed: list[_Parsed], selection: Selection, max_depth: int,
+def _thread_findings(program: Program, parsed: list[_Parsed], selection: Selection, max_depth: int,
                      thread_entries: Sequence[str] = (), warnings_out: list[str] | None = None) -> list[Finding]:
     """MS2xx over every parsed module at once."""
     if not selection.any_enabled(rule_threads.CODES):
         return []
     indexed = [p for p in parsed if p.index is not None]
-    program = Program(p.index for p in indexed)
     contexts = {p.index.module.id: p.ctx for p in indexed}
     where = indexed[0].ctx.path if len(indexed) == 1 else "<program>"
     unknown: list[str] = []
@@ -151,6 +154,16 @@ def _thread_findings(parsed: list[_Parsed], selection: Selection, max_depth: int
     if warnings_out is not None:
         warnings_out.extend(f"thread-entries: {name!r} matches nothing in the linted files" for name in unknown)
     return found
+
+
+def _analyse(parsed: list[_Parsed], selection: Selection, max_depth: int, thread_entries: Sequence[str],
+             warnings_out: list[str]) -> list[Finding]:
+    """Every rule over the parsed modules as one program: the per-file rules' findings go
+    to each file's list, the whole-program ones are returned."""
+    program = Program(p.index for p in parsed if p.index is not None)
+    for one in parsed:
+        _file_rules(one, selection)
+    return _thread_findings(program, parsed, selection, max_depth, thread_entries, warnings_out)
 
 
 def _kept(findings: list[Finding], lines: list[str], selection: Selection, noqa: bool) -> list[Finding]:
@@ -164,9 +177,9 @@ def lint_source(source: str, path: str = "<string>", selection: Selection | None
                 noqa: bool = True, max_depth: int = DEFAULT_MAX_DEPTH) -> list[Finding]:
     """Findings for one module's source text alone, sorted by position."""
     selection = selection or Selection()
-    one = _parse(source, path, selection)
-    findings = one.findings + (_thread_findings([one], selection, max_depth) if one.index is not None else [])
-    return _kept(findings, one.lines, selection, noqa)
+    one = _parse(source, path)
+    thread = _analyse([one], selection, max_depth, (), [])
+    return _kept(one.findings + thread, one.lines, selection, noqa)
 
 
 @dataclass
@@ -218,11 +231,10 @@ def lint_paths(paths: Sequence[str], selection: Selection | None = None, exclude
 
     Thread code is followed across the linted files: a thread started in one
     file that calls into another makes that code thread code, and a map is the
-    same map wherever the program reaches it. With a ``cache``, each file's
-    own findings are kept under the hash of its text, and the whole-program
-    findings under the hashes of all files and the options: an unchanged tree
-    is not parsed again, and a changed file is the only one whose per-file
-    rules run again (the whole-program pass runs again over every file).
+    same map wherever the program reaches it. With a ``cache``, the findings of
+    a run are kept under the hashes of every file's text and the options, so a
+    re-run on an unchanged tree parses nothing; any change re-checks the whole
+    program (a file's findings can depend on the others: classes, threads).
     """
     selection = selection or Selection()
     result = LintResult()
@@ -237,56 +249,34 @@ def lint_paths(paths: Sequence[str], selection: Selection | None = None, exclude
             continue
         sources.append((path, source, file_key(path, source)))
     result.checked = len(sources)
-    # With a cache every rule runs, so that an entry holds every code; the selection applies after.
-    run_with = Selection() if cache is not None else selection
-    threads_wanted = selection.any_enabled(rule_threads.CODES)
     pkey = program_key((key for _, _, key in sources), (max_depth, sorted(thread_entries)))
-    per_file: dict[str, list[Finding] | None] = {}
-    program_hit = None
-    if cache is not None:
-        per_file = {path: _cached(cache.get("file", key)) for path, _, key in sources}
-        program_hit = cache.get("program", pkey) if threads_wanted else None
-    lines: dict[str, list[str]] = {path: source.splitlines() for path, source, _ in sources}
-    thread: list[Finding] = []
-    if threads_wanted and program_hit is not None:
-        thread, notes = program_hit
-        result.warnings.extend(notes)
-    if (threads_wanted and program_hit is None) or any(per_file.get(path) is None for path, _, _ in sources):
+    hit = cache.get("run", pkey) if cache is not None else None
+    if hit is not None:
+        findings, notes = hit
+    else:
+        # With a cache every rule runs, so that the entry holds every code; the selection applies after.
+        run_with = Selection() if cache is not None else selection
         parsed: list[_Parsed] = []
         next_id = 0
-        for path, source, key in sources:
-            redo_rules = per_file.get(path) is None
-            if not redo_rules and (not threads_wanted or program_hit is not None):
-                continue  # nothing about this file needs its tree
-            one = _parse(source, path, run_with, next_id, file_rules=redo_rules)
+        for path, source, _ in sources:
+            one = _parse(source, path, next_id)
             if one.index is not None:
                 next_id += len(one.index.scopes)
-            if redo_rules:
-                per_file[path] = one.findings
-                if cache is not None and not _has_crash(one.findings):
-                    cache.put("file", key, one.findings)
             parsed.append(one)
-        if threads_wanted and program_hit is None:
-            notes: list[str] = []
-            thread = _thread_findings(parsed, run_with, max_depth, thread_entries, notes)
-            result.warnings.extend(notes)
-            if cache is not None and not _has_crash(thread):
-                cache.put("program", pkey, thread, notes)
-    by_path: dict[str, list[Finding]] = {path: list(per_file.get(path) or ()) for path, _, _ in sources}
-    for finding in thread:
+        notes = []
+        findings = _analyse(parsed, run_with, max_depth, thread_entries, notes)
+        for one in parsed:
+            findings.extend(one.findings)
+        if cache is not None and not any(f.code == InternalErrorFinding.code for f in findings):
+            cache.put("run", pkey, findings, notes)
+    result.warnings.extend(notes)
+    by_path: dict[str, list[Finding]] = {path: [] for path, _, _ in sources}
+    for finding in findings:
         home = by_path.get(finding.path)
         if home is not None:
             home.append(finding)
         else:
             result.findings.append(finding)  # an internal error of the whole-program pass
-    for path, _, _ in sources:
-        result.findings.extend(_kept(by_path[path], lines[path], selection, True))
+    for path, source, _ in sources:
+        result.findings.extend(_kept(by_path[path], source.splitlines(), selection, True))
     return result
-
-
-def _cached(entry: tuple[list[Finding], list[str]] | None) -> list[Finding] | None:
-    return None if entry is None else entry[0]
-
-
-def _has_crash(findings: list[Finding]) -> bool:
-    return any(f.code == InternalErrorFinding.code for f in findings)

@@ -30,7 +30,7 @@ def class_of(program, node: ast.AST, scope: Scope, depth: int = 0) -> tuple[Clas
         if info is not None:
             return info, False
         owner, bindings = program.bindings_of(scope, node.id)
-        return _from_bindings(program, bindings, owner or scope, depth)
+        return _from_bindings(program, bindings, owner or scope, depth, name=node.id)
     if kind is ast.Attribute:
         info = program.resolve_class(node, scope)  # mod.Class
         if info is not None:
@@ -86,8 +86,18 @@ def _own_nodes(scope: Scope):
 
 
 def _from_bindings(program, bindings, scope: Scope, depth: int,
-                   cls: ClassInfo | None = None) -> tuple[ClassInfo, bool] | None:
+                   cls: ClassInfo | None = None, name: str = "") -> tuple[ClassInfo, bool] | None:
     found: tuple[ClassInfo, bool] | None = None
+    if name and bindings and all(b.kind == "param" and b.value is None for b in bindings):
+        # An unannotated parameter: what the known call sites pass for it.
+        passed = program.call_args.get((scope.id, name), ())
+        bindings = []
+        for argument, caller in passed:
+            got = class_of(program, argument, caller, depth + 1)
+            if got is None or (found is not None and found[0] is not got[0]):
+                return None
+            found = got
+        return found
     for binding in bindings:
         if cls is not None and binding.kind == "assign" and type(binding.value) is ast.Name:
             # self.pool = pool: the name is a local of the method that stores it, usually __init__
@@ -109,7 +119,7 @@ def _from_bindings(program, bindings, scope: Scope, depth: int,
 def _from_method_local(program, cls: ClassInfo, name: str, depth: int) -> tuple[ClassInfo, bool] | None:
     for method in cls.methods.values():
         if name in method.bindings:
-            return _from_bindings(program, method.bindings[name], method, depth + 1)
+            return _from_bindings(program, method.bindings[name], method, depth + 1, name=name)
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from .calls import callables
 from .classes import class_of
 from .program import Global
 from .scopes import Scope
@@ -35,6 +36,8 @@ class MapIdentity:
 
     def target_of(self, node: ast.AST, scope: Scope, hops: int = 0) -> Target | None:
         kind = type(node)
+        if kind is ast.Call:
+            return self._returned(node, scope, hops)
         if kind is ast.Name:
             cache_key = (scope.id, node.id)
         elif kind is ast.Attribute:
@@ -75,6 +78,13 @@ class MapIdentity:
             if owner.kind == "module":
                 return self._make(("global", program.index_of(owner).name, name), name)
             return self._make(("closure", owner.id, name), name, owner=owner)
+        if all(b.kind == "param" for b in bindings) and hops < _MAX_ALIAS:
+            # A parameter: the one map every known call site passes for it.
+            passed = program.call_args.get((owner.id, name), ())
+            targets = {id(t): t for t in (self.target_of(arg, caller, hops + 1) for arg, caller in passed)}
+            if len(targets) == 1 and None not in targets.values():
+                return next(iter(targets.values()))
+            return None
         # A local alias: every binding is an expression that denotes one and the same map.
         if owner.kind in ("function", "lambda") and hops < _MAX_ALIAS and all(
             b.kind == "assign" and b.value is not None for b in bindings
@@ -82,6 +92,19 @@ class MapIdentity:
             targets = {id(t): t for t in (self.target_of(b.value, owner, hops + 1) for b in bindings)}
             if len(targets) == 1 and None not in targets.values():
                 return next(iter(targets.values()))
+        return None
+
+    def _returned(self, call: ast.Call, scope: Scope, hops: int) -> Target | None:
+        """A getter's map: the one map every ``return`` of the called function gives."""
+        if hops >= _MAX_ALIAS or call.args or call.keywords:
+            return None  # a getter takes no arguments; anything else is a computation
+        found: dict[int, Target | None] = {}
+        for fn in callables(self.program, call.func, scope):
+            for node in _own_returns(fn):
+                target = self.target_of(node.value, fn, hops + 1) if node.value is not None else None
+                found[id(target)] = target
+        if len(found) == 1 and None not in found.values():
+            return next(iter(found.values()))
         return None
 
     def _attr_target(self, node: ast.Attribute, scope: Scope, hops: int) -> Target | None:
@@ -115,3 +138,13 @@ def _chain(node: ast.AST) -> str | None:
         return None
     parts.append(node.id)
     return ".".join(reversed(parts))
+
+
+def _own_returns(fn: Scope):
+    todo = list(fn.body()) if fn.kind == "function" else []
+    while todo:
+        node = todo.pop()
+        if type(node) is ast.Return:
+            yield node
+        elif type(node) not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda):
+            todo.extend(ast.iter_child_nodes(node))

@@ -58,6 +58,9 @@ class Program:
         self.classes: list[ClassInfo] = []
         self.scope_of: dict[ast.AST, Scope] = {}
         self.maybe_threads = False
+        # (function scope id, parameter) -> [(argument, caller scope)] at the known call sites;
+        # filled by the thread model's first walk, so that later queries can follow parameters
+        self.call_args: dict[tuple[int, str], list[tuple[ast.expr, Scope]]] = {}
         self._home: dict[int, Index] = {}  # module scope id -> its Index
         for index in indexes:
             self.add(index)

@@ -29,11 +29,24 @@ class _Uses:
         self.returned_reads: set[str] = set()  # key dumps of reads whose value the function returns
 
 
+def _self_evicting(index: Index, bindings: list, module: Scope) -> bool:
+    """Weak dictionaries drop entries by themselves, and sets hold no computed values."""
+    for binding in bindings:
+        value = binding.value
+        if type(value) in (ast.Set, ast.SetComp):
+            return True
+        if type(value) is ast.Call:
+            name = index.qualified(value.func, module) or ""
+            if name.startswith("weakref.") or name in ("set", "frozenset"):
+                return True
+    return False
+
+
 def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
     module = index.module
     candidates = set()
     for name, bindings in module.bindings.items():
-        if index.all_dict(bindings, module) and not any(
+        if index.all_dict(bindings, module) and not _self_evicting(index, bindings, module) and not any(
             name in scope.globals and name in scope.bindings for scope in index.scopes[1:]
         ):
             candidates.add(name)  # rebinding it from a function (`global c; c = {}`) is a reset

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .context import FileContext
 from .messages import Finding, MutationDuringIteration
@@ -21,6 +21,7 @@ _DICT_ANNOTATIONS = frozenset(
     {"dict", "Dict", "DefaultDict", "defaultdict", "OrderedDict", "MutableMapping", "Counter"}
 )
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+Helper = Callable[[ast.Call], "str | None"]  # a call in a loop body -> how it changes the keys, or None
 
 
 def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
@@ -36,7 +37,7 @@ def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
         elif not _known_dict(index, scope, dict_node, chain, evidence):
             continue
         copy = f"list({chain}{'.items()' if _view_of(loop) == 'items' else ''})"
-        for node, how in _mutations(loop.body, chain, key_name):
+        for node, how in _mutations(loop.body, chain, key_name, _helper_mutations(index, scope, chain)):
             yield ctx.finding(MutationDuringIteration, node, chain, how, loop.lineno, copy)
 
 
@@ -167,10 +168,40 @@ def _walk(nodes: list) -> Iterator[ast.AST]:
         stack.extend(ast.iter_child_nodes(node))
 
 
-def _mutations(body: list[ast.stmt], chain: str, key_name: str | None) -> Iterator[tuple[ast.AST, str]]:
+def _mutations(body: list[ast.stmt], chain: str, key_name: str | None,
+               helper: Helper | None = None) -> Iterator[tuple[ast.AST, str]]:
     """Key-set changes of ``chain`` in a loop body that the loop may survive."""
     existing = frozenset({ast.dump(ast.Name(key_name, ast.Load()))}) if key_name else frozenset()
-    yield from _block(body, chain, existing, exits_after=False, break_exits=True)
+    yield from _block(body, chain, existing, exits_after=False, break_exits=True, helper=helper)
+
+
+def _helper_mutations(index: Index, scope: Scope, chain: str) -> Helper:
+    """For a loop over ``chain`` in ``scope``: which calls in its body change ``chain``'s keys
+    inside the function they call (``self._evict(k)`` doing ``del self._cache[k]``), one call deep."""
+    head, _, rest = chain.partition(".")
+
+    def helper(call: ast.Call) -> str | None:
+        func = call.func
+        fn, inner = None, chain
+        if type(func) is ast.Attribute and type(func.value) is ast.Name and func.value.id == head and rest:
+            found = index.self_class(scope, head)
+            if found is not None:
+                fn = index.method(found[0], func.attr)
+                if fn is not None and fn.self_name:
+                    inner = f"{fn.self_name}.{rest}"
+        elif type(func) is ast.Name and not rest:
+            owner, bindings = index.bindings_of(scope, func.id)
+            defs = [b.value for b in bindings if b.kind == "def"]
+            module_level = index.lookup(scope, head) is index.module
+            if len(defs) == len(bindings) == 1 and module_level:
+                fn = defs[0]
+        if fn is None or fn.kind != "function" or fn is scope:
+            return None
+        for node, how in _mutations(fn.node.body, inner, None):  # type: ignore[attr-defined]
+            return f"{how} in {fn.qualname}() at line {node.lineno}"
+        return None
+
+    return helper
 
 
 def _known_keys(test: ast.expr, chain: str, existing: frozenset[str]) -> frozenset[str]:
@@ -208,7 +239,8 @@ def _rest_exits(rest: list[ast.stmt], exits_after: bool, break_exits: bool) -> b
 
 
 def _block(
-    stmts: list[ast.stmt], chain: str, key_name: frozenset[str], exits_after: bool, break_exits: bool
+    stmts: list[ast.stmt], chain: str, key_name: frozenset[str], exits_after: bool, break_exits: bool,
+    helper: Helper | None = None,
 ) -> Iterator[tuple[ast.AST, str]]:
     # key_name: dumps of key expressions certainly present in the dict here (the loop key,
     # and keys an enclosing `if` proved present): assigning them changes values, not keys.
@@ -218,35 +250,36 @@ def _block(
             continue
         leaves = kind is ast.Return or kind is ast.Raise or _rest_exits(stmts[i + 1 :], exits_after, break_exits)
         if kind is ast.If:
-            yield from _in_expr(stmt.test, chain, key_name, leaves)
+            yield from _in_expr(stmt.test, chain, key_name, leaves, helper)
             present = _known_keys(stmt.test, chain, key_name)
-            yield from _block(stmt.body, chain, present, leaves, break_exits)
-            yield from _block(stmt.orelse, chain, key_name, leaves, break_exits)
+            yield from _block(stmt.body, chain, present, leaves, break_exits, helper)
+            yield from _block(stmt.orelse, chain, key_name, leaves, break_exits, helper)
         elif kind in (ast.For, ast.AsyncFor, ast.While):
             head = stmt.iter if kind is not ast.While else stmt.test
-            yield from _in_expr(head, chain, key_name, leaves)
+            yield from _in_expr(head, chain, key_name, leaves, helper)
             # An inner loop's body repeats; its `break` lands after the inner loop.
-            yield from _block(stmt.body, chain, key_name, False, leaves)
-            yield from _block(stmt.orelse, chain, key_name, leaves, break_exits)
+            yield from _block(stmt.body, chain, key_name, False, leaves, helper)
+            yield from _block(stmt.orelse, chain, key_name, leaves, break_exits, helper)
         elif kind in (ast.With, ast.AsyncWith):
             for item in stmt.items:
-                yield from _in_expr(item.context_expr, chain, key_name, leaves)
-            yield from _block(stmt.body, chain, key_name, leaves, break_exits)
+                yield from _in_expr(item.context_expr, chain, key_name, leaves, helper)
+            yield from _block(stmt.body, chain, key_name, leaves, break_exits, helper)
         elif kind is ast.Try or kind.__name__ == "TryStar":
-            yield from _block(stmt.body, chain, key_name, leaves, break_exits)
+            yield from _block(stmt.body, chain, key_name, leaves, break_exits, helper)
             for handler in stmt.handlers:
-                yield from _block(handler.body, chain, key_name, leaves, break_exits)
-            yield from _block(stmt.orelse, chain, key_name, leaves, break_exits)
-            yield from _block(stmt.finalbody, chain, key_name, leaves, break_exits)
+                yield from _block(handler.body, chain, key_name, leaves, break_exits, helper)
+            yield from _block(stmt.orelse, chain, key_name, leaves, break_exits, helper)
+            yield from _block(stmt.finalbody, chain, key_name, leaves, break_exits, helper)
         elif kind.__name__ == "Match":
-            yield from _in_expr(stmt.subject, chain, key_name, leaves)
+            yield from _in_expr(stmt.subject, chain, key_name, leaves, helper)
             for case in stmt.cases:
-                yield from _block(case.body, chain, key_name, leaves, break_exits)
+                yield from _block(case.body, chain, key_name, leaves, break_exits, helper)
         else:
-            yield from _in_statement(stmt, chain, key_name, leaves)
+            yield from _in_statement(stmt, chain, key_name, leaves, helper)
 
 
-def _in_statement(stmt: ast.stmt, chain: str, key_name: frozenset[str], leaves: bool) -> Iterator[tuple[ast.AST, str]]:
+def _in_statement(stmt: ast.stmt, chain: str, key_name: frozenset[str], leaves: bool,
+                  helper: Helper | None = None) -> Iterator[tuple[ast.AST, str]]:
     kind = type(stmt)
     if not leaves:
         if kind is ast.Delete:
@@ -264,19 +297,25 @@ def _in_statement(stmt: ast.stmt, chain: str, key_name: frozenset[str], leaves: 
     for field in stmt._fields:
         value = getattr(stmt, field, None)
         if isinstance(value, ast.expr):
-            yield from _in_expr(value, chain, key_name, leaves)
+            yield from _in_expr(value, chain, key_name, leaves, helper)
         elif type(value) is list:
             for item in value:
                 if isinstance(item, ast.expr):
-                    yield from _in_expr(item, chain, key_name, leaves)
+                    yield from _in_expr(item, chain, key_name, leaves, helper)
 
 
-def _in_expr(expr: ast.expr, chain: str, key_name: frozenset[str], leaves: bool) -> Iterator[tuple[ast.AST, str]]:
+def _in_expr(expr: ast.expr, chain: str, key_name: frozenset[str], leaves: bool,
+             helper: Helper | None = None) -> Iterator[tuple[ast.AST, str]]:
     if leaves:
         return
     for node in _walk([expr]):
         if type(node) is ast.Call:
             func = node.func
+            if helper is not None:
+                how = helper(node)
+                if how is not None:
+                    yield node, how
+                    continue
             if type(func) is ast.Attribute and func.attr in _KEY_SET_MUTATORS and chain_name(func.value) == chain:
                 if func.attr == "setdefault" and node.args and ast.dump(node.args[0]) in key_name:
                     continue  # the key exists: setdefault cannot add it

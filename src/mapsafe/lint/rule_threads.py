@@ -57,7 +57,11 @@ def check(program: Program, contexts: dict[int, FileContext], max_depth: int = D
                 mine = model.thread_contexts(access)
                 if not mine:
                     continue
-                other = _first_conflict(model, access, accesses, mine)
+                # A rival that only reads single keys cannot be harmed: one dict read or
+                # write is atomic. Writes (lost updates and invalidations), iteration and
+                # check-then-act can be.
+                rivals = [a for a in accesses if a.kind != "read"]
+                other = _first_conflict(model, access, rivals, mine)
                 if other is not None:
                     entry = model.entries[mine[0] - 1]
                     yield place(UnprotectedSharedWrite, access, name, entry.describe(here),

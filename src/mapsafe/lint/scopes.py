@@ -559,8 +559,34 @@ class Index:
             if name in DICT_FACTORIES or name in SET_FACTORIES:
                 return True
             info = self.resolve_class(func, scope)
-            return info is not None and bool(self.external_bases(info) & MAP_BASES)
+            if info is not None:
+                return bool(self.external_bases(info) & MAP_BASES)
+            return self._returns_dicts(func, scope)
         return False
+
+    def _returns_dicts(self, func: ast.AST, scope: Scope) -> bool:
+        """A call of a function or method whose every ``return`` gives a fresh map (a factory)."""
+        fn = None
+        if type(func) is ast.Name:
+            bindings = self.bindings_of(scope, func.id)[1]
+            defs = [b.value for b in bindings if b.kind == "def"]
+            fn = defs[0] if len(defs) == len(bindings) == 1 else None
+        elif type(func) is ast.Attribute and type(func.value) is ast.Name:
+            found = self.self_class(scope, func.value.id)
+            if found is None and scope.kind == "class" and func.value.id == "self" and scope.cls is not None:
+                found = (scope.cls, False)  # an attribute's value, stored by one of the class's methods
+            fn = self.method(found[0], func.attr) if found is not None else None
+        if fn is None or fn.kind != "function" or getattr(self, "_in_factory", None) is fn:
+            return False
+        home = fn.owner.index if fn.owner is not None else self
+        returns = [n for n in ast.walk(fn.node) if type(n) is ast.Return]
+        if not returns or any(r.value is None for r in returns):
+            return False
+        home._in_factory = fn  # a recursive factory is not a dict factory
+        try:
+            return all(home.is_dict_value(r.value, fn) for r in returns)
+        finally:
+            home._in_factory = None
 
     def all_dict(self, bindings: list[Binding], scope: Scope) -> bool:
         """Is every binding an assignment of a fresh plain dict?"""

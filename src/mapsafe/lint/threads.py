@@ -15,12 +15,15 @@ __all__ = ["Entry", "Access", "Target", "ThreadModel", "MAIN", "DEFAULT_MAX_DEPT
 
 MAIN = 0  # the context id of the main thread (import-time code, and code nobody in the program calls)
 DEFAULT_MAX_DEPTH = 16  # calls followed from a thread entry (lint option max-call-depth)
+_THREAD_IDENTITY = frozenset({"threading.get_ident", "threading.get_native_id", "_thread.get_ident",
+                              "threading.current_thread", "threading.currentThread"})
 
 
 class Entry:
     """One place where a function is handed to another thread."""
 
-    __slots__ = ("id", "scope", "how", "line", "starter", "multi", "multi_self", "start_line", "join_line", "path")
+    __slots__ = ("id", "scope", "how", "line", "starter", "multi", "multi_self", "start_line", "join_line", "path",
+                 "own_args", "scoped_join")
 
     def __init__(self, ident: int, scope: Scope, how: str, line: int, starter: Scope | None, multi: bool,
                  multi_self: bool, start_line: int, path: str = "") -> None:
@@ -34,6 +37,8 @@ class Entry:
         self.start_line = start_line  # in the starter: code above this runs before the thread starts
         self.join_line: int | None = None  # in the starter: code below this runs after it is joined
         self.path = path  # the file where it is started (or, for a Thread subclass, defined)
+        self.own_args: frozenset[int] = frozenset()  # argument positions that differ for each thread
+        self.scoped_join: int | None = None  # started through a wrapper that joins it: the call's line
 
     def describe(self, here: str = "") -> str:
         """'worker() runs via Thread(target=...) at line 6', with the file when it is not ``here``."""
@@ -56,28 +61,19 @@ class ThreadModel:
         self.external_wrappers = {name for name in thread_entries if ":" not in name}
         self.matched_wrappers: set[str] = set()
         self.unknown_entries: list[str] = []
-        self.maps = MapIdentity(program)
-        self.fork_child: set[int] = set()  # scopes that run in a forked child, where no other thread exists
-        self.entries: list[Entry] = []
-        self.accesses: list[Access] = []
-        # callee scope id -> [(caller, protected, line)]
-        self.edges: dict[int, list[tuple[Scope, bool, int]]] = {}
-        # every call with known callees: (call, caller, callees, held, in_loop, start_line)
-        self.call_sites: list[tuple[ast.Call, Scope, list[Scope], bool, bool, int]] = []
-        # wrappers: function scope id -> [(parameter slot, how, multi)] whose argument runs on a thread
-        self.wrappers: dict[int, list[tuple[tuple[int, str], str, bool]]] = {}
-        # (__init__ scope id, parameter) -> [(scope that calls self.<attr>(), held, line)]
-        self.callback_calls: dict[tuple[int, tuple[int, str]], list[tuple[Scope, bool, int]]] = {}
-        self.contexts: dict[int, set[int]] = {}  # scope id -> context ids (MAIN or entry ids)
-        self.via: dict[tuple[int, int], tuple[Scope, int]] = {}  # (scope id, ctx) -> (caller, line) first seen
-        self.protected_scopes: set[int] = set()
-        self._joins: dict[int, list[int]] = {}  # scope id -> lines after which started threads are joined
-        self._instantiated_in_loop: set[int] = set()  # id() of classes called inside a loop
-        self._compound_nodes: set[int] = set()
         if not program.maybe_threads and not thread_entries:
+            self._reset()
             return
-        for scope in program.scopes:
-            ScopeWalker(self, scope).run()
+        # Two walks: the first finds the call sites, whose arguments tell what each
+        # parameter may be (a map, a class's instance, a function); the second walk
+        # uses that to resolve parameters (program.call_args) in calls, classes and maps.
+        program.call_args = {}
+        for walk in range(2):
+            self._reset()
+            for scope in program.scopes:
+                ScopeWalker(self, scope).run()
+            if walk == 0:
+                program.call_args = self._call_args()
         self._named_entries()
         self.unknown_entries.extend(sorted(self.external_wrappers - self.matched_wrappers))
         self._thread_subclasses()
@@ -87,9 +83,50 @@ class ThreadModel:
         for entry in self.entries:
             joins = [line for line in self._joins.get(entry.starter.id if entry.starter else -1, ())
                      if line > entry.line]
-            entry.join_line = min(joins) if joins else None
+            entry.join_line = entry.scoped_join or (min(joins) if joins else None)
         self._compute_contexts()
         self._compute_protection()
+
+    def _reset(self) -> None:
+        """The state one walk fills in."""
+        self.matched_wrappers = set()
+        self.maps = MapIdentity(self.program)
+        self.fork_child: set[int] = set()  # scopes that run in a forked child, where no other thread exists
+        self.entries: list[Entry] = []
+        self.accesses: list[Access] = []
+        # callee scope id -> [(caller, protected, line)]
+        self.edges: dict[int, list[tuple[Scope, bool, int]]] = {}
+        # every call with known callees: (call, caller, callees, held, in_loop, start_line)
+        self.call_sites: list[tuple[ast.Call, Scope, list[Scope], bool, bool, int]] = []
+        # wrappers: function scope id -> [(parameter slot, how, multi, line of the start in the wrapper,
+        # own_args of that start)] whose argument runs on a thread
+        self.wrappers: dict[int, list[tuple[tuple[int, str], str, bool, int, frozenset[int]]]] = {}
+        # (__init__ scope id, parameter) -> [(scope that calls self.<attr>(), held, line)]
+        self.callback_calls: dict[tuple[int, tuple[int, str]], list[tuple[Scope, bool, int]]] = {}
+        self.contexts: dict[int, set[int]] = {}  # scope id -> context ids (MAIN or entry ids)
+        self.via: dict[tuple[int, int], tuple[Scope, int]] = {}  # (scope id, ctx) -> (caller, line) first seen
+        self.protected_scopes: set[int] = set()
+        self._joins: dict[int, list[int]] = {}  # scope id -> lines after which started threads are joined
+        self._instantiated_in_loop: set[int] = set()  # id() of classes called inside a loop
+        self._compound_nodes: set[int] = set()
+
+    def _call_args(self) -> dict[tuple[int, str], list[tuple[ast.expr, Scope]]]:
+        """(function scope id, parameter name) -> the (argument, caller scope) of every known call."""
+        out: dict[tuple[int, str], list[tuple[ast.expr, Scope]]] = {}
+        for call, caller, callees, *_ in self.call_sites:
+            for fn in callees:
+                node = fn.node
+                if type(node) not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda):
+                    continue
+                args = node.args
+                for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs):
+                    slot = calls.param_slot(fn, arg.arg)
+                    if slot is None:
+                        continue  # self
+                    value = calls.bound_argument(call, slot)
+                    if value is not None:
+                        out.setdefault((fn.id, arg.arg), []).append((value, caller))
+        return out
 
     # -- map identity and calls -------------------------------------------------------
 
@@ -105,16 +142,21 @@ class ThreadModel:
     # -- entries ------------------------------------------------------------------
 
     def add_entry(self, target: ast.AST, how: str, call: ast.Call, starter: Scope, multi: bool,
-                  start_line: int) -> None:
+                  start_line: int, own_args: frozenset[int] = frozenset()) -> None:
         program = self.program
         multi_self = multi and type(target) is ast.Attribute and type(target.value) is ast.Name and (
             program.self_class(starter, target.value.id) is not None
         )
-        found = self.callables(target, starter)
+        # A parameter of the starter is resolved at the starter's call sites (as a wrapper,
+        # below), each with its own loop: spawn(f) called in a loop starts f many times.
+        param = type(target) is ast.Name and starter.kind == "function" and calls.param_slot(starter, target.id)
+        found = [] if param else self.callables(target, starter)
         for scope in found:
             ident = len(self.entries) + 1
-            self.entries.append(Entry(ident, scope, how, call.lineno, starter, multi, multi_self, start_line,
-                                      self.path_of(starter)))
+            entry = Entry(ident, scope, how, call.lineno, starter, multi, multi_self, start_line,
+                          self.path_of(starter))
+            entry.own_args = own_args
+            self.entries.append(entry)
         if found:
             return
         # A wrapper: the function runs whatever its caller passes for this parameter.
@@ -127,7 +169,7 @@ class ThreadModel:
             if got is not None:
                 owner, slot = got
         if slot is not None:
-            self.wrappers.setdefault(owner.id, []).append((slot, how, multi))
+            self.wrappers.setdefault(owner.id, []).append((slot, how, multi, start_line, own_args))
 
     def init_param_attr(self, node: ast.AST, scope: Scope) -> tuple[Scope, tuple[int, str]] | None:
         """(__init__, its parameter slot) when ``node`` is ``self.attr`` and __init__ stores a parameter there."""
@@ -155,7 +197,7 @@ class ThreadModel:
             changed = False
             for call, caller, callees, _held, in_loop, start_line in self.call_sites:
                 for callee in callees:
-                    for slot, how, multi in list(self.wrappers.get(callee.id, ())):
+                    for slot, how, multi, inner_start, own_args in list(self.wrappers.get(callee.id, ())):
                         key = (id(call), callee.id, slot)
                         if key in done:
                             continue
@@ -164,8 +206,12 @@ class ThreadModel:
                         if argument is None:
                             continue
                         before = len(self.wrappers.get(caller.id, ()))
+                        made = len(self.entries)
                         self.add_entry(argument, f"{how} in {callee.qualname}()", call, caller, multi or in_loop,
-                                       start_line)
+                                       start_line, own_args)
+                        if any(line > inner_start for line in self._joins.get(callee.id, ())):
+                            for entry in self.entries[made:]:  # the wrapper joins what it starts
+                                entry.scoped_join = call.lineno
                         changed = changed or len(self.wrappers.get(caller.id, ())) != before
         # Constructor arguments that the object later calls as self.<attr>(): edges from that code.
         for call, caller, callees, _held, _in_loop, _start in self.call_sites:
@@ -326,12 +372,23 @@ class ThreadModel:
     def thread_contexts(self, access: Access) -> list[int]:
         return [ctx for ctx in self.contexts.get(access.scope.id, ()) if ctx != MAIN]
 
-    def _excluded(self, access: Access, ctx: int) -> bool:
-        """Does ``access`` certainly happen before thread ``ctx`` starts, or after it is joined?"""
+    def _excluded(self, access: Access, ctx: int, own_ctx: int | None = None) -> bool:
+        """Does ``access`` (running in context ``own_ctx``) certainly happen before thread
+        ``ctx`` starts, or after it is joined?"""
         if ctx == MAIN:
             return False
         entry = self.entries[ctx - 1]
         scope = access.scope
+        starter = entry.starter
+        if (own_ctx == MAIN and entry.join_line is not None and starter is not None and starter.kind == "function"
+                and self.contexts.get(starter.id, set()) <= {MAIN}):
+            # Structured: the starter joins its threads before it returns, and only the main
+            # thread runs it, so main-thread code outside it runs before or after, never during.
+            if scope is starter:
+                if access.line < entry.start_line or access.line > entry.join_line:
+                    return True
+            elif scope.id not in self._reachable(starter):
+                return True
         if scope.kind in ("module", "class") and entry.starter is not scope:
             return True  # import-time code runs before functions start threads
         # The window only holds when the starter runs once for this dict: import-time code, a
@@ -349,9 +406,56 @@ class ThreadModel:
             return entry.starter is not scope  # an object is built before its methods can start threads
         return False
 
+    def _reachable(self, scope: Scope) -> set[int]:
+        """Ids of the scopes ``scope`` may call, directly or not (nested functions included)."""
+        cache = self.__dict__.setdefault("_reach", {})
+        found = cache.get(scope.id)
+        if found is None:
+            callees: dict[int, list[int]] = self.__dict__.get("_callees") or {}
+            if not callees:
+                for callee_id, callers in self.edges.items():
+                    for caller, _, _ in callers:
+                        callees.setdefault(caller.id, []).append(callee_id)
+                self._callees = callees
+            found, todo = set(), [scope.id, *(c.id for c in scope.children)]
+            while todo:
+                current = todo.pop()
+                if current in found:
+                    continue
+                found.add(current)
+                todo.extend(callees.get(current, ()))
+                todo.extend(c.id for c in self.program.scopes[current].children)
+            cache[scope.id] = found
+        return found
+
+    def own_key(self, access: Access) -> bool:
+        """Is the access's key the thread's own: ``get_ident()``, ``current_thread()`` (or its
+        name or ident), a local bound to one, or a parameter of the thread's entry function
+        (each thread started with its own argument)?"""
+        key = access.key
+        if key is None:
+            return False
+        scope = access.scope
+        if type(key) is ast.Name:
+            owner, bindings = self.program.bindings_of(scope, key.id)
+            if owner is scope and bindings and all(b.kind == "param" for b in bindings):
+                # Thread(target=f, args=(i,)) in `for i in range(n)`: each thread its own i
+                slot = calls.param_slot(scope, key.id)
+                entries = [entry for entry in self.entries if entry.scope is scope]
+                return bool(slot and entries) and all(slot[0] in entry.own_args for entry in entries)
+            if len(bindings) == 1 and bindings[0].kind == "assign" and bindings[0].value is not None:
+                key = bindings[0].value
+        if type(key) is ast.Attribute and key.attr in ("name", "ident", "native_id"):
+            key = key.value
+        if type(key) is ast.Call:
+            return self.program.qualified(key.func, scope) in _THREAD_IDENTITY
+        return False
+
     def conflict(self, a: Access, b: Access, a_contexts: list[int] | None = None) -> bool:
-        """Can ``a`` and ``b`` run at the same time on different threads?"""
+        """Can ``a`` and ``b`` run at the same time on different threads, and harm each other?"""
         target = a.target
+        if "iter" not in (a.kind, b.kind) and _distinct_keys(self, a, b):
+            return False  # they touch different keys: one-key operations on different keys cannot harm
         if target.closure_owner is not None and a.scope is target.closure_owner and b.scope is target.closure_owner:
             return False  # a local dict: each call has its own
         if a.scope.id in self.fork_child or b.scope.id in self.fork_child:
@@ -368,7 +472,7 @@ class ThreadModel:
                         continue
                     if target.closure_owner is not None and entry.starter is not target.closure_owner:
                         continue
-                if self._excluded(a, cb) or self._excluded(b, ca):
+                if self._excluded(a, cb, ca) or self._excluded(b, ca, cb):
                     continue
                 return True
         return False
@@ -378,3 +482,15 @@ class ThreadModel:
         for access in self.accesses:
             out.setdefault(access.target.key, []).append(access)
         return out
+
+
+def _distinct_keys(model: ThreadModel, a: Access, b: Access) -> bool:
+    """Do two one-key accesses certainly use different keys (in different threads)? Each a
+    thread's own key, a thread's own key and a literal one, or two different literals."""
+    if a.key is None or b.key is None:
+        return False
+    a_literal, b_literal = type(a.key) is ast.Constant, type(b.key) is ast.Constant
+    if a_literal and b_literal:
+        return a.key.value != b.key.value
+    a_own, b_own = model.own_key(a), model.own_key(b)
+    return (a_own and b_own) or (a_own and b_literal) or (b_own and a_literal)

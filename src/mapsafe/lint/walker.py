@@ -37,13 +37,15 @@ _WRITERS = frozenset({"pop", "popitem", "clear", "update", "setdefault", "__seti
                       "add", "discard", "remove", "difference_update", "intersection_update",
                       "symmetric_difference_update"})
 _VIEWS = frozenset({"keys", "items", "values"})
+_ONE_KEY = frozenset({"get", "pop", "setdefault", "add", "discard", "remove", "__getitem__", "__setitem__",
+                      "__delitem__", "__contains__"})
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 
 
 class Access:
     """One use of a target: kind is 'read', 'write', 'iter' or 'compound' (check-then-act, read-modify-write)."""
 
-    __slots__ = ("target", "kind", "node", "scope", "held", "pattern", "fix", "in_compound")
+    __slots__ = ("target", "kind", "node", "scope", "held", "pattern", "fix", "in_compound", "key")
 
     def __init__(self, target: Target, kind: str, node: ast.AST, scope: Scope, held: bool) -> None:
         self.target = target
@@ -54,6 +56,7 @@ class Access:
         self.pattern = ""
         self.fix = ""
         self.in_compound = False  # the write half of a compound access (reported as MS203, not MS201)
+        self.key: ast.AST | None = None  # the key expression of a one-key access (d[k], d.get(k), ...)
 
     @property
     def line(self) -> int:
@@ -72,6 +75,7 @@ class ScopeWalker:
         self.index = model.program
         self.scope = scope
         self.loop_line: int | None = None  # line of the outermost loop we are in, within this scope
+        self.counters: list[str] = []  # loop variables that take a new value each time (range, enumerate)
         self.held = 0
 
     def run(self) -> None:
@@ -139,12 +143,15 @@ class ScopeWalker:
             outer = self.loop_line
             if outer is None:
                 self.loop_line = node.lineno
+            counters = _counters(node) if kind is not ast.While else []
             if kind is ast.While:
                 self.expr(node.test)
             else:
                 self.iterate(node.iter)
                 self.expr(node.target)
+            self.counters.extend(counters)
             self.block(node.body)
+            del self.counters[len(self.counters) - len(counters):]
             self.block(node.orelse)
             self.loop_line = outer
             if outer is None and self._joins_in(node.body):
@@ -216,7 +223,9 @@ class ScopeWalker:
             return False
         func = value.func
         if type(func) is ast.Attribute:
-            return func.attr in ("join", "shutdown")
+            # t.join(), pool.shutdown(), q.join(); barrier.wait() / event.wait() the threads
+            # reach when done; fut.result() of the submitted work
+            return func.attr in ("join", "shutdown", "wait", "result")
         return type(func) is ast.Name and func.id == "wait"
 
     def _joins_in(self, body: list[ast.stmt]) -> bool:
@@ -262,6 +271,7 @@ class ScopeWalker:
         if not writes:
             return
         access = self.record(target, "compound", test)
+        access.key = key
         if absent:
             access.pattern = f"'if key not in {target.display}: {target.display}[key] = ...'"
             access.fix = "use setdefault(), or mapsafe's compute_if_absent()"
@@ -277,6 +287,7 @@ class ScopeWalker:
             target = self.model.target_of(target_node.value, self.scope)
             if target is not None:
                 access = self.record(target, "compound", node)
+                access.key = target_node.slice
                 access.pattern = f"'{target.display}[key] {_op(node.op)}= ...'"
                 access.fix = "use mapsafe's merge(key, value, operator.add), or hold a lock"
                 self.expr(target_node.slice)
@@ -295,6 +306,7 @@ class ScopeWalker:
                 target = self.model.target_of(target_node.value, self.scope)
                 if target is not None and len(node.targets) == 1 and self._reads_same_key(node.value, target_node):
                     access = self.record(target, "compound", node)
+                    access.key = target_node.slice
                     access.pattern = f"'{target.display}[key] = {target.display}.get(key) ...'"
                     access.fix = "use mapsafe's merge() or compute(), or hold a lock"
                     self.expr(target_node.slice)
@@ -342,7 +354,7 @@ class ScopeWalker:
     def subscript(self, node: ast.Subscript, kind: str) -> None:
         target = self.model.target_of(node.value, self.scope)
         if target is not None:
-            self.record(target, kind, node)
+            self.record(target, kind, node).key = node.slice
         else:
             self.expr(node.value)
         self.expr(node.slice)
@@ -369,7 +381,9 @@ class ScopeWalker:
                 if type(func) is ast.Attribute:
                     target = self.model.target_of(func.value, self.scope)
                     if target is not None:
-                        self.record(target, "write" if func.attr in _WRITERS else "read", node)
+                        access = self.record(target, "write" if func.attr in _WRITERS else "read", node)
+                        if func.attr in _ONE_KEY and node.args:
+                            access.key = node.args[0]
                     else:
                         stack.append(func.value)
                 else:
@@ -386,6 +400,8 @@ class ScopeWalker:
                 outer = self.loop_line
                 if outer is None:
                     self.loop_line = node.lineno
+                counters = [name for generator in node.generators for name in _counters(generator)]
+                self.counters.extend(counters)
                 for generator in node.generators:
                     self.iterate(generator.iter)
                     for condition in generator.ifs:
@@ -395,6 +411,7 @@ class ScopeWalker:
                     self.expr(node.value)
                 else:
                     self.expr(node.elt)
+                del self.counters[len(self.counters) - len(counters):]
                 self.loop_line = outer
                 continue
             stack.extend(ast.iter_child_nodes(node))
@@ -432,7 +449,8 @@ class ScopeWalker:
         if qualified in THREAD_CLASSES:
             target = _keyword(node, "target") or (args[1] if len(args) > 1 else None)
             if target is not None:
-                model.add_entry(target, "Thread(target=...)", node, scope, in_loop, start_line)
+                own = self._distinct_args(_keyword(node, "args") or (args[2] if len(args) > 2 else None))
+                model.add_entry(target, "Thread(target=...)", node, scope, in_loop, start_line, own)
             return
         if qualified in _TIMERS:
             target = _keyword(node, "function") or (args[1] if len(args) > 1 else None)
@@ -477,6 +495,13 @@ class ScopeWalker:
                 return f"{made.pop()}.{func.attr}"
         return qualified
 
+    def _distinct_args(self, args: ast.expr | None) -> frozenset[int]:
+        """Positions of ``args=(...)`` that hold a loop counter: each thread gets its own value."""
+        if type(args) not in (ast.Tuple, ast.List):
+            return frozenset()
+        return frozenset(i for i, element in enumerate(args.elts)
+                         if type(element) is ast.Name and element.id in self.counters)
+
     def _callback_attr_call(self, node: ast.Call, held: bool) -> None:
         """``self.fn()`` where ``fn`` is a constructor parameter: whatever callers pass runs here."""
         slot = self.model.init_param_attr(node.func, self.scope)
@@ -504,6 +529,18 @@ class ScopeWalker:
                 if self.model.is_thread_pool(value.func.value, self.scope, by_name=True):
                     return True
         return False
+
+
+def _counters(loop) -> list[str]:
+    """The loop variables of ``for i in range(...)`` and ``for i, x in enumerate(...)``: distinct each pass."""
+    it, target = loop.iter, loop.target
+    if type(it) is not ast.Call or type(it.func) is not ast.Name:
+        return []
+    if it.func.id == "range" and type(target) is ast.Name:
+        return [target.id]
+    if it.func.id == "enumerate" and type(target) is ast.Tuple and target.elts and type(target.elts[0]) is ast.Name:
+        return [target.elts[0].id]
+    return []
 
 
 def _keyword(node: ast.Call, name: str) -> ast.expr | None:
