@@ -535,3 +535,31 @@ def test_ms301_leaves_weak_dictionaries_and_sets_alone(tmp_path):
     """})
     assert [code for _, _, code in where(result)] == ["MS301"]
     assert "_plain" in result.findings[0].message
+
+
+def test_an_object_a_call_makes_and_keeps_to_itself_is_not_shared(tmp_path):
+    files = {"cfg.py": """
+        import threading
+
+        class Config:
+            def __init__(self):
+                self.params = {}
+
+            def dump(self):
+                return [k for k in self.params]
+
+        def build(name):
+            cfg = Config()
+            cfg.params[name] = 1
+            return cfg
+
+        def serve(names):
+            for n in names:
+                threading.Thread(target=build, args=(n,)).start()
+    """}
+    assert where(lint_tree(tmp_path, files)) == []
+    leaked = {"cfg.py": files["cfg.py"].replace("            cfg.params[name] = 1\n",
+                                                "            cfg.params[name] = 1\n            SEEN.append(cfg)\n")}
+    leaked["cfg.py"] = leaked["cfg.py"].replace("import threading\n", "import threading\n        SEEN = []\n")
+    # Once it escapes, its maps count as every instance's again (the conservative answer).
+    assert ("cfg.py", 14, "MS201") in where(lint_tree(tmp_path / "leaked", leaked))

@@ -117,6 +117,16 @@ class MapIdentity:
         if owner is None:
             return None
         info, is_instance = owner
+        if is_instance and type(node.value) is ast.Name and _fresh_local(program, node.value.id, scope):
+            # An object this call makes and keeps to itself (until it returns it): its maps
+            # are this call's own, like a local dict's.
+            for cls in program.mro(info):
+                if cls.attrs.get(attr):
+                    if not program.all_dict(cls.attrs[attr], cls.scope):
+                        return None
+                    name = node.value.id
+                    return self._make(("fresh", scope.id, name, attr), f"{name}.{attr}", owner=scope)
+            return None
         via_self = type(node.value) is ast.Name and program.self_class(scope, node.value.id) is not None
         for cls in program.mro(info):
             bindings = cls.attrs.get(attr)
@@ -148,3 +158,35 @@ def _own_returns(fn: Scope):
             yield node
         elif type(node) not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda):
             todo.extend(ast.iter_child_nodes(node))
+
+
+def _fresh_local(program, name: str, scope: Scope) -> bool:
+    """Is ``name`` a local of ``scope`` bound once, to ``Cls(...)``, that never leaves the call
+    except by ``return`` (never an argument, a thread target's owner, stored, or aliased)?"""
+    if scope.kind != "function":
+        return False
+    owner, bindings = program.bindings_of(scope, name)
+    if owner is not scope or len(bindings) != 1 or bindings[0].kind != "assign":
+        return False
+    if type(bindings[0].value) is not ast.Call or program.resolve_class(bindings[0].value.func, scope) is None:
+        return False
+    todo = list(scope.body())
+    while todo:
+        node = todo.pop()
+        kind = type(node)
+        if kind in (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef):
+            if any(type(n) is ast.Name and n.id == name for n in ast.walk(node)):
+                return False  # a closure over it may run anywhere
+            continue
+        if kind is ast.Return:
+            if type(node.value) is ast.Name:
+                continue
+        elif kind is ast.Attribute and type(node.value) is ast.Name and node.value.id == name:
+            continue  # result.params[...]: a use, not an escape (method calls on it are checked below)
+        elif kind is ast.Name and node.id == name and type(node.ctx) is ast.Load:
+            return False  # passed, stored, aliased or yielded
+        if kind is ast.Call and type(node.func) is ast.Attribute and type(node.func.value) is ast.Name \
+                and node.func.value.id == name:
+            return False  # result.start(), result.add(...): its own methods might share it
+        todo.extend(ast.iter_child_nodes(node))
+    return True

@@ -96,6 +96,8 @@ class ThreadModel:
         self.accesses: list[Access] = []
         # callee scope id -> [(caller, protected, line)]
         self.edges: dict[int, list[tuple[Scope, bool, int]]] = {}
+        # thread starts with known targets: (call, how, starter, targets), for the arguments they pass
+        self.thread_calls: list[tuple[ast.Call, str, Scope, list[Scope]]] = []
         # every call with known callees: (call, caller, callees, held, in_loop, start_line)
         self.call_sites: list[tuple[ast.Call, Scope, list[Scope], bool, bool, int]] = []
         # wrappers: function scope id -> [(parameter slot, how, multi, line of the start in the wrapper,
@@ -126,6 +128,17 @@ class ThreadModel:
                     value = calls.bound_argument(call, slot)
                     if value is not None:
                         out.setdefault((fn.id, arg.arg), []).append((value, caller))
+        # Thread(target=f, args=(a, b)), Timer(t, f, args=[...]), executor.submit(f, a, b)
+        for call, how, starter, targets in self.thread_calls:
+            passed = _thread_arguments(call, how)
+            for fn in targets:
+                if type(fn.node) not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda):
+                    continue
+                args = fn.node.args
+                for arg in (*args.posonlyargs, *args.args):
+                    slot = calls.param_slot(fn, arg.arg)
+                    if slot is not None and 0 <= slot[0] < len(passed):
+                        out.setdefault((fn.id, arg.arg), []).append((passed[slot[0]], starter))
         return out
 
     # -- map identity and calls -------------------------------------------------------
@@ -151,6 +164,8 @@ class ThreadModel:
         # below), each with its own loop: spawn(f) called in a loop starts f many times.
         param = type(target) is ast.Name and starter.kind == "function" and calls.param_slot(starter, target.id)
         found = [] if param else self.callables(target, starter)
+        if found:
+            self.thread_calls.append((call, how, starter, found))
         for scope in found:
             ident = len(self.entries) + 1
             entry = Entry(ident, scope, how, call.lineno, starter, multi, multi_self, start_line,
@@ -494,3 +509,19 @@ def _distinct_keys(model: ThreadModel, a: Access, b: Access) -> bool:
         return a.key.value != b.key.value
     a_own, b_own = model.own_key(a), model.own_key(b)
     return (a_own and b_own) or (a_own and b_literal) or (b_own and a_literal)
+
+
+def _thread_arguments(call: ast.Call, how: str) -> list[ast.expr]:
+    """The positional arguments a thread start passes to its target, where they are plain."""
+    if how.startswith("executor.submit"):
+        values = call.args[1:]
+    else:
+        values = None
+        for keyword in call.keywords:
+            if keyword.arg == "args":
+                values = keyword.value
+        if values is None:
+            position = 2 if how.startswith(("Thread", "Timer")) else None
+            values = call.args[position] if position is not None and len(call.args) > position else None
+        values = list(values.elts) if type(values) in (ast.Tuple, ast.List) else []
+    return [] if any(type(v) is ast.Starred for v in values) else list(values)
