@@ -443,6 +443,16 @@ class ThreadModel:
             cache[scope.id] = found
         return found
 
+    def _entries_of(self, scope: Scope) -> list[Entry]:
+        """The entries that run ``scope`` itself (built once, after the entries are known)."""
+        table = self.__dict__.get("_by_entry_scope")
+        if table is None:
+            table = {}
+            for entry in self.entries:
+                table.setdefault(entry.scope.id, []).append(entry)
+            self._by_entry_scope = table
+        return table.get(scope.id, [])
+
     def own_key(self, access: Access) -> bool:
         """Is the access's key the thread's own: ``get_ident()``, ``current_thread()`` (or its
         name or ident), a local bound to one, or a parameter of the thread's entry function
@@ -456,7 +466,7 @@ class ThreadModel:
             if owner is scope and bindings and all(b.kind == "param" for b in bindings):
                 # Thread(target=f, args=(i,)) in `for i in range(n)`: each thread its own i
                 slot = calls.param_slot(scope, key.id)
-                entries = [entry for entry in self.entries if entry.scope is scope]
+                entries = self._entries_of(scope)
                 return bool(slot and entries) and all(slot[0] in entry.own_args for entry in entries)
             if len(bindings) == 1 and bindings[0].kind == "assign" and bindings[0].value is not None:
                 key = bindings[0].value
