@@ -141,7 +141,7 @@ def test_usage_errors_exit_2_with_one_line(project, capsys):
     assert run("--select", "MS999") == EXIT_USAGE
     err = capsys.readouterr().err
     assert err == ("mapsafe: error: unknown rule code 'MS999' in select "
-                   "(known: MS000, MS101, MS201, MS202, MS203, MS301, MS900) [usage]\n")
+                   "(known: MS000, MS101, MS201, MS202, MS203, MS204, MS301, MS900) [usage]\n")
 
 
 def test_missing_path_exits_2_when_nothing_could_be_checked(project, capsys):

@@ -323,7 +323,7 @@ def test_ms2xx_clean_under_a_lock():
 
 
 def test_ms2xx_lock_recognised_by_constructor_and_by_name():
-    assert lint("""
+    assert codes(lint("""
         import threading
         guard = threading.RLock()
         state_mutex = object()
@@ -336,7 +336,7 @@ def test_ms2xx_lock_recognised_by_constructor_and_by_name():
                 table.pop(k, None)
         threading.Thread(target=w1, args=(1,)).start()
         threading.Thread(target=w2, args=(1,)).start()
-    """) == []
+    """)) == ["MS204"]  # both are locks (no MS201); but two different ones (MS204)
 
 
 def test_ms2xx_lock_held_by_every_caller_or_locked_suffix():
@@ -385,7 +385,7 @@ def test_ms2xx_other_lock_shapes_protect():
             threading.Thread(target=try_writer, args=(i,)).start()
             threading.Thread(target=maybe_writer, args=(i,)).start()
         threading.Thread(target=reader).start()
-    """) == []
+    """, select=["MS201", "MS202", "MS203"]) == []  # (rw and gate are two locks: MS204, tested below)
 
 
 def test_ms2xx_lock_helpers_called_in_with_protect():
@@ -896,3 +896,49 @@ def test_ms2xx_per_thread_keys_lose_no_updates_but_a_walk_still_races():
     assert lines(found) == [(5, "MS201"), (6, "MS201"), (8, "MS201"), (14, "MS202")]
     shared = lint(source.replace("results[i] = results.get(i, 0) + 1", 'results["n"] = results.get("n", 0) + 1'))
     assert lines(shared) == [(5, "MS203")]
+
+
+def test_ms204_one_map_guarded_by_two_locks_is_reported_once_per_use():
+    findings = lint("""
+        import threading
+        class Registry:
+            def __init__(self):
+                self._items = {}
+                self._lock = threading.Lock()
+                self._other = threading.Lock()
+                threading.Thread(target=self._reap).start()
+            def _reap(self):
+                with self._lock:
+                    for k in self._items:
+                        print(k)
+            def add(self, k):
+                with self._other:
+                    self._items[k] = 1
+            def get(self, k):
+                with self._other:
+                    return self._items.get(k)
+    """)
+    assert lines(findings) == [(15, "MS204")]
+    assert "guarded by Registry._other here but by Registry._lock at line 11" in findings[0].message
+
+
+def test_ms204_the_same_lock_through_a_context_manager_and_a_global_is_one_lock():
+    assert lint("""
+        import threading
+        from contextlib import contextmanager
+        LOCK = threading.Lock()
+        table = {}
+        @contextmanager
+        def locked():
+            with LOCK:
+                yield
+        def walk():
+            with LOCK:
+                for k in table:
+                    print(k)
+        def add(k):
+            with locked():
+                table[k] = 1
+        threading.Thread(target=walk).start()
+        threading.Thread(target=add, args=(1,)).start()
+    """) == []

@@ -17,6 +17,7 @@ __all__ = ["DESCRIPTION", "add_arguments", "run"]
 DESCRIPTION = (
     "Statically check Python code for unsafe dict use: changing a dict while iterating it (MS101), "
     "unprotected writes, iteration and check-then-act on dicts shared between threads (MS201-MS203), "
+    "one shared dict guarded by different locks (MS204), "
     "and unbounded memo caches (MS301). The code is parsed, never imported or run."
 )
 FORMATS = {"text": report_text, "json": report_json, "sarif": report_sarif}

@@ -9,6 +9,7 @@ __all__ = [
     "UnprotectedSharedWrite",
     "UnprotectedSharedIteration",
     "CheckThenAct",
+    "InconsistentLocking",
     "UnboundedMemoCache",
     "InternalErrorFinding",
     "RULES",
@@ -156,6 +157,22 @@ class CheckThenAct(Finding):
     )
 
 
+class InconsistentLocking(Finding):
+    code = "MS204"
+    name = "shared-dict-inconsistent-locking"
+    severity = "error"
+    template = (
+        "shared dict %r is guarded by %s here but by %s at %s, and another thread runs that code: "
+        "two different locks do not exclude each other; guard every use with the same lock"
+    )
+    summary = "Two uses of one shared dict, in different threads, hold different locks."
+    explanation = (
+        "A lock only protects a dict if every thread that uses the dict holds the same lock. Here "
+        "two uses hold different locks, so they can run at the same time (Eraser's lockset rule). "
+        "Pick one lock for the dict and take it everywhere, or use mapsafe.SyncMap / LockedMap."
+    )
+
+
 class UnboundedMemoCache(Finding):
     code = "MS301"
     name = "unbounded-memo-cache"
@@ -192,6 +209,7 @@ RULES: tuple[type[Finding], ...] = (
     UnprotectedSharedWrite,
     UnprotectedSharedIteration,
     CheckThenAct,
+    InconsistentLocking,
     UnboundedMemoCache,
     InternalErrorFinding,
 )

@@ -1,17 +1,18 @@
-"""MS201, MS202, MS203: unprotected writes, iteration and check-then-act on dicts shared between threads."""
+"""MS201-MS204: unprotected writes, iteration and check-then-act on dicts shared between threads, and mixed locks."""
 
 from __future__ import annotations
 
 from typing import Iterator, Sequence
 
 from .context import FileContext
-from .messages import CheckThenAct, Finding, UnprotectedSharedIteration, UnprotectedSharedWrite
+from .locks import UNKNOWN, display
+from .messages import CheckThenAct, Finding, InconsistentLocking, UnprotectedSharedIteration, UnprotectedSharedWrite
 from .program import Program
-from .threads import DEFAULT_MAX_DEPTH, Access, ThreadModel
+from .threads import CALLER, DEFAULT_MAX_DEPTH, Access, ThreadModel
 
 __all__ = ["CODES", "check"]
 
-CODES = ("MS201", "MS202", "MS203")
+CODES = ("MS201", "MS202", "MS203", "MS204")
 
 
 def check(program: Program, contexts: dict[int, FileContext], max_depth: int = DEFAULT_MAX_DEPTH,
@@ -70,6 +71,31 @@ def check(program: Program, contexts: dict[int, FileContext], max_depth: int = D
                 other = _first_conflict(model, access, writes)
                 if other is not None:
                     yield place(UnprotectedSharedIteration, access, name, _because(model, access, other, "writes"))
+        yield from _mixed_locks(model, accesses, place)
+
+
+def _mixed_locks(model: ThreadModel, accesses: list[Access], place) -> Iterator[Finding]:
+    """MS204: guarded uses of one map, in threads that can overlap, that share no lock.
+
+    Only locks whose identity is known on both sides count (``self._lock`` of a known class,
+    a module's lock, a local): two spellings the linter cannot resolve may be one lock.
+    """
+    guarded = [(a, model.locks_at(a)) for a in accesses if model.locks_at(a)]
+    known = [(a, locks) for a, locks in guarded if all(key[0] not in (UNKNOWN, CALLER) for key in locks)]
+    reported: set[int] = set()
+    for i, (a, a_locks) in enumerate(known):
+        for b, b_locks in known[i + 1:]:
+            if a_locks & b_locks or not ({a.kind, b.kind} & {"write", "compound"}) or id(b) in reported:
+                continue  # a shared lock, or nothing that changes the map
+            if model.conflict(a, b) or model.conflict(b, a):
+                reported.add(id(b))
+                there = model.path_of(a.scope)
+                where = f"line {a.line}" if there == model.path_of(b.scope) else f"{there}:{a.line}"
+                yield place(InconsistentLocking, b, b.target.display, _names(b_locks), _names(a_locks), where)
+
+
+def _names(locks: frozenset) -> str:
+    return " and ".join(sorted(display(key) for key in locks))
 
 
 def _first_conflict(model: ThreadModel, access: Access, others: list[Access],

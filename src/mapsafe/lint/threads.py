@@ -15,6 +15,7 @@ __all__ = ["Entry", "Access", "Target", "ThreadModel", "MAIN", "DEFAULT_MAX_DEPT
 
 MAIN = 0  # the context id of the main thread (import-time code, and code nobody in the program calls)
 DEFAULT_MAX_DEPTH = 16  # calls followed from a thread entry (lint option max-call-depth)
+CALLER = "caller"  # lock-key kind: some lock its callers hold (a *_locked function)
 _THREAD_IDENTITY = frozenset({"threading.get_ident", "threading.get_native_id", "_thread.get_ident",
                               "threading.current_thread", "threading.currentThread"})
 
@@ -365,24 +366,47 @@ class ThreadModel:
         return steps
 
     def _compute_protection(self) -> None:
-        """A function is protected when its name ends in _locked, or every call to it holds a lock."""
+        """The locks every call of a function holds (its callers' locks at the call, and theirs).
+
+        A thread's entry starts with none, and so does a function nobody calls; a function
+        whose name ends in ``_locked`` is called with some lock held (the CALLER token).
+        """
         entry_scopes = {entry.scope.id for entry in self.entries}
-        protected = {s.id for s in self.program.scopes if s.kind == "function" and s.name.endswith("_locked")}
+        inherited: dict[int, frozenset | None] = {}
+        for scope in self.program.scopes:
+            if scope.kind == "function" and scope.name.endswith("_locked"):
+                inherited[scope.id] = frozenset({(CALLER, scope.id)})
+            elif scope.id in entry_scopes or scope.id not in self.edges:
+                inherited[scope.id] = frozenset()
+            else:
+                inherited[scope.id] = None  # not known yet: every lock, until a caller says otherwise
         changed = True
-        while changed:
+        while changed:  # the sets only shrink, so this ends
             changed = False
             for callee_id, callers in self.edges.items():
-                if callee_id in protected or callee_id in entry_scopes:
+                if callee_id in entry_scopes or (CALLER, callee_id) in (inherited.get(callee_id) or ()):
                     continue
-                if all(held or caller.id in protected for caller, held, _ in callers):
-                    protected.add(callee_id)
+                meet: frozenset | None = None
+                for caller, held, _ in callers:
+                    above = inherited.get(caller.id)
+                    if above is None:
+                        continue  # a caller not known yet adds no constraint
+                    here = held | above
+                    meet = here if meet is None else meet & here
+                if meet is not None and meet != inherited.get(callee_id):
+                    inherited[callee_id] = meet
                     changed = True
-        self.protected_scopes = protected
+        self.inherited = {k: v or frozenset() for k, v in inherited.items()}
+        self.protected_scopes = {k for k, v in self.inherited.items() if v}
 
     # -- queries used by the rules ---------------------------------------------------------
 
+    def locks_at(self, access: Access) -> frozenset:
+        """The locks held at the access: taken in its function, or by every caller of it."""
+        return access.held | self.inherited.get(access.scope.id, frozenset())
+
     def is_protected(self, access: Access) -> bool:
-        return access.held or access.scope.id in self.protected_scopes
+        return bool(self.locks_at(access))
 
     def thread_contexts(self, access: Access) -> list[int]:
         return [ctx for ctx in self.contexts.get(access.scope.id, ()) if ctx != MAIN]

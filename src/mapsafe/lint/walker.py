@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 
+from .locks import lock_key
 from .maps import Target
 from .scopes import Scope
 
@@ -47,12 +48,12 @@ class Access:
 
     __slots__ = ("target", "kind", "node", "scope", "held", "pattern", "fix", "in_compound", "key")
 
-    def __init__(self, target: Target, kind: str, node: ast.AST, scope: Scope, held: bool) -> None:
+    def __init__(self, target: Target, kind: str, node: ast.AST, scope: Scope, held: frozenset) -> None:
         self.target = target
         self.kind = kind
         self.node = node
         self.scope = scope
-        self.held = held  # inside `with lock:` or between acquire() and release()
+        self.held = held  # the locks held here (`with lock:`, acquire() ... release()); empty if none
         self.pattern = ""
         self.fix = ""
         self.in_compound = False  # the write half of a compound access (reported as MS203, not MS201)
@@ -76,7 +77,7 @@ class ScopeWalker:
         self.scope = scope
         self.loop_line: int | None = None  # line of the outermost loop we are in, within this scope
         self.counters: list[str] = []  # loop variables that take a new value each time (range, enumerate)
-        self.held = 0
+        self.locks: list[tuple] = []  # identities (lock_key) of the locks held here, outermost first
 
     def run(self) -> None:
         scope = self.scope
@@ -88,20 +89,20 @@ class ScopeWalker:
     # -- statements --------------------------------------------------------------------
 
     def block(self, stmts: list[ast.stmt]) -> None:
-        held_here: list[str] = []  # locks acquired by statements of this block, released later in it
-        base = self.held
+        held_here: list[tuple] = []  # locks acquired by statements of this block, released later in it
+        base = list(self.locks)
         for stmt in stmts:
             acquired, released = self._acquire_release(stmt)
             if released is not None and released in held_here:
                 held_here.remove(released)
-                self.held = base + len(held_here)
+                self.locks = base + held_here
             self.stmt(stmt)
             if acquired is not None:
                 held_here.append(acquired)
-                self.held = base + len(held_here)
-        self.held = base
+                self.locks = base + held_here
+        self.locks = base
 
-    def _acquire_release(self, stmt: ast.stmt) -> tuple[str | None, str | None]:
+    def _acquire_release(self, stmt: ast.stmt) -> tuple[tuple | None, tuple | None]:
         call = None
         if type(stmt) is ast.Expr:
             call = stmt.value
@@ -114,8 +115,8 @@ class ScopeWalker:
         if type(call) is ast.Call and type(call.func) is ast.Attribute:
             method = call.func.attr
             if method in ("acquire", "release") and self.index.is_lock_expr(call.func.value, self.scope):
-                name = ast.dump(call.func.value)
-                return (name, None) if method == "acquire" else (None, name)
+                key = lock_key(self.index, call.func.value, self.scope)
+                return (key, None) if method == "acquire" else (None, key)
         return None, None
 
     def stmt(self, node: ast.stmt) -> None:
@@ -125,17 +126,18 @@ class ScopeWalker:
                 self.expr(decorator)
             return
         if kind is ast.With or kind is ast.AsyncWith:
-            locked = False
+            taken: list[tuple] = []
             pool = False
             for item in node.items:
                 self.expr(item.context_expr)
                 if self.index.is_lock_expr(item.context_expr, self.scope):
-                    locked = True
+                    taken.append(lock_key(self.index, item.context_expr, self.scope))
                 elif self.model.is_thread_pool(item.context_expr, self.scope, by_name=False):
                     pool = True
-            self.held += locked
+            outer = self.locks
+            self.locks = outer + taken
             self.block(node.body)
-            self.held -= locked
+            self.locks = outer
             if pool:  # leaving `with ThreadPoolExecutor() as ex:` waits for its threads
                 self.model._joins.setdefault(self.scope.id, []).append(node.end_lineno or node.lineno)
             return
@@ -161,9 +163,10 @@ class ScopeWalker:
             acquired = self._test_acquires(node.test)
             self.expr(node.test)
             self.compound_if(node)
-            self.held += acquired
+            outer = self.locks
+            self.locks = outer + acquired
             self.block(node.body)
-            self.held -= acquired
+            self.locks = outer
             self.block(node.orelse)
             return
         if kind is ast.Try or kind.__name__ == "TryStar":
@@ -211,11 +214,11 @@ class ScopeWalker:
         else:
             self.expr(node)
 
-    def _test_acquires(self, test: ast.expr) -> int:
-        return int(
-            type(test) is ast.Call and type(test.func) is ast.Attribute and test.func.attr == "acquire"
-            and self.index.is_lock_expr(test.func.value, self.scope)
-        )
+    def _test_acquires(self, test: ast.expr) -> list[tuple]:
+        if (type(test) is ast.Call and type(test.func) is ast.Attribute and test.func.attr == "acquire"
+                and self.index.is_lock_expr(test.func.value, self.scope)):
+            return [lock_key(self.index, test.func.value, self.scope)]
+        return []
 
     @staticmethod
     def _is_join(value: ast.expr) -> bool:
@@ -330,7 +333,7 @@ class ScopeWalker:
     # -- expressions -----------------------------------------------------------------
 
     def record(self, target: Target, kind: str, node: ast.AST) -> Access:
-        access = Access(target, kind, node, self.scope, self.held > 0)
+        access = Access(target, kind, node, self.scope, frozenset(self.locks))
         if kind == "write" and id(node) in self.model._compound_nodes:
             access.in_compound = True
         self.model.accesses.append(access)
@@ -422,7 +425,7 @@ class ScopeWalker:
         index = self.index
         scope = self.scope
         func = node.func
-        held = self.held > 0
+        held = frozenset(self.locks)
         in_loop = self.loop_line is not None
         start_line = self.loop_line if self.loop_line is not None else node.lineno
         callees = model.callables(func, scope)
@@ -502,7 +505,7 @@ class ScopeWalker:
         return frozenset(i for i, element in enumerate(args.elts)
                          if type(element) is ast.Name and element.id in self.counters)
 
-    def _callback_attr_call(self, node: ast.Call, held: bool) -> None:
+    def _callback_attr_call(self, node: ast.Call, held: frozenset) -> None:
         """``self.fn()`` where ``fn`` is a constructor parameter: whatever callers pass runs here."""
         slot = self.model.init_param_attr(node.func, self.scope)
         if slot is not None:
