@@ -563,3 +563,73 @@ def test_an_object_a_call_makes_and_keeps_to_itself_is_not_shared(tmp_path):
     leaked["cfg.py"] = leaked["cfg.py"].replace("import threading\n", "import threading\n        SEEN = []\n")
     # Once it escapes, its maps count as every instance's again (the conservative answer).
     assert ("cfg.py", 14, "MS201") in where(lint_tree(tmp_path / "leaked", leaked))
+
+
+def test_more_thread_entries_handlers_finalizers_and_callable_objects(tmp_path):
+    result = lint_tree(tmp_path, {"srv.py": """
+        import socketserver
+        import threading
+        import weakref
+        SESSIONS = {}
+        CLOSED = {}
+        TICKS = {}
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                SESSIONS[self.client_address] = self.request
+
+        class Resource:
+            def __del__(self):
+                CLOSED["last"] = self
+
+        class Ticker:
+            def __call__(self):
+                TICKS["n"] = 1
+
+        def on_collect(name):
+            CLOSED["gc"] = name
+
+        def main(obj):
+            weakref.finalize(obj, on_collect, "x")
+            threading.Thread(target=Ticker()).start()
+            with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
+                server.serve_forever()
+
+        def report():
+            for table in (SESSIONS, CLOSED, TICKS):
+                print(len(table))
+            for k in SESSIONS:
+                print(k)
+            for k in CLOSED:
+                print(k)
+            for k in TICKS:
+                print(k)
+    """})
+    found = where(result)
+    assert ("srv.py", 11, "MS201") in found  # handle() runs on a thread per request
+    assert ("srv.py", 15, "MS201") in found or ("srv.py", 22, "MS201") in found  # __del__, finalize
+    assert ("srv.py", 19, "MS201") in found  # Thread(target=Ticker()) runs __call__
+    messages = " ".join(f.message for f in result.findings)
+    assert "handler Handler" in messages and "Ticker.__call__() runs via Thread(target=...)" in messages
+
+
+def test_a_tree_of_5000_files_finishes_and_reports_progress(tmp_path):
+    for i in range(5000):
+        (tmp_path / f"m{i}.py").write_text(f"import threading\nX{i} = {{}}\ndef f():\n    X{i}[1] = 1\n")
+    (tmp_path / "m0.py").write_text("import threading\nd = {}\ndef w():\n    d[1] = 1\n"
+                                    "def main():\n    threading.Thread(target=w).start()\n    d[1] = 2\n")
+    steps = []
+    result = lint_paths([str(tmp_path)], Selection(("MS",)), progress=lambda *a: steps.append(a))
+    assert result.checked == 5000 and not result.errors
+    assert [(f.line, f.code) for f in result.findings] == [(4, "MS201")]
+    assert steps[-1] == ("analysing the whole program", 5000, 5000)
+    assert ("parsing", 2500, 5000) in steps
+
+
+def test_the_progress_line_is_for_terminals_only(tmp_path, capsys, monkeypatch):
+    from mapsafe.cli import main
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["lint", "--no-cache", "a.py"]) == 0
+    assert capsys.readouterr().err == ""  # stderr is not a terminal here: no progress line

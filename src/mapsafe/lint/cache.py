@@ -1,4 +1,4 @@
-"""The lint cache: the findings of a run, keyed by the content hash of every file and the options, in .mapsafe_cache/."""
+"""The lint cache: a run's findings, keyed by the content hash of every file and the options, in .mapsafe_cache/."""
 
 from __future__ import annotations
 

@@ -39,6 +39,8 @@ def callables(program, node: ast.AST, scope: Scope, hops: int = 0) -> list[Scope
             owner, _ = program.bindings_of(scope, node.id)
             for argument, caller in program.call_args.get((owner.id, node.id), ()):
                 out.extend(c for c in callables(program, argument, caller, hops + 1) if c not in out)
+        if not out:
+            out = _dunder_call(program, node, scope)  # an instance: calling it runs __call__
         return out  # type: ignore[return-value]
     if kind is ast.Attribute:
         found = _resolved(program, node, scope)  # mod.func, pkg.mod.Class
@@ -47,11 +49,16 @@ def callables(program, node: ast.AST, scope: Scope, hops: int = 0) -> list[Scope
         owner = class_of(program, node.value, scope)
         if owner is not None:
             method = program.method(owner[0], node.attr)
-            return [method] if method is not None else []
-        return []
+            if method is not None:
+                return [method]
+        return _dunder_call(program, node, scope)
     if kind is ast.Call:
         if node.args and program.qualified(node.func, scope) in _PARTIAL:
             return callables(program, node.args[0], scope, hops)
+        info = program.resolve_class(node.func, scope)
+        if info is not None:  # Thread(target=Ticker()): calling the instance runs __call__
+            method = program.method(info, "__call__")
+            return [method] if method is not None else []
         if hops < _MAX_HOPS:
             return [inner for factory in callables(program, node.func, scope, hops + 1)
                     for inner in _returned_functions(program, factory)]
@@ -73,6 +80,15 @@ def _returned_functions(program, factory: Scope) -> list[Scope]:
                     if b.kind == "def" and b.value.parent is factory:  # type: ignore[union-attr]
                         out.append(b.value)
     return out
+
+
+def _dunder_call(program, node: ast.AST, scope: Scope) -> list[Scope]:
+    """``__call__`` of the project class ``node`` is an instance of (``Thread(target=self)``)."""
+    owner = class_of(program, node, scope)
+    if owner is None or not owner[1]:
+        return []
+    method = program.method(owner[0], "__call__")
+    return [method] if method is not None else []
 
 
 def _resolved(program, node: ast.AST, scope: Scope) -> list[Scope]:

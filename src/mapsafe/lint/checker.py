@@ -8,7 +8,7 @@ import os
 import tokenize
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from ..errors import UsageError
 from . import rule_cache, rule_iteration, rule_threads
@@ -226,7 +226,7 @@ def lint_file(path: str, selection: Selection | None = None, max_depth: int = DE
 
 def lint_paths(paths: Sequence[str], selection: Selection | None = None, excludes: Sequence[str] = (),
                max_depth: int = DEFAULT_MAX_DEPTH, thread_entries: Sequence[str] = (),
-               cache: Cache | None = None) -> LintResult:
+               cache: Cache | None = None, progress: Callable[[str, int, int], None] | None = None) -> LintResult:
     """Lint files and folders as one program; unreadable files are collected as errors, not raised.
 
     Thread code is followed across the linted files: a thread started in one
@@ -235,6 +235,7 @@ def lint_paths(paths: Sequence[str], selection: Selection | None = None, exclude
     a run are kept under the hashes of every file's text and the options, so a
     re-run on an unchanged tree parses nothing; any change re-checks the whole
     program (a file's findings can depend on the others: classes, threads).
+    ``progress(step, done, total)`` is called as files are read and parsed.
     """
     selection = selection or Selection()
     result = LintResult()
@@ -248,6 +249,8 @@ def lint_paths(paths: Sequence[str], selection: Selection | None = None, exclude
             result.errors.append((path, error))
             continue
         sources.append((path, source, file_key(path, source)))
+        if progress is not None and len(sources) % 100 == 0:
+            progress("reading", len(sources), 0)
     result.checked = len(sources)
     pkey = program_key((key for _, _, key in sources), (max_depth, sorted(thread_entries)))
     hit = cache.get("run", pkey) if cache is not None else None
@@ -258,12 +261,16 @@ def lint_paths(paths: Sequence[str], selection: Selection | None = None, exclude
         run_with = Selection() if cache is not None else selection
         parsed: list[_Parsed] = []
         next_id = 0
-        for path, source, _ in sources:
+        for done, (path, source, _) in enumerate(sources, 1):
+            if progress is not None and (done % 50 == 0 or done == len(sources)):
+                progress("parsing", done, len(sources))
             one = _parse(source, path, next_id)
             if one.index is not None:
                 next_id += len(one.index.scopes)
             parsed.append(one)
         notes = []
+        if progress is not None:
+            progress("analysing the whole program", len(sources), len(sources))
         findings = _analyse(parsed, run_with, max_depth, thread_entries, notes)
         for one in parsed:
             findings.extend(one.findings)

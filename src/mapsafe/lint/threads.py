@@ -24,7 +24,7 @@ class Entry:
     """One place where a function is handed to another thread."""
 
     __slots__ = ("id", "scope", "how", "line", "starter", "multi", "multi_self", "start_line", "join_line", "path",
-                 "own_args", "scoped_join")
+                 "own_args", "scoped_join", "via")
 
     def __init__(self, ident: int, scope: Scope, how: str, line: int, starter: Scope | None, multi: bool,
                  multi_self: bool, start_line: int, path: str = "") -> None:
@@ -40,6 +40,7 @@ class Entry:
         self.path = path  # the file where it is started (or, for a Thread subclass, defined)
         self.own_args: frozenset[int] = frozenset()  # argument positions that differ for each thread
         self.scoped_join: int | None = None  # started through a wrapper that joins it: the call's line
+        self.via: tuple[str, int] | None = None  # through a wrapper: (file, line) of the wrapper's own start
 
     def describe(self, here: str = "") -> str:
         """'worker() runs via Thread(target=...) at line 6', with the file when it is not ``here``."""
@@ -81,6 +82,7 @@ class ThreadModel:
         self._through_wrappers()
         if not self.entries:
             return
+        self._finalizers()
         for entry in self.entries:
             joins = [line for line in self._joins.get(entry.starter.id if entry.starter else -1, ())
                      if line > entry.line]
@@ -102,8 +104,8 @@ class ThreadModel:
         # every call with known callees: (call, caller, callees, held, in_loop, start_line)
         self.call_sites: list[tuple[ast.Call, Scope, list[Scope], bool, bool, int]] = []
         # wrappers: function scope id -> [(parameter slot, how, multi, line of the start in the wrapper,
-        # own_args of that start)] whose argument runs on a thread
-        self.wrappers: dict[int, list[tuple[tuple[int, str], str, bool, int, frozenset[int]]]] = {}
+        # own_args of that start, (file, line) of that start)] whose argument runs on a thread
+        self.wrappers: dict[int, list[tuple[tuple[int, str], str, bool, int, frozenset[int], tuple[str, int]]]] = {}
         # (__init__ scope id, parameter) -> [(scope that calls self.<attr>(), held, line)]
         self.callback_calls: dict[tuple[int, tuple[int, str]], list[tuple[Scope, bool, int]]] = {}
         self.contexts: dict[int, set[int]] = {}  # scope id -> context ids (MAIN or entry ids)
@@ -185,7 +187,31 @@ class ThreadModel:
             if got is not None:
                 owner, slot = got
         if slot is not None:
-            self.wrappers.setdefault(owner.id, []).append((slot, how, multi, start_line, own_args))
+            self.wrappers.setdefault(owner.id, []).append(
+                (slot, how, multi, start_line, own_args, (self.path_of(starter), call.lineno)))
+
+    def add_handler_entries(self, info, call: ast.Call, starter: Scope) -> None:
+        """A request handler class of a threading server: each request runs its handle(),
+        setup(), finish() and do_GET()-style methods on a thread of its own."""
+        seen: set[str] = set()
+        for cls in self.program.mro(info):
+            for name, method in cls.methods.items():
+                if name in seen or not (name in ("handle", "setup", "finish") or name.startswith("do_")):
+                    continue
+                seen.add(name)
+                ident = len(self.entries) + 1
+                self.entries.append(Entry(ident, method, f"a threading server's handler {info.name}", call.lineno,
+                                          starter, True, True, call.lineno, self.path_of(starter)))
+
+    def _finalizers(self) -> None:
+        """__del__ runs in whichever thread drops the last reference (or the GC runs in),
+        so in a program with threads it is thread code of its own."""
+        for info in self.program.classes:
+            method = info.methods.get("__del__")
+            if method is not None:
+                ident = len(self.entries) + 1
+                self.entries.append(Entry(ident, method, "__del__ (runs in whichever thread releases the object)",
+                                          method.line, None, True, False, 0, self.path_of(method)))
 
     def init_param_attr(self, node: ast.AST, scope: Scope) -> tuple[Scope, tuple[int, str]] | None:
         """(__init__, its parameter slot) when ``node`` is ``self.attr`` and __init__ stores a parameter there."""
@@ -213,7 +239,7 @@ class ThreadModel:
             changed = False
             for call, caller, callees, _held, in_loop, start_line in self.call_sites:
                 for callee in callees:
-                    for slot, how, multi, inner_start, own_args in list(self.wrappers.get(callee.id, ())):
+                    for slot, how, multi, inner_start, own_args, site in list(self.wrappers.get(callee.id, ())):
                         key = (id(call), callee.id, slot)
                         if key in done:
                             continue
@@ -225,8 +251,10 @@ class ThreadModel:
                         made = len(self.entries)
                         self.add_entry(argument, f"{how} in {callee.qualname}()", call, caller, multi or in_loop,
                                        start_line, own_args)
-                        if any(line > inner_start for line in self._joins.get(callee.id, ())):
-                            for entry in self.entries[made:]:  # the wrapper joins what it starts
+                        joined = any(line > inner_start for line in self._joins.get(callee.id, ()))
+                        for entry in self.entries[made:]:
+                            entry.via = entry.via or site
+                            if joined:  # the wrapper joins what it starts
                                 entry.scoped_join = call.lineno
                         changed = changed or len(self.wrappers.get(caller.id, ())) != before
         # Constructor arguments that the object later calls as self.<attr>(): edges from that code.

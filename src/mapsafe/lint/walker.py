@@ -26,6 +26,10 @@ _PROCESS_POOLS = frozenset(
      "multiprocessing.pool.Pool"}
 )
 _TO_THREAD = frozenset({"asyncio.to_thread"})
+_THREADING_SERVERS = frozenset({"socketserver.ThreadingMixIn", "socketserver.ThreadingTCPServer",
+                                "socketserver.ThreadingUDPServer", "socketserver.ThreadingUnixStreamServer",
+                                "socketserver.ThreadingUnixDatagramServer", "http.server.ThreadingHTTPServer",
+                                "xmlrpc.server.SimpleXMLRPCServer"})
 # Names that say "a pool of threads" when we cannot see the constructor.
 _POOL_NAME = re.compile(r"executor|thread_?pool|(?:^|_)pool(?:$|_)", re.IGNORECASE)
 _NOT_THREADS = re.compile(r"process|proc(?:$|_)", re.IGNORECASE)
@@ -455,6 +459,16 @@ class ScopeWalker:
                 own = self._distinct_args(_keyword(node, "args") or (args[2] if len(args) > 2 else None))
                 model.add_entry(target, "Thread(target=...)", node, scope, in_loop, start_line, own)
             return
+        if qualified == "weakref.finalize" and len(args) > 1:
+            model.add_entry(args[1], "weakref.finalize() (runs in whichever thread collects the object)", node,
+                            scope, True, start_line)
+            return
+        if type(func) in (ast.Name, ast.Attribute) and self._threading_server(func, qualified):
+            handler = args[1] if len(args) > 1 else _keyword(node, "RequestHandlerClass")
+            info = index.resolve_class(handler, scope) if handler is not None else None
+            if info is not None:
+                model.add_handler_entries(info, node, scope)
+            return
         if qualified in _TIMERS:
             target = _keyword(node, "function") or (args[1] if len(args) > 1 else None)
             if target is not None:
@@ -497,6 +511,13 @@ class ScopeWalker:
             if len(made) == 1 and None not in made:
                 return f"{made.pop()}.{func.attr}"
         return qualified
+
+    def _threading_server(self, func: ast.AST, qualified: str | None) -> bool:
+        """A server class that handles each request on its own thread (socketserver.ThreadingMixIn)."""
+        if qualified in _THREADING_SERVERS:
+            return True
+        info = self.index.resolve_class(func, self.scope)
+        return info is not None and bool(self.index.external_bases(info) & _THREADING_SERVERS)
 
     def _distinct_args(self, args: ast.expr | None) -> frozenset[int]:
         """Positions of ``args=(...)`` that hold a loop counter: each thread gets its own value."""
