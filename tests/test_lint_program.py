@@ -633,3 +633,38 @@ def test_the_progress_line_is_for_terminals_only(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["lint", "--no-cache", "a.py"]) == 0
     assert capsys.readouterr().err == ""  # stderr is not a terminal here: no progress line
+
+
+def test_a_module_singleton_reached_through_its_accessor_in_another_file(tmp_path):
+    result = lint_tree(tmp_path, {
+        "cache.py": """
+            import weakref
+
+            class TraceCache:
+                def __init__(self):
+                    self._cache = weakref.WeakValueDictionary()
+
+                def save(self, key, trace):
+                    self._cache[key] = trace
+
+                def active(self):
+                    for key, trace in self._cache.items():
+                        yield key, trace
+
+            _trace_cache = TraceCache()
+
+            def trace_cache():
+                return _trace_cache
+        """,
+        "profiler.py": """
+            import threading
+            from cache import trace_cache
+
+            def sample():
+                return list(trace_cache().active())
+
+            def start():
+                threading.Thread(target=sample, daemon=True).start()
+        """,
+    })
+    assert ("cache.py", 12, "MS202") in where(result)

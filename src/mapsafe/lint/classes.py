@@ -49,16 +49,17 @@ def class_of(program, node: ast.AST, scope: Scope, depth: int = 0) -> tuple[Clas
 
 
 def instance_made_by(program, call: ast.Call, scope: Scope, depth: int = 0) -> tuple[ClassInfo, bool] | None:
-    """``Foo(...)`` makes a Foo; ``make_foo(...)`` does when every return of make_foo is ``Foo(...)``."""
+    """``Foo(...)`` makes a Foo; so does ``make_foo(...)`` when every return of make_foo gives a Foo
+    (``return Foo(...)``, or ``return _the_foo`` for a module's instance)."""
     info = program.resolve_class(call.func, scope)
     if info is not None:
         return info, True
     for fn in _functions(program, call.func, scope):
         returns = [n.value for n in _own_nodes(fn) if type(n) is ast.Return and n.value is not None]
-        made = {id(r[0]): r for r in (class_of(program, v, fn, depth + 1) for v in returns) if r is not None}
-        if returns and len(made) == 1 and len([v for v in returns if type(v) is ast.Call]) == len(returns):
-            (result,) = made.values()
-            return result
+        made = [class_of(program, v, fn, depth + 1) for v in returns]
+        kinds = {(id(r[0]), r[1]) for r in made if r is not None}
+        if returns and None not in made and len(kinds) == 1 and made[0][1]:
+            return made[0]  # every return gives an instance of one class (a factory, or a getter of one)
     return None
 
 
