@@ -942,3 +942,29 @@ def test_ms204_the_same_lock_through_a_context_manager_and_a_global_is_one_lock(
         threading.Thread(target=walk).start()
         threading.Thread(target=add, args=(1,)).start()
     """) == []
+
+
+def test_ms2xx_a_method_that_returns_holding_a_lock_protects_until_the_one_that_releases_it():
+    assert lint("""
+        import threading
+        class DB:
+            def __init__(self):
+                self.mx = threading.Lock()
+                self.cache = {}
+                threading.Thread(target=self.poll).start()
+            def open(self):
+                self.mx.acquire()
+                return object()
+            def close(self, cursor):
+                self.mx.release()
+            def poll(self):
+                cursor = self.open()
+                try:
+                    self.cache["k"] = cursor
+                finally:
+                    self.close(cursor)
+            def walk(self):
+                with self.mx:
+                    for k in self.cache:
+                        print(k)
+    """) == []

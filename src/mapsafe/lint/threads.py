@@ -6,6 +6,7 @@ import ast
 from typing import Sequence
 
 from . import calls
+from .locks import lock_key
 from .maps import MapIdentity, Target
 from .program import Program
 from .scopes import Scope
@@ -189,6 +190,28 @@ class ThreadModel:
         if slot is not None:
             self.wrappers.setdefault(owner.id, []).append(
                 (slot, how, multi, start_line, own_args, (self.path_of(starter), call.lineno)))
+
+    def lock_effect(self, fn: Scope) -> tuple[frozenset, frozenset]:
+        """(locks ``fn`` acquires and returns holding, locks it releases that it did not take):
+        ``def openDB(self): self.mx.acquire() ...`` and ``def closeDB(self): ... self.mx.release()``."""
+        cache = self.__dict__.setdefault("_lock_effects", {})
+        found = cache.get(fn.id)
+        if found is None:
+            acquired, released = set(), set()
+            if fn.kind == "function":
+                todo = list(fn.body())
+                while todo:
+                    node = todo.pop()
+                    if type(node) in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda):
+                        continue
+                    if (type(node) is ast.Call and type(node.func) is ast.Attribute
+                            and node.func.attr in ("acquire", "release")
+                            and self.program.is_lock_expr(node.func.value, fn)):
+                        key = lock_key(self.program, node.func.value, fn)
+                        (acquired if node.func.attr == "acquire" else released).add(key)
+                    todo.extend(ast.iter_child_nodes(node))
+            found = cache[fn.id] = (frozenset(acquired - released), frozenset(released - acquired))
+        return found
 
     def add_handler_entries(self, info, call: ast.Call, starter: Scope) -> None:
         """A request handler class of a threading server: each request runs its handle(),

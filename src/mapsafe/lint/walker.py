@@ -121,6 +121,13 @@ class ScopeWalker:
             if method in ("acquire", "release") and self.index.is_lock_expr(call.func.value, self.scope):
                 key = lock_key(self.index, call.func.value, self.scope)
                 return (key, None) if method == "acquire" else (None, key)
+        if type(call) is ast.Call:
+            # cursor = self.openDB() ... self.closeDB(cursor): a method that takes a lock and
+            # returns holding it, and one that releases it
+            for fn in self.model.callables(call.func, self.scope):
+                taken, released = self.model.lock_effect(fn)
+                if taken or released:
+                    return (next(iter(taken)) if taken else None, next(iter(released)) if released else None)
         return None, None
 
     def stmt(self, node: ast.stmt) -> None:
