@@ -668,3 +668,47 @@ def test_a_module_singleton_reached_through_its_accessor_in_another_file(tmp_pat
         """,
     })
     assert ("cache.py", 12, "MS202") in where(result)
+
+
+def test_thread_targets_chosen_by_a_condition_a_dispatch_table_or_a_list(tmp_path):
+    result = lint_tree(tmp_path, {"pick.py": """
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+        from functools import partial
+        A, B, C, D = {}, {}, {}, {}
+
+        def fa(x):
+            A[x] = 1
+
+        def fb(x):
+            B[x] = 1
+
+        def fc(x):
+            C[x] = 1
+
+        def fd(x):
+            D[x] = 1
+
+        def start(kind, fast):
+            target = fa if fast else fb
+            threading.Thread(target=target, args=(1,)).start()
+            pick = {"c": fc}.get(kind, fd)
+            threading.Thread(target=pick, args=(1,)).start()
+
+        def fan_out(items):
+            calls = [partial(fa, item) for item in items]
+            with ThreadPoolExecutor() as ex:
+                for call in calls:
+                    ex.submit(call)
+
+        def report():
+            for table in (A, B, C, D):
+                print(len(table))
+            for k in A: print(k)
+            for k in B: print(k)
+            for k in C: print(k)
+            for k in D: print(k)
+    """})
+    found = where(result)
+    for line in (8, 11, 14, 17):
+        assert ("pick.py", line, "MS201") in found, found

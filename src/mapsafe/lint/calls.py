@@ -39,6 +39,14 @@ def callables(program, node: ast.AST, scope: Scope, hops: int = 0) -> list[Scope
             owner, _ = program.bindings_of(scope, node.id)
             for argument, caller in program.call_args.get((owner.id, node.id), ()):
                 out.extend(c for c in callables(program, argument, caller, hops + 1) if c not in out)
+        if not out and hops < _MAX_HOPS:
+            owner, _ = program.bindings_of(scope, node.id)
+            for b in bindings:
+                if b.kind == "assign" and b.value is not None:  # f = self.a if c else self.b
+                    out.extend(c for c in callables(program, b.value, owner or scope, hops + 1) if c not in out)
+                elif b.kind == "for":  # for call in callables: ... an item of the iterable
+                    for item in _items(program, b.value, owner or scope):
+                        out.extend(c for c in callables(program, item, owner or scope, hops + 1) if c not in out)
         if not out:
             out = _dunder_call(program, node, scope)  # an instance: calling it runs __call__
         return out  # type: ignore[return-value]
@@ -52,7 +60,16 @@ def callables(program, node: ast.AST, scope: Scope, hops: int = 0) -> list[Scope
             if method is not None:
                 return [method]
         return _dunder_call(program, node, scope)
+    if kind is ast.IfExp:
+        return [*callables(program, node.body, scope, hops), *callables(program, node.orelse, scope, hops)]
+    if kind is ast.Subscript and type(node.value) is ast.Dict:  # {A: f, B: g}[key]
+        return [c for v in node.value.values for c in callables(program, v, scope, hops)]
     if kind is ast.Call:
+        func = node.func
+        if type(func) is ast.Attribute and func.attr == "get" and type(func.value) is ast.Dict:
+            # {A: f, B: g}.get(key, default)
+            choices = [*func.value.values, *node.args[1:2]]
+            return [c for v in choices for c in callables(program, v, scope, hops)]
         if node.args and program.qualified(node.func, scope) in _PARTIAL:
             return callables(program, node.args[0], scope, hops)
         info = program.resolve_class(node.func, scope)
@@ -80,6 +97,21 @@ def _returned_functions(program, factory: Scope) -> list[Scope]:
                     if b.kind == "def" and b.value.parent is factory:  # type: ignore[union-attr]
                         out.append(b.value)
     return out
+
+
+def _items(program, iterable: ast.AST, scope: Scope) -> list[ast.expr]:
+    """The item expressions of a literal list, tuple or set, or of a comprehension, directly
+    or through a local bound once to one."""
+    if type(iterable) is ast.Name:
+        _, bindings = program.bindings_of(scope, iterable.id)
+        if len(bindings) != 1 or bindings[0].kind != "assign":
+            return []
+        iterable = bindings[0].value
+    if type(iterable) in (ast.List, ast.Tuple, ast.Set):
+        return list(iterable.elts)
+    if type(iterable) in (ast.ListComp, ast.SetComp, ast.GeneratorExp):
+        return [iterable.elt]
+    return []
 
 
 def _dunder_call(program, node: ast.AST, scope: Scope) -> list[Scope]:

@@ -81,7 +81,7 @@ def is_lock_name(name: str) -> bool:
 
 class Binding:
     """One way a name gets a value in a scope: 'assign' (value node), 'with' (context expr),
-    'import' (dotted name), 'def', 'class', 'param' or 'other'."""
+    'import' (dotted name), 'def', 'class', 'param', 'for' (the loop's iterable) or 'other'."""
 
     __slots__ = ("kind", "value")
 
@@ -234,7 +234,10 @@ class Index:
         elif kind is ast.For or kind is ast.AsyncFor:
             self.for_loops.append((node, scope))
             self._expr(node.iter, scope)
-            self._target(node.target, scope, None)
+            if type(node.target) is ast.Name:
+                scope.bind(node.target.id, "for", node.iter)  # an item of the iterable
+            else:
+                self._target(node.target, scope, None)
             self._walk_body(node.body, scope)
             self._walk_body(node.orelse, scope)
         elif kind is ast.With or kind is ast.AsyncWith:

@@ -294,17 +294,20 @@ class ScopeWalker:
             access.fix = "use pop(key, None), or mapsafe's compute_if_present()"
         self.model._compound_nodes.update(id(w) for w in writes)
 
+    def compound(self, target: Target, node: ast.AST, key: ast.expr, pattern: str, fix: str) -> None:
+        """Record a read-modify-write of ``target[key]``, and walk the key expression."""
+        access = self.record(target, "compound", node)
+        access.key, access.pattern, access.fix = key, pattern, fix
+        self.expr(key)
+
     def aug_assign(self, node: ast.AugAssign) -> None:
         self.expr(node.value)
         target_node = node.target
         if type(target_node) is ast.Subscript:
             target = self.model.target_of(target_node.value, self.scope)
             if target is not None:
-                access = self.record(target, "compound", node)
-                access.key = target_node.slice
-                access.pattern = f"'{target.display}[key] {_op(node.op)}= ...'"
-                access.fix = "use mapsafe's merge(key, value, operator.add), or hold a lock"
-                self.expr(target_node.slice)
+                self.compound(target, node, target_node.slice, f"'{target.display}[key] {_op(node.op)}= ...'",
+                              "use mapsafe's merge(key, value, operator.add), or hold a lock")
                 return
         elif type(node.op) is ast.BitOr and type(target_node) in (ast.Name, ast.Attribute):
             target = self.model.target_of(target_node, self.scope)
@@ -319,11 +322,9 @@ class ScopeWalker:
             if type(target_node) is ast.Subscript:
                 target = self.model.target_of(target_node.value, self.scope)
                 if target is not None and len(node.targets) == 1 and self._reads_same_key(node.value, target_node):
-                    access = self.record(target, "compound", node)
-                    access.key = target_node.slice
-                    access.pattern = f"'{target.display}[key] = {target.display}.get(key) ...'"
-                    access.fix = "use mapsafe's merge() or compute(), or hold a lock"
-                    self.expr(target_node.slice)
+                    self.compound(target, node, target_node.slice,
+                                  f"'{target.display}[key] = {target.display}.get(key) ...'",
+                                  "use mapsafe's merge() or compute(), or hold a lock")
                     continue
                 self.subscript(target_node, "write")
             else:
