@@ -968,3 +968,16 @@ def test_ms2xx_a_method_that_returns_holding_a_lock_protects_until_the_one_that_
                     for k in self.cache:
                         print(k)
     """) == []
+
+
+def test_ms2xx_maps_bound_by_a_tuple_assignment():
+    assert lines(lint("""
+        import threading
+        A, B = {}, {}
+        def w():
+            A[1] = 1
+        def main():
+            threading.Thread(target=w).start()
+            for k in A:
+                print(k)
+    """)) == [(5, "MS201"), (8, "MS202")]

@@ -348,8 +348,14 @@ class Index:
         if kind is ast.Name:
             scope.bind(target.id, "assign" if value is not None else "other", value)
         elif kind is ast.Tuple or kind is ast.List:
-            for element in target.elts:
-                self._target(element, scope, None)
+            values = value.elts if type(value) in (ast.Tuple, ast.List) else None
+            if values is not None and len(values) == len(target.elts) and not any(
+                    type(v) is ast.Starred for v in values):
+                for element, item in zip(target.elts, values):  # a, b = {}, {}
+                    self._target(element, scope, item)
+            else:
+                for element in target.elts:
+                    self._target(element, scope, None)
         elif kind is ast.Starred:
             self._target(target.value, scope, None)
         elif kind is ast.Attribute:
