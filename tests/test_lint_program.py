@@ -715,3 +715,27 @@ def test_thread_targets_chosen_by_a_condition_a_dispatch_table_or_a_list(tmp_pat
     found = where(result)
     for line in (11, 14, 17, 20):
         assert ("pick.py", line, "MS201") in found, found
+
+
+def test_a_finalizer_owns_the_dying_objects_maps_but_not_the_modules(tmp_path):
+    result = lint_tree(tmp_path, {"pool.py": """
+        import threading
+        REGISTRY = {}
+
+        class Pool:
+            def __init__(self):
+                self._threads = {}
+                threading.Thread(target=self.spawn).start()
+
+            def spawn(self):
+                self._threads["w"] = threading.current_thread()
+                for name in REGISTRY:
+                    print(name)
+
+            def __del__(self):
+                self._threads.clear()
+                REGISTRY.pop(id(self), None)
+    """})
+    found = where(result)
+    assert ("pool.py", 16, "MS201") not in found  # self._threads: only the dying object has it
+    assert ("pool.py", 17, "MS201") in found and ("pool.py", 12, "MS202") in found

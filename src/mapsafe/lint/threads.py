@@ -564,6 +564,8 @@ class ThreadModel:
         b_ctx = self.contexts.get(b.scope.id, ())
         for ca in a_ctx:
             for cb in b_ctx:
+                if target.instance and (self._finalizing(ca) or self._finalizing(cb)):
+                    continue  # __del__: nobody else holds the object any more, so its own maps are private
                 if ca == cb:
                     if ca == MAIN:
                         continue
@@ -576,6 +578,9 @@ class ThreadModel:
                     continue
                 return True
         return False
+
+    def _finalizing(self, ctx: int) -> bool:
+        return ctx != MAIN and self.entries[ctx - 1].how.startswith("__del__")
 
     def by_target(self) -> dict[tuple, list[Access]]:
         out: dict[tuple, list[Access]] = {}
