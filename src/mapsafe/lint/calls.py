@@ -22,6 +22,16 @@ def callables(program, node: ast.AST, scope: Scope, hops: int = 0) -> list[Scope
     sites pass for it, and a call of a factory runs the nested function or
     lambda the factory returns (``Thread(target=self.wrap(cb))``).
     """
+    if hops == 0:
+        key = ("callables", scope.id, node)
+        memo = program.memo
+        if key not in memo:
+            memo[key] = _callables(program, node, scope, 0)
+        return list(memo[key])  # type: ignore[arg-type]
+    return _callables(program, node, scope, hops)
+
+
+def _callables(program, node: ast.AST, scope: Scope, hops: int) -> list[Scope]:
     kind = type(node)
     if kind is ast.Lambda:
         inner = program.scope_of.get(node)
@@ -85,8 +95,8 @@ def callables(program, node: ast.AST, scope: Scope, hops: int = 0) -> list[Scope
 def _returned_functions(program, factory: Scope) -> list[Scope]:
     """The nested functions and lambdas a factory returns (``def wrapper(): ...; return wrapper``)."""
     out = []
-    for stmt in ast.walk(factory.node) if factory.kind == "function" else ():
-        if type(stmt) is ast.Return and stmt.value is not None:
+    for stmt in program.returns(factory):
+        if stmt.value is not None:
             value = stmt.value
             if type(value) is ast.Lambda:
                 inner = program.scope_of.get(value)

@@ -21,6 +21,16 @@ def class_of(program, node: ast.AST, scope: Scope, depth: int = 0) -> tuple[Clas
     """
     if depth > _MAX_DEPTH:
         return None
+    if depth == 0:
+        key = ("class_of", scope.id, node)
+        memo = program.memo
+        if key not in memo:
+            memo[key] = _class_of(program, node, scope, 0)
+        return memo[key]  # type: ignore[return-value]
+    return _class_of(program, node, scope, depth)
+
+
+def _class_of(program, node: ast.AST, scope: Scope, depth: int) -> tuple[ClassInfo, bool] | None:
     kind = type(node)
     if kind is ast.Name:
         found = program.self_class(scope, node.id)
@@ -55,7 +65,7 @@ def instance_made_by(program, call: ast.Call, scope: Scope, depth: int = 0) -> t
     if info is not None:
         return info, True
     for fn in _functions(program, call.func, scope):
-        returns = [n.value for n in _own_nodes(fn) if type(n) is ast.Return and n.value is not None]
+        returns = [n.value for n in program.returns(fn) if n.value is not None]
         made = [class_of(program, v, fn, depth + 1) for v in returns]
         kinds = {(id(r[0]), r[1]) for r in made if r is not None}
         if returns and None not in made and len(kinds) == 1 and made[0][1]:
@@ -74,16 +84,6 @@ def _functions(program, func: ast.AST, scope: Scope) -> list[Scope]:
         if isinstance(target, Scope) and target.kind == "function":
             return [target]
     return []
-
-
-def _own_nodes(scope: Scope):
-    """The nodes of a function's own code, not of functions nested in it."""
-    todo = list(scope.body())
-    while todo:
-        node = todo.pop()
-        yield node
-        if type(node) not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda):
-            todo.extend(ast.iter_child_nodes(node))
 
 
 def _from_bindings(program, bindings, scope: Scope, depth: int,

@@ -100,7 +100,7 @@ class MapIdentity:
             return None  # a getter takes no arguments; anything else is a computation
         found: dict[int, Target | None] = {}
         for fn in callables(self.program, call.func, scope):
-            for node in _own_returns(fn):
+            for node in self.program.returns(fn):
                 target = self.target_of(node.value, fn, hops + 1) if node.value is not None else None
                 found[id(target)] = target
         if len(found) == 1 and None not in found.values():
@@ -148,16 +148,6 @@ def _chain(node: ast.AST) -> str | None:
         return None
     parts.append(node.id)
     return ".".join(reversed(parts))
-
-
-def _own_returns(fn: Scope):
-    todo = list(fn.body()) if fn.kind == "function" else []
-    while todo:
-        node = todo.pop()
-        if type(node) is ast.Return:
-            yield node
-        elif type(node) not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda):
-            todo.extend(ast.iter_child_nodes(node))
 
 
 def _fresh_local(program, name: str, scope: Scope) -> bool:

@@ -62,6 +62,9 @@ class Program:
         # filled by the thread model's first walk, so that later queries can follow parameters
         self.call_args: dict[tuple[int, str], list[tuple[ast.expr, Scope]]] = {}
         self._home: dict[int, Index] = {}  # module scope id -> its Index
+        self._returns: dict[int, list[ast.Return]] = {}  # function scope id -> its own returns
+        # answers that depend on call_args (class_of, callables): cleared whenever call_args changes
+        self.memo: dict[tuple, object] = {}
         for index in indexes:
             self.add(index)
 
@@ -143,6 +146,21 @@ class Program:
             else:
                 return None
         return obj
+
+    def returns(self, fn: Scope) -> list[ast.Return]:
+        """The ``return`` statements of a function's own code (not of functions nested in it)."""
+        found = self._returns.get(fn.id)
+        if found is None:
+            found = []
+            todo = list(fn.body()) if fn.kind == "function" else []
+            while todo:
+                node = todo.pop()
+                if type(node) is ast.Return:
+                    found.append(node)
+                elif type(node) not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda):
+                    todo.extend(ast.iter_child_nodes(node))
+            self._returns[fn.id] = found
+        return found
 
     # -- Index queries, answered by the scope's own module -------------------------
 

@@ -190,6 +190,8 @@ class Index:
         self.name = name
         self.is_package = is_package
         self.program = None  # a Program once one adopts this module; None for one file alone
+        self._bindings_cache: dict[tuple[int, str], tuple] = {}  # bindings_of, filled once walked
+        self._qualified_cache: dict[tuple[int, ast.AST], str | None] = {}  # (scope id, node) -> qualified
         self.module = Scope("module", tree, "<module>", None, first_id)
         self.scopes: list[Scope] = [self.module]
         self.classes: list[ClassInfo] = []
@@ -198,6 +200,8 @@ class Index:
         # does the module mention anything that could start a thread? (cheap bail-out for MS2xx)
         self.maybe_threads = False
         self._walk_body(tree.body, self.module)
+        self._bindings_cache.clear()  # anything looked up while the walk was still binding names
+        self._qualified_cache.clear()
 
     # -- the walk -------------------------------------------------------------
 
@@ -434,15 +438,25 @@ class Index:
         return None
 
     def bindings_of(self, scope: Scope, name: str) -> tuple[Scope | None, list[Binding]]:
+        """(the scope that binds ``name`` seen from ``scope``, its bindings); callers must not
+        change the list: it is cached (the index does not change once built)."""
+        cache = self._bindings_cache
+        key = (scope.id, name)
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
         owner = self.lookup(scope, name)
         if owner is None:
-            return None, []
-        found = list(owner.bindings.get(name, ()))
-        if owner is self.module:
-            # `global name` in functions adds module-level bindings too
-            for other in self._declaring_global().get(name, ()):
-                found.extend(other.bindings.get(name, ()))
-        return owner, found
+            result: tuple[Scope | None, list[Binding]] = (None, [])
+        else:
+            found = list(owner.bindings.get(name, ()))
+            if owner is self.module:
+                # `global name` in functions adds module-level bindings too
+                for other in self._declaring_global().get(name, ()):
+                    found.extend(other.bindings.get(name, ()))
+            result = (owner, found)
+        cache[key] = result
+        return result
 
     def _declaring_global(self) -> dict[str, list[Scope]]:
         """name -> the scopes (not the module) that declare ``global name``; built once."""
@@ -458,6 +472,14 @@ class Index:
 
     def qualified(self, node: ast.AST, scope: Scope) -> str | None:
         """'threading.Thread' for Thread, threading.Thread or an alias of it; builtins as themselves."""
+        key = (scope.id, node)  # the node itself, not id(): a parsed string annotation is short-lived
+        cache = self._qualified_cache
+        if key in cache:
+            return cache[key]
+        result = cache[key] = self._qualified(node, scope)
+        return result
+
+    def _qualified(self, node: ast.AST, scope: Scope) -> str | None:
         parts: list[str] = []
         while type(node) is ast.Attribute:
             parts.append(node.attr)

@@ -71,12 +71,15 @@ class ThreadModel:
         # parameter may be (a map, a class's instance, a function); the second walk
         # uses that to resolve parameters (program.call_args) in calls, classes and maps.
         program.call_args = {}
+        program.memo.clear()
         for walk in range(2):
             self._reset()
+            self._calls_only = walk == 0  # the first walk only needs the call sites
             for scope in program.scopes:
                 ScopeWalker(self, scope).run()
             if walk == 0:
                 program.call_args = self._call_args()
+                program.memo.clear()  # what depended on the call sites may change now
         self._named_entries()
         self.unknown_entries.extend(sorted(self.external_wrappers - self.matched_wrappers))
         self._thread_subclasses()
@@ -93,6 +96,7 @@ class ThreadModel:
 
     def _reset(self) -> None:
         """The state one walk fills in."""
+        self._calls_only = False
         self.matched_wrappers = set()
         self.maps = MapIdentity(self.program)
         self.fork_child: set[int] = set()  # scopes that run in a forked child, where no other thread exists
@@ -148,6 +152,8 @@ class ThreadModel:
     # -- map identity and calls -------------------------------------------------------
 
     def target_of(self, node: ast.AST, scope: Scope) -> Target | None:
+        if self._calls_only:
+            return None
         return self.maps.target_of(node, scope)
 
     def callables(self, node: ast.AST, scope: Scope) -> list[Scope]:
