@@ -981,3 +981,45 @@ def test_ms2xx_maps_bound_by_a_tuple_assignment():
             for k in A:
                 print(k)
     """)) == [(5, "MS201"), (8, "MS202")]
+
+
+def test_ms201_memo_stores_and_set_adds_from_several_threads_cannot_harm_each_other():
+    source = """
+        import threading
+        CACHE = {}
+        SEEN = set()
+        def lookup(path):
+            if path in CACHE:
+                return CACHE[path]
+            CACHE[path] = value = path.upper()
+            SEEN.add(path)
+            return value
+        def main(paths):
+            for p in paths:
+                threading.Thread(target=lookup, args=(p,)).start()
+    """
+    assert lint(source, select=["MS2"]) == []
+    # An invalidation is not idempotent: a stale store can undo it.
+    assert codes(lint(source + """
+        def forget(path):
+            CACHE.pop(path, None)
+            SEEN.discard(path)
+    """, select=["MS2"])) == ["MS201", "MS201"]
+
+
+def test_ms2xx_mx_names_a_lock():
+    assert lint("""
+        import threading
+        class Net:
+            def __init__(self, mx):
+                self._mx = mx
+                self.peers = {}
+                threading.Thread(target=self.loop).start()
+            def loop(self):
+                with self._mx:
+                    self.peers["a"] = 1
+            def walk(self):
+                with self._mx:
+                    for p in self.peers:
+                        print(p)
+    """) == []

@@ -62,6 +62,8 @@ def check(program: Program, contexts: dict[int, FileContext], max_depth: int = D
                 # write is atomic. Writes (lost updates and invalidations), iteration and
                 # check-then-act can be.
                 rivals = [a for a in accesses if a.kind != "read"]
+                if access.idempotent:  # two memo stores of one key, or two adds, cannot harm each other
+                    rivals = [a for a in rivals if not a.idempotent]
                 other = _first_conflict(model, access, rivals, mine)
                 if other is not None:
                     entry = model.entries[mine[0] - 1]

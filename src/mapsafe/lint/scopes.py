@@ -43,10 +43,10 @@ LOCK_FACTORIES = frozenset(
         "mapsafe.rwlock.RWLock",
     }
 )
-# "lock", "_lock", "cache_lock", "rlock", "mutex", "mtx", "_state_mutex", "writeLock", "lock2".
-_LOCK_WORD = re.compile(r"(?:^|_)(?:r?lock|mutex|mtx)s?\d*(?:$|_)", re.IGNORECASE)
+# "lock", "_lock", "cache_lock", "rlock", "mutex", "mtx", "_mx", "_state_mutex", "writeLock", "lock2", "mxDB".
+_LOCK_WORD = re.compile(r"(?:^|_)(?:r?lock|mutex|mtx|mx)s?\d*(?:$|_)", re.IGNORECASE)
 _LOCK_CALL = re.compile(r"(?:^|_)(?:r?lock(?:ed|ing)?|mutex)(?:$|_)", re.IGNORECASE)
-_LOCK_CAMEL = re.compile(r"^(?:r?lock|mutex)[A-Z0-9]|(?:Lock|Mutex)\d*$")  # case matters: not "block"
+_LOCK_CAMEL = re.compile(r"^(?:r?lock|mutex|mx)[A-Z0-9]|(?:Lock|Mutex)\d*$")  # case matters: not "block"
 
 
 def chain_name(node: ast.AST) -> str | None:

@@ -80,6 +80,7 @@ class ThreadModel:
             if walk == 0:
                 program.call_args = self._call_args()
                 program.memo.clear()  # what depended on the call sites may change now
+        self._idempotent()
         self._named_entries()
         self.unknown_entries.extend(sorted(self.external_wrappers - self.matched_wrappers))
         self._thread_subclasses()
@@ -327,6 +328,26 @@ class ThreadModel:
                 if qualified in _PROCESS_POOLS:
                     return False
         return by_name and bool(_POOL_NAME.search(name)) and not _NOT_THREADS.search(name)
+
+    def _idempotent(self) -> None:
+        """Mark writes that two threads can both make without harm: a set's add (grow-only), and
+        a memo store ``C[k] = v`` in a function that looked ``k`` up in ``C`` first (``k in C``,
+        ``C.get(k)``, ``C[k]``): threads that miss together store the same result."""
+        looked_up: dict[tuple[int, tuple], list[tuple[str, int]]] = {}
+        for access in self.accesses:
+            if access.kind == "read" and access.key is not None:
+                looked_up.setdefault((access.scope.id, access.target.key), []).append(
+                    (ast.dump(access.key), access.line))
+        for access in self.accesses:
+            if access.kind != "write" or access.in_compound:
+                continue
+            node = access.node
+            if type(node) is ast.Call and type(node.func) is ast.Attribute and node.func.attr == "add":
+                access.idempotent = True
+            elif type(node) is ast.Subscript and type(node.ctx) is ast.Store and access.key is not None:
+                key = ast.dump(access.key)
+                access.idempotent = any(k == key and line <= access.line
+                                        for k, line in looked_up.get((access.scope.id, access.target.key), ()))
 
     def _named_entries(self) -> None:
         for name in self.named_entries:

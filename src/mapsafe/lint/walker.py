@@ -50,7 +50,7 @@ _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 class Access:
     """One use of a target: kind is 'read', 'write', 'iter' or 'compound' (check-then-act, read-modify-write)."""
 
-    __slots__ = ("target", "kind", "node", "scope", "held", "pattern", "fix", "in_compound", "key")
+    __slots__ = ("target", "kind", "node", "scope", "held", "pattern", "fix", "in_compound", "key", "idempotent")
 
     def __init__(self, target: Target, kind: str, node: ast.AST, scope: Scope, held: frozenset) -> None:
         self.target = target
@@ -61,7 +61,10 @@ class Access:
         self.pattern = ""
         self.fix = ""
         self.in_compound = False  # the write half of a compound access (reported as MS203, not MS201)
+        self.idempotent = False
         self.key: ast.AST | None = None  # the key expression of a one-key access (d[k], d.get(k), ...)
+        # a write that two threads can both make without harm: a memo store (the key was looked
+        # up first in the same function) or a set add (grow-only); see ThreadModel._idempotent
 
     @property
     def line(self) -> int:
@@ -409,6 +412,12 @@ class ScopeWalker:
             if kind is ast.Subscript:
                 self.subscript(node, "read" if type(node.ctx) is ast.Load else "write")
                 continue
+            if kind is ast.Compare and len(node.ops) == 1 and type(node.ops[0]) in (ast.In, ast.NotIn):
+                target = self.model.target_of(node.comparators[0], self.scope)
+                if target is not None:
+                    self.record(target, "read", node).key = node.left  # `k in d`: a lookup of k
+                    stack.append(node.left)
+                    continue
             if kind is ast.Lambda:
                 continue  # its own scope
             if kind in (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp):
