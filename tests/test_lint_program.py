@@ -739,3 +739,37 @@ def test_a_finalizer_owns_the_dying_objects_maps_but_not_the_modules(tmp_path):
     found = where(result)
     assert ("pool.py", 16, "MS201") not in found  # self._threads: only the dying object has it
     assert ("pool.py", 17, "MS201") in found and ("pool.py", 12, "MS202") in found
+
+
+def test_instances_that_never_leave_the_call_that_builds_them_share_no_maps(tmp_path):
+    files = {"cfg.py": """
+        import threading
+
+        class Config:
+            def __init__(self, name):
+                self.params = {"name": name}
+
+            def dump(self):
+                return [k for k in self.params]
+
+        def make(name):
+            return Config(name)
+
+        def render(cfg):
+            return cfg.dump()
+
+        def handle(name):
+            cfg = make(name)
+            cfg.params["seen"] = 1
+            return render(cfg)
+
+        def serve(names):
+            for n in names:
+                threading.Thread(target=handle, args=(n,)).start()
+    """}
+    assert where(lint_tree(tmp_path, files)) == []
+    # One handed to another thread (here its bound method) is shared.
+    leaky = {"cfg.py": files["cfg.py"].replace(
+        '            cfg.params["seen"] = 1',
+        '            threading.Thread(target=cfg.dump).start()\n            cfg.params["seen"] = 1')}
+    assert ("cfg.py", 9, "MS202") in where(lint_tree(tmp_path / "leaky", leaky))

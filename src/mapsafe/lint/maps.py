@@ -17,13 +17,14 @@ _MAX_ALIAS = 4  # local aliases followed (d = self._cache; e = d)
 class Target:
     """A map that may be shared: a module global, a closure variable, or a class or instance attribute."""
 
-    __slots__ = ("key", "display", "instance", "closure_owner")
+    __slots__ = ("key", "display", "instance", "closure_owner", "cls")
 
     def __init__(self, key: tuple, display: str, instance: bool = False, closure_owner: Scope | None = None) -> None:
         self.key = key
         self.display = display
         self.instance = instance  # per-object attribute: only threads sharing one object share it
         self.closure_owner = closure_owner  # for a closure variable: the function that creates it
+        self.cls = None  # for an attribute: the ClassInfo that binds it
 
 
 class MapIdentity:
@@ -135,7 +136,9 @@ class MapIdentity:
                     return None
                 instance = attr in cls.instance_attrs
                 display = f"self.{attr}" if via_self and is_instance else f"{cls.name}.{attr}"
-                return self._make(("attr", cls.index.name, cls.scope.qualname, attr), display, instance)
+                target = self._make(("attr", cls.index.name, cls.scope.qualname, attr), display, instance)
+                target.cls = cls
+                return target
         return None
 
 

@@ -6,6 +6,7 @@ import ast
 from typing import Sequence
 
 from . import calls
+from .escape import Confinement
 from .locks import lock_key
 from .maps import MapIdentity, Target
 from .program import Program
@@ -587,6 +588,8 @@ class ThreadModel:
             return False  # a local dict: each call has its own
         if a.scope.id in self.fork_child or b.scope.id in self.fork_child:
             return False
+        if target.instance and target.cls is not None and self._confinement().confined(target.cls):
+            return False  # every instance stays in the call that builds it: no two threads share one
         a_ctx = a_contexts if a_contexts is not None else self.contexts.get(a.scope.id, ())
         b_ctx = self.contexts.get(b.scope.id, ())
         for ca in a_ctx:
@@ -605,6 +608,12 @@ class ThreadModel:
                     continue
                 return True
         return False
+
+    def _confinement(self) -> Confinement:
+        found = self.__dict__.get("_confined")
+        if found is None:
+            found = self._confined = Confinement(self.program, self.call_sites)
+        return found
 
     def _finalizing(self, ctx: int) -> bool:
         return ctx != MAIN and self.entries[ctx - 1].how.startswith("__del__")
