@@ -104,8 +104,9 @@ class Confinement:
         _, bindings = program.bindings_of(scope, name)
         if len(bindings) != 1 or bindings[0].kind not in ("assign", "param"):
             return False
-        for node in _own_nodes(scope, into_nested=True):
-            if type(node) in (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef) and node is not scope.node:
+        nested = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+        for node in _own_nodes(scope):
+            if type(node) in nested and node is not scope.node:
                 if any(type(n) is ast.Name and n.id == name for n in ast.walk(node)):
                     return False  # a closure over it may run anywhere
         for node in _own_nodes(scope):
@@ -181,8 +182,8 @@ def _hands_out_self(method: Scope) -> bool:
     return False
 
 
-def _own_nodes(scope: Scope, into_nested: bool = False):
-    """The nodes of a scope's own code; with ``into_nested``, nested definitions are yielded too (not entered)."""
+def _own_nodes(scope: Scope):
+    """The nodes of a scope's own code; nested definitions are yielded but not entered."""
     todo = list(scope.body())
     while todo:
         node = todo.pop()
