@@ -773,3 +773,26 @@ def test_instances_that_never_leave_the_call_that_builds_them_share_no_maps(tmp_
         '            cfg.params["seen"] = 1',
         '            threading.Thread(target=cfg.dump).start()\n            cfg.params["seen"] = 1')}
     assert ("cfg.py", 9, "MS202") in where(lint_tree(tmp_path / "leaky", leaky))
+
+
+def test_the_depth_bound_counts_the_shortest_path_to_a_function(tmp_path):
+    # d() is 1 call from the thread's entry directly, and 4 calls away through a, b, c:
+    # with a bound of 2, e() (2 calls away through d) is still thread code.
+    files = {"deep.py": """
+        import threading
+        table = {}
+        def e(): table[1] = 1
+        def d(): e()
+        def c(): d()
+        def b(): c()
+        def a(): b()
+        def entry():
+            a()
+            d()
+        def main():
+            threading.Thread(target=entry).start()
+            for k in table:
+                print(k)
+    """}
+    assert ("deep.py", 4, "MS201") in where(lint_tree(tmp_path, files, max_depth=2))
+    assert where(lint_tree(tmp_path / "shallow", files, max_depth=1)) == []

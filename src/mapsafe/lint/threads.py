@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections import deque
 from typing import Sequence
 
 from . import calls
@@ -104,20 +105,22 @@ class ThreadModel:
         self.fork_child: set[int] = set()  # scopes that run in a forked child, where no other thread exists
         self.entries: list[Entry] = []
         self.accesses: list[Access] = []
-        # callee scope id -> [(caller, protected, line)]
-        self.edges: dict[int, list[tuple[Scope, bool, int]]] = {}
+        # callee scope id -> [(caller, locks held at the call, line)]
+        self.edges: dict[int, list[tuple[Scope, frozenset, int]]] = {}
         # thread starts with known targets: (call, how, starter, targets), for the arguments they pass
         self.thread_calls: list[tuple[ast.Call, str, Scope, list[Scope]]] = []
-        # every call with known callees: (call, caller, callees, held, in_loop, start_line)
-        self.call_sites: list[tuple[ast.Call, Scope, list[Scope], bool, bool, int]] = []
+        # every call with known callees: (call, caller, callees, locks held, in_loop, start_line)
+        self.call_sites: list[tuple[ast.Call, Scope, list[Scope], frozenset, bool, int]] = []
         # wrappers: function scope id -> [(parameter slot, how, multi, line of the start in the wrapper,
         # own_args of that start, (file, line) of that start)] whose argument runs on a thread
         self.wrappers: dict[int, list[tuple[tuple[int, str], str, bool, int, frozenset[int], tuple[str, int]]]] = {}
-        # (__init__ scope id, parameter) -> [(scope that calls self.<attr>(), held, line)]
-        self.callback_calls: dict[tuple[int, tuple[int, str]], list[tuple[Scope, bool, int]]] = {}
+        # (__init__ scope id, parameter) -> [(scope that calls self.<attr>(), locks held, line)]
+        self.callback_calls: dict[tuple[int, tuple[int, str]], list[tuple[Scope, frozenset, int]]] = {}
         self.contexts: dict[int, set[int]] = {}  # scope id -> context ids (MAIN or entry ids)
         self.via: dict[tuple[int, int], tuple[Scope, int]] = {}  # (scope id, ctx) -> (caller, line) first seen
         self.protected_scopes: set[int] = set()
+        self.inherited: dict[int, frozenset] = {}  # scope id -> locks every call of it holds
+        self._lock_effects: dict[int, tuple[frozenset, frozenset]] = {}  # lock_effect, per walk
         self._joins: dict[int, list[int]] = {}  # scope id -> lines after which started threads are joined
         self._instantiated_in_loop: set[int] = set()  # id() of classes called inside a loop
         self._compound_nodes: set[int] = set()
@@ -202,7 +205,7 @@ class ThreadModel:
     def lock_effect(self, fn: Scope) -> tuple[frozenset, frozenset]:
         """(locks ``fn`` acquires and returns holding, locks it releases that it did not take):
         ``def openDB(self): self.mx.acquire() ...`` and ``def closeDB(self): ... self.mx.release()``."""
-        cache = self.__dict__.setdefault("_lock_effects", {})
+        cache = self._lock_effects
         found = cache.get(fn.id)
         if found is None:
             acquired, released = set(), set()
@@ -231,8 +234,9 @@ class ThreadModel:
                     continue
                 seen.add(name)
                 ident = len(self.entries) + 1
+                # many requests at once, each with a handler object of its own (not one shared self)
                 self.entries.append(Entry(ident, method, f"a threading server's handler {info.name}", call.lineno,
-                                          starter, True, True, call.lineno, self.path_of(starter)))
+                                          starter, True, False, call.lineno, self.path_of(starter)))
 
     def _finalizers(self) -> None:
         """__del__ runs in whichever thread drops the last reference (or the GC runs in),
@@ -396,10 +400,12 @@ class ThreadModel:
                     todo.append((scope, MAIN, 0))  # public API: called from anywhere, say the main thread
         via = self.via
         while True:
-            # Breadth first, so that the path recorded for each scope is a shortest one.
-            todo.sort(key=lambda item: item[2], reverse=True)
-            while todo:
-                scope, ctx, depth = todo.pop()
+            # Breadth first (a queue), so that a scope is first reached by a shortest path: the
+            # path recorded for it, and its depth, against which max_depth is checked.
+            queue = deque(sorted(todo, key=lambda item: item[2]))
+            todo = []
+            while queue:
+                scope, ctx, depth = queue.popleft()
                 seen = contexts[scope.id]
                 if ctx in seen:
                     continue
@@ -409,7 +415,7 @@ class ThreadModel:
                 for callee, line in callees.get(scope.id, ()):
                     if ctx not in contexts[callee.id] and (callee.id, ctx) not in via:
                         via[(callee.id, ctx)] = (scope, line)
-                    todo.append((callee, ctx, depth + 1))
+                    queue.append((callee, ctx, depth + 1))
             # Nested functions nobody calls by name (callbacks, key functions) run where they are defined.
             for scope in program.scopes:
                 if not contexts[scope.id] and scope.parent is not None and scope.id not in entry_scopes:
@@ -646,8 +652,8 @@ def _thread_arguments(call: ast.Call, how: str) -> list[ast.expr]:
         for keyword in call.keywords:
             if keyword.arg == "args":
                 values = keyword.value
-        if values is None:
-            position = 2 if how.startswith(("Thread", "Timer")) else None
+        if values is None:  # Thread(group, target, name, args), Timer(interval, function, args)
+            position = 3 if how.startswith("Thread") else 2 if how.startswith("Timer") else None
             values = call.args[position] if position is not None and len(call.args) > position else None
         values = list(values.elts) if type(values) in (ast.Tuple, ast.List) else []
     return [] if any(type(v) is ast.Starred for v in values) else list(values)

@@ -473,7 +473,7 @@ class ScopeWalker:
         if qualified in THREAD_CLASSES:
             target = _keyword(node, "target") or (args[1] if len(args) > 1 else None)
             if target is not None:
-                own = self._distinct_args(_keyword(node, "args") or (args[2] if len(args) > 2 else None))
+                own = self._distinct_args(_keyword(node, "args") or (args[3] if len(args) > 3 else None))
                 model.add_entry(target, "Thread(target=...)", node, scope, in_loop, start_line, own)
             return
         if qualified == "weakref.finalize" and len(args) > 1:
