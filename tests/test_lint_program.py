@@ -796,3 +796,23 @@ def test_the_depth_bound_counts_the_shortest_path_to_a_function(tmp_path):
     """}
     assert ("deep.py", 4, "MS201") in where(lint_tree(tmp_path, files, max_depth=2))
     assert where(lint_tree(tmp_path / "shallow", files, max_depth=1)) == []
+
+
+def test_two_files_with_one_module_name_keep_their_maps_apart(tmp_path):
+    # Two scripts named like one module (no packages): each CACHE is its own map.
+    result = lint_tree(tmp_path, {
+        "a/tool.py": """
+            import threading
+            CACHE = {}
+            def fill():
+                CACHE["k"] = 1
+            threading.Thread(target=fill).start()
+        """,
+        "b/tool.py": """
+            CACHE = {}
+            def walk():
+                for k in CACHE:
+                    print(k)
+        """,
+    })
+    assert where(result) == []

@@ -35,20 +35,20 @@ def lock_key(program, node: ast.AST, scope: Scope, depth: int = 0) -> tuple:
             if len(bindings) == 1 and bindings[0].kind == "import":
                 found = program.resolve(program.index_of(scope).absolute(str(bindings[0].value)))
                 if isinstance(found, Global):
-                    return ("global", found.index.name, found.name)
+                    return ("global", found.index.uid, found.name)
             if owner.kind == "module":
-                return ("global", program.index_of(owner).name, node.id)
+                return ("global", program.index_of(owner).uid, node.id)
             return ("local", owner.id, node.id)
     elif kind is ast.Attribute:
         found = program.resolve_node(node, scope)
         if isinstance(found, Global):
-            return ("global", found.index.name, found.name)
+            return ("global", found.index.uid, found.name)
         owner = class_of(program, node.value, scope)
         if owner is not None:
             for cls in program.mro(owner[0]):
                 if node.attr in cls.attrs:
-                    return ("attr", cls.index.name, cls.scope.qualname, node.attr)
-    return (UNKNOWN, program.index_of(scope).name, ast.dump(node))
+                    return ("attr", cls.index.uid, cls.scope.qualname, node.attr)
+    return (UNKNOWN, program.index_of(scope).uid, ast.dump(node))
 
 
 def _taken_by_context_manager(program, fn: Scope, depth: int) -> tuple | None:
@@ -74,7 +74,8 @@ def display(key: tuple) -> str:
     if kind == "attr":
         return f"{key[2]}.{key[3]}"
     if kind == "global":
-        return f"{key[1].rsplit('.', 1)[-1]}.{key[2]}" if key[1] else key[2]
+        module = key[1].split("#", 1)[0]  # the module's dotted name, before its uid suffix
+        return f"{module.rsplit('.', 1)[-1]}.{key[2]}" if module else key[2]
     if kind == "local":
         return key[2]
     return "a lock"

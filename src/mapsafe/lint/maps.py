@@ -65,7 +65,7 @@ class MapIdentity:
         index = found.index
         if not index.all_dict(found.bindings, index.module):
             return None
-        return self._make(("global", index.name, found.name), display)
+        return self._make(("global", index.uid, found.name), display)
 
     def _name_target(self, name: str, scope: Scope, hops: int) -> Target | None:
         program = self.program
@@ -77,7 +77,7 @@ class MapIdentity:
             return self._global(found, name) if isinstance(found, Global) else None
         if program.all_dict(bindings, owner):
             if owner.kind == "module":
-                return self._make(("global", program.index_of(owner).name, name), name)
+                return self._make(("global", program.index_of(owner).uid, name), name)
             return self._make(("closure", owner.id, name), name, owner=owner)
         if all(b.kind == "param" for b in bindings) and hops < _MAX_ALIAS:
             # A parameter: the one map every known call site passes for it.
@@ -136,7 +136,7 @@ class MapIdentity:
                     return None
                 instance = attr in cls.instance_attrs
                 display = f"self.{attr}" if via_self and is_instance else f"{cls.name}.{attr}"
-                target = self._make(("attr", cls.index.name, cls.scope.qualname, attr), display, instance)
+                target = self._make(("attr", cls.index.uid, cls.scope.qualname, attr), display, instance)
                 target.cls = cls
                 return target
         return None

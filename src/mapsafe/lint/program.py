@@ -77,6 +77,8 @@ class Program:
         if index.first_id != len(self.scopes):
             raise ValueError(f"module {index.name!r} starts at scope id {index.first_id}, expected {len(self.scopes)}")
         index.program = self
+        # identity in map and lock keys: two files may share a module name (two conftest.py)
+        index.uid = f"{index.name}#{index.module.id}"
         self.indexes.append(index)
         if index.name:
             self.modules.setdefault(index.name, index)
