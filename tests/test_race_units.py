@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mapsafe.race import runtime
+from mapsafe.race import helpers, runtime
 from mapsafe.race.clock import happens_before, join_into
 from mapsafe.race.rewrite import rewrite
 from mapsafe.race.shadow import Shadow
@@ -86,7 +86,7 @@ def test_sweep_forgets_only_dead_dicts():
 
 def _run(src: str, instrument: bool) -> dict:
     tree = ast.parse(src)
-    ns: dict = dict(runtime.HELPERS) if instrument else {}
+    ns: dict = dict(helpers.HELPERS) if instrument else {}
     code = compile(rewrite(tree) if instrument else tree, "<snippet>", "exec")
     exec(code, ns)
     return {k: v for k, v in ns.items() if not k.startswith(("@", "__")) and not callable(v)}
@@ -115,7 +115,7 @@ def test_evaluation_order_is_pythons():
 def test_annotations_are_untouched():
     src = "from __future__ import annotations\ndef f(x: dict[str, int]) -> list[int]: pass\nA: dict[str, int] = {}\n"
     tree = rewrite(ast.parse(src))
-    ns = dict(runtime.HELPERS)
+    ns = dict(helpers.HELPERS)
     exec(compile(tree, "<a>", "exec"), ns)
     assert ns["f"].__annotations__ == {"x": "dict[str, int]", "return": "list[int]"}
     assert "@ms_getitem" not in ast.unparse(tree).split("def f")[1].split(":")[0]
@@ -123,7 +123,7 @@ def test_annotations_are_untouched():
 
 def test_tracebacks_point_at_the_users_line():
     src = "d = {}\n\n\nx = d['missing']\n"
-    ns = dict(runtime.HELPERS)
+    ns = dict(helpers.HELPERS)
     with pytest.raises(KeyError) as info:
         exec(compile(rewrite(ast.parse(src)), "<tb>", "exec"), ns)
     lines = [f.lineno for f in traceback.extract_tb(info.value.__traceback__) if f.filename == "<tb>"]
@@ -138,9 +138,9 @@ def test_helpers_leave_non_dicts_alone():
         def get(self, *a, **kw):
             return ("get", a, kw)
 
-    assert runtime.getitem(Weird(), 3) == ("got", 3)
-    assert runtime.call(Weird(), "get", 1, name="x") == ("get", (1,), {"name": "x"})
-    assert runtime.wcall(len, [1, 2]) == 2
+    assert helpers.getitem(Weird(), 3) == ("got", 3)
+    assert helpers.call(Weird(), "get", 1, name="x") == ("get", (1,), {"name": "x"})
+    assert helpers.wcall(len, [1, 2]) == 2
 
 
 # -- suppressions ------------------------------------------------------------------
@@ -158,9 +158,9 @@ def test_suppression_rules_parse():
 
 
 def test_no_detector_means_no_overhead_beyond_the_call():
-    assert runtime.active_detector() is None
+    assert helpers.active_detector() is None
     d = {"k": 1}
-    runtime.setitem(2, d, "k")
+    helpers.setitem(2, d, "k")
     assert d == {"k": 2} and sys.getrefcount(d) == 2
 
 
@@ -189,7 +189,7 @@ _STATEMENTS = st.one_of(
 
 
 def _outcome(src: str, instrument: bool) -> tuple:
-    ns: dict = dict(runtime.HELPERS) if instrument else {}
+    ns: dict = dict(helpers.HELPERS) if instrument else {}
     tree = ast.parse(src)
     code = compile(rewrite(tree) if instrument else tree, "<prop>", "exec")
     try:
@@ -207,11 +207,11 @@ def test_instrumented_code_behaves_like_plain_code_and_one_thread_never_races(st
     plain = _outcome(src, instrument=False)
     found = []
     detector = runtime.Detector(found.append)
-    runtime.start(detector)
+    helpers.start(detector)
     try:
         traced = _outcome(src, instrument=True)
     finally:
-        runtime.stop()
+        helpers.stop()
     assert traced == plain
     assert found == [] and not detector.warned
 
@@ -225,7 +225,7 @@ def test_rewrite_after_pytest_assertion_rewriting_compiles():
     from _pytest.assertion.rewrite import rewrite_asserts
 
     from mapsafe.race.rewrite import rewrite
-    from mapsafe.race.runtime import HELPERS
+    from mapsafe.race.helpers import HELPERS
 
     source = b'"""doc"""\n\nimport os\n\n\ndef test_x():\n    d = {"a": 1}\n    assert d["a"] == 1\n'
     tree = ast.parse(source)

@@ -6,7 +6,7 @@ import functools
 import sys
 from typing import Any, Callable
 
-from . import runtime
+from . import helpers, runtime, sync
 
 __all__ = ["install", "uninstall"]
 
@@ -15,7 +15,7 @@ _PATCHES: list = []
 
 
 def _D() -> runtime.Detector | None:
-    return runtime.active_detector()
+    return helpers.active_detector()
 
 
 def _patch(owner: Any, name: str, make: Callable[[Any], Any], inherited: bool = False) -> None:
@@ -80,10 +80,10 @@ def _patch_threading() -> None:
     _patch(threading.Thread, "join", join)
 
     # Semaphores are modelled where instrumented code uses them
-    # (runtime._sync_call): the stdlib uses them internally (the idle
+    # (sync.sync_call): the stdlib uses them internally (the idle
     # semaphore of ThreadPoolExecutor), and modelling those uses would order
     # unrelated tasks and hide the user's races.
-    runtime.register_sync_call_types(threading.Semaphore, threading.BoundedSemaphore)
+    sync.register_sync_call_types(threading.Semaphore, threading.BoundedSemaphore)
 
     def ev_set(orig):
         def set(self):
@@ -134,8 +134,8 @@ def _patch_threading() -> None:
 
     _patch(threading.Barrier, "wait", barrier_wait)
     # Condition shares its lock with stdlib internals (queue, Event), so its
-    # edges are modelled where instrumented code uses it (runtime._sync_call).
-    runtime.register_sync_call_types(threading.Condition)
+    # edges are modelled where instrumented code uses it (sync.sync_call).
+    sync.register_sync_call_types(threading.Condition)
 
 
 # -- queue ---------------------------------------------------------------
@@ -151,7 +151,7 @@ def _patch_queue() -> None:
         def _put(self, item):
             D = _D()
             if D is not None:
-                D.put_item(self, item)
+                sync.put_item(D, self, item)
             return orig(self, item)
 
         return _put
@@ -161,7 +161,7 @@ def _patch_queue() -> None:
             item = orig(self)
             D = _D()
             if D is not None:
-                D.got_item(self, item)
+                sync.got_item(D, self, item)
             return item
 
         return _get
@@ -191,7 +191,7 @@ def _patch_queue() -> None:
 
     _patch(queue.Queue, "task_done", task_done)
     _patch(queue.Queue, "join", qjoin)
-    runtime.register_sync_call_types(queue.SimpleQueue)
+    sync.register_sync_call_types(queue.SimpleQueue)
 
 
 # -- concurrent.futures --------------------------------------------------

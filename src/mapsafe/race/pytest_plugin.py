@@ -33,7 +33,7 @@ class _RacePlugin:
 
     def __init__(self, config: Any) -> None:
         from .. import config as msconfig
-        from . import hooks, runtime
+        from . import helpers, hooks, runtime
         from .report import Frames
         from .rewrite import RaceImportHook, _InstrumentingLoader
         from .suppress import Suppressions
@@ -50,7 +50,7 @@ class _RacePlugin:
         # Stacks end where pytest calls the test or fixture function.
         shadow.STOP_FILES.update((python.__file__, fixtures.__file__))
         hooks.install()
-        runtime.start(self.detector)
+        helpers.start(self.detector)
         self.hook = RaceImportHook([str(config.rootpath)], cfg.race_include)
         self.hook.install()
         patterns = list(config.getini("python_files")) + ["conftest.py"]
@@ -90,11 +90,11 @@ class _RacePlugin:
             terminalreporter.write_line(f"Found {len(races)} data race(s) in this session")
 
     def pytest_unconfigure(self, config: Any) -> None:
-        from . import runtime
+        from . import helpers
 
         self.hook.uninstall()
         self._loader.pre_rewrite = None
-        runtime.stop()
+        helpers.stop()
 
 
 def _pyproject(config: Any) -> Any:

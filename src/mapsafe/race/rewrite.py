@@ -12,7 +12,7 @@ import sys
 import sysconfig
 from typing import Any, Iterable
 
-from .runtime import HELPERS
+from .helpers import HELPERS
 
 __all__ = ["rewrite", "compile_instrumented", "RaceImportHook", "OPT_OUT"]
 

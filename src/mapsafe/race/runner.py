@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import DataRaceError, UsageError
-from . import hooks, runtime
+from . import helpers, hooks, runtime
 from .report import Frames, format_race, format_summary, write_json
 from .rewrite import RaceImportHook, compile_instrumented
 from .suppress import Suppressions
@@ -116,7 +116,7 @@ class Session:
             return self._finish(1)
         module = types.ModuleType("__main__")
         module.__dict__.update(__file__=filename, __cached__=None, __spec__=None, __loader__=None)
-        module.__dict__.update(runtime.HELPERS)
+        module.__dict__.update(helpers.HELPERS)
         sys.modules["__main__"] = module
         return self._finish(self._call(lambda: exec(code, module.__dict__)))
 
@@ -147,7 +147,7 @@ class Session:
         sys.argv[:] = [spec.origin or name, *args]
         return self._finish(
             self._call(
-                lambda: runpy.run_module(name, init_globals=dict(runtime.HELPERS), run_name="__main__", alter_sys=True)
+                lambda: runpy.run_module(name, init_globals=dict(helpers.HELPERS), run_name="__main__", alter_sys=True)
             )
         )
 
@@ -155,7 +155,7 @@ class Session:
 
     def _start(self, roots: list) -> None:
         hooks.install()
-        runtime.start(self.detector)
+        helpers.start(self.detector)
         self.hook = RaceImportHook(roots, self.options.include)
         self.hook.install()
         default = threading.excepthook
