@@ -14,7 +14,7 @@ from typing import Any
 
 from .clock import join_into
 
-__all__ = ["LOCK_TYPES", "SYNC_CALL_TYPES", "register_sync_call_types", "sync_call", "with_", "put_item", "got_item"]
+__all__ = ["LOCK_TYPES", "SYNC_CALL_TYPES", "is_sync_type", "register_sync_call_types", "sync_call", "with_", "put_item", "got_item"]
 
 LOCK_TYPES = (type(_thread.allocate_lock()), _thread.RLock)
 
@@ -25,6 +25,20 @@ SYNC_CALL_TYPES: set = set(LOCK_TYPES)
 def register_sync_call_types(*types: type) -> None:
     """Add types (Condition, SimpleQueue) whose methods are modelled at call sites."""
     SYNC_CALL_TYPES.update(types)
+    _IS_SYNC.clear()
+
+
+# type -> whether it is, or derives from, a SYNC_CALL_TYPES type. Filled by
+# single dict operations (get, and a set of a value computed outside).
+_IS_SYNC: dict = {}
+
+
+def is_sync_type(t: type) -> bool:
+    """Whether ``t``'s objects are modelled here: the registered types and their subclasses."""
+    known = _IS_SYNC.get(t)
+    if known is None:
+        known = _IS_SYNC[t] = any(issubclass(t, base) for base in tuple(SYNC_CALL_TYPES))
+    return known
 
 
 # -- queue items ---------------------------------------------------------
