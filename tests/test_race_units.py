@@ -140,7 +140,7 @@ def test_helpers_leave_non_dicts_alone():
 
     assert helpers.getitem(Weird(), 3) == ("got", 3)
     assert helpers.call(Weird(), "get", 1, name="x") == ("get", (1,), {"name": "x"})
-    assert helpers.wcall(len, [1, 2]) == 2
+    assert helpers.arg(len, [1, 2]) == [1, 2]
 
 
 # -- suppressions ------------------------------------------------------------------
@@ -234,3 +234,23 @@ def test_rewrite_after_pytest_assertion_rewriting_compiles():
     namespace: dict = dict(HELPERS)  # what the loader injects
     exec(code, namespace)  # noqa: S102 - our own source string
     namespace["test_x"]()
+
+
+def test_a_fault_of_the_detector_itself_warns_once_and_a_fault_of_user_code_is_silent():
+    warnings: list = []
+    detector = runtime.Detector(None, warn=warnings.append)
+    d: dict = {}
+    frame = sys._getframe()
+    detector.access(detector.key_read, d, frame)  # missing arguments: the detector's own fault
+    detector.access(detector.key_read, d, frame)
+
+    class BadEq:
+        def __hash__(self):
+            return 1
+
+        def __eq__(self, other):
+            raise TypeError("user eq")
+
+    detector.read_key(d, 1, "d[k]", frame)
+    detector.read_key(d, BadEq(), "d[k]", frame)  # user code raised: the program's to raise
+    assert len(warnings) == 1 and "internal error (TypeError" in warnings[0], warnings

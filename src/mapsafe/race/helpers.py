@@ -1,19 +1,27 @@
 """The helpers that rewritten code calls in place of each map operation.
 
 Each performs the original operation, in Python's own evaluation order,
-and records it with the active detector first. For any object that is not
-a tracked map it is a type test and the original operation.
+and records it with the active detector first. Plain dicts take the
+inline fast paths; every other map kind (see ``kinds``) takes the slow
+path; any other object costs a type test and the original operation.
+They record *before* performing the operation, so an operation that
+raises (KeyError) still counts as the read it was; the operation itself
+then runs exactly as written. Calls are never made from inside a helper
+when the callee could look at its caller's frame: the rewriter keeps
+user calls in the user's frame and routes their arguments through
+``arg``.
 """
 
 from __future__ import annotations
 
-import json as _json
 import operator
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DataRaceError
-from .sync import SYNC_CALL_TYPES, sync_call
+from . import calls, methods
+from .kinds import CHAIN, CONTAINER, DATA, DEFAULT, DICT_KINDS, NONE, SET, TRACKED, VIEW, data_of, has_key, kind_of, view_source
+from .kinds import _KINDS
+from .sync import is_sync_type, sync_call
 from .sync import with_ as _sync_with
 
 if TYPE_CHECKING:
@@ -22,13 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["HELPERS", "active_detector", "start", "stop"]
 
 _getframe = sys._getframe
-
-# -- the helpers that rewritten code calls -------------------------------
-#
-# Each checks `type(obj) is dict` first: for any other object it is one
-# type test and the original operation. They record *before* performing
-# the operation, so an operation that raises (KeyError) still counts as
-# the read it was; the operation itself then runs exactly as written.
 
 _D: Detector | None = None  # the active detector; None means "just do the operation"
 
@@ -49,8 +50,8 @@ def stop() -> None:
 
 def _hashable(key: Any) -> bool:
     # Hash outside the detector lock: a user __hash__ may itself run
-    # instrumented code. An unhashable key makes the dict operation raise
-    # on its own, so there is nothing to record.
+    # instrumented code. An unhashable key (or a __hash__ that raises) makes
+    # the operation raise on its own, as plain Python does: nothing to record.
     try:
         hash(key)
     except Exception:
@@ -58,26 +59,149 @@ def _hashable(key: Any) -> bool:
     return True
 
 
+# -- single keys ---------------------------------------------------------
+
+
+def _chain_read(D: Detector, chain: Any, key: Any, op: str, frame: Any) -> None:
+    """A ChainMap lookup reads ``key`` in each map up to the first holding it."""
+    for m in list(chain.maps):
+        if kind_of(type(m)) in DICT_KINDS:
+            D.read_key(m, key, op, frame)
+            if has_key(m, key) is not False:
+                return
+
+
+def _read_slow(D: Detector, obj: Any, t: type, key: Any, op: str, frame: Any) -> None:
+    k = kind_of(t)
+    if k <= 0 or not _hashable(key):
+        return
+    if k in DICT_KINDS or k == SET:
+        D.read_key(obj, key, op, frame)
+    elif k == DATA:
+        data = data_of(obj)
+        if data is not None:
+            D.read_key(data, key, op, frame)
+    elif k == CHAIN:
+        _chain_read(D, obj, key, op, frame)
+    elif k == VIEW:
+        src, what = view_source(obj)
+        if src is None:
+            return
+        if what == "keys":
+            D.read_key(src, key, op, frame)
+        elif what == "items" and type(key) is tuple and len(key) == 2 and _hashable(key[0]):
+            D.read_key(src, key[0], op, frame)
+        else:
+            D.access(D.whole_read, src, frame, op, True)
+
+
 def getitem(obj, key):
     D = _D  # read once: stop() may run meanwhile
-    if type(obj) is dict and D is not None and (type(key) is str or _hashable(key)):
-        D.read_key(obj, key, "d[k]", _getframe(1))
+    if D is not None:
+        t = type(obj)
+        if t is dict:
+            if type(key) is str or _hashable(key):
+                D.read_key(obj, key, "d[k]", _getframe(1))
+        elif _KINDS.get(t, 1) > 0:
+            if kind_of(t) == DEFAULT and _hashable(key):
+                present = has_key(obj, key)
+                if present is False and obj.default_factory is not None:
+                    # defaultdict's __missing__ inserts: this read is a write.
+                    D.write_key(obj, key, "d[k] (missing: inserts)", True, _getframe(1))
+                    return obj[key]
+                if present is None:
+                    return obj[key]
+            _read_slow(D, obj, t, key, "d[k]", _getframe(1))
     return obj[key]
 
 
-def setitem(value, obj, key):
+def _write_target(obj: Any, t: type) -> Any:
+    """The dict a key write to ``obj`` lands in, or None."""
+    k = kind_of(t)
+    if k in DICT_KINDS:
+        return obj
+    if k == DATA:
+        return data_of(obj)
+    if k == CHAIN:
+        first = obj.maps[0] if obj.maps else None
+        return first if kind_of(type(first)) in DICT_KINDS else None
+    return None
+
+
+def setitem(value, obj, key, op="d[k] = v"):
     # Arguments arrive in Python's evaluation order for `obj[key] = value`.
     D = _D  # read once: stop() may run meanwhile
-    if type(obj) is dict and D is not None and (type(key) is str or _hashable(key)):
-        D.write_key(obj, key, "d[k] = v", key not in obj, _getframe(1))
+    if D is not None:
+        if type(obj) is dict:
+            if type(key) is str or _hashable(key):
+                D.write_key(obj, key, op, key not in obj, _getframe(1))
+        elif _KINDS.get(type(obj), 1) > 0:
+            target = _write_target(obj, type(obj))
+            if target is not None and _hashable(key):
+                present = has_key(target, key)
+                if present is not None:
+                    D.write_key(target, key, op, not present, _getframe(1))
     obj[key] = value
 
 
 def delitem(obj, key):
     D = _D  # read once: stop() may run meanwhile
-    if type(obj) is dict and D is not None and _hashable(key):
-        D.access(D.key_write, obj, _getframe(1), key, "del d[k]", key in obj)
+    if D is not None and _KINDS.get(type(obj), 1) > 0:
+        target = obj if type(obj) is dict else _write_target(obj, type(obj))
+        if target is not None and _hashable(key):
+            present = has_key(target, key)
+            if present is not None:
+                D.access(D.key_write, target, _getframe(1), key, "del d[k]", present)
     del obj[key]
+
+
+def augget(obj, key, op):
+    """The read of ``obj[key] op= v``."""
+    D = _D  # read once: stop() may run meanwhile
+    if D is not None:
+        t = type(obj)
+        if t is dict:
+            if type(key) is str or _hashable(key):
+                D.read_key(obj, key, f"d[k] {op} v (read)", _getframe(1))
+        elif _KINDS.get(t, 1) > 0:
+            if kind_of(t) == DEFAULT and _hashable(key):
+                present = has_key(obj, key)
+                if present is False and obj.default_factory is not None:
+                    D.write_key(obj, key, "d[k] (missing: inserts)", True, _getframe(1))
+                    return obj[key]
+            _read_slow(D, obj, t, key, f"d[k] {op} v (read)", _getframe(1))
+    return obj[key]
+
+
+def augset(value, obj, key, op):
+    """The write of ``obj[key] op= v``: a read-modify-write."""
+    setitem(value, obj, key, f"d[k] {op} v")
+
+
+class _Store:
+    """``d[k]`` as an assignment target that is not a plain ``d[k] = v``
+    (``a = d[k] = v``, ``d[k], x = ...``, ``for d[k] in ...``, ``with ... as
+    d[k]``, ``d[k]: int = v``): the store and delete go through the helpers."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        setitem(value, self.obj, key)
+
+    def __delitem__(self, key: Any) -> None:
+        delitem(self.obj, key)
+
+    def __getitem__(self, key: Any) -> Any:  # `d[k]: int` with no value evaluates, never loads
+        return getitem(self.obj, key)
+
+
+def store(obj):
+    if type(obj) is dict or _KINDS.get(type(obj), 1) > 0:
+        return _Store(obj)
+    return obj
 
 
 _NO_DEFAULT = object()
@@ -87,158 +211,221 @@ def get(obj, key, default=_NO_DEFAULT, /):
     """``obj.get(key[, default])``: the commonest dict method gets its own helper."""
     D = _D  # read once: stop() may run meanwhile
     t = type(obj)
-    if t is dict:
-        if D is not None and (type(key) is str or _hashable(key)):
-            D.read_key(obj, key, "d.get", _getframe(1))
-        return obj.get(key) if default is _NO_DEFAULT else obj.get(key, default)
-    if D is not None and t in SYNC_CALL_TYPES:
-        args = (key,) if default is _NO_DEFAULT else (key, default)
-        return sync_call(D, obj, t, "get", args, {})
+    if D is not None:
+        if t is dict:
+            if type(key) is str or _hashable(key):
+                D.read_key(obj, key, "d.get", _getframe(1))
+        elif _KINDS.get(t, 1) > 0:
+            _read_slow(D, obj, t, key, "d.get", _getframe(1))
+        elif is_sync_type(t):
+            args = (key,) if default is _NO_DEFAULT else (key, default)
+            return sync_call(D, obj, t, "get", args, {})
     return obj.get(key) if default is _NO_DEFAULT else obj.get(key, default)
 
 
 def contains(key, obj):
     D = _D  # read once: stop() may run meanwhile
-    if type(obj) is dict and D is not None and (type(key) is str or _hashable(key)):
-        D.read_key(obj, key, "in", _getframe(1))
+    if D is not None:
+        t = type(obj)
+        if t is dict:
+            if type(key) is str or _hashable(key):
+                D.read_key(obj, key, "in", _getframe(1))
+        elif _KINDS.get(t, 1) > 0:
+            _read_slow(D, obj, t, key, "in", _getframe(1))
     return key in obj
+
+
+# -- whole maps ----------------------------------------------------------
+
+
+def whole(D: Detector, obj: Any, op: str, values: bool, frame: Any) -> None:
+    """A read of all of ``obj`` if it is a tracked map: of its key set, or of its values too."""
+    k = kind_of(type(obj))
+    if k in DICT_KINDS:
+        D.access(D.whole_read, obj, frame, op, values)
+    elif k == SET:
+        D.access(D.whole_read, obj, frame, op, False)
+    elif k == DATA:
+        data = data_of(obj)
+        if data is not None:
+            D.access(D.whole_read, data, frame, op, values)
+    elif k == CHAIN:
+        for m in list(obj.maps):
+            whole(D, m, op, values, frame)
+    elif k == VIEW:
+        src, what = view_source(obj)
+        if src is not None:
+            D.access(D.whole_read, src, frame, op, values or what != "keys")
+
+
+def deep(D: Detector, obj: Any, op: str, frame: Any) -> None:
+    """A read of ``obj`` and of every map nested in it (``print``, ``json.dumps``,
+    ``repr``...), through at most ``calls.DEEP_LIMIT`` objects."""
+    todo, seen, budget = [obj], set(), calls.DEEP_LIMIT
+    while todo and budget:
+        x = todo.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        budget -= 1
+        t = type(x)
+        k = kind_of(t)
+        try:
+            if k in DICT_KINDS or k == DATA:
+                whole(D, x, op, True, frame)
+                todo.extend((x if k in DICT_KINDS else data_of(x) or {}).values())
+            elif k == CONTAINER:
+                todo.extend(x)
+            elif k != NONE:
+                whole(D, x, op, True, frame)
+        except RuntimeError:  # changed size while we looked: the program's own race
+            return
 
 
 def iterate(obj):
     D = _D  # read once: stop() may run meanwhile
-    if type(obj) is dict and D is not None:
-        D.access(D.whole_read, obj, _getframe(1), "iteration", False)
+    if D is not None:
+        t = type(obj)
+        if t is dict:
+            D.access(D.whole_read, obj, _getframe(1), "iteration", False)
+        elif _KINDS.get(t, 1) > 0:
+            whole(D, obj, "iteration", False, _getframe(1))
+    return obj
+
+
+def keys_of(obj):
+    """``*obj`` in a call, list, tuple or set: iterates it."""
+    D = _D  # read once: stop() may run meanwhile
+    if D is not None and _KINDS.get(type(obj), 1) > 0:
+        whole(D, obj, "*unpacking", False, _getframe(1))
+    return obj
+
+
+def values_of(obj):
+    """``**obj`` in a call or dict display: reads its keys and values."""
+    D = _D  # read once: stop() may run meanwhile
+    if D is not None and _KINDS.get(type(obj), 1) > 0:
+        whole(D, obj, "**unpacking", True, _getframe(1))
+    return obj
+
+
+def operand(obj):
+    """An operand of ``|``, ``&``, ``-`` or ``^``: set and dict algebra read all of it."""
+    D = _D  # read once: stop() may run meanwhile
+    if D is not None and _KINDS.get(type(obj), 1) > 0:
+        whole(D, obj, "set/dict operator", True, _getframe(1))
+    return obj
+
+
+def fmt(obj):
+    """A value formatted by an f-string or ``%``: repr/str read it and what it holds."""
+    D = _D  # read once: stop() may run meanwhile
+    if D is not None:
+        k = _KINDS.get(type(obj))
+        if k != NONE:
+            deep(D, obj, "formatting", _getframe(1))
     return obj
 
 
 def new(obj):
     D = _D  # read once: stop() may run meanwhile
-    if type(obj) is dict and D is not None:
-        D.created(obj, _getframe(1))
+    if D is not None:
+        t = type(obj)
+        if t is dict or (_KINDS.get(t, 1) > 0 and kind_of(t) in TRACKED):
+            D.created(obj, _getframe(1))
     return obj
 
 
 def eq(a, b):
     D = _D  # read once: stop() may run meanwhile
     if D is not None:
-        if type(a) is dict:
-            D.access(D.whole_read, a, _getframe(1), "==", True)
-        if type(b) is dict:
-            D.access(D.whole_read, b, _getframe(1), "==", True)
+        if type(a) is dict or _KINDS.get(type(a), 1) > 0:
+            whole(D, a, "==", True, _getframe(1))
+        if type(b) is dict or _KINDS.get(type(b), 1) > 0:
+            whole(D, b, "==", True, _getframe(1))
     return a == b
 
 
 def ne(a, b):
     D = _D  # read once: stop() may run meanwhile
     if D is not None:
-        if type(a) is dict:
-            D.access(D.whole_read, a, _getframe(1), "!=", True)
-        if type(b) is dict:
-            D.access(D.whole_read, b, _getframe(1), "!=", True)
+        if type(a) is dict or _KINDS.get(type(a), 1) > 0:
+            whole(D, a, "!=", True, _getframe(1))
+        if type(b) is dict or _KINDS.get(type(b), 1) > 0:
+            whole(D, b, "!=", True, _getframe(1))
     return a != b
 
 
-# Functions that read a whole dict passed as their first argument, and
-# whether they read values too (iterating a dict yields only keys).
-_WHOLE_FUNCS: dict = {
-    len: ("len()", False),
-    list: ("list()", False),
-    sorted: ("sorted()", False),
-    set: ("set()", False),
-    frozenset: ("frozenset()", False),
-    tuple: ("tuple()", False),
-    sum: ("sum()", False),
-    min: ("min()", False),
-    max: ("max()", False),
-    any: ("any()", False),
-    all: ("all()", False),
-    iter: ("iter()", False),
-    enumerate: ("enumerate()", False),
-    dict: ("dict()", True),
-    repr: ("repr()", True),
-    str: ("str()", True),
-    _json.dumps: ("json.dumps()", True),
-}
-
-
-def wcall(func, *args, **kwargs):
-    # `func` is whatever the user's name evaluated to, so a shadowed `len`
-    # is called (and not recorded) exactly as written.
+def match(subject, keys, rest):
+    """``match subject:`` with mapping patterns: reads their keys, and all of
+    it for ``**rest``. The patterns are tried in order; this over-approximates
+    by recording every top-level mapping pattern's keys."""
     D = _D  # read once: stop() may run meanwhile
-    if args and type(args[0]) is dict and D is not None:
-        what = _WHOLE_FUNCS.get(func) if _hashable(func) else None
-        if what is not None:
-            D.access(D.whole_read, args[0], _getframe(1), what[0], what[1])
-    result = func(*args, **kwargs)
-    if func is dict and type(result) is dict and D is not None:
-        D.created(result, _getframe(1))
-    return result
+    if D is not None and _KINDS.get(type(subject), 1) > 0:
+        frame = _getframe(1)
+        for key in keys:
+            _read_slow(D, subject, type(subject), key, "match {k: ...}", frame)
+        if rest:
+            whole(D, subject, "match {**rest}", True, frame)
+    return subject
 
 
-def wcall1(func, arg):
-    """``func(arg)``: the one-argument case of wcall, without argument packing."""
+# -- calls ---------------------------------------------------------------
+
+
+def arg(f, a):
+    """An argument ``a`` of a call of ``f``, on its way in: a call that the
+    detector cannot see into reads the maps given to it (see ``calls``)."""
     D = _D  # read once: stop() may run meanwhile
-    if type(arg) is dict and D is not None:
-        what = _WHOLE_FUNCS.get(func) if _hashable(func) else None
-        if what is not None:
-            D.access(D.whole_read, arg, _getframe(1), what[0], what[1])
-        result = func(arg)
-        if func is dict and type(result) is dict:
-            D.created(result, _getframe(1))
-        return result
-    return func(arg)
-
-
-def _record_update(D: Detector, d: dict, frame: Any, args: tuple, kwargs: dict) -> None:
-    keys: list = []
-    if args:
-        other = args[0]
-        if type(other) is dict:
-            D.access(D.whole_read, other, frame, "update()", True)
-            keys.extend(other)
-        elif hasattr(other, "keys"):
-            keys.extend(other.keys())
-        elif isinstance(other, (list, tuple)):
-            # Re-iterable pairs only: a generator must be consumed once, by update().
-            keys.extend(pair[0] for pair in other if isinstance(pair, (list, tuple)) and len(pair) == 2)
-    keys.extend(kwargs)
-    for key in keys:
-        if _hashable(key):
-            D.access(D.key_write, d, frame, key, "d.update", key not in d)
-
-
-def _record_dict_method(D: Detector, d: dict, name: str, frame: Any, args: tuple, kwargs: dict) -> None:
-    if name == "get":
-        if args and _hashable(args[0]):
-            D.access(D.key_read, d, frame, args[0], "d.get")
-    elif name == "pop":
-        if args and _hashable(args[0]):
-            key = args[0]
-            if key in d:
-                D.access(D.key_write, d, frame, key, "d.pop", True)
+    if D is not None:
+        k = _KINDS.get(type(a))
+        if k != NONE:
+            if k == CONTAINER:
+                # Only a deep reader looks inside; known by identity, so no
+                # user __hash__ or __eq__ runs for the common call with a list.
+                if id(f) in calls.DEEP_BY_ID:
+                    deep(D, a, _label(f), _getframe(1))
             else:
-                D.access(D.key_read, d, frame, key, "d.pop (missing)")
-    elif name == "setdefault":
-        if args and _hashable(args[0]):
-            key = args[0]
-            if key in d:
-                D.access(D.key_read, d, frame, key, "d.setdefault (found)")
-            else:
-                D.access(D.key_write, d, frame, key, "d.setdefault (insert)", True)
-    elif name == "popitem":
-        if d:
-            key = next(reversed(d))
-            D.access(D.key_write, d, frame, key, "d.popitem", True)
-        else:
-            D.access(D.whole_read, d, frame, "d.popitem (empty)", False)
-    elif name == "update":
-        _record_update(D, d, frame, args, kwargs)
-    elif name == "keys":
-        D.access(D.whole_read, d, frame, "d.keys()", False)
-    elif name in ("values", "items", "copy"):
-        D.access(D.whole_read, d, frame, f"d.{name}()", True)
-    elif name == "clear":
-        D.access(D.clear, d, frame, "d.clear()")
+                _arg_map(D, f, a, _getframe(1))
+    return a
+
+
+def _arg_map(D: Detector, f: Any, a: Any, frame: Any) -> None:
+    if kind_of(type(a)) <= 0:
+        return
+    how = calls.reads(f)
+    if how == calls.DEEP:
+        deep(D, a, _label(f), frame)
+    elif how:
+        whole(D, a, _label(f), how != calls.KEYS, frame)
+
+
+def wcall1(f, a):
+    """``f(a)`` for a builtin named in the source that reads its argument
+    and never looks at its caller's frame (``len(d)``, ``sorted(d)``)."""
+    if _D is not None and _KINDS.get(type(a), 1) != NONE:
+        arg(f, a)
+    return f(a)
+
+
+def wcall(f, /, *args, **kwargs):
+    """``f(*args, **kwargs)``, as ``wcall1`` with any arguments."""
+    if _D is not None:
+        for a in args:
+            if _KINDS.get(type(a), 1) != NONE:
+                arg(f, a)
+        for a in kwargs.values():
+            if _KINDS.get(type(a), 1) != NONE:
+                arg(f, a)
+    return f(*args, **kwargs)
+
+
+def _label(f: Any) -> str:
+    name = getattr(f, "__qualname__", None) or getattr(f, "__name__", None) or type(f).__name__
+    module = getattr(f, "__module__", None)
+    if module and module not in ("builtins", "__main__") and not module.startswith("_") and "." not in name:
+        name = f"{module}.{name}"
+    return f"{name}()"
 
 
 def call(obj, name, /, *args, **kwargs):
@@ -247,26 +434,44 @@ def call(obj, name, /, *args, **kwargs):
     D = _D  # read once: stop() may run meanwhile
     if D is not None:
         if t is dict:
-            try:
-                _record_dict_method(D, obj, name, _getframe(1), args, kwargs)
-            except DataRaceError:
-                raise
-            except Exception as exc:  # e.g. a user keys() that raises: run unchecked
-                D._fault(exc)
-            result = getattr(obj, name)(*args, **kwargs)
-            if name == "copy" and type(result) is dict:
-                D.created(result, _getframe(1))
-            return result
-        if t in SYNC_CALL_TYPES:
+            return methods.dict_call(D, obj, name, args, kwargs, _getframe(1))
+        if _KINDS.get(t, 1) > 0:
+            k = kind_of(t)
+            if k > 0:
+                return methods.map_call(D, obj, k, name, args, kwargs, _getframe(1))
+        if is_sync_type(t):
             return sync_call(D, obj, t, name, args, kwargs)
+        method = getattr(obj, name)
+        for a in (*args, *kwargs.values()):
+            if _KINDS.get(type(a), 1) != NONE:
+                arg(method, a)
+        return method(*args, **kwargs)
     return getattr(obj, name)(*args, **kwargs)
 
 
-def with_(obj):
-    t = type(obj)
+_INPLACE = {
+    "+=": operator.iadd, "-=": operator.isub, "|=": operator.ior, "&=": operator.iand, "^=": operator.ixor,
+}
+
+
+def iop(a, b, op):
+    """``a op= b`` for a name or attribute target: in place on a map, a bulk write."""
     D = _D  # read once: stop() may run meanwhile
-    if D is not None and t in SYNC_CALL_TYPES:
-        return _sync_with(D, obj, t)
+    if D is not None and (_KINDS.get(type(a), 1) > 0 or _KINDS.get(type(b), 1) > 0):
+        frame = _getframe(1)
+        whole(D, b, f"{op} operand", True, frame)
+        k = kind_of(type(a))
+        if k in DICT_KINDS or k == SET:
+            return methods.bulk(D, a, k, f"{op} (read-modify-write)", lambda: _INPLACE[op](a, b), frame)
+    return _INPLACE[op](a, b)
+
+
+def with_(obj):
+    D = _D  # read once: stop() may run meanwhile
+    if D is not None:
+        t = type(obj)
+        if is_sync_type(t):
+            return _sync_with(D, obj, t)
     return obj
 
 
@@ -276,27 +481,29 @@ HELPERS: dict = {
     "@ms_getitem": getitem,
     "@ms_setitem": setitem,
     "@ms_delitem": delitem,
+    "@ms_augget": augget,
+    "@ms_augset": augset,
+    "@ms_store": store,
     "@ms_contains": contains,
     "@ms_iter": iterate,
+    "@ms_keys": keys_of,
+    "@ms_values": values_of,
+    "@ms_operand": operand,
+    "@ms_fmt": fmt,
     "@ms_new": new,
     "@ms_eq": eq,
     "@ms_ne": ne,
-    "@ms_wcall": wcall,
+    "@ms_match": match,
+    "@ms_arg": arg,
     "@ms_wcall1": wcall1,
+    "@ms_wcall": wcall,
     "@ms_call": call,
     "@ms_get": get,
+    "@ms_iop": iop,
     "@ms_with": with_,
-    "@ms_iadd": operator.iadd,
-    "@ms_isub": operator.isub,
-    "@ms_imul": operator.imul,
-    "@ms_imatmul": operator.imatmul,
-    "@ms_itruediv": operator.itruediv,
-    "@ms_ifloordiv": operator.ifloordiv,
-    "@ms_imod": operator.imod,
-    "@ms_ipow": operator.ipow,
-    "@ms_ilshift": operator.ilshift,
-    "@ms_irshift": operator.irshift,
-    "@ms_ior": operator.ior,
-    "@ms_ixor": operator.ixor,
-    "@ms_iand": operator.iand,
+    **{f"@ms_i{name}": fn for name, fn in (
+        ("add", operator.iadd), ("sub", operator.isub), ("mul", operator.imul), ("matmul", operator.imatmul),
+        ("truediv", operator.itruediv), ("floordiv", operator.ifloordiv), ("mod", operator.imod),
+        ("pow", operator.ipow), ("lshift", operator.ilshift), ("rshift", operator.irshift),
+        ("or", operator.ior), ("xor", operator.ixor), ("and", operator.iand))},
 }

@@ -12,6 +12,7 @@ import sys
 import sysconfig
 from typing import Any, Iterable
 
+from .calls import mark_instrumented
 from .helpers import HELPERS
 
 __all__ = ["rewrite", "compile_instrumented", "RaceImportHook", "OPT_OUT"]
@@ -19,29 +20,59 @@ __all__ = ["rewrite", "compile_instrumented", "RaceImportHook", "OPT_OUT"]
 # A module containing this marker is never instrumented.
 OPT_OUT = b"mapsafe: no-race"
 
-# Methods routed through the `call` helper: dict methods, and the methods of
+# Methods routed through the `call` helper: map methods, and the methods of
 # the synchronization objects that are modelled at the call site.
 _METHODS = frozenset(
     (
         "get", "pop", "popitem", "setdefault", "update", "keys", "values", "items", "copy", "clear",
+        "move_to_end", "most_common", "elements", "total", "subtract", "fromkeys",
+        "add", "discard", "remove", "union", "intersection", "difference", "symmetric_difference",
+        "issubset", "issuperset", "isdisjoint", "difference_update", "intersection_update",
+        "symmetric_difference_update",
         "acquire", "release", "wait", "wait_for", "put", "put_nowait", "get_nowait",
     )
 )
-# Builtins that read a whole dict passed as their first argument.
-_WHOLE_FUNCS = frozenset(
-    (
-        "len", "list", "sorted", "set", "frozenset", "tuple", "sum", "min", "max", "any", "all",
-        "iter", "enumerate", "dict", "repr", "str", "dumps",
-    )
+# Builtins called by name that never read a map given to them: their
+# arguments are not routed through `@ms_arg`. (A user function shadowing one
+# is instrumented code, which records its own accesses.)
+_NO_READ_NAMES = frozenset(
+    ("range", "int", "float", "bool", "complex", "isinstance", "issubclass", "id", "hash", "getattr", "setattr",
+     "hasattr", "delattr", "callable", "type", "super", "chr", "ord", "abs", "round", "divmod", "pow", "bin",
+     "hex", "oct", "open", "next", "object", "property", "staticmethod", "classmethod", "slice", "globals",
+     "locals", "vars", "dir", "exec", "eval", "compile", "breakpoint", "input", "memoryview", "bytes")
 )
+# Builtins called by name that read what they are given and never look at
+# their caller's frame: called from inside `@ms_wcall`, one helper per call.
+_FRAMELESS_READERS = frozenset(
+    ("len", "sorted", "list", "tuple", "set", "frozenset", "sum", "min", "max", "any", "all", "iter",
+     "enumerate", "reversed", "zip", "map", "filter", "repr", "str", "dict", "format", "ascii")
+)
+# Method names that store an argument (in a list, a deque, a queue) without
+# reading it: their arguments are not routed through `@ms_arg`.
+_STORING_METHODS = frozenset(("append", "appendleft", "insert", "put_nowait"))
+# Calls whose result is a new map: recorded as its creation site.
+_MAKERS = frozenset(("dict", "defaultdict", "OrderedDict", "Counter", "set"))
+# In-place operators on a name or attribute that may update a map in place
+# (Counter +=, dict |=, set -=...): routed through `iop`.
+_MAP_INPLACE = {ast.Add: "+=", ast.Sub: "-=", ast.BitOr: "|=", ast.BitAnd: "&=", ast.BitXor: "^="}
+# Binary operators that read whole maps (dict |, set algebra, views).
+_MAP_BINOPS = (ast.BitOr, ast.BitAnd, ast.Sub, ast.BitXor)
 _INPLACE = {
     ast.Add: "@ms_iadd", ast.Sub: "@ms_isub", ast.Mult: "@ms_imul", ast.MatMult: "@ms_imatmul",
     ast.Div: "@ms_itruediv", ast.FloorDiv: "@ms_ifloordiv", ast.Mod: "@ms_imod", ast.Pow: "@ms_ipow",
     ast.LShift: "@ms_ilshift", ast.RShift: "@ms_irshift", ast.BitOr: "@ms_ior", ast.BitXor: "@ms_ixor",
     ast.BitAnd: "@ms_iand",
 }
+_OPSYM = {
+    ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.MatMult: "@=", ast.Div: "/=", ast.FloorDiv: "//=",
+    ast.Mod: "%=", ast.Pow: "**=", ast.LShift: "<<=", ast.RShift: ">>=", ast.BitOr: "|=", ast.BitXor: "^=",
+    ast.BitAnd: "&=",
+}
 # Literal containers are never dicts-being-iterated; skip wrapping them.
 _LITERALS = (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.JoinedStr)
+# Argument expressions that cannot evaluate to a map, or to a container of one.
+_NOT_MAPS = (ast.Constant, ast.JoinedStr, ast.Lambda, ast.Compare, ast.BoolOp, ast.UnaryOp, ast.BinOp,
+             ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
 
 
 def _name(ident: str) -> ast.Name:
@@ -58,22 +89,39 @@ def _plain_subscript(node: ast.AST) -> bool:
 
 
 class _Rewriter(ast.NodeTransformer):
-    """Turns dict-touching expressions into calls of the runtime helpers.
+    """Turns map-touching expressions into calls of the runtime helpers.
 
     Every helper takes its operands in Python's own evaluation order and
     performs the original operation, so semantics and exceptions are kept;
     new nodes copy the location of the node they replace, so tracebacks
-    point at the user's lines. Class bodies are left alone (their methods
-    are rewritten); annotations are never touched.
+    point at the user's lines. Annotations are never touched.
+
+    User calls stay in the user's frame (``logging``, ``warnings``,
+    ``super()``, ``eval`` and ``sys._getframe`` look at it): their callee is
+    kept in a temporary (``@ms_f<depth>``, a name no user code can spell) and
+    each argument that may be a map passes through ``@ms_arg(callee, arg)``.
+    Class bodies get no temporaries (they would become class attributes,
+    and enum members), and neither do comprehension iterables, where an
+    assignment expression is not allowed.
     """
+
+    def __init__(self) -> None:
+        self._no_temps = 0  # > 0 inside a class body or a comprehension iterable
+        self._depth = 0  # nesting of calls whose callee is in a temporary
 
     # -- scopes and annotations ------------------------------------------
 
     def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
-        node.body = [
-            self.visit(stmt) if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else stmt
-            for stmt in node.body
-        ]
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        node.bases = [self.visit(b) for b in node.bases]
+        node.keywords = [self.visit(k) for k in node.keywords]
+        self._no_temps += 1
+        saved, self._depth = self._depth, 0
+        try:
+            node.body = self._visit_body(node.body)
+        finally:
+            self._no_temps -= 1
+            self._depth = saved
         return node
 
     def _visit_function(self, node: Any) -> ast.AST:
@@ -81,7 +129,12 @@ class _Rewriter(ast.NodeTransformer):
         args = node.args
         args.defaults = [self.visit(d) for d in args.defaults]
         args.kw_defaults = [self.visit(d) if d is not None else None for d in args.kw_defaults]
-        node.body = self._visit_body(node.body)
+        saved = self._no_temps, self._depth
+        self._no_temps, self._depth = 0, 0
+        try:
+            node.body = self._visit_body(node.body)
+        finally:
+            self._no_temps, self._depth = saved
         return node
 
     visit_FunctionDef = _visit_function
@@ -91,12 +144,19 @@ class _Rewriter(ast.NodeTransformer):
         args = node.args
         args.defaults = [self.visit(d) for d in args.defaults]
         args.kw_defaults = [self.visit(d) if d is not None else None for d in args.kw_defaults]
-        node.body = self.visit(node.body)
+        saved = self._no_temps, self._depth
+        self._no_temps, self._depth = 0, 0
+        try:
+            node.body = self.visit(node.body)
+        finally:
+            self._no_temps, self._depth = saved
         return node
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
         if node.value is not None:
             node.value = self.visit(node.value)
+            if _plain_subscript(node.target):  # `d[k]: int = v` stores like `d[k] = v`
+                node.target = self._store_target(node.target)
         return node
 
     def _visit_body(self, body: list) -> list:
@@ -122,25 +182,56 @@ class _Rewriter(ast.NodeTransformer):
             return ast.copy_location(ast.Expr(value=call), node)
         return self.generic_visit(node)
 
+    def _store_target(self, target: ast.Subscript) -> ast.Subscript:
+        """``d[k]`` as a store or delete target, made through the ``@ms_store`` proxy."""
+        value = _call("@ms_store", [self.visit(target.value)], like=target.value)
+        return ast.copy_location(ast.Subscript(value=value, slice=self.visit(target.slice), ctx=target.ctx), target)
+
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
-        if not _plain_subscript(node.target):
-            return self.generic_visit(node)
-        # d[k] op= v  ->  setitem(iop(getitem(@a := d, @b := k), v), @a, @b):
-        # d, k, the read, v, the in-place op, the write: Python's own order.
-        target = node.target
-        a = ast.Name(id="@ms_a", ctx=ast.Store())
-        b = ast.Name(id="@ms_b", ctx=ast.Store())
-        read = _call(
-            "@ms_getitem",
-            [
-                ast.copy_location(ast.NamedExpr(target=a, value=self.visit(target.value)), target.value),
-                ast.copy_location(ast.NamedExpr(target=b, value=self.visit(target.slice)), target.slice),
-            ],
-            like=target,
-        )
-        value = _call(_INPLACE[type(node.op)], [read, self.visit(node.value)], like=node)
-        call = _call("@ms_setitem", [value, _name("@ms_a"), _name("@ms_b")], like=node)
-        return ast.copy_location(ast.Expr(value=call), node)
+        op = _OPSYM[type(node.op)]
+        if _plain_subscript(node.target):
+            if self._no_temps:
+                return self.generic_visit(node)
+            # d[k] op= v  ->  augset(iop(augget(@a := d, @b := k), v), @a, @b):
+            # d, k, the read, v, the in-place op, the write: Python's own order.
+            target = node.target
+            a = ast.Name(id="@ms_a", ctx=ast.Store())
+            b = ast.Name(id="@ms_b", ctx=ast.Store())
+            read = _call(
+                "@ms_augget",
+                [
+                    ast.copy_location(ast.NamedExpr(target=a, value=self.visit(target.value)), target.value),
+                    ast.copy_location(ast.NamedExpr(target=b, value=self.visit(target.slice)), target.slice),
+                    ast.Constant(op),
+                ],
+                like=target,
+            )
+            value = _call(_INPLACE[type(node.op)], [read, self.visit(node.value)], like=node)
+            call = _call("@ms_augset", [value, _name("@ms_a"), _name("@ms_b"), ast.Constant(op)], like=node)
+            return ast.copy_location(ast.Expr(value=call), node)
+        if type(node.op) in _MAP_INPLACE and not (
+            isinstance(node.value, ast.Constant) and not isinstance(node.value.value, (str, bytes))
+        ):
+            target = node.target
+            if isinstance(target, ast.Name):
+                # x op= v  ->  x = iop(x, v, "op="): Python's order, one evaluation of x.
+                load = ast.copy_location(ast.Name(id=target.id, ctx=ast.Load()), target)
+                value = _call("@ms_iop", [load, self.visit(node.value), ast.Constant(op)], like=node)
+                return ast.copy_location(ast.Assign(targets=[target], value=value), node)
+            if isinstance(target, ast.Attribute) and not self._no_temps:
+                # o.a op= v  ->  @o.a = iop((@o := o).a, v, "op="): o once, then as Python.
+                obj = ast.Name(id="@ms_o", ctx=ast.Store())
+                load = ast.copy_location(
+                    ast.Attribute(
+                        value=ast.copy_location(ast.NamedExpr(target=obj, value=self.visit(target.value)), target),
+                        attr=target.attr, ctx=ast.Load(),
+                    ),
+                    target,
+                )
+                value = _call("@ms_iop", [load, self.visit(node.value), ast.Constant(op)], like=node)
+                store = ast.copy_location(ast.Attribute(value=_name("@ms_o"), attr=target.attr, ctx=ast.Store()), target)
+                return ast.copy_location(ast.Assign(targets=[store], value=value), node)
+        return self.generic_visit(node)
 
     def visit_Delete(self, node: ast.Delete) -> Any:
         if not any(_plain_subscript(t) for t in node.targets):
@@ -164,7 +255,13 @@ class _Rewriter(ast.NodeTransformer):
     visit_For = _visit_loop
 
     def visit_comprehension(self, node: ast.comprehension) -> ast.AST:
-        node = self.generic_visit(node)
+        node.target = self.visit(node.target)
+        self._no_temps += 1
+        try:
+            node.iter = self.visit(node.iter)
+        finally:
+            self._no_temps -= 1
+        node.ifs = [self.visit(x) for x in node.ifs]
         if not node.is_async and not isinstance(node.iter, _LITERALS):
             node.iter = _call("@ms_iter", [node.iter], like=node.iter)
         return node
@@ -176,12 +273,64 @@ class _Rewriter(ast.NodeTransformer):
                 item.context_expr = _call("@ms_with", [item.context_expr], like=item.context_expr)
         return node
 
+    def visit_Match(self, node: Any) -> ast.AST:
+        node = self.generic_visit(node)
+        keys: list = []
+        rest = False
+        todo = [case.pattern for case in node.cases]
+        while todo:
+            pattern = todo.pop(0)
+            if isinstance(pattern, ast.MatchMapping):
+                keys.extend(k for k in pattern.keys if isinstance(k, ast.Constant))
+                rest = rest or pattern.rest is not None
+            elif isinstance(pattern, ast.MatchOr):
+                todo.extend(pattern.patterns)
+            elif isinstance(pattern, ast.MatchAs) and pattern.pattern is not None:
+                todo.append(pattern.pattern)
+        if keys or rest:
+            node.subject = _call(
+                "@ms_match",
+                [node.subject, ast.Tuple(elts=[ast.Constant(k.value) for k in keys], ctx=ast.Load()),
+                 ast.Constant(rest)],
+                like=node.subject,
+            )
+        return node
+
     # -- expressions -----------------------------------------------------
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
-        if isinstance(node.ctx, ast.Load) and _plain_subscript(node):
-            return _call("@ms_getitem", [self.visit(node.value), self.visit(node.slice)], like=node)
+        if _plain_subscript(node):
+            if isinstance(node.ctx, ast.Load):
+                return _call("@ms_getitem", [self.visit(node.value), self.visit(node.slice)], like=node)
+            return self._store_target(node)  # a target inside a tuple, a for, a with...
         return self.generic_visit(node)
+
+    def visit_Starred(self, node: ast.Starred) -> ast.AST:
+        node = self.generic_visit(node)
+        if isinstance(node.ctx, ast.Load) and not isinstance(node.value, _LITERALS):
+            node.value = _call("@ms_keys", [node.value], like=node.value)
+        return node
+
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.AST:
+        node = self.generic_visit(node)
+        if not isinstance(node.value, _NOT_MAPS):
+            node.value = _call("@ms_fmt", [node.value], like=node.value)
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        node = self.generic_visit(node)
+        if isinstance(node.op, ast.Mod) and isinstance(node.left, (ast.Constant, ast.JoinedStr)):
+            if isinstance(node.left, ast.JoinedStr) or isinstance(node.left.value, (str, bytes)):
+                if not isinstance(node.right, _NOT_MAPS):
+                    node.right = _call("@ms_fmt", [node.right], like=node.right)
+        elif isinstance(node.op, _MAP_BINOPS) and not isinstance(node.left, ast.Constant) and not isinstance(
+            node.right, ast.Constant
+        ):
+            if not isinstance(node.left, _NOT_MAPS):
+                node.left = _call("@ms_operand", [node.left], like=node.left)
+            if not isinstance(node.right, _NOT_MAPS):
+                node.right = _call("@ms_operand", [node.right], like=node.right)
+        return node
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
         node = self.generic_visit(node)
@@ -200,13 +349,17 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
     def visit_Dict(self, node: ast.Dict) -> ast.AST:
-        return _call("@ms_new", [self.generic_visit(node)], like=node)
+        node = self.generic_visit(node)
+        node.values = [
+            _call("@ms_values", [v], like=v) if k is None and not isinstance(v, _LITERALS + (ast.Dict,)) else v
+            for k, v in zip(node.keys, node.values)
+        ]
+        return _call("@ms_new", [node], like=node)
 
     def visit_DictComp(self, node: ast.DictComp) -> ast.AST:
         return _call("@ms_new", [self.generic_visit(node)], like=node)
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
-        node = self.generic_visit(node)
         func = node.func
         if (
             isinstance(func, ast.Attribute)
@@ -215,24 +368,62 @@ class _Rewriter(ast.NodeTransformer):
             and 1 <= len(node.args) <= 2
             and not any(isinstance(a, ast.Starred) for a in node.args)
         ):
-            return _call("@ms_get", [func.value] + node.args, like=node)
+            node = self.generic_visit(node)
+            return _call("@ms_get", [node.func.value] + node.args, like=node)
         if isinstance(func, ast.Attribute) and func.attr in _METHODS:
-            args = [func.value, ast.copy_location(ast.Constant(func.attr), func)] + node.args
+            node = self.generic_visit(node)
+            args = [node.func.value, ast.copy_location(ast.Constant(func.attr), func)] + node.args
             return _call("@ms_call", args, node.keywords, like=node)
-        whole = (isinstance(func, ast.Name) and func.id in _WHOLE_FUNCS) or (
-            isinstance(func, ast.Attribute)
-            and func.attr == "dumps"
-            and isinstance(func.value, ast.Name)
-            and func.value.id == "json"
+        maker = (isinstance(func, ast.Name) and func.id in _MAKERS) or (
+            isinstance(func, ast.Attribute) and func.attr in _MAKERS
         )
-        if whole and (
-            (node.args and not isinstance(node.args[0], ast.Starred))
-            or (isinstance(func, ast.Name) and func.id == "dict")
+        if (isinstance(func, ast.Name) and func.id in _NO_READ_NAMES) or (
+            isinstance(func, ast.Attribute) and func.attr in _STORING_METHODS
         ):
-            if len(node.args) == 1 and not node.keywords:
-                return _call("@ms_wcall1", [func] + node.args, like=node)
-            return _call("@ms_wcall", [func] + node.args, node.keywords, like=node)
-        return node
+            return self.generic_visit(node)
+        if isinstance(func, ast.Name) and func.id in _FRAMELESS_READERS and node.args:
+            node = self.generic_visit(node)
+            for k in node.keywords:
+                if k.arg is None and not isinstance(k.value, _LITERALS + (ast.Dict,)):
+                    k.value = _call("@ms_values", [k.value], like=k.value)
+            if len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Starred):
+                call = _call("@ms_wcall1", [node.func, node.args[0]], like=node)
+            else:
+                call = _call("@ms_wcall", [node.func] + node.args, node.keywords, like=node)
+            return _call("@ms_new", [call], like=node) if maker else call
+        wrapped = [a for a in node.args if not isinstance(a, (ast.Starred,) + _NOT_MAPS)] + [
+            k.value for k in node.keywords if k.arg is not None and not isinstance(k.value, _NOT_MAPS)
+        ]
+        if not wrapped or self._no_temps:
+            node = self.generic_visit(node)
+            for k in node.keywords:
+                if k.arg is None and not isinstance(k.value, _LITERALS + (ast.Dict,)):
+                    k.value = _call("@ms_values", [k.value], like=k.value)
+            return _call("@ms_new", [node], like=node) if maker else node
+        # (@ms_fN := f)(@ms_arg(@ms_fN, a), ..., k=@ms_arg(@ms_fN, v)): f, then each
+        # argument in order, then the call, in the user's own frame.
+        temp = f"@ms_f{self._depth}"
+        node.func = ast.copy_location(
+            ast.NamedExpr(target=ast.Name(id=temp, ctx=ast.Store()), value=self.visit(func)), func
+        )
+        self._depth += 1
+        try:
+            keep = {id(x) for x in wrapped}
+
+            def through(x: ast.AST) -> ast.AST:
+                new = self.visit(x)
+                return _call("@ms_arg", [_name(temp), new], like=x) if id(x) in keep else new
+
+            node.args = [through(a) for a in node.args]
+            for k in node.keywords:
+                if k.arg is None:
+                    value = self.visit(k.value)
+                    k.value = value if isinstance(value, _LITERALS) else _call("@ms_values", [value], like=k.value)
+                else:
+                    k.value = through(k.value)
+        finally:
+            self._depth -= 1
+        return _call("@ms_new", [node], like=node) if maker else node
 
 
 def rewrite(tree: ast.Module) -> ast.Module:
@@ -265,6 +456,7 @@ def compile_instrumented(source: bytes | str, filename: str) -> Any:
     tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
     if OPT_OUT in (source if isinstance(source, bytes) else source.encode("utf-8", "replace")):
         return compile(tree, filename, "exec", dont_inherit=True)
+    mark_instrumented(filename)
     return compile(rewrite(tree), filename, "exec", dont_inherit=True)
 
 
@@ -350,6 +542,7 @@ class _InstrumentingLoader(importlib.machinery.SourceFileLoader):
             return compile(tree, self.path, "exec", dont_inherit=True)
         if _InstrumentingLoader.pre_rewrite is not None:
             _InstrumentingLoader.pre_rewrite(tree, source, self.path)
+        mark_instrumented(self.path)
         return compile(rewrite(tree), self.path, "exec", dont_inherit=True)
 
     def exec_module(self, module: Any) -> None:

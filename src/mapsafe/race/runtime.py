@@ -7,6 +7,7 @@ synchronization objects order threads is in ``sync`` and ``hooks``.
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 from typing import Any, Callable
 
@@ -19,8 +20,6 @@ __all__ = ["Detector", "ThreadState"]
 
 def _stack_boundaries() -> None:
     """Tell capture() which frames are the detector's and where plumbing begins."""
-    import os
-
     from . import shadow
 
     here = os.path.dirname(os.path.abspath(__file__))
@@ -35,6 +34,19 @@ def _stack_boundaries() -> None:
 _stack_boundaries()
 _get_ident = _thread.get_ident
 _getframe = sys._getframe
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../mapsafe
+
+
+def _raised_by_user_code(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback is outside mapsafe."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
 
 
 class ThreadState:
@@ -66,7 +78,7 @@ class _SyncClock:
         self.lock = _thread.allocate_lock()  # guards vc, items and last
         self.ref = ref  # weakref to the object, so a reused id() is recognised
         self.vc: dict = {}  # covers every release so far; acquirers join it in
-        self.items: dict | None = None  # queues: id(item) -> [clock of each put]
+        self.items: Any = None  # queues: a sync._Puts of the clocks of queued items; owned by sync.py
         self.last = -1  # tid of the last releaser (see acquire_mutex)
 
 
@@ -94,6 +106,7 @@ class Detector:
         self.key_write = self.shadow.key_write
         self.whole_read = self.shadow.whole_read
         self.clear = self.shadow.clear
+        self.order_write = self.shadow.order_write
         self.by_ident: dict = {}  # get_ident() -> ThreadState; single dict get/set only
         self.by_tid: dict = {}  # tid -> ThreadState; set under lock, read with single gets
         self.sync: dict = {}  # id(obj) -> _SyncClock; inserted/swept under lock, read with single gets
@@ -307,6 +320,12 @@ class Detector:
             ts.busy = False
 
     def _fault(self, exc: BaseException) -> None:
+        """An operation could not be checked. Raised by the program's own code
+        (a key's ``__eq__``, a mapping's ``keys()``), it is the program's to
+        raise, and the operation raises it again as plain Python does: silent.
+        Raised by the detector itself, it is reported once."""
+        if _raised_by_user_code(exc):
+            return
         with self.lock:
             first, self.warned = not self.warned, True
         if first:

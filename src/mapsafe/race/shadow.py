@@ -143,7 +143,7 @@ class _KeyState:
 class _DictShadow:
     """Everything remembered about one dict."""
 
-    __slots__ = ("lock", "obj", "created", "created_seen", "keys", "kw", "vw", "kreads", "vreads", "clears")
+    __slots__ = ("lock", "obj", "created", "created_seen", "keys", "kw", "vw", "kreads", "vreads", "clears", "orders")
 
     def __init__(self, obj: dict, created: tuple, created_seen: bool, lock: Any) -> None:
         # Guards every other mutable field. One lock per dict, so threads
@@ -164,6 +164,9 @@ class _DictShadow:
         self.kreads: dict = {}  # whole-map reads of the key set only (len, iteration)
         self.vreads: dict = {}  # whole-map reads of keys and values (copy, ==, repr)
         self.clears: dict = {}  # clear() calls: a write to every key
+        # Reorders (OrderedDict.move_to_end): they change the order every
+        # iteration sees and the order other reorders and inserts work on.
+        self.orders: dict = {}
 
 
 def _unordered(acc: Access, tid: int, vc: dict) -> bool:
@@ -333,7 +336,7 @@ class Shadow:
                 for prev in (r,) if r.__class__ is Access else tuple(r.values()):
                     if _unordered(prev, tid, vc):
                         races = self._race(ds, cur, prev, races)
-        for table in (ds.clears, ds.vreads, ds.kreads) if keyset else (ds.clears, ds.vreads):
+        for table in (ds.clears, ds.vreads, ds.kreads, ds.orders) if keyset else (ds.clears, ds.vreads):
             if table:
                 for prev in table.values():
                     if _unordered(prev, tid, vc):
@@ -344,6 +347,19 @@ class Shadow:
         if keyset:
             ds.kw[tid] = cur
         return races
+
+    def order_write(self, d: dict, key: Any, op: str, tid: int, vc: dict, frame: Any) -> list | None:
+        """A reorder (``move_to_end``): a key-set write of ``key`` that also
+        conflicts with other threads' inserts, deletes and reorders."""
+        ds = self._get(d, frame)
+        with ds.lock:
+            races = self._key_write_locked(ds, ds.keys.get(key), key, op, True, tid, vc, frame)
+            cur = ds.kw[tid]
+            for prev in tuple(ds.kw.values()):
+                if prev is not cur and _unordered(prev, tid, vc) and not any(prev is r.previous for r in races or ()):
+                    races = self._race(ds, cur, prev, races)
+            ds.orders[tid] = cur
+            return races
 
     def whole_read(self, d: dict, op: str, values: bool, tid: int, vc: dict, frame: Any) -> list | None:
         """A read of the whole map: of its key set only, or also of its values."""

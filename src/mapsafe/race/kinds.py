@@ -1,0 +1,100 @@
+"""Which objects the detector tracks as maps, and where each kind keeps its entries.
+
+A *kind* says how an object's operations touch the shadow state:
+
+- ``DICT``: a dict or any subclass (user subclasses included); its own
+  entries are tracked. ``DEFAULT`` (defaultdict: a missing-key read
+  inserts), ``ORDERED`` (OrderedDict: reorders are writes) and ``COUNTER``
+  (Counter: bulk updates read and write each key) are dicts with more.
+- ``SET``: a set or subclass; its elements are tracked like dict keys.
+- ``DATA``: a mapping that keeps its entries in a plain dict ``.data``
+  (``UserDict``, ``WeakValueDictionary``); the operations are recorded on
+  that dict, which the mapping's own (uninstrumented) methods use.
+- ``CHAIN``: a ``ChainMap``; lookups read each map in turn.
+- ``VIEW``: ``keys()``, ``values()`` and ``items()`` views; reading one
+  reads the dict behind it.
+- ``CONTAINER``: lists, tuples and frozensets, not maps themselves; a deep
+  reader (``print``, ``json.dumps``) reads the maps nested in them.
+
+Frozen sets, mapping proxies and C-extension mappings are not tracked
+(``NONE``): they are immutable, or the detector cannot see inside them.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import weakref
+from typing import Any
+
+__all__ = ["NONE", "DICT", "DEFAULT", "ORDERED", "COUNTER", "SET", "DATA", "CHAIN", "VIEW", "kind_of",
+           "CONTAINER", "view_source", "has_key", "data_of", "DICT_KINDS", "TRACKED"]
+
+# Maps are > 0, so `_KINDS.get(t, 1) > 0` is the one fast test of "maybe a map"
+# (an unseen type defaults to 1, and is classified on the slow path).
+NONE, DICT, DEFAULT, ORDERED, COUNTER, SET, DATA, CHAIN, VIEW = range(9)
+CONTAINER = -1
+DICT_KINDS = frozenset((DICT, DEFAULT, ORDERED, COUNTER))
+TRACKED = DICT_KINDS | {SET}  # kinds whose own entries the shadow tracks
+
+_VIEWS = {type({}.keys()): "keys", type({}.values()): "values", type({}.items()): "items"}
+
+# type -> kind, for every type seen. Written with single dict operations
+# (a get, then a set of a value computed outside it): two threads that
+# classify one type at once store the same value.
+_KINDS: dict = {dict: DICT, set: SET, list: CONTAINER, tuple: CONTAINER, frozenset: CONTAINER, str: NONE,
+                int: NONE, bytes: NONE, float: NONE, type(None): NONE, bool: NONE}
+
+
+def _classify(t: type) -> int:
+    if t in _VIEWS:
+        return VIEW
+    if issubclass(t, dict):
+        if issubclass(t, collections.defaultdict):
+            return DEFAULT
+        if issubclass(t, collections.Counter):
+            return COUNTER
+        if issubclass(t, collections.OrderedDict):
+            return ORDERED
+        return DICT
+    if issubclass(t, set):
+        return SET
+    if issubclass(t, (collections.UserDict, weakref.WeakValueDictionary)):
+        return DATA
+    if issubclass(t, collections.ChainMap):
+        return CHAIN
+    if issubclass(t, (list, tuple, frozenset, collections.deque)):
+        return CONTAINER
+    return NONE
+
+
+def kind_of(t: type) -> int:
+    """The kind of objects of type ``t``."""
+    k = _KINDS.get(t)
+    if k is None:
+        k = _KINDS[t] = _classify(t)
+    return k
+
+
+def data_of(obj: Any) -> dict | None:
+    """The plain dict a ``DATA`` mapping keeps its entries in, or None."""
+    data = getattr(obj, "data", None)
+    return data if type(data) is dict else None
+
+
+def view_source(view: Any) -> tuple[Any, str]:
+    """(the dict behind a view, "keys" | "values" | "items")."""
+    # A view refers to exactly one object, its dict (no public accessor
+    # returns the dict itself: .mapping is a read-only proxy of it).
+    refs = gc.get_referents(view)
+    return (refs[0] if refs and isinstance(refs[0], dict) else None), _VIEWS[type(view)]
+
+
+def has_key(m: Any, key: Any) -> bool | None:
+    """Whether the dict or set ``m`` holds ``key``, by the base type's own test
+    (a subclass's ``__contains__`` is not run); None when the key's own
+    ``__eq__`` raised, so the operation will raise it as plain Python does."""
+    try:
+        return (dict.__contains__ if isinstance(m, dict) else set.__contains__)(m, key)
+    except Exception:
+        return None
