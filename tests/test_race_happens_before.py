@@ -354,3 +354,675 @@ def test_rwlock_orders_writers():
     for t in ts: t.join()
     """
     _check(src, False, set())
+
+
+# -- asyncio hand-offs across threads ------------------------------------------
+
+
+def test_call_soon_threadsafe_orders_the_caller_before_the_callback():
+    src = """\
+    import asyncio, threading
+    d = {{}}
+    async def main():
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        def cb():
+            x = d.get("k")
+            done.set()
+        def producer():
+            {body}
+        t = threading.Thread(target=producer)
+        t.start()
+        await done.wait()
+        t.join()
+    asyncio.run(main())
+    """
+    _check(src.format(body='d["k"] = 1; loop.call_soon_threadsafe(cb)'), False, set())
+    _check(src.format(body='loop.call_soon_threadsafe(cb); d["k"] = 1'), True, {7, 10})
+
+
+# The loop runs in its own thread; the main thread submits coro() to it.
+COROUTINE_THREADSAFE = """\
+import asyncio, threading, time
+d = {{}}
+done = []
+loop = asyncio.new_event_loop()
+t = threading.Thread(target=loop.run_forever)
+t.start()
+async def coro():
+    x = d.get("k")
+    d["r"] = 2
+    done.append(1)
+    return 1
+{submit}
+{wait}
+y = d["r"]
+loop.call_soon_threadsafe(loop.stop)
+t.join()
+loop.close()
+"""
+
+
+def test_run_coroutine_threadsafe_orders_submit_and_completion():
+    src = COROUTINE_THREADSAFE.format(
+        submit='d["k"] = 1; f = asyncio.run_coroutine_threadsafe(coro(), loop)', wait="f.result()"
+    )
+    _check(src, False, set())
+
+
+def test_run_coroutine_threadsafe_write_after_submit_races():
+    src = COROUTINE_THREADSAFE.format(
+        submit='f = asyncio.run_coroutine_threadsafe(coro(), loop); d["k"] = 1', wait="f.result()"
+    )
+    _check(src, True, {8, 12})
+
+
+def test_run_coroutine_threadsafe_unwaited_result_races():
+    # Polling a plain list is no synchronization; it only makes the read come after the write.
+    src = COROUTINE_THREADSAFE.format(
+        submit="f = asyncio.run_coroutine_threadsafe(coro(), loop)", wait="while not done: time.sleep(0.001)"
+    )
+    _check(src, True, {9, 14})
+
+
+# fn runs in an executor thread, and does not finish before main() lets it
+# go (main() would observe a finished future as soon as it wraps it); main()
+# is the loop's coroutine.
+EXECUTOR = """\
+import asyncio, time
+d = {{}}
+done, go = [], []
+def fn():
+    x = d.get("k")
+    d["r"] = 1
+    done.append(1)
+    while not go: time.sleep(0.001)
+async def main():
+    loop = asyncio.get_running_loop()
+    {body}
+asyncio.run(main())
+"""
+
+EXECUTOR_CASES = [
+    (
+        "run_in_executor",
+        'd["k"] = 1; go.append(1)\n    await loop.run_in_executor(None, fn)\n    x = d["r"]',
+        False,
+        set(),
+    ),
+    ("to_thread", 'd["k"] = 1; go.append(1)\n    await asyncio.to_thread(fn)\n    x = d["r"]', False, set()),
+    (
+        "run_in_executor, write after submit",
+        'f = loop.run_in_executor(None, fn)\n    d["k"] = 1; go.append(1)\n    await f',
+        True,
+        {5, 13},
+    ),
+    (
+        "to_thread, write after submit",
+        "f = asyncio.ensure_future(asyncio.to_thread(fn))\n    await asyncio.sleep(0)\n"
+        '    d["k"] = 1; go.append(1)\n    await f',
+        True,
+        {5, 14},
+    ),
+    # main() blocks the loop meanwhile, so no completion callback runs in it.
+    (
+        "run_in_executor, read before await",
+        "f = loop.run_in_executor(None, fn)\n    while not done: time.sleep(0.001)\n"
+        '    x = d["r"]; go.append(1)\n    await f',
+        True,
+        {6, 14},
+    ),
+]
+
+
+@pytest.mark.parametrize("name, body, racy, lines", EXECUTOR_CASES, ids=[c[0] for c in EXECUTOR_CASES])
+def test_executor_hand_offs_from_a_loop(name, body, racy, lines):
+    _check(EXECUTOR.format(body=body), racy, lines)
+
+
+# -- queue items are matched to the put the queue's order hands out -------------
+
+# Thread a puts a token, then (after it) thread b writes d["b"] and puts an
+# identical token; main gets one token. Every token is the same object (True),
+# so only the queue's order says which put main received.
+TOKENS = """\
+import threading, queue, time
+q = queue.{cls}()
+d = {{}}
+def a():
+    d["a"] = 1
+    q.put({token_a})
+def b():
+    d["b"] = 1
+    q.put({token_b})
+ta = threading.Thread(target=a); ta.start()
+while q.qsize() < 1: time.sleep(0.001)
+tb = threading.Thread(target=b); tb.start()
+while q.qsize() < 2: time.sleep(0.001)
+q.get()
+x = d["{read}"]
+ta.join(); tb.join()
+"""
+
+TOKEN_CASES = [
+    # Bug: the newest put's True was matched to the oldest put's clock (by id()).
+    ("LifoQueue gets the newest", "LifoQueue", "True", "True", "b", False),
+    ("LifoQueue not the oldest", "LifoQueue", "True", "True", "a", True),
+    ("Queue gets the oldest", "Queue", "True", "True", "a", False),
+    ("Queue not the newest", "Queue", "True", "True", "b", True),
+    ("SimpleQueue gets the oldest", "SimpleQueue", "True", "True", "a", False),
+    ("SimpleQueue not the newest", "SimpleQueue", "True", "True", "b", True),
+    ("PriorityQueue gets the least", "PriorityQueue", "2", "1", "b", False),
+    ("PriorityQueue not the other", "PriorityQueue", "2", "1", "a", True),
+    # Two puts of the very same object: the get is ordered after both.
+    ("PriorityQueue identical entries", "PriorityQueue", "1", "1", "a", False),
+]
+
+
+@pytest.mark.parametrize(
+    "name, cls, token_a, token_b, read, racy", TOKEN_CASES, ids=[c[0] for c in TOKEN_CASES]
+)
+def test_queue_get_is_ordered_after_the_put_it_received(name, cls, token_a, token_b, read, racy):
+    src = TOKENS.format(cls=cls, token_a=token_a, token_b=token_b, read=read)
+    _check(src, racy, {5 if read == "a" else 8, 15})
+
+
+def test_queue_clocks_are_dropped_with_their_items():
+    # Many puts and gets of one shared object: every clock leaves with its item.
+    src = """\
+    import threading, queue
+    from mapsafe.race import helpers
+    q = queue.LifoQueue()
+    def work():
+        for _ in range(500):
+            q.put(True)
+            q.get()
+    ts = [threading.Thread(target=work) for _ in range(2)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    D = helpers.active_detector()
+    print(D._clock(q).items.size)
+    """
+    run = race(src)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["0"]
+
+
+# -- LockedMap's read()/write() blocks and its methods are one order --------------
+
+
+LOCKED_BLOCKS = """\
+import threading, mapsafe
+m = mapsafe.LockedMap()
+data = {{}}
+def write_block():
+    with m.write() as w:
+        w["ready"] = True
+def read_block():
+    with m.read() as view:
+        return view.get("ready")
+def write_block_get():
+    with m.write() as w:
+        return w.get("ready")
+def producer():
+    data["x"] = 1
+    {publish}
+    {after}
+t = threading.Thread(target=producer)
+t.start()
+while not ({observe}):
+    pass
+y = data["x"]
+t.join()
+"""
+
+LOCKED_BLOCK_CASES = [
+    # Bug: the write() block published on its RWLock's clock, m.get() acquired the map's.
+    ("write() then get", "write_block()", "m.get('ready')"),
+    ("write() then getitem", "write_block()", "'ready' in m and m['ready']"),
+    ("write() then read()", "write_block()", "read_block()"),
+    ("setitem then read()", "m['ready'] = True", "read_block()"),
+    ("write() then write()", "write_block()", "write_block_get()"),
+]
+
+
+@pytest.mark.parametrize("name, publish, observe", LOCKED_BLOCK_CASES, ids=[c[0] for c in LOCKED_BLOCK_CASES])
+def test_lockedmap_blocks_and_methods_are_one_order(name, publish, observe):
+    src = LOCKED_BLOCKS.format(publish=publish, after="pass", observe=observe)
+    _check(src, False, set())
+
+
+@pytest.mark.parametrize("name, publish, observe", LOCKED_BLOCK_CASES[:4], ids=[c[0] for c in LOCKED_BLOCK_CASES[:4]])
+def test_lockedmap_write_after_the_block_races(name, publish, observe):
+    src = LOCKED_BLOCKS.format(publish=publish, after='data["x"] = 2', observe=observe)
+    _check(src, True, {16, 21})
+
+
+# -- concurrent.futures.wait / as_completed, and Future's other observers --------
+
+# Task 0 finishes at once; task 1 writes d[1], then waits for main's go.
+# Main reads d[1] once the first future is done.
+UNFINISHED = """\
+import concurrent.futures as cf, time
+d = {{}}
+wrote, go = [], []
+def task(i):
+    if i:
+        d[i] = i
+        wrote.append(1)
+        while not go: time.sleep(0.001)
+    return i
+with cf.ThreadPoolExecutor(max_workers=2) as pool:
+    fs = [pool.submit(task, i) for i in range(2)]
+    while not wrote: time.sleep(0.001)
+    {first}
+    x = d.get(1)
+    go.append(1)
+"""
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "cf.wait(fs, return_when=cf.FIRST_COMPLETED)",
+        "next(cf.as_completed(fs))",
+    ],
+    ids=["wait FIRST_COMPLETED", "as_completed"],
+)
+def test_futures_observed_done_order_only_their_own_tasks(first):
+    _check(UNFINISHED.format(first=first), True, {6, 14})
+
+
+def test_wait_for_all_orders_every_task():
+    first, rest = "    {first}\n    x = d.get(1)\n    go.append(1)\n", "    go.append(1)\n    cf.wait(fs)\n    x = d.get(1)\n"
+    _check(UNFINISHED.replace(first, rest).format(), False, set())
+
+
+FUTURE_DONE = """\
+import concurrent.futures as cf, time
+d = {{}}
+done = []
+def task():
+    d["k"] = 1
+    done.append(1)
+with cf.ThreadPoolExecutor(max_workers=1) as pool:
+    f = pool.submit(task)
+    while not {observe}: time.sleep(0.001)
+    x = d["k"]
+"""
+
+
+def test_future_done_observes_the_result():
+    _check(FUTURE_DONE.format(observe="f.done()"), False, set())
+
+
+def test_future_seen_finished_some_other_way_races():
+    _check(FUTURE_DONE.format(observe="done"), True, {5, 11})
+
+
+# The only worker is held at a gate, so the second future is still pending
+# when main cancels it; a watcher thread sees the cancellation.
+CANCEL = """\
+import concurrent.futures as cf, threading, time
+d = {{}}
+with cf.ThreadPoolExecutor(max_workers=1) as pool:
+    gate = threading.Event()
+    pool.submit(gate.wait)
+    f = pool.submit(int)
+    def watcher():
+        while not {observe}: time.sleep(0.001)
+        x = d["k"]
+    t = threading.Thread(target=watcher)
+    t.start()
+    {cancel}
+    t.join()
+    gate.set()
+"""
+
+CANCEL_CASES = [
+    ("cancelled", "f.cancelled()", 'd["k"] = 1; assert f.cancel()', False),
+    ("done", "f.done()", 'd["k"] = 1; assert f.cancel()', False),
+    ("write after cancel", "f.cancelled()", 'assert f.cancel(); d["k"] = 1', True),
+]
+
+
+@pytest.mark.parametrize("name, observe, cancel, racy", CANCEL_CASES, ids=[c[0] for c in CANCEL_CASES])
+def test_successful_cancel_publishes(name, observe, cancel, racy):
+    _check(CANCEL.format(observe=observe, cancel=cancel), racy, {9, 12})
+
+
+# -- multiprocessing.pool.ThreadPool ---------------------------------------------
+
+THREADPOOL = """\
+from multiprocessing.pool import ThreadPool
+import threading, time
+d = {{"k": 0}}
+done = []
+def task(i=0):
+    x = d["k"]
+    d[i] = i
+    done.append(i)
+    return i
+with ThreadPool(2) as pool:
+    d["k"] = 1
+    {body}
+"""
+
+THREADPOOL_CASES = [
+    ("apply", "pool.apply(task, (1,)); x = d[1]"),
+    ("apply_async get", "r = pool.apply_async(task, (1,)); r.get(); x = d[1]"),
+    ("apply_async wait", "r = pool.apply_async(task, (1,)); r.wait(); x = d[1]"),
+    ("apply_async ready", "r = pool.apply_async(task, (1,))\n    while not r.ready(): time.sleep(0.001)\n    x = d[1]"),
+    (
+        "apply_async callback",
+        "ev = threading.Event()\n    pool.apply_async(task, (1,), callback=lambda v: (d[1], ev.set()))\n    ev.wait()",
+    ),
+    ("map", "pool.map(task, [1, 2]); x = d[1] + d[2]"),
+    ("map_async", "pool.map_async(task, [1, 2]).get(); x = d[1] + d[2]"),
+    ("starmap", "pool.starmap(task, [(1,), (2,)]); x = d[1] + d[2]"),
+    ("imap", "for i in pool.imap(task, [1, 2]): x = d[i]"),
+    ("imap chunks", "for i in pool.imap(task, range(1, 8), chunksize=3): x = d[i]"),
+    ("imap_unordered", "for i in pool.imap_unordered(task, [1, 2]): x = d[i]"),
+]
+
+
+@pytest.mark.parametrize("name, body", THREADPOOL_CASES, ids=[c[0] for c in THREADPOOL_CASES])
+def test_threadpool_orders_submit_task_and_result(name, body):
+    _check(THREADPOOL.format(body=body), False, set())
+
+
+@pytest.mark.parametrize(
+    "body, lines",
+    [
+        ("r = pool.apply_async(task, (1,))\n    while not done: time.sleep(0.001)\n    x = d[1]", {7, 14}),
+        ("r = pool.apply_async(task, (1,)); d['k'] = 2; r.get()", {6, 12}),
+    ],
+    ids=["unwaited result", "write after submit"],
+)
+def test_threadpool_without_the_edge_races(body, lines):
+    _check(THREADPOOL.format(body=body), True, lines)
+
+
+# -- Thread.join(timeout) ------------------------------------------------------
+
+
+def test_join_that_times_out_does_not_order():
+    src = """\
+    import threading, time
+    d = {}
+    wrote, go = [], []
+    def child():
+        d["k"] = 1
+        wrote.append(1)
+        while not go: time.sleep(0.001)
+    t = threading.Thread(target=child)
+    t.start()
+    while not wrote: time.sleep(0.001)
+    t.join(0.01)
+    assert t.is_alive()
+    x = d["k"]
+    go.append(1)
+    t.join()
+    """
+    _check(src, True, {5, 13})
+
+
+def test_join_with_timeout_that_sees_the_end_orders():
+    _check(JOIN.format(sync="t.join(30); assert not t.is_alive()"), False, set())
+
+
+# -- threading.local -------------------------------------------------------------
+
+
+def test_a_dict_on_a_thread_local_is_never_shared():
+    src = """\
+    import threading
+    local = threading.local()
+    def work():
+        local.d = {}
+        for i in range(200):
+            local.d[i % 7] = local.d.get(i % 7, 0) + 1
+    ts = [threading.Thread(target=work) for _ in range(4)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    """
+    _check(src, False, set())
+
+
+# -- subclasses are modelled like their base --------------------------------------
+
+SUBCLASS_SIGNALS = [
+    (
+        "Condition",
+        "class C(threading.Condition): pass\nc = C(); ready = []",
+        "with c:\n        ready.append(1); c.notify()",
+        "with c:\n    c.wait_for(lambda: ready)",
+    ),
+    ("Event", "class E(threading.Event): pass\nev = E()", "ev.set()", "ev.wait()"),
+    ("Semaphore", "class S(threading.Semaphore): pass\ns = S(0)", "s.release()", "s.acquire()"),
+    ("Queue", "class Q(queue.Queue): pass\nq = Q()", "q.put('x')", "q.get()"),
+    ("LifoQueue", "class Q(queue.LifoQueue): pass\nq = Q()", "q.put(True)", "q.get()"),
+    ("SimpleQueue", "class Q(queue.SimpleQueue): pass\nq = Q()", "q.put('x')", "q.get()"),
+]
+
+
+# Condition, Semaphore and SimpleQueue subclasses are modelled at the call site:
+# these need helpers to test is_sync_type(t) rather than `t in SYNC_CALL_TYPES`.
+@pytest.mark.parametrize("name, setup, signal, wait", SUBCLASS_SIGNALS, ids=[c[0] for c in SUBCLASS_SIGNALS])
+def test_subclass_signal_then_wait_orders(name, setup, signal, wait):
+    _check(SIGNAL.format(setup=setup, signal=signal, wait=wait), False, set())
+
+
+# These need the helpers switch to is_sync_type (see above).
+SUBCLASS_LOCKS = [
+    ("RLock", "class R(type(threading.RLock())): pass\nlock = R()", "lock.acquire()", "lock.release()"),
+    ("Python RLock", "class R(threading._PyRLock): pass\nlock = R()", "lock.acquire()", "lock.release()"),
+    ("Condition", "class C(threading.Condition): pass\nlock = C()", "lock.acquire()", "lock.release()"),
+    ("Semaphore", "class S(threading.Semaphore): pass\nlock = S()", "lock.acquire()", "lock.release()"),
+    ("RLock with", "class R(type(threading.RLock())): pass\nlock = R()", "with lock:", "pass"),
+    ("Condition with", "class C(threading.Condition): pass\nlock = C()", "with lock:", "pass"),
+    ("Semaphore with", "class S(threading.BoundedSemaphore): pass\nlock = S()", "with lock:", "pass"),
+]
+
+
+@pytest.mark.parametrize("name, setup, enter, exit", SUBCLASS_LOCKS, ids=[c[0] for c in SUBCLASS_LOCKS])
+def test_subclass_locks_order_critical_sections(name, setup, enter, exit):
+    src = WORKERS.format(setup=setup, enter=enter, exit=exit)
+    if enter.startswith("with"):  # the increment goes inside the block
+        src = src.replace("        d[\"n\"] += 1\n", "            d[\"n\"] += 1\n")
+    _check(src, False, set())
+
+
+def test_thread_subclass_start_and_join_order():
+    src = """\
+    import threading
+    d = {"k": 0}
+    class T(threading.Thread):
+        def run(self):
+            d["k"] += 1
+        def join(self, timeout=None):
+            super().join(timeout)
+    d["k"] = 1
+    t = T()
+    t.start()
+    t.join()
+    x = d["k"]
+    """
+    _check(src, False, set())
+
+
+# -- Condition.wait_for: the predicate runs holding the lock ------------------------
+
+WAIT_FOR = """\
+import threading, time
+c = threading.Condition()
+d = {{"n": 0}}
+calls = []
+def waiter():
+    with c:
+        c.wait_for(lambda: (calls.append(1), d["n"] >= 1)[1])
+t = threading.Thread(target=waiter)
+t.start()
+while not calls: time.sleep(0.001)
+{write}
+with c:
+    c.notify_all()
+t.join()
+"""
+
+
+def test_wait_for_predicate_reads_under_the_lock():
+    # Bug: the lock's edges were recorded only around the whole wait_for call,
+    # so the predicate's reads raced with the notifier's locked write.
+    _check(WAIT_FOR.format(write='with c: d["n"] = 1'), False, set())
+
+
+def test_wait_for_predicate_races_with_an_unlocked_write():
+    _check(WAIT_FOR.format(write='d["n"] = 1'), True, {7, 11})
+
+
+# -- the call-site models of sync, called directly (no helpers needed) -------------
+
+
+def _epoch_in_thread(D, body):
+    """Run ``body()`` in a new thread; return the epoch (tid, clock) of that thread inside it.
+
+    No hooks are installed here, so starting and joining the thread adds no edge.
+    """
+    import threading
+
+    out = []
+
+    def run():
+        ts = D.state()
+        out.append((ts.tid, ts.vc[ts.tid]))
+        body()
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return out[0]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        "threading.Condition()",
+        "type('C', (threading.Condition,), {})()",
+        "type('R', (type(threading.RLock()),), {})()",
+        "type('R', (threading._PyRLock,), {})()",
+        "type('S', (threading.Semaphore,), {})()",
+    ],
+    ids=["Condition", "Condition subclass", "RLock subclass", "Python RLock subclass", "Semaphore subclass"],
+)
+def test_with_on_a_subclass_orders_like_its_base(make):
+    import threading
+
+    from mapsafe.race import runtime, sync
+    from mapsafe.race.clock import happens_before
+
+    D = runtime.Detector()
+    lock, other = eval(make), eval(make)
+
+    def hold():
+        with sync.with_(D, lock, type(lock)):
+            pass
+
+    tid, clk = _epoch_in_thread(D, hold)
+    with sync.with_(D, other, type(other)):
+        assert not happens_before(tid, clk, D.state().vc)
+    with sync.with_(D, lock, type(lock)):
+        assert happens_before(tid, clk, D.state().vc)
+    if isinstance(lock, threading.Condition):  # its edges are its lock's
+        with sync.with_(D, lock._lock, type(lock._lock)):
+            assert happens_before(tid, clk, D.state().vc)
+
+
+def test_sync_call_on_subclasses_orders_like_the_base():
+    import queue
+    import threading
+
+    from mapsafe.race import runtime, sync
+    from mapsafe.race.clock import happens_before
+
+    class C(threading.Condition):
+        pass
+
+    class Q(queue.SimpleQueue):
+        pass
+
+    D = runtime.Detector()
+    c, q = C(), Q()
+
+    def release():
+        assert sync.sync_call(D, c, C, "acquire", (), {})
+        sync.sync_call(D, c, C, "release", (), {})
+
+    tid, clk = _epoch_in_thread(D, release)
+    assert sync.sync_call(D, c._lock, type(c._lock), "acquire", (), {})
+    assert happens_before(tid, clk, D.state().vc)
+    c._lock.release()
+
+    tid, clk = _epoch_in_thread(D, lambda: sync.sync_call(D, q, Q, "put", ("x",), {}))
+    assert not happens_before(tid, clk, D.state().vc)
+    assert sync.sync_call(D, q, Q, "get", (), {}) == "x"
+    assert happens_before(tid, clk, D.state().vc)
+    # `with` on a SimpleQueue fails as it would without the detector.
+    assert sync.with_(D, q, Q) is q
+
+
+def test_wait_for_predicate_runs_ordered_after_the_notifier():
+    import threading
+
+    from mapsafe.race import runtime, sync
+    from mapsafe.race.clock import happens_before
+
+    D = runtime.Detector()
+    c = threading.Condition()
+    seen = []
+    epochs = []
+
+    def predicate():
+        seen.append(dict(D.state().vc))
+        return len(seen) > 1
+
+    def notify():
+        ts = D.state()
+        with sync.with_(D, c, type(c)):
+            epochs.append((ts.tid, ts.vc[ts.tid]))
+            c.notify()
+
+    # The notifier can take the lock only once wait_for waits, after the first predicate call.
+    t = threading.Thread(target=notify)
+    with sync.with_(D, c, type(c)):
+        t.start()
+        assert sync.sync_call(D, c, type(c), "wait_for", (predicate,), {})
+    t.join()
+    tid, clk = epochs[0]
+    assert not happens_before(tid, clk, seen[0])
+    assert happens_before(tid, clk, seen[-1])  # the call after the notify, before wait_for returned
+
+
+def test_queue_puts_are_matched_in_the_queue_order():
+    from mapsafe.race import runtime, sync
+
+    D = runtime.Detector()
+    q = object()
+    for order, want in ((sync.FIFO, 1), (sync.LIFO, 3), (sync.SIMPLE, 1)):
+        key = object()
+        sc = D._clock(key)
+        for i in (1, 2, 3):
+            D.state().vc[0] = i
+            sync.put_item(D, key, True, order)
+        D.state().vc[0] = 0
+        sync.got_item(D, key, True, order)
+        assert D.state().vc[0] == want, order
+        assert sc.items.size == 2
+    # PriorityQueue: every put of the very object returned, then one is dropped.
+    sync.put_item(D, q, 5, sync.PRIORITY)
+    D.state().vc[0] = 9
+    sync.put_item(D, q, 5, sync.PRIORITY)
+    D.state().vc[0] = 0
+    sync.got_item(D, q, 5, sync.PRIORITY)
+    assert D.state().vc[0] == 9
+    assert D._clock(q).items.size == 1

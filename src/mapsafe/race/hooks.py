@@ -1,7 +1,8 @@
-"""Happens-before sources: class-level patches of threading, queue, futures and mapsafe's maps."""
+"""Happens-before sources: class-level patches of threading, queue, futures, asyncio and mapsafe's maps."""
 
 from __future__ import annotations
 
+import _thread
 import functools
 import sys
 from typing import Any, Callable
@@ -65,11 +66,16 @@ def _patch_threading() -> None:
 
         return _bootstrap_inner
 
+    is_alive = threading.Thread.is_alive
+
     def join(orig):
+        # Only a join that saw the thread end orders it: join(timeout) may
+        # return with the thread still running. (Its final clock is published
+        # by _bootstrap_inner before is_alive() can turn false.)
         def join(self, timeout=None):
             result = orig(self, timeout)
             D = _D()
-            if D is not None and not self.is_alive():
+            if D is not None and not is_alive(self):
                 D.thread_joined(self)
             return result
 
@@ -136,6 +142,8 @@ def _patch_threading() -> None:
     # Condition shares its lock with stdlib internals (queue, Event), so its
     # edges are modelled where instrumented code uses it (sync.sync_call).
     sync.register_sync_call_types(threading.Condition)
+    # threading's pure-Python RLock, a mutex like the C one.
+    sync.register_sync_call_types(threading._PyRLock)
 
 
 # -- queue ---------------------------------------------------------------
@@ -146,29 +154,39 @@ def _patch_queue() -> None:
 
     # _put/_get run under the queue's mutex in the putting and getting
     # threads. The clock travels with the item, so two unrelated puts are
-    # not ordered, and a get is ordered after exactly the put it received.
-    def put(orig):
-        def _put(self, item):
-            D = _D()
-            if D is not None:
-                sync.put_item(D, self, item)
-            return orig(self, item)
+    # not ordered, and a get is ordered after exactly the put it received:
+    # the one the queue's order hands out (the mutex makes the order of our
+    # records the queue's). The put is recorded once it is in, still under
+    # the mutex, so no getter can take the item first.
+    def put(order):
+        def make(orig):
+            def _put(self, item):
+                result = orig(self, item)
+                D = _D()
+                if D is not None:
+                    sync.put_item(D, self, item, order, self._qsize())
+                return result
 
-        return _put
+            return _put
 
-    def get(orig):
-        def _get(self):
-            item = orig(self)
-            D = _D()
-            if D is not None:
-                sync.got_item(D, self, item)
-            return item
+        return make
 
-        return _get
+    def get(order):
+        def make(orig):
+            def _get(self):
+                item = orig(self)
+                D = _D()
+                if D is not None:
+                    sync.got_item(D, self, item, order, self._qsize() + 1)
+                return item
 
-    for cls in (queue.Queue, queue.LifoQueue, queue.PriorityQueue):
-        _patch(cls, "_put", put)
-        _patch(cls, "_get", get)
+            return _get
+
+        return make
+
+    for cls, order in ((queue.Queue, sync.FIFO), (queue.LifoQueue, sync.LIFO), (queue.PriorityQueue, sync.PRIORITY)):
+        _patch(cls, "_put", put(order))
+        _patch(cls, "_get", get(order))
 
     def task_done(orig):
         def task_done(self):
@@ -232,19 +250,52 @@ def _patch_futures() -> None:
     _patch(_base.Future, "set_result", completing)
     _patch(_base.Future, "set_exception", completing)
 
+    def cancelling(orig):
+        # Released before the state changes, as for set_result: a thread that
+        # sees the future cancelled may acquire at once. A running or
+        # finished future never becomes cancellable again, so then cancel()
+        # is sure to fail and publishes nothing; a stale read of _state
+        # (another thread starting it meanwhile) only publishes too much,
+        # which can hide a race, never invent one.
+        def cancel(self):
+            D = _D()
+            if D is not None and self._state not in (_base.RUNNING, _base.FINISHED):
+                D.release(self)
+            return orig(self)
+
+        return cancel
+
+    _patch(_base.Future, "cancel", cancelling)
+
+    is_done = _base.Future.done  # unpatched: observe() below acquires once
+
     def observing(orig):
         def observe(self, timeout=None):
             try:
                 return orig(self, timeout)
             finally:
                 D = _D()
-                if D is not None and self.done():
+                if D is not None and is_done(self):
                     D.acquire(self)
 
         return observe
 
     _patch(_base.Future, "result", observing)
     _patch(_base.Future, "exception", observing)
+
+    def observing_if_true(orig):
+        def observe(self):
+            result = orig(self)
+            if result:
+                D = _D()
+                if D is not None:
+                    D.acquire(self)
+            return result
+
+        return observe
+
+    _patch(_base.Future, "done", observing_if_true)
+    _patch(_base.Future, "cancelled", observing_if_true)
 
     def add_done_callback(orig):
         def add_done_callback(self, fn):
@@ -289,6 +340,271 @@ def _patch_futures() -> None:
             _PATCHES.append((cf, name, original))
 
 
+# -- asyncio ---------------------------------------------------------------
+
+
+def _patch_asyncio(base_events: Any) -> None:
+    """Patch asyncio.base_events, once it is imported (see _AfterImport).
+
+    call_soon_threadsafe is the one way into a loop from another thread:
+    run_coroutine_threadsafe, and the results of run_in_executor and
+    to_thread (a ThreadPoolExecutor future, chained back to the loop), all
+    come through it. Within the loop thread, program order does the rest;
+    the executor side is the futures patches.
+    """
+    from asyncio import coroutines
+
+    def call_soon_threadsafe(orig):
+        def call_soon_threadsafe(self, callback, *args, context=None):
+            D = _D()
+            # Passed as they are when the loop would refuse them (debug mode
+            # checks the callback): the same error, from the same check.
+            if D is None or not callable(callback) or coroutines.iscoroutinefunction(callback):
+                return orig(self, callback, *args, context=context)
+            vc = D.snapshot_and_tick()
+
+            def handoff(*a):
+                D2 = _D()
+                if D2 is not None:
+                    D2.acquire_clock(vc)
+                return callback(*a)
+
+            try:  # the loop's debug output names and locates the callback, not us
+                functools.update_wrapper(handoff, callback)
+            except (AttributeError, TypeError):
+                pass
+            handle = orig(self, handoff, *args, context=context)
+            # In debug mode the handle records where it was made: the
+            # caller's line, as without us, not this wrapper's.
+            made_at = getattr(handle, "_source_traceback", None)
+            if made_at and made_at[-1].filename == __file__:
+                del made_at[-1]
+            return handle
+
+        return call_soon_threadsafe
+
+    _patch(base_events.BaseEventLoop, "call_soon_threadsafe", call_soon_threadsafe)
+
+
+# -- multiprocessing.pool.ThreadPool ---------------------------------------
+
+
+def _patch_pool(pool: Any) -> None:
+    """Patch multiprocessing.pool, once it is imported (see _AfterImport).
+
+    A ThreadPool passes tasks and results through SimpleQueues and a
+    handler thread, all in the stdlib: nothing there is seen. So, as for
+    ThreadPoolExecutor.submit, each task function is wrapped where it is
+    submitted. It starts with the submitter's clock, and releases into its
+    result object (ApplyResult, MapResult, IMapIterator) when it ends; the
+    result's wait(), a ready() that returns True, and each next() acquire
+    it. Process pools are left alone (their tasks are pickled).
+    """
+    # get_ident() of a thread inside a patched submission -> the box its
+    # result object goes in. The result is made inside the stdlib's method,
+    # before any task is queued, so its __init__ (patched) fills the box
+    # before a task can read it. Each thread sets and pops only its own
+    # entry, by single dict operations.
+    submitting: dict = {}
+    get_ident = _thread.get_ident
+
+    def task_of(D, func, box):
+        vc = D.snapshot_and_tick()
+
+        def task(*args, **kwargs):
+            D2 = _D()
+            if D2 is not None:
+                D2.acquire_clock(vc)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                D2 = _D()
+                if D2 is not None and box:
+                    D2.release(box[0])
+
+        return task
+
+    def callback_of(callback, box):
+        # Called by the handler thread after the task's result came back.
+        def callback_after_task(value):
+            D = _D()
+            if D is not None and box:
+                D.acquire(box[0])
+            return callback(value)
+
+        return callback_after_task
+
+    def submitting_through(callbacks_at):
+        # callbacks_at: where callback and error_callback are among the
+        # positional arguments after func, or None when there are none.
+        def make(orig):
+            def submit(self, func, *args, **kwargs):
+                D = _D()
+                if D is None or not isinstance(self, pool.ThreadPool) or not callable(func):
+                    return orig(self, func, *args, **kwargs)
+                box: list = []  # the result object, once made; then only read
+                func = task_of(D, func, box)
+                if callbacks_at is not None:
+                    args = list(args)
+                    for at, name in ((callbacks_at, "callback"), (callbacks_at + 1, "error_callback")):
+                        if at < len(args):
+                            if callable(args[at]):
+                                args[at] = callback_of(args[at], box)
+                        elif callable(kwargs.get(name)):
+                            kwargs[name] = callback_of(kwargs[name], box)
+                ident = get_ident()
+                outer = submitting.get(ident)
+                submitting[ident] = box
+                try:
+                    return orig(self, func, *args, **kwargs)
+                finally:
+                    if outer is None:
+                        del submitting[ident]
+                    else:
+                        submitting[ident] = outer
+
+            return submit
+
+        return make
+
+    # apply, map, map_async, starmap and starmap_async come through these.
+    _patch(pool.Pool, "apply_async", submitting_through(2))
+    _patch(pool.Pool, "_map_async", submitting_through(3))
+    _patch(pool.Pool, "imap", submitting_through(None))
+    _patch(pool.Pool, "imap_unordered", submitting_through(None))
+
+    def registering(orig):
+        def __init__(self, *args, **kwargs):
+            orig(self, *args, **kwargs)
+            box = submitting.get(get_ident())
+            if box is not None and not box:  # the first made: a MapResult runs its base's __init__
+                box.append(self)
+
+        return __init__
+
+    _patch(pool.ApplyResult, "__init__", registering)
+    _patch(pool.IMapIterator, "__init__", registering)
+
+    def ready(orig):
+        def ready(self):
+            result = orig(self)
+            if result:
+                D = _D()
+                if D is not None:
+                    D.acquire(self)
+            return result
+
+        return ready
+
+    def wait(orig):
+        def wait(self, timeout=None):
+            result = orig(self, timeout)
+            D = _D()
+            if D is not None and self._event.is_set():
+                D.acquire(self)
+            return result
+
+        return wait
+
+    _patch(pool.ApplyResult, "ready", ready)  # get() and successful() call it
+    _patch(pool.ApplyResult, "wait", wait)
+
+    def next_(orig):
+        # Ordered after every task that ended so far, not only the one whose
+        # result this is: coarser than exact, which can only hide a race.
+        def next(self, timeout=None):
+            try:
+                item = orig(self, timeout)
+            except BaseException as exc:
+                D = _D()
+                if D is not None and not isinstance(exc, pool.TimeoutError):
+                    D.acquire(self)  # StopIteration, or the task's exception
+                raise
+            D = _D()
+            if D is not None:
+                D.acquire(self)
+            return item
+
+        return next
+
+    _patch(pool.IMapIterator, "next", next_)
+    _patch(pool.IMapIterator, "__next__", next_)
+
+
+class _PatchingLoader:
+    """Wraps a module's loader for one import: run the module, then patch it."""
+
+    def __init__(self, loader: Any, patch: Callable[[Any], None]) -> None:
+        self.loader = loader
+        self.patch = patch
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        # The module keeps its own loader, as if we had never been there.
+        spec = module.__spec__
+        if spec is not None and spec.loader is self:
+            spec.loader = self.loader
+        if getattr(module, "__loader__", None) is self:
+            module.__loader__ = self.loader
+        self.loader.exec_module(module)
+        _try_patch(self.patch, module)
+
+
+class _AfterImport:
+    """A meta path finder that patches some stdlib modules once they are first imported.
+
+    asyncio and multiprocessing cost tens of milliseconds to import, and
+    change the program's modules (multiprocessing adds __mp_main__), so
+    they are patched only if the program imports them.
+    """
+
+    def __init__(self, patches: dict) -> None:
+        self.patches = patches  # module name -> patch(module); set once
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        patch = self.patches.get(name)
+        if patch is None or self not in sys.meta_path:
+            return None
+        # What the import would have found without us: the finders after us.
+        for finder in sys.meta_path[sys.meta_path.index(self) + 1 :]:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _PatchingLoader(spec.loader, patch)
+        return spec
+
+
+def _try_patch(patch: Callable[[Any], None], module: Any) -> None:
+    try:
+        patch(module)
+    except Exception:  # a stdlib we do not know: left unpatched, as before install
+        pass
+
+
+_AFTER_IMPORT: list = []  # the installed _AfterImport finder, if any
+
+
+def _patch_on_import(patches: dict) -> None:
+    """Patch each module now if it is imported, else when it is."""
+    later = {}
+    for name, patch in patches.items():
+        module = sys.modules.get(name)
+        if module is not None:
+            _try_patch(patch, module)
+        else:
+            later[name] = patch
+    if later:
+        finder = _AfterImport(later)
+        sys.meta_path.insert(0, finder)
+        _AFTER_IMPORT.append(finder)
+
+
 # -- mapsafe's own maps ------------------------------------------------------
 
 # Go's memory model for sync.Map: a write happens before a read that
@@ -296,17 +612,17 @@ def _patch_futures() -> None:
 # (a write such as swap or compute also reads the old value). One clock per
 # map is coarser than Go's per key; it can only hide races, never invent one.
 # Which methods are reads and which are writes comes from the maps' contract
-# table; LockedMap's read()/write() blocks are ordered by their RWLock (see
-# _patch_rwlock), not here.
+# table; LockedMap's read()/write() blocks take the same edges on entry and
+# exit (see _patch_rwlock).
 def _map_methods(kind: str) -> tuple[str, ...]:
     from mapsafe import contract
 
     return tuple(name for name in contract.names(kind) if name not in _MAP_HANDLES)
 
 
-# Methods that hand out a handle (LockedMap's read()/write() blocks, ordered by
-# their RWLock in _patch_rwlock; SyncMap.reader(), whose C reads the patches
-# could not see, so under the detector it hands out the map itself).
+# Methods that hand out a handle (LockedMap's read()/write() blocks, patched in
+# _patch_rwlock; SyncMap.reader(), whose C reads the patches could not see,
+# so under the detector it hands out the map itself).
 _MAP_HANDLES = ("read", "write", "reader")
 
 
@@ -424,32 +740,48 @@ def _patch_rwlock() -> None:
         def make(orig):
             def method(self):
                 orig(self)  # its checks (a write() block inside a compute callback raises)
-                rw, result = result_of(self)
-                return _TrackedHold(rw, write, result)
+                rw, owner, result = result_of(self)
+                return _TrackedHold(rw, write, owner, result)
 
             return method
 
         return make
 
-    _patch(RWLock, "read", hold(False, lambda rw: (rw, None)))
-    _patch(RWLock, "write", hold(True, lambda rw: (rw, None)))
-    _patch(mapsafe.LockedMap, "read", hold(False, lambda m: (m._rw, MappingProxyType(m._d))))
-    _patch(mapsafe.LockedMap, "write", hold(True, lambda m: (m._rw, m._d)))
+    _patch(RWLock, "read", hold(False, lambda rw: (rw, None, None)))
+    _patch(RWLock, "write", hold(True, lambda rw: (rw, None, None)))
+    _patch(mapsafe.LockedMap, "read", hold(False, lambda m: (m._rw, m, MappingProxyType(m._d))))
+    _patch(mapsafe.LockedMap, "write", hold(True, lambda m: (m._rw, m, m._d)))
 
 
 class _TrackedHold:
-    """An RWLock hold made of the (patched) acquire and release methods."""
+    """An RWLock hold made of the (patched) acquire and release methods.
 
-    __slots__ = ("_rw", "_write", "_result")
+    A LockedMap's hold is also ordered like the map's methods (its clock, as
+    in _patch_maps): a read() block like a read, a write() block like one
+    write. Without that, `with m.write() as d: d[k] = v` published on the
+    RWLock's clock while m.get(k) acquired the map's, and a thread that saw
+    the value raced with what the writer did before.
+    """
 
-    def __init__(self, rw: Any, write: bool, result: Any) -> None:
+    __slots__ = ("_rw", "_write", "_owner", "_result")
+
+    def __init__(self, rw: Any, write: bool, owner: Any, result: Any) -> None:
         self._rw, self._write, self._result = rw, write, result
+        self._owner = owner  # the LockedMap held, or None for a plain RWLock hold
 
     def __enter__(self) -> Any:
         (self._rw.acquire_write if self._write else self._rw.acquire_read)()
+        D = _D()
+        if self._owner is not None and D is not None:
+            D.acquire(self._owner)
         return self._result
 
     def __exit__(self, *exc_info: object) -> None:
+        D = _D()
+        # Released before the lock is: once it is, a reader may see the
+        # block's writes and acquire at once.
+        if self._write and self._owner is not None and D is not None:
+            D.release(self._owner)
         (self._rw.release_write if self._write else self._rw.release_read)()
 
 
@@ -467,6 +799,7 @@ def install() -> None:
     _patch_futures()
     _patch_maps()
     _patch_rwlock()
+    _patch_on_import({"asyncio.base_events": _patch_asyncio, "multiprocessing.pool": _patch_pool})
 
 
 _INHERITED: Any = object()  # in _PATCHES: the patched name was inherited; delete the patch
@@ -474,6 +807,10 @@ _INHERITED: Any = object()  # in _PATCHES: the patched name was inherited; delet
 
 def uninstall() -> None:
     global _installed
+    while _AFTER_IMPORT:
+        finder = _AFTER_IMPORT.pop()
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
     while _PATCHES:
         owner, name, original = _PATCHES.pop()
         if original is _INHERITED:
