@@ -10,6 +10,9 @@ import pytest
 
 __all__ = ["pytest_addoption", "pytest_configure"]
 
+# The key under which an xdist worker hands its counts to the controller.
+_WORKEROUTPUT_KEY = "mapsafe_race"
+
 
 def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("mapsafe")
@@ -24,31 +27,133 @@ def pytest_addoption(parser: Any) -> None:
 def pytest_configure(config: Any) -> None:
     # Nothing is imported or patched unless the option is given: the plugin
     # is loaded (by entry point) in every pytest run.
-    if config.getoption("mapsafe_race", False):
+    if not config.getoption("mapsafe_race", False):
+        return
+    if _is_xdist_controller(config):
+        # The workers run the tests, each under its own detector; the
+        # controller only adds up what they found.
+        config.pluginmanager.register(_ControllerPlugin(), "mapsafe-race")
+    else:
         config.pluginmanager.register(_RacePlugin(config), "mapsafe-race")
 
 
+def _is_xdist_controller(config: Any) -> bool:
+    # xdist's own test for distribution mode (which it skips for
+    # --collect-only); its pytest_cmdline_main has already set these from -n
+    # by the time pytest_configure runs.
+    return (
+        not hasattr(config, "workerinput")
+        and not config.getoption("collectonly", False)
+        and config.getoption("dist", "no") != "no"
+        and bool(config.getoption("tx", None))
+    )
+
+
+class _Counts:
+    """What the terminal summary reports: tests failed by races, distinct races, races outside tests."""
+
+    def __init__(self) -> None:
+        self.failed: set = set()  # node ids of the tests that raced
+        self.sites: set = set()  # the site pairs of every race, in the session or any worker
+        self.outside: list = []  # full reports of races found outside any test
+
+    def to_json(self) -> dict:
+        return {
+            "failed": sorted(self.failed),
+            "sites": sorted([list(a), list(b)] for a, b in self.sites),
+            "outside": self.outside,
+        }
+
+    def merge(self, doc: dict) -> None:
+        self.failed.update(doc["failed"])
+        self.sites.update((tuple(a), tuple(b)) for a, b in doc["sites"])
+        self.outside.extend(doc["outside"])
+
+    def summary(self, terminalreporter: Any) -> None:
+        terminalreporter.write_sep("=", "mapsafe race")
+        for text in self.outside:
+            terminalreporter.write(text)
+        terminalreporter.write_line(
+            f"{len(self.failed)} test(s) failed by data races; "
+            f"{len(self.sites)} distinct data race(s) in this session"
+            + (f" ({len(self.outside)} outside any test)" if self.outside else "")
+        )
+
+    def exit_status(self, session: Any) -> None:
+        # A race outside every test fails no test, so it must fail the run.
+        if self.outside and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+class _ControllerPlugin:
+    """Under pytest-xdist's controller: adds up the workers' counts; runs no detector."""
+
+    def __init__(self) -> None:
+        self.counts = _Counts()
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        doc = getattr(node, "workeroutput", {}).get(_WORKEROUTPUT_KEY)
+        if doc is not None:
+            self.counts.merge(doc)
+
+    def pytest_sessionfinish(self, session: Any) -> None:
+        self.counts.exit_status(session)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        self.counts.summary(terminalreporter)
+
+
+class _Finding:
+    """One race as a test's report shows it: in full, or as a reference to where it first was."""
+
+    __slots__ = ("race", "when", "previous", "first")
+
+    def __init__(self, race: Any, when: str, previous: Any, first: str | None) -> None:
+        self.race = race
+        self.when = when  # the phase it was found in: "setup", "call" or "teardown"
+        self.previous = previous  # (nodeid, when) of the previous access, or None outside tests
+        self.first = first  # node id of the test with the full report; None: this is it
+
+
 class _RacePlugin:
-    """Runs the detector for the whole session and attributes races to tests."""
+    """Runs the detector for the whole session and attributes races to tests.
+
+    A race belongs to the test phase during which it was reported (the
+    current access); its previous access is placed by epoch (see
+    ``attribution.Timeline``). Races found in setup are shown on the call
+    report, so the test still runs; races in teardown fail the teardown.
+    """
 
     def __init__(self, config: Any) -> None:
         from .. import config as msconfig
         from . import helpers, hooks, runtime
+        from .attribution import Timeline
         from .report import Frames
         from .rewrite import RaceImportHook, _InstrumentingLoader
         from .suppress import Suppressions
 
+        self.config = config
         cfg = msconfig.load(["race"], pyproject=_pyproject(config))
         self.frames = Frames(cfg.race_strip_path_prefix, str(config.rootpath))
         self.detector = runtime.Detector(
             None, suppressed=Suppressions.load(cfg.race_suppress) if cfg.race_suppress else Suppressions()
         )
+        self.timeline = Timeline(self.detector)
+        # All of the following is touched only by the thread running pytest's hooks.
+        self.taken = 0  # races before this index in detector.races have been attributed
+        self.first: dict = {}  # site pair -> node id of the test that showed it in full
+        self.pending: dict = {}  # node id -> findings from a passed setup, shown on its call report
+        self.counts = _Counts()
         from _pytest import fixtures, python
 
         from . import shadow
 
-        # Stacks end where pytest calls the test or fixture function.
-        shadow.STOP_FILES.update((python.__file__, fixtures.__file__))
+        # Stacks end where pytest calls the test or fixture function, and
+        # where the import system runs a test module's body (collection).
+        shadow.STOP_FILES.update(
+            (python.__file__, fixtures.__file__, "<frozen importlib._bootstrap>",
+             "<frozen importlib._bootstrap_external>")
+        )
         hooks.install()
         helpers.start(self.detector)
         self.hook = RaceImportHook([str(config.rootpath)], cfg.race_include)
@@ -67,27 +172,114 @@ class _RacePlugin:
         _InstrumentingLoader.pre_rewrite = staticmethod(assertion_rewrite)
         self._loader = _InstrumentingLoader
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: Any) -> Any:
-        before = len(self.detector.races)
-        result = yield
-        found = self.detector.races[before:]
-        if found:
-            from .report import format_race, format_summary
+    # -- phases ----------------------------------------------------------
+    #
+    # tryfirst wrappers: the phase begins before any other plugin's part of
+    # it, and our report change is the last word on the outcome (after
+    # skipping's xfail handling, so a racy xfail test still fails).
 
-            text = "".join(format_race(r, self.frames) for r in found)
-            raise pytest.fail.Exception(
-                f"mapsafe race: {len(found)} data race(s) while running {item.nodeid}\n{text}"
-                + format_summary(len(found)),
-                pytrace=False,
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: Any) -> Any:
+        self._sweep_outside()
+        # De-duplication is per test: the detector reports a site pair again
+        # in each test that hits it; self.first decides full report or reference.
+        with self.detector.lock:
+            self.detector.seen.clear()
+        self.timeline.begin((item.nodeid, "setup"))
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_call(self, item: Any) -> Any:
+        self.timeline.begin((item.nodeid, "call"))
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: Any, nextitem: Any) -> Any:
+        self.timeline.begin((item.nodeid, "teardown"))
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(self, item: Any, call: Any) -> Any:
+        report = yield
+        nodeid = item.nodeid
+        findings = self.pending.pop(nodeid, []) + self._take(nodeid, call.when)
+        if findings and call.when == "setup" and report.passed:
+            self.pending[nodeid] = findings  # shown once the test itself has run
+        elif findings:
+            self.counts.failed.add(nodeid)
+            _fail(report, self._describe(nodeid, findings))
+        return report
+
+    def _take(self, nodeid: str, when: str) -> list:
+        """The races reported since the last call, as findings of this phase."""
+        with self.detector.lock:
+            races = self.detector.races[self.taken:]
+        self.taken += len(races)
+        out = []
+        for race in races:
+            pair = race.site_pair()
+            self.counts.sites.add(pair)
+            first = self.first.setdefault(pair, nodeid)
+            previous = self.timeline.label_of(race.previous.tid, race.previous.clk)
+            out.append(_Finding(race, when, previous, None if first == nodeid else first))
+        return out
+
+    def _sweep_outside(self) -> None:
+        """Races reported between tests (collection, a stray thread) belong to no test."""
+        from .report import format_race
+
+        with self.detector.lock:
+            races = self.detector.races[self.taken:]
+        self.taken += len(races)
+        for race in races:
+            self.counts.sites.add(race.site_pair())
+            self.counts.outside.append(
+                "mapsafe race: data race outside any test (during collection or between tests)\n"
+                + format_race(race, self.frames)
             )
-        return result
+
+    # -- reports ---------------------------------------------------------
+
+    def _describe(self, nodeid: str, findings: list) -> str:
+        from .report import format_race, format_summary
+
+        lines = [f"mapsafe race: {len(findings)} data race(s) while running {nodeid}\n"]
+        for f in findings:
+            during = "" if f.when == "call" else f" (during {f.when})"
+            spans = ""
+            if f.previous is None:
+                spans = "the previous access was outside any test (during collection or between tests)"
+            elif f.previous[0] != nodeid:
+                spans = (
+                    f"this race spans tests: the previous access was in {f.previous[0]} ({f.previous[1]}), "
+                    f"the current one in {nodeid} ({f.when})"
+                )
+            if f.first is not None:
+                a, b = (f"{self.frames.path(file)}:{line}" for file, line in f.race.site_pair())
+                lines.append(
+                    f"same race as reported in {f.first} (site {a} / {b}){during}"
+                    + (f"; {spans}" if spans else "") + "\n"
+                )
+                continue
+            if during:
+                lines.append(f"During {f.when} (a fixture):\n")
+            lines.append(format_race(f.race, self.frames))
+            if spans:
+                lines.append(spans[0].upper() + spans[1:] + ".\n")
+        lines.append(format_summary(len(findings)))
+        return "".join(lines)
+
+    # -- session ---------------------------------------------------------
+
+    def pytest_sessionfinish(self, session: Any) -> None:
+        self._sweep_outside()
+        self.counts.exit_status(session)
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: the controller adds these up
+            workeroutput[_WORKEROUTPUT_KEY] = self.counts.to_json()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        races = self.detector.races
-        if races:
-            terminalreporter.write_sep("=", "mapsafe race")
-            terminalreporter.write_line(f"Found {len(races)} data race(s) in this session")
+        self.counts.summary(terminalreporter)
 
     def pytest_unconfigure(self, config: Any) -> None:
         from . import helpers
@@ -95,6 +287,47 @@ class _RacePlugin:
         self.hook.uninstall()
         self._loader.pre_rewrite = None
         helpers.stop()
+
+
+def _fail(report: Any, text: str) -> None:
+    """Make ``report`` a failure that shows ``text``, keeping any failure it already had."""
+    if report.failed and report.longrepr is not None:
+        report.longrepr = _WithRaces(report.longrepr, text)
+        return
+    try:
+        raise pytest.fail.Exception(text, pytrace=False)
+    except pytest.fail.Exception:
+        # A real exception's repr: its reprcrash gives the short summary line.
+        report.longrepr = pytest.ExceptionInfo.from_current().getrepr(style="value")
+    report.outcome = "failed"
+    if hasattr(report, "wasxfail"):  # a racy xfail test fails like any other
+        del report.wasxfail
+
+
+class _WithRaces:
+    """A failure's own repr, then the race reports."""
+
+    def __init__(self, original: Any, text: str) -> None:
+        self.original = original
+        self.text = text
+
+    @property
+    def reprcrash(self) -> Any:
+        # The short summary keeps naming the test's own error. There is
+        # deliberately no reprtraceback: xdist then sends str(self) whole.
+        return getattr(self.original, "reprcrash", None)
+
+    def toterminal(self, tw: Any) -> None:
+        if hasattr(self.original, "toterminal"):
+            self.original.toterminal(tw)
+        else:
+            tw.line(str(self.original))
+        tw.line("")
+        for line in self.text.splitlines():
+            tw.line(line)
+
+    def __str__(self) -> str:
+        return f"{self.original}\n\n{self.text}"
 
 
 def _pyproject(config: Any) -> Any:
