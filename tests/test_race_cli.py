@@ -157,7 +157,8 @@ def test_report_shape_names_both_accesses_threads_and_creation_site():
 
 def test_json_report_fields():
     (r,) = race(RACY).races
-    assert r["key"] == "'k'" and r["kind"] == "key"
+    assert r["key"] == "'k'" and r["scope"] == "key" and r["kind"] == "read-write"
+    assert "raced a write" in r["consequence"] and r["fix"]
     assert r["dict"]["created_at"][0] == {"file": "prog.py", "line": 2, "function": "<module>"}
     sides = {r["current"]["thread"]: r["current"], r["previous"]["thread"]: r["previous"]}
     assert set(sides) == {"writer", "MainThread"}

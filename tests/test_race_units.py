@@ -254,3 +254,37 @@ def test_a_fault_of_the_detector_itself_warns_once_and_a_fault_of_user_code_is_s
     detector.read_key(d, 1, "d[k]", frame)
     detector.read_key(d, BadEq(), "d[k]", frame)  # user code raised: the program's to raise
     assert len(warnings) == 1 and "internal error (TypeError" in warnings[0], warnings
+
+
+@pytest.mark.parametrize(
+    "cur, prev, kind",
+    [
+        (("d[k] += v", True, "k", ""), ("d[k] = v", True, "k", ""), "lost-update"),
+        (("d[k] += v (read)", False, "k", ""), ("d[k] += v", True, "k", ""), "lost-update"),
+        (("Counter.update (read-modify-write)", True, "k", ""), ("d[k]", False, "k", ""), "lost-update"),
+        (("d[k] (missing: inserts)", True, "k", ""), ("d[k] (missing: inserts)", True, "k", ""), "lost-update"),
+        (("in", False, "k", ""), ("d[k] = v", True, "k", ""), "check-then-act"),
+        (("s.add (present)", False, 1, ""), ("s.discard", True, 1, ""), "check-then-act"),
+        (("iteration", False, None, "keys"), ("d[k] = v", True, "new", ""), "iteration"),
+        (("len()", False, None, "keys"), ("d[k] = v", True, "new", ""), "torn-read"),
+        (("formatting", False, None, "values"), ("d[k] = v", True, "k", ""), "torn-read"),
+        (("d.clear()", True, None, "clear"), ("d.get", False, "k", ""), "clear"),
+        (("move_to_end", True, "a", ""), ("move_to_end", True, "b", ""), "reorder"),
+        (("d[k] = v", True, "k", ""), ("d.pop", True, "k", ""), "write-write"),
+        (("d.get", False, "k", ""), ("d[k] = v", True, "k", ""), "read-write"),
+    ],
+)
+def test_each_race_is_named_by_its_consequence(cur, prev, kind):
+    from mapsafe.race.consequence import classify
+    from mapsafe.race.shadow import Access, Race
+
+    def access(tid, spec):
+        op, write, key, whole = spec
+        return Access(tid, 1, op, write, key, whole, ())
+
+    race = Race(0x10, (), False, access(1, cur), access(2, prev))
+    consequence = classify(race)
+    assert consequence.kind == kind
+    assert consequence.text and consequence.fix
+    # The same pair seen from the other side is the same consequence.
+    assert classify(Race(0x10, (), False, access(2, prev), access(1, cur))).kind == kind

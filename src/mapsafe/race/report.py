@@ -6,7 +6,8 @@ import json
 import os
 from typing import Any, Iterable
 
-from .shadow import Access, Race
+from .consequence import classify
+from .shadow import Access, Race, _short_repr
 
 __all__ = ["Frames", "format_race", "format_summary", "race_to_dict", "write_json"]
 
@@ -51,9 +52,17 @@ class Frames:
         return f"{resolved[0][0]}:{resolved[0][1]}" if resolved else "?"
 
 
-def _describe(acc: Access, key: str | None) -> str:
+def _key_of(acc: Access) -> str:
+    try:
+        return _short_repr(acc.key)
+    except Exception:  # a user __repr__ must not break reporting
+        return f"<{type(acc.key).__name__} object>"
+
+
+def _describe(acc: Access) -> str:
     """'Write of key 'hits'' / 'Read of all keys (len())' ..."""
     kind = "Write" if acc.write else "Read"
+    key = _key_of(acc)
     if acc.whole == "clear":
         return f"Write of all keys ({acc.op})"
     if acc.whole == "keys":
@@ -70,17 +79,16 @@ def _thread_label(race: Race, tid: int) -> str:
 
 def format_race(race: Race, frames: Frames) -> str:
     """One Go-style block: both accesses with stacks, then where the threads came from."""
-    key = race.key_repr
     cur, prev = race.current, race.previous
     where = "created at" if race.created_seen else "first seen at"
     lines = [SEPARATOR, "WARNING: DATA RACE"]
     prep = "to" if cur.write else "from"
     lines.append(
-        f"{_describe(cur, key)} {prep} dict {race.dict_id:#x} ({where} {frames.site(race.created)}) "
+        f"{_describe(cur)} {prep} {race.map_type} {race.dict_id:#x} ({where} {frames.site(race.created)}) "
         f"by thread {_thread_label(race, cur.tid)}:"
     )
     lines += [f"  {p}:{n} in {f}" for p, n, f in frames.resolve(cur.frames)]
-    desc = _describe(prev, key)
+    desc = _describe(prev)
     lines.append(f"Previous {desc[0].lower()}{desc[1:]} by thread {_thread_label(race, prev.tid)}:")
     lines += [f"  {p}:{n} in {f}" for p, n, f in frames.resolve(prev.frames)]
     for tid in dict.fromkeys((cur.tid, prev.tid)):
@@ -90,6 +98,9 @@ def format_race(race: Race, frames: Frames) -> str:
         state = "running" if info.running else "finished"
         lines.append(f"Thread {info.name} ({state}) created at:")
         lines += [f"  {p}:{n} in {f}" for p, n, f in frames.resolve(info.created)]
+    consequence = classify(race)
+    lines.append(f"Consequence: {consequence.text}")
+    lines.append(f"Fix: {consequence.fix}")
     lines.append(SEPARATOR)
     return "\n".join(lines) + "\n"
 
@@ -109,6 +120,7 @@ def _access_to_dict(acc: Access, race: Race, frames: Frames) -> dict:
         if info is not None
         else [],
         "operation": acc.op,
+        "key": None if acc.whole else _key_of(acc),
         "write": acc.write,
         "whole_dict": bool(acc.whole),
         "frames": [{"file": p, "line": n, "function": f} for p, n, f in frames.resolve(acc.frames)],
@@ -119,14 +131,19 @@ def race_to_dict(race: Race, frames: Frames) -> dict[str, Any]:
     """The machine-readable form of one race (the schema is in the README, "JSON report")."""
     key = race.key_repr
     if key is None:
-        kind = "whole-dict"
+        scope = "whole-dict"
     elif race.current.whole or race.previous.whole:
-        kind = "key-vs-whole-dict"
+        scope = "key-vs-whole-dict"
     else:
-        kind = "key"
+        scope = "key"
+    consequence = classify(race)
     return {
-        "kind": kind,
+        "kind": consequence.kind,
+        "consequence": consequence.text,
+        "fix": consequence.fix,
+        "scope": scope,
         "key": key,
+        "map_type": race.map_type,
         "dict": {
             "id": f"{race.dict_id:#x}",
             "created_at": [{"file": p, "line": n, "function": f} for p, n, f in frames.resolve(race.created)],
@@ -139,7 +156,7 @@ def race_to_dict(race: Race, frames: Frames) -> dict[str, Any]:
 
 def write_json(path: str, races: list, frames: Frames, suppressed: int = 0) -> None:
     doc = {
-        "version": 1,
+        "version": 2,
         "count": len(races),
         "suppressed": suppressed,
         "races": [race_to_dict(r, frames) for r in races],

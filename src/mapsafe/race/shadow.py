@@ -95,6 +95,7 @@ class Race:
     current: Access
     previous: Access
     threads: dict = field(default_factory=dict)  # tid -> ThreadInfo, filled in by the runtime
+    map_type: str = "dict"  # the type name of the map: dict, defaultdict, set, ...
 
     @property
     def key_repr(self) -> str | None:
@@ -248,7 +249,7 @@ class Shadow:
     def _race(self, ds: _DictShadow, cur: Access, prev: Access, races: list | None) -> list:
         if races is None:
             races = []
-        races.append(Race(id(ds.obj), ds.created, ds.created_seen, cur, prev))
+        races.append(Race(id(ds.obj), ds.created, ds.created_seen, cur, prev, map_type=type(ds.obj).__name__))
         return races
 
     def key_read(self, d: dict, key: Any, op: str, tid: int, vc: dict, frame: Any) -> list | None:
