@@ -172,3 +172,57 @@ def test_mapsafe_maps_are_not_tracked_as_dicts():
         """
     )
     assert run.races == []
+
+
+FINALIZER = """\
+import threading, time, weakref
+registry = {{}}
+class Conn:
+    "A connection."
+    def __init__(self, name):
+        self.name = name
+    def __del__(self):
+        "Closes it."
+        registry[self.name] = "closed"  # line 9
+def cleanup(name):
+    registry[name] = "finalized"  # line 11
+def make():
+    c = Conn("a")  # line 13
+    class Res: pass
+    res = Res()
+    weakref.finalize(res, cleanup, "r")  # line 16
+    del c, res
+t = threading.Thread(target=make); t.start()
+{order}
+for k in registry:  # line 20
+    pass
+t.join()
+print(sorted(registry), Conn.__del__.__doc__, Conn.__init__.__doc__)
+"""
+
+
+@pytest.mark.parametrize("order, racy", [("time.sleep(0.05)", True), ("t.join()", False)])
+def test_finalizers_are_the_thread_that_ran_them_and_reports_say_where_the_object_came_from(order, racy):
+    src = FINALIZER.format(order=order)
+    run = race(src)
+    plain = race(src, plain=True)
+    assert run.stdout == plain.stdout
+    if not racy:
+        assert run.races == [] and run.returncode == 0, run.stderr
+        return
+    assert run.returncode == 66
+    finals = {}
+    for r in run.races:
+        for side in ("current", "previous"):
+            fin = r[side]["finalizer"]
+            if fin is not None:
+                finals[r[side]["frames"][0]["line"]] = fin
+    # The __del__ that wrote, with the object's creation site; the finalize
+    # callback, with where it was registered. Both raced line 20's iteration.
+    assert 20 in run.lines()
+    assert set(finals) <= {9, 11} and finals, run.stderr
+    if 9 in finals:
+        assert finals[9]["how"] == "__del__ of Conn" and finals[9]["site"][0]["line"] == 13
+    if 11 in finals:
+        assert finals[11]["how"] == "weakref.finalize callback" and finals[11]["site"][0]["line"] == 16
+    assert "(in a finalizer: " in run.stderr

@@ -18,7 +18,7 @@ import operator
 import sys
 from typing import TYPE_CHECKING, Any
 
-from . import calls, methods
+from . import calls, finalizers, methods
 from .kinds import CHAIN, CONTAINER, DATA, DEFAULT, DICT_KINDS, NONE, SET, TRACKED, VIEW, data_of, has_key, kind_of, view_source
 from .kinds import _KINDS
 from .sync import is_sync_type, sync_call
@@ -501,6 +501,8 @@ HELPERS: dict = {
     "@ms_get": get,
     "@ms_iop": iop,
     "@ms_with": with_,
+    "@ms_created": finalizers.created,
+    "@ms_finalizing": finalizers.finalizing,
     **{f"@ms_i{name}": fn for name, fn in (
         ("add", operator.iadd), ("sub", operator.isub), ("mul", operator.imul), ("matmul", operator.imatmul),
         ("truediv", operator.itruediv), ("floordiv", operator.ifloordiv), ("mod", operator.imod),

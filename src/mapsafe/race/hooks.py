@@ -785,6 +785,47 @@ class _TrackedHold:
         (self._rw.release_write if self._write else self._rw.release_read)()
 
 
+# -- weakref.finalize ------------------------------------------------------
+
+
+def _patch_finalize() -> None:
+    import weakref
+
+    from . import finalizers
+    from .shadow import Finalizer
+
+    # Its registration site is remembered, and its callback runs marked as
+    # a finalizer's (finalizers.py). The callback itself is not wrapped, so
+    # peek() and detach() return what the program gave.
+    def init(orig):
+        def __init__(self, obj, func, /, *args, **kwargs):
+            orig(self, obj, func, *args, **kwargs)
+            finalizers.registered(self, sys._getframe(1))
+
+        return __init__
+
+    def call(orig):
+        def __call__(self, _=None):
+            site = finalizers.forget_registration(self)
+            if _D() is None:
+                return orig(self, _)
+            with finalizers.finalizing(info=Finalizer("weakref.finalize callback", "registered at", site)):
+                return orig(self, _)
+
+        return __call__
+
+    def detach(orig):
+        def detach(self):
+            finalizers.forget_registration(self)
+            return orig(self)
+
+        return detach
+
+    _patch(weakref.finalize, "__init__", init)
+    _patch(weakref.finalize, "__call__", call)
+    _patch(weakref.finalize, "detach", detach)
+
+
 _installed = False
 
 
@@ -799,6 +840,7 @@ def install() -> None:
     _patch_futures()
     _patch_maps()
     _patch_rwlock()
+    _patch_finalize()
     _patch_on_import({"asyncio.base_events": _patch_asyncio, "multiprocessing.pool": _patch_pool})
 
 

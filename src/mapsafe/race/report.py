@@ -77,6 +77,17 @@ def _thread_label(race: Race, tid: int) -> str:
     return info.name if info is not None else f"#{tid}"
 
 
+def _finalizer_lines(acc: Access, frames: Frames) -> list:
+    """'In a finalizer (__del__ of Conn), of the object created at:' and its stack."""
+    fin = acc.final
+    if fin is None:
+        return []
+    site = frames.resolve(fin.site)
+    if not site:
+        return [f"  (in a finalizer: {fin.how}; {fin.site_kind} an unknown site)"]
+    return [f"  (in a finalizer: {fin.how}, {fin.site_kind}:)"] + [f"    {p}:{n} in {f}" for p, n, f in site]
+
+
 def format_race(race: Race, frames: Frames) -> str:
     """One Go-style block: both accesses with stacks, then where the threads came from."""
     cur, prev = race.current, race.previous
@@ -88,9 +99,11 @@ def format_race(race: Race, frames: Frames) -> str:
         f"by thread {_thread_label(race, cur.tid)}:"
     )
     lines += [f"  {p}:{n} in {f}" for p, n, f in frames.resolve(cur.frames)]
+    lines += _finalizer_lines(cur, frames)
     desc = _describe(prev)
     lines.append(f"Previous {desc[0].lower()}{desc[1:]} by thread {_thread_label(race, prev.tid)}:")
     lines += [f"  {p}:{n} in {f}" for p, n, f in frames.resolve(prev.frames)]
+    lines += _finalizer_lines(prev, frames)
     for tid in dict.fromkeys((cur.tid, prev.tid)):
         info = race.threads.get(tid)
         if info is None or not info.created:
@@ -120,6 +133,13 @@ def _access_to_dict(acc: Access, race: Race, frames: Frames) -> dict:
         if info is not None
         else [],
         "operation": acc.op,
+        "finalizer": None
+        if acc.final is None
+        else {
+            "how": acc.final.how,
+            "site_kind": acc.final.site_kind,
+            "site": [{"file": p, "line": n, "function": f} for p, n, f in frames.resolve(acc.final.site)],
+        },
         "key": None if acc.whole else _key_of(acc),
         "write": acc.write,
         "whole_dict": bool(acc.whole),

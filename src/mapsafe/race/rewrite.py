@@ -122,6 +122,7 @@ class _Rewriter(ast.NodeTransformer):
         finally:
             self._no_temps -= 1
             self._depth = saved
+        _mark_finalizer(node)
         return node
 
     def _visit_function(self, node: Any) -> ast.AST:
@@ -424,6 +425,36 @@ class _Rewriter(ast.NodeTransformer):
         finally:
             self._depth -= 1
         return _call("@ms_new", [node], like=node) if maker else node
+
+
+def _mark_finalizer(cls: ast.ClassDef) -> None:
+    """In a class with a ``__del__``: ``__init__`` records where each object is
+    created, and ``__del__``'s body runs marked as a finalizer (see finalizers)."""
+    methods = {
+        stmt.name: stmt for stmt in cls.body
+        if isinstance(stmt, ast.FunctionDef) and stmt.args.args and not stmt.decorator_list
+    }
+    fin = methods.get("__del__")
+    if fin is None:
+        return
+
+    def split(body: list) -> tuple:
+        doc = body[:1] if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
+            isinstance(body[0].value.value, str) else []
+        return doc, body[len(doc):]
+
+    self_name = fin.args.args[0].arg
+    doc, rest = split(fin.body)
+    guard = ast.With(
+        items=[ast.withitem(context_expr=_call("@ms_finalizing", [_name(self_name)], like=fin), optional_vars=None)],
+        body=rest or [ast.Pass()],
+    )
+    fin.body = doc + [ast.copy_location(guard, rest[0] if rest else fin)]
+    init = methods.get("__init__")
+    if init is not None:
+        doc, rest = split(init.body)
+        mark = ast.Expr(value=_call("@ms_created", [_name(init.args.args[0].arg)], like=init))
+        init.body = doc + [ast.copy_location(mark, init)] + rest
 
 
 def rewrite(tree: ast.Module) -> ast.Module:

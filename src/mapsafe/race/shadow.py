@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from _thread import get_ident as _get_ident
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Access", "Race", "ThreadInfo", "Shadow", "capture"]
+__all__ = ["Access", "Finalizer", "FINALIZING", "Race", "ThreadInfo", "Shadow", "capture"]
 
 # How many frames of each access are remembered for the report.
 STACK_DEPTH = 8
@@ -60,12 +61,28 @@ def capture(frame: Any, depth: int = STACK_DEPTH, stop: bool = True) -> tuple:
     return stack
 
 
+# Threads running a finalizer now: get_ident() -> Finalizer. Each thread
+# sets and restores only its own entry, by single dict operations.
+FINALIZING: dict = {}
+
+
+@dataclass(frozen=True)
+class Finalizer:
+    """The finalizer an access was made in: ``__del__`` or a weakref.finalize callback."""
+
+    how: str  # "__del__ of Foo" or "weakref.finalize callback"
+    site_kind: str  # "created at" (the finalized object) or "registered at" (the finalize call)
+    site: tuple  # frames of that site; () when unknown
+
+
 class Access:
     """One remembered access: its epoch (tid, clk), what it did and where."""
 
-    __slots__ = ("tid", "clk", "op", "write", "key", "whole", "frames")
+    __slots__ = ("tid", "clk", "op", "write", "key", "whole", "frames", "final")
 
     def __init__(self, tid: int, clk: int, op: str, write: bool, key: Any, whole: str, frames: tuple) -> None:
+        # Made in a finalizer? Looked up only when some thread is in one.
+        self.final = FINALIZING.get(_get_ident()) if FINALIZING else None
         self.tid = tid
         self.clk = clk
         self.op = op  # the operation as written: "d[k]", "d[k] = v", "d.pop", "iteration", ...
