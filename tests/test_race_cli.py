@@ -436,3 +436,19 @@ def test_examples(name, racy_line):
         assert f"{name}:{racy_line} in " in proc.stderr
         # thread creation sites reach past executor internals to the user's line
         assert ") created at:\n  " + name in proc.stderr
+
+
+def test_calls_keep_their_keyword_arguments_whatever_their_names():
+    # The helpers that rewritten calls go through take their own parameters
+    # positionally only: a keyword named func, f, obj or a is the callee's.
+    src = """\
+    def show(**kw):
+        return sorted(kw.items())
+    state = dict(func="pkg.mod:f", f=1, obj=2, a=3, name=4, args=5, kwargs=6)
+    print(state, len(state))
+    print(show(func=1, f=2, a=3, obj=4), sorted(state, key=len, reverse=True))
+    print(*sorted(state), sep="|", end="!\\n")
+    """
+    plain, run = run_race(src, plain=True), race(src)
+    assert run.stdout == plain.stdout and run.returncode == plain.returncode == 0
+    assert run.stderr == plain.stderr == ""

@@ -1026,3 +1026,137 @@ def test_queue_puts_are_matched_in_the_queue_order():
     sync.got_item(D, q, 5, sync.PRIORITY)
     assert D.state().vc[0] == 9
     assert D._clock(q).items.size == 1
+
+
+# -- found by running real suites (benchmarks/race_suites) -------------------------
+
+
+PIPE = """\
+import threading
+from multiprocessing import Pipe
+tasks = {{}}
+a, b = Pipe()
+def scheduler():
+    tasks[0] = "task"  # line 6
+    a.send(0)
+t = threading.Thread(target=scheduler); t.start()
+{before}
+task_id = b.recv()
+x = tasks[0]  # line 11
+t.join()
+"""
+
+
+@pytest.mark.parametrize("before, racy", [("", False), ("y = tasks.get(0)", True)])
+def test_a_message_through_a_multiprocessing_pipe_orders_sender_before_receiver(before, racy):
+    # pebble's process pool: the scheduler registers a task, then sends it; the
+    # message manager looks it up once the reply came back.
+    _check(PIPE.format(before=before), racy, {6, 9})
+
+
+FUTURE_SUBCLASS = """\
+import threading, time
+from concurrent.futures import Future
+from concurrent.futures._base import CANCELLED, RUNNING
+class PoolFuture(Future):
+    def set_running_or_notify_cancel(self):
+        with self._condition:
+            self._state = RUNNING
+        return True
+    def cancel(self):
+        with self._condition:
+            self._state = CANCELLED
+            self._condition.notify_all()
+        return True
+tasks = {0: "task"}
+f = PoolFuture()
+def pool_manager():
+    while not f.cancelled():  # the stdlib's, under its condition
+        time.sleep(0.001)
+    tasks.pop(0)  # line 19
+def message_manager():
+    x = tasks[0]  # line 21
+    f.set_running_or_notify_cancel()
+b = threading.Thread(target=pool_manager); b.start()
+a = threading.Thread(target=message_manager); a.start()
+a.join()
+f.cancel()
+b.join()
+"""
+
+
+def test_a_future_subclass_changing_state_under_its_condition_orders_stdlib_observers():
+    # pebble's ProcessFuture: state changes in user code under `with
+    # self._condition`, observed by the stdlib's Future.cancelled().
+    _check(FUTURE_SUBCLASS, False, set())
+
+
+def test_future_running_observes_set_running_or_notify_cancel():
+    _check(
+        """\
+        import threading, time
+        from concurrent.futures import Future
+        tasks = {}
+        f = Future()
+        def worker():
+            tasks[0] = "started"
+            f.set_running_or_notify_cancel()
+        t = threading.Thread(target=worker); t.start()
+        while not f.running():
+            time.sleep(0.001)
+        x = tasks[0]
+        f.set_result(None)
+        t.join()
+        """,
+        False,
+        set(),
+    )
+
+
+SQLITE_LOCK = """\
+import os, sqlite3, tempfile, threading, time
+from mapsafe.race.annotate import happens_after, happens_before
+path = os.path.join(tempfile.mkdtemp(), "lock.db")
+setup = sqlite3.connect(path, isolation_level=None)
+setup.execute("CREATE TABLE lock (name TEXT PRIMARY KEY)")
+setup.close()
+def acquire(con):
+    while con.execute("INSERT OR IGNORE INTO lock VALUES ('demo')").rowcount != 1:
+        time.sleep(0.001)
+    {after}
+def release(con):
+    {before}
+    con.execute("DELETE FROM lock WHERE name = 'demo'")
+state = {{"num": 0}}
+def worker():
+    con = sqlite3.connect(path, isolation_level=None)
+    acquire(con)
+    state["num"] += 1  # line 18
+    release(con)
+main = sqlite3.connect(path, isolation_level=None)
+acquire(main)
+t = threading.Thread(target=worker); t.start()
+state["num"] += 1  # line 23
+release(main)
+t.join()
+print(state["num"])
+"""
+
+
+@pytest.mark.parametrize("annotated", [True, False])
+def test_a_lock_held_in_sqlite_is_ordered_only_when_declared(annotated):
+    # diskcache's Lock: a row in a database, one connection per thread. No
+    # Python object stands for that lock, so without the declared edges the
+    # detector reports the critical sections (a false race it cannot avoid).
+    src = SQLITE_LOCK.format(
+        after="happens_after('lock:demo')" if annotated else "pass",
+        before="happens_before('lock:demo')" if annotated else "pass",
+    )
+    _check(src, not annotated, {18, 23})
+
+
+def test_happens_before_tokens_must_be_hashable_with_or_without_the_detector():
+    from mapsafe.race.annotate import happens_after
+
+    with pytest.raises(TypeError, match="token must be hashable, not list"):
+        happens_after([1])

@@ -445,3 +445,48 @@ def test_xdist_race_free_run_exits_0(tmp_path):
     assert "1 passed" in proc.stdout and "DATA RACE" not in proc.stdout
     assert "0 test(s) failed by data races; 0 distinct data race(s) in this session" in proc.stdout
     assert proc.returncode == 0
+
+
+RACYPKG = '''\
+import threading
+hits = {}
+class MyWarning(Warning):
+    pass
+def count():
+    def w():
+        for _ in range(200):
+            hits["total"] = hits.get("total", 0) + 1
+    ts = [threading.Thread(target=w) for _ in range(2)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    return hits
+'''
+
+
+def test_a_package_the_conftest_imports_is_still_instrumented(tmp_path):
+    # pytest imports the initial conftest.py files before pytest_configure:
+    # the detector starts earlier, so the package they import is rewritten.
+    (tmp_path / "racypkg").mkdir()
+    (tmp_path / "racypkg" / "__init__.py").write_text(RACYPKG)
+    files = {
+        "conftest.py": "import racypkg\n",
+        "test_prog.py": "import racypkg\ndef test_count():\n    assert racypkg.count()['total'] >= 1\n",
+    }
+    proc = _run(tmp_path, files, "--mapsafe-race")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "FAILED test_prog.py::test_count" in out and "racypkg/__init__.py:8" in out, out
+
+
+def test_a_package_imported_before_the_detector_started_is_named_in_a_warning(tmp_path):
+    # An ini filterwarnings entry naming the package's warning class imports it
+    # before any plugin can start: it cannot be instrumented, and pytest says so.
+    (tmp_path / "racypkg").mkdir()
+    (tmp_path / "racypkg" / "__init__.py").write_text(RACYPKG)
+    files = {
+        "pytest.ini": "[pytest]\nfilterwarnings =\n    ignore::racypkg.MyWarning\n",
+        "test_prog.py": "import racypkg\ndef test_count():\n    assert racypkg.count()['total'] >= 1\n",
+    }
+    proc = _run(tmp_path, files, "--mapsafe-race")
+    out = proc.stdout + proc.stderr
+    assert "imported before the detector started and are not instrumented: racypkg" in out, out

@@ -215,6 +215,29 @@ def _patch_queue() -> None:
 # -- concurrent.futures --------------------------------------------------
 
 
+def _future_release(D: Any, future: Any) -> None:
+    """A future's state changed (result, exception, cancel): published on the
+    future's clock and on its condition's lock, which guards that state. A
+    Future subclass that changes the state in user code under
+    ``with self._condition`` (pebble does) is then seen by stdlib observers."""
+    D.release(future)
+    cond = getattr(future, "_condition", None)
+    lock = getattr(cond, "_lock", None)
+    if lock is not None:
+        D.release(lock)
+
+
+def _future_acquire(D: Any, future: Any) -> None:
+    """A stdlib observer of a future's state (result(), done()...) saw it:
+    ordered after its publications, and after what user code did holding
+    its condition's lock."""
+    D.acquire(future)
+    cond = getattr(future, "_condition", None)
+    lock = getattr(cond, "_lock", None)
+    if lock is not None:
+        D.acquire(lock)
+
+
 def _patch_futures() -> None:
     import concurrent.futures as cf
     from concurrent.futures import _base, thread
@@ -242,13 +265,24 @@ def _patch_futures() -> None:
         def complete(self, value):
             D = _D()
             if D is not None:
-                D.release(self)
+                _future_release(D, self)
             return orig(self, value)
 
         return complete
 
     _patch(_base.Future, "set_result", completing)
     _patch(_base.Future, "set_exception", completing)
+
+    def starting(orig):
+        def set_running_or_notify_cancel(self):
+            D = _D()
+            if D is not None:
+                _future_release(D, self)
+            return orig(self)
+
+        return set_running_or_notify_cancel
+
+    _patch(_base.Future, "set_running_or_notify_cancel", starting)
 
     def cancelling(orig):
         # Released before the state changes, as for set_result: a thread that
@@ -260,7 +294,7 @@ def _patch_futures() -> None:
         def cancel(self):
             D = _D()
             if D is not None and self._state not in (_base.RUNNING, _base.FINISHED):
-                D.release(self)
+                _future_release(D, self)
             return orig(self)
 
         return cancel
@@ -276,7 +310,7 @@ def _patch_futures() -> None:
             finally:
                 D = _D()
                 if D is not None and is_done(self):
-                    D.acquire(self)
+                    _future_acquire(D, self)
 
         return observe
 
@@ -289,20 +323,21 @@ def _patch_futures() -> None:
             if result:
                 D = _D()
                 if D is not None:
-                    D.acquire(self)
+                    _future_acquire(D, self)
             return result
 
         return observe
 
     _patch(_base.Future, "done", observing_if_true)
     _patch(_base.Future, "cancelled", observing_if_true)
+    _patch(_base.Future, "running", observing_if_true)
 
     def add_done_callback(orig):
         def add_done_callback(self, fn):
             def callback(future):
                 D = _D()
                 if D is not None:
-                    D.acquire(future)
+                    _future_acquire(D, future)
                 return fn(future)
 
             return orig(self, callback)
@@ -316,7 +351,7 @@ def _patch_futures() -> None:
             for future in orig(fs, timeout):
                 D = _D()
                 if D is not None:
-                    D.acquire(future)
+                    _future_acquire(D, future)
                 yield future
 
         return as_completed
@@ -327,7 +362,7 @@ def _patch_futures() -> None:
             D = _D()
             if D is not None:
                 for future in result.done:
-                    D.acquire(future)
+                    _future_acquire(D, future)
             return result
 
         return wait
@@ -590,6 +625,61 @@ def _try_patch(patch: Callable[[Any], None], module: Any) -> None:
 _AFTER_IMPORT: list = []  # the installed _AfterImport finder, if any
 
 
+# -- multiprocessing.connection ---------------------------------------------
+
+
+class _Wire:
+    """The clock of every message sent through a multiprocessing Connection."""
+
+
+# One clock for all of this process's pipes and sockets: a message may come
+# back on another Connection than the one it left by (a request down one pipe
+# to a child process, the reply up another), so the sender and the receiver
+# share no object. A send releases it, a receive acquires it. Coarser than
+# per message; it can only hide races, never invent one.
+_WIRE = _Wire()
+
+
+def _patch_connection(connection: Any) -> None:
+    """Patch multiprocessing.connection, once it is imported (see _AfterImport)."""
+
+    def sending(orig):
+        def send(self, *args, **kwargs):
+            D = _D()
+            if D is not None:
+                D.release(_WIRE)
+            return orig(self, *args, **kwargs)
+
+        return send
+
+    def receiving(orig):
+        def recv(self, *args, **kwargs):
+            result = orig(self, *args, **kwargs)
+            D = _D()
+            if D is not None:
+                D.acquire(_WIRE)
+            return result
+
+        return recv
+
+    def polling(orig):
+        def poll(self, timeout=0.0):
+            result = orig(self, timeout)
+            D = _D()
+            if result and D is not None:
+                D.acquire(_WIRE)
+            return result
+
+        return poll
+
+    base = connection._ConnectionBase
+    for name in ("send", "send_bytes"):
+        _patch(base, name, sending)
+    for name in ("recv", "recv_bytes", "recv_bytes_into"):
+        _patch(base, name, receiving)
+    _patch(base, "poll", polling)
+
+
 def _patch_on_import(patches: dict) -> None:
     """Patch each module now if it is imported, else when it is."""
     later = {}
@@ -841,7 +931,8 @@ def install() -> None:
     _patch_maps()
     _patch_rwlock()
     _patch_finalize()
-    _patch_on_import({"asyncio.base_events": _patch_asyncio, "multiprocessing.pool": _patch_pool})
+    _patch_on_import({"asyncio.base_events": _patch_asyncio, "multiprocessing.pool": _patch_pool,
+                      "multiprocessing.connection": _patch_connection})
 
 
 _INHERITED: Any = object()  # in _PATCHES: the patched name was inherited; delete the patch

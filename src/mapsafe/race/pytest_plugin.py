@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import sys
 from typing import Any
 
 import pytest
 
-__all__ = ["pytest_addoption", "pytest_configure"]
+__all__ = ["pytest_addoption", "pytest_configure", "pytest_load_initial_conftests"]
 
 # The key under which an xdist worker hands its counts to the controller.
 _WORKEROUTPUT_KEY = "mapsafe_race"
@@ -29,12 +30,28 @@ def pytest_configure(config: Any) -> None:
     # is loaded (by entry point) in every pytest run.
     if not config.getoption("mapsafe_race", False):
         return
+    started = config.stash.get(_STARTED_KEY, None)
     if _is_xdist_controller(config):
         # The workers run the tests, each under its own detector; the
         # controller only adds up what they found.
+        if started is not None:
+            started.stop()
         config.pluginmanager.register(_ControllerPlugin(), "mapsafe-race")
-    else:
-        config.pluginmanager.register(_RacePlugin(config), "mapsafe-race")
+        return
+    plugin = _RacePlugin(config, started)
+    config.pluginmanager.register(plugin, "mapsafe-race")
+    unseen = plugin._started.unseen_modules()
+    if unseen:
+        # Imported before any plugin could start (an ini filterwarnings entry
+        # naming a warning class of the package does that): not instrumented.
+        shown = ", ".join(unseen[:5]) + (f" and {len(unseen) - 5} more" if len(unseen) > 5 else "")
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                f"mapsafe race: {len(unseen)} module(s) were imported before the detector started and are "
+                f"not instrumented: {shown}"
+            ),
+            stacklevel=2,
+        )
 
 
 def _is_xdist_controller(config: Any) -> bool:
@@ -115,6 +132,95 @@ class _Finding:
         self.first = first  # node id of the test with the full report; None: this is it
 
 
+class _Started:
+    """The detector, started: its import hook installed and its patches made.
+
+    Started from ``pytest_load_initial_conftests`` (before pytest imports the
+    initial conftest.py files, and whatever they import), or at the latest
+    from ``pytest_configure``.
+    """
+
+    def __init__(self, config: Any) -> None:
+        from .. import config as msconfig
+        from . import helpers, hooks, runtime
+        from .report import Frames
+        from .rewrite import RaceImportHook, _InstrumentingLoader
+        from .suppress import Suppressions
+
+        cfg = msconfig.load(["race"], pyproject=_pyproject(config))
+        self.frames = Frames(cfg.race_strip_path_prefix, str(config.rootpath))
+        self.detector = runtime.Detector(
+            None, suppressed=Suppressions.load(cfg.race_suppress) if cfg.race_suppress else Suppressions()
+        )
+        from _pytest import fixtures, python
+
+        from . import shadow
+
+        # Stacks end where pytest calls the test or fixture function (unittest
+        # test methods included), and where the import system runs a test
+        # module's body (collection).
+        import unittest.case
+
+        from _pytest import unittest as pytest_unittest
+
+        shadow.STOP_FILES.update(
+            (python.__file__, fixtures.__file__, pytest_unittest.__file__, unittest.case.__file__,
+             "<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
+        )
+        hooks.install()
+        helpers.start(self.detector)
+        self.hook = RaceImportHook([str(config.rootpath)], cfg.race_include)
+        self.hook.install()
+        patterns = list(config.getini("python_files")) + ["conftest.py"]
+        namespace = getattr(config, "known_args_namespace", None)
+
+        def assertion_rewrite(tree: Any, source: bytes, path: str) -> None:
+            # Keep pytest's assertion rewriting for the test modules we instrument.
+            # (Read from the early namespace: config.option is filled in later.)
+            mode = getattr(config.option, "assertmode", None) or getattr(namespace, "assertmode", "rewrite")
+            if mode == "rewrite" and any(fnmatch.fnmatch(os.path.basename(path), p) for p in patterns):
+                from _pytest.assertion.rewrite import rewrite_asserts
+
+                rewrite_asserts(tree, source, path, config)
+
+        _InstrumentingLoader.pre_rewrite = staticmethod(assertion_rewrite)
+        self._loader = _InstrumentingLoader
+        self._include = cfg.race_include
+
+    def unseen_modules(self) -> list:
+        """Modules the hook would instrument that were imported before it started."""
+        out = []
+        for name, module in list(sys.modules.items()):
+            origin = getattr(module, "__file__", None)
+            # The loader puts the helpers in every module it instruments.
+            if origin and origin.endswith(".py") and "@ms_getitem" not in getattr(module, "__dict__", {}):
+                if self.hook.wanted(name, origin) and not _is_plugin_module(name):
+                    out.append(name)
+        return sorted(out)
+
+    def stop(self) -> None:
+        from . import helpers
+
+        self.hook.uninstall()
+        self._loader.pre_rewrite = None
+        helpers.stop()
+
+
+def _is_plugin_module(name: str) -> bool:
+    return name == "conftest" or name.endswith(".conftest") or name.startswith(("mapsafe", "_pytest", "pytest"))
+
+
+_STARTED_KEY = pytest.StashKey["_Started"]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: Any, parser: Any, args: Any) -> None:
+    # As early as a plugin can start: before pytest imports the initial
+    # conftest.py files, which often import the package under test.
+    if getattr(early_config.known_args_namespace, "mapsafe_race", False):
+        early_config.stash[_STARTED_KEY] = _Started(early_config)
+
+
 class _RacePlugin:
     """Runs the detector for the whole session and attributes races to tests.
 
@@ -124,53 +230,20 @@ class _RacePlugin:
     report, so the test still runs; races in teardown fail the teardown.
     """
 
-    def __init__(self, config: Any) -> None:
-        from .. import config as msconfig
-        from . import helpers, hooks, runtime
+    def __init__(self, config: Any, started: "_Started | None" = None) -> None:
         from .attribution import Timeline
-        from .report import Frames
-        from .rewrite import RaceImportHook, _InstrumentingLoader
-        from .suppress import Suppressions
 
         self.config = config
-        cfg = msconfig.load(["race"], pyproject=_pyproject(config))
-        self.frames = Frames(cfg.race_strip_path_prefix, str(config.rootpath))
-        self.detector = runtime.Detector(
-            None, suppressed=Suppressions.load(cfg.race_suppress) if cfg.race_suppress else Suppressions()
-        )
+        started = started or _Started(config)
+        self.detector = started.detector
+        self.frames = started.frames
+        self._started = started
         self.timeline = Timeline(self.detector)
         # All of the following is touched only by the thread running pytest's hooks.
         self.taken = 0  # races before this index in detector.races have been attributed
         self.first: dict = {}  # site pair -> node id of the test that showed it in full
         self.pending: dict = {}  # node id -> findings from a passed setup, shown on its call report
         self.counts = _Counts()
-        from _pytest import fixtures, python
-
-        from . import shadow
-
-        # Stacks end where pytest calls the test or fixture function, and
-        # where the import system runs a test module's body (collection).
-        shadow.STOP_FILES.update(
-            (python.__file__, fixtures.__file__, "<frozen importlib._bootstrap>",
-             "<frozen importlib._bootstrap_external>")
-        )
-        hooks.install()
-        helpers.start(self.detector)
-        self.hook = RaceImportHook([str(config.rootpath)], cfg.race_include)
-        self.hook.install()
-        patterns = list(config.getini("python_files")) + ["conftest.py"]
-
-        def assertion_rewrite(tree: Any, source: bytes, path: str) -> None:
-            # Keep pytest's assertion rewriting for the test modules we instrument.
-            if config.getoption("assertmode") == "rewrite" and any(
-                fnmatch.fnmatch(os.path.basename(path), p) for p in patterns
-            ):
-                from _pytest.assertion.rewrite import rewrite_asserts
-
-                rewrite_asserts(tree, source, path, config)
-
-        _InstrumentingLoader.pre_rewrite = staticmethod(assertion_rewrite)
-        self._loader = _InstrumentingLoader
 
     # -- phases ----------------------------------------------------------
     #
@@ -282,11 +355,7 @@ class _RacePlugin:
         self.counts.summary(terminalreporter)
 
     def pytest_unconfigure(self, config: Any) -> None:
-        from . import helpers
-
-        self.hook.uninstall()
-        self._loader.pre_rewrite = None
-        helpers.stop()
+        self._started.stop()
 
 
 def _fail(report: Any, text: str) -> None:
