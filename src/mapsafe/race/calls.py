@@ -106,6 +106,9 @@ _DECIDED: dict = {}
 
 
 def _function_reads(f: Any) -> int:
+    known = _BUILTINS.get(f)  # json.dumps, copy.deepcopy, pprint.pformat are Python functions
+    if known is not None:
+        return known
     code = getattr(f, "__code__", None)
     if code is not None and code.co_filename in _INSTRUMENTED:
         return NO

@@ -182,6 +182,12 @@ def _set_call(D: Detector, s: Any, name: str, args: tuple, kwargs: dict, frame: 
         for other in args:
             if kind_of(type(other)) > 0:
                 _whole(D, other, f"s.{name} argument", False, frame)
+            if type(other) in (list, tuple, set, frozenset, str, dict):
+                # Each element is tested against the set: a present one is
+                # read (as by an add of it); the ones it changes are written below.
+                for x in tuple(other):
+                    if _hashable(x) and has_key(s, x):
+                        D.access(D.key_read, s, frame, x, f"s.{name} (present)")
         return bulk(D, s, SET, f"s.{name}", lambda: getattr(s, name)(*args, **kwargs), frame)
     if name in ("union", "intersection", "difference", "symmetric_difference", "issubset", "issuperset",
                 "isdisjoint", "copy"):
@@ -194,14 +200,14 @@ def _set_call(D: Detector, s: Any, name: str, args: tuple, kwargs: dict, frame: 
 
 def map_call(D: Detector, obj: Any, k: int, name: str, args: tuple, kwargs: dict, frame: Any) -> Any:
     """``obj.name(...)`` on a tracked map that is not a plain dict."""
+    if k in DICT_KINDS:
+        return dict_call(D, obj, name, args, kwargs, frame)
+    if k == SET:
+        return _set_call(D, obj, name, args, kwargs, frame)
     from ..errors import DataRaceError
 
-    try:
-        if k in DICT_KINDS:
-            return dict_call(D, obj, name, args, kwargs, frame)
-        if k == SET:
-            return _set_call(D, obj, name, args, kwargs, frame)
-        wrap = None
+    wrap = None
+    try:  # recording only: the call itself is made once, below, whatever happened here
         if k == DATA:
             data = data_of(obj)
             if data is not None and name != "fromkeys":

@@ -175,10 +175,12 @@ class _Rewriter(ast.NodeTransformer):
     def visit_Assign(self, node: ast.Assign) -> ast.AST:
         if len(node.targets) == 1 and _plain_subscript(node.targets[0]):
             target = node.targets[0]
+            # Located at the target: an error there (an unhashable key) shows
+            # the caret line plain python shows under `d[k]`.
             call = _call(
                 "@ms_setitem",
                 [self.visit(node.value), self.visit(target.value), self.visit(target.slice)],
-                like=node,
+                like=target,
             )
             return ast.copy_location(ast.Expr(value=call), node)
         return self.generic_visit(node)

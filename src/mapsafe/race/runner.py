@@ -216,15 +216,16 @@ class Session:
 
     @staticmethod
     def _wait_for_threads() -> None:
-        # What the interpreter does at exit, done early so the report can
-        # include races from every non-daemon thread.
-        main = threading.main_thread()
-        while True:
-            alive = [t for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
-            if not alive:
-                return
-            for thread in alive:
-                thread.join()
+        """What the interpreter does at exit, in its order, done before the
+        report so that it includes every race: threading's own exit hooks
+        (the executors' wake-ups of their idle workers), the join of every
+        non-daemon thread, then the atexit handlers. Each runs once: at the
+        real exit, threading finds itself shut down and atexit has nothing
+        left to run."""
+        import atexit
+
+        threading._shutdown()
+        atexit._run_exitfuncs()
 
     def _finish(self, status: int) -> int:
         races = self.detector.close()
