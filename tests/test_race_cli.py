@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import json
 import re
+import textwrap
 import subprocess
 import sys
 
@@ -452,3 +454,54 @@ def test_calls_keep_their_keyword_arguments_whatever_their_names():
     plain, run = run_race(src, plain=True), race(src)
     assert run.stdout == plain.stdout and run.returncode == plain.returncode == 0
     assert run.stderr == plain.stderr == ""
+
+
+# -- fork ----------------------------------------------------------------------------
+
+
+def test_forked_children_of_a_threaded_program_never_hang_and_keep_to_their_own_report(tmp_path):
+    # Threads hammer a dict while the main thread forks: a child inherits
+    # whatever detector lock a thread held at that moment. Each child gets a
+    # detector of its own, so all exit; a child that ends normally writes its
+    # own FILE.PID, and the parent's FILE is the parent's.
+    src = """\
+    import os, sys, threading
+    shared = {}
+    stop = False
+    def churn():
+        i = 0
+        while not stop:
+            shared[i % 50] = i
+            i += 1
+    ts = [threading.Thread(target=churn) for _ in range(2)]
+    for t in ts: t.start()
+    kids = []
+    for n in range(20):
+        pid = os.fork()
+        if pid == 0:
+            local = {}
+            for i in range(1000):
+                local[i] = shared.get(i % 50)
+            if n == 0:
+                sys.exit(0)  # through the runner: the child's own report
+            os._exit(0 if len(local) == 1000 else 3)
+        kids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in kids]
+    stop = True
+    for t in ts: t.join()
+    print("children ok:", codes.count(0), "of", len(codes), kids[0])
+    """
+    (tmp_path / "prog.py").write_text(textwrap.dedent(src))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mapsafe", "race", "--json", "races.json", "prog.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+    )
+    words = proc.stdout.split()
+    assert words[:5] == ["children", "ok:", "20", "of", "20"], proc.stdout + proc.stderr
+    assert proc.returncode == 66  # the parent's own write/write race
+    parent = json.loads((tmp_path / "races.json").read_text())
+    assert parent["count"] >= 1 and {r["kind"] for r in parent["races"]} == {"write-write"}
+    child = json.loads((tmp_path / f"races.json.{words[5]}").read_text())
+    assert child["count"] == 0  # the child read a dict no thread of its own wrote
+    assert sorted(p.name for p in tmp_path.glob("races.json*")) == ["races.json", f"races.json.{words[5]}"]

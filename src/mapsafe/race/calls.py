@@ -136,6 +136,28 @@ def _type_reads(t: type) -> int:
     return KEYS if issubclass(t, (list, tuple, set, frozenset, __import__("collections").deque)) else SHALLOW
 
 
+def static_callee(root: Any, chain: str) -> Any:
+    """``root.<chain>`` looked up without running any code (no property, no
+    ``__getattr__``, no descriptor's ``__get__``), or None if it cannot be."""
+    import inspect
+
+    obj = root
+    for part in chain.split("."):
+        try:
+            obj = inspect.getattr_static(obj, part)
+        except (AttributeError, TypeError):
+            return None
+        if isinstance(obj, (staticmethod, classmethod)):
+            obj = obj.__func__
+        elif isinstance(obj, property) or (
+            hasattr(type(obj), "__get__") and not isinstance(obj, (types.FunctionType, types.BuiltinFunctionType))
+            and type(obj).__name__ not in ("method_descriptor", "wrapper_descriptor", "method-wrapper",
+                                           "builtin_function_or_method", "classmethod_descriptor")
+        ):
+            return None  # a property or another descriptor: its value is computed by code
+    return obj
+
+
 def reads(f: Any) -> int:
     """How a call of ``f`` reads the maps among its arguments: NO, SHALLOW or DEEP."""
     t = type(f)

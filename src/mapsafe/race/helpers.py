@@ -198,6 +198,62 @@ class _Store:
         return getitem(self.obj, key)
 
 
+class _Aug:
+    """``d`` in ``d[k] op= v``: Python reads ``d[k]`` through ``__getitem__``,
+    applies the in-place op, and writes through ``__setitem__``; both are the
+    read and the write of a read-modify-write."""
+
+    __slots__ = ("obj", "op")
+
+    def __init__(self, obj: Any, op: str) -> None:
+        self.obj = obj
+        self.op = op
+
+    def __getitem__(self, key: Any) -> Any:
+        return augget(self.obj, key, self.op)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        augset(value, self.obj, key, self.op)
+
+
+def aug(obj, op):
+    return _Aug(obj, op)
+
+
+class _Attrs:
+    """``o`` in ``o.a op= v``: reads and writes ``o.a``; when ``o.a`` is a map
+    the in-place op updated (``self.counts += other``), the keys it changed
+    are recorded as written, from a snapshot taken at the read."""
+
+    __slots__ = ("_obj", "_op", "_snap")
+
+    def __init__(self, obj: Any, op: str) -> None:
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_op", op)
+        object.__setattr__(self, "_snap", None)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._obj, name)
+        D = _D
+        if D is not None and _KINDS.get(type(value), 1) > 0 and kind_of(type(value)) in TRACKED:
+            try:
+                snap = dict.copy(value) if isinstance(value, dict) else set.copy(value)
+            except Exception:  # changed size while copied: the program's own race
+                snap = None
+            object.__setattr__(self, "_snap", (value, snap, _getframe(1)))
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._obj, name, value)
+        D, snap = _D, self._snap
+        if D is not None and snap is not None and snap[1] is not None and snap[0] is value:
+            methods.record_changes(D, value, kind_of(type(value)), snap[1], f"{self._op} (read-modify-write)", snap[2])
+
+
+def attrs(obj, op):
+    return _Attrs(obj, op)
+
+
 def store(obj):
     if type(obj) is dict or _KINDS.get(type(obj), 1) > 0:
         return _Store(obj)
@@ -390,6 +446,23 @@ def arg(f, a):
     return a
 
 
+def argm(root, chain, a):
+    """``a``, an argument of a call of ``root.<chain>`` (``self.pool.submit``):
+    the callee is looked up only for a map, and statically (see ``calls``)."""
+    D = _D  # read once: stop() may run meanwhile
+    if D is not None:
+        k = _KINDS.get(type(a))
+        if k != NONE and (k != CONTAINER or calls.DEEP_BY_ID):
+            f = calls.static_callee(root, chain)
+            if f is not None:
+                if k == CONTAINER:
+                    if id(f) in calls.DEEP_BY_ID:
+                        deep(D, a, _label(f), _getframe(1))
+                else:
+                    _arg_map(D, f, a, _getframe(1))
+    return a
+
+
 def _arg_map(D: Detector, f: Any, a: Any, frame: Any) -> None:
     if kind_of(type(a)) <= 0:
         return
@@ -481,8 +554,9 @@ HELPERS: dict = {
     "@ms_getitem": getitem,
     "@ms_setitem": setitem,
     "@ms_delitem": delitem,
-    "@ms_augget": augget,
-    "@ms_augset": augset,
+    "@ms_aug": aug,
+    "@ms_attrs": attrs,
+    "@ms_argm": argm,
     "@ms_store": store,
     "@ms_contains": contains,
     "@ms_iter": iterate,

@@ -63,6 +63,12 @@ def bulk(D: Detector, m: Any, k: int, op: str, act: Callable[[], Any], frame: An
     except Exception:  # changed size while copied: the program's own race
         return act()
     result = act()
+    record_changes(D, m, k, before, op, frame)
+    return result
+
+
+def record_changes(D: Detector, m: Any, k: int, before: Any, op: str, frame: Any) -> None:
+    """Record a write of every key of ``m`` that differs from the snapshot ``before``."""
     if k in DICT_KINDS:
         after = dict.copy(m)
         changed = [key for key in before.keys() | after.keys()
@@ -73,7 +79,6 @@ def bulk(D: Detector, m: Any, k: int, op: str, act: Callable[[], Any], frame: An
         after = set.copy(m)
         for key in before ^ after:
             D.access(D.key_write, m, frame, key, op, True)
-    return result
 
 
 def _record_dict(D: Detector, d: Any, k: int, name: str, args: tuple, kwargs: dict, frame: Any) -> Callable | None:

@@ -169,6 +169,8 @@ class _Started:
         )
         hooks.install()
         helpers.start(self.detector)
+        self._suppressions = self.detector.suppressed
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
         self.hook = RaceImportHook([str(config.rootpath)], cfg.race_include)
         self.hook.install()
         patterns = list(config.getini("python_files")) + ["conftest.py"]
@@ -186,6 +188,23 @@ class _Started:
         _InstrumentingLoader.pre_rewrite = staticmethod(assertion_rewrite)
         self._loader = _InstrumentingLoader
         self._include = cfg.race_include
+
+    def _after_fork_in_child(self) -> None:
+        """A test forked (a process pool, os.fork): the child must not inherit a
+        detector lock held by a thread that no longer exists there. It gets a
+        detector of its own, which prints what it finds to stderr."""
+        from . import helpers, runtime
+        from .report import format_race
+
+        if helpers.active_detector() is not self.detector:
+            return
+        frames = self.frames
+
+        def sink(race: Any) -> None:
+            text = format_race(race, frames)
+            sys.stderr.write(text.replace("WARNING: DATA RACE", f"WARNING: DATA RACE (in child process {os.getpid()})", 1))
+
+        helpers.start(runtime.Detector(sink, suppressed=self._suppressions))
 
     def unseen_modules(self) -> list:
         """Modules the hook would instrument that were imported before it started."""

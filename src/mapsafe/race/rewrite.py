@@ -97,17 +97,12 @@ class _Rewriter(ast.NodeTransformer):
     point at the user's lines. Annotations are never touched.
 
     User calls stay in the user's frame (``logging``, ``warnings``,
-    ``super()``, ``eval`` and ``sys._getframe`` look at it): their callee is
-    kept in a temporary (``@ms_f<depth>``, a name no user code can spell) and
-    each argument that may be a map passes through ``@ms_arg(callee, arg)``.
-    Class bodies get no temporaries (they would become class attributes,
-    and enum members), and neither do comprehension iterables, where an
-    assignment expression is not allowed.
+    ``super()``, ``eval`` and ``sys._getframe`` look at it): each argument
+    that may be a map passes through ``@ms_arg(callee, arg)``, the callee
+    named again without side effects (see ``_callee_ref``). Rewritten code
+    binds no names of its own: ``locals()``, ``vars()`` and ``dir()`` show
+    what they show under plain python.
     """
-
-    def __init__(self) -> None:
-        self._no_temps = 0  # > 0 inside a class body or a comprehension iterable
-        self._depth = 0  # nesting of calls whose callee is in a temporary
 
     # -- scopes and annotations ------------------------------------------
 
@@ -115,13 +110,7 @@ class _Rewriter(ast.NodeTransformer):
         node.decorator_list = [self.visit(d) for d in node.decorator_list]
         node.bases = [self.visit(b) for b in node.bases]
         node.keywords = [self.visit(k) for k in node.keywords]
-        self._no_temps += 1
-        saved, self._depth = self._depth, 0
-        try:
-            node.body = self._visit_body(node.body)
-        finally:
-            self._no_temps -= 1
-            self._depth = saved
+        node.body = self._visit_body(node.body)
         _mark_finalizer(node)
         return node
 
@@ -130,12 +119,7 @@ class _Rewriter(ast.NodeTransformer):
         args = node.args
         args.defaults = [self.visit(d) for d in args.defaults]
         args.kw_defaults = [self.visit(d) if d is not None else None for d in args.kw_defaults]
-        saved = self._no_temps, self._depth
-        self._no_temps, self._depth = 0, 0
-        try:
-            node.body = self._visit_body(node.body)
-        finally:
-            self._no_temps, self._depth = saved
+        node.body = self._visit_body(node.body)
         return node
 
     visit_FunctionDef = _visit_function
@@ -145,12 +129,7 @@ class _Rewriter(ast.NodeTransformer):
         args = node.args
         args.defaults = [self.visit(d) for d in args.defaults]
         args.kw_defaults = [self.visit(d) if d is not None else None for d in args.kw_defaults]
-        saved = self._no_temps, self._depth
-        self._no_temps, self._depth = 0, 0
-        try:
-            node.body = self.visit(node.body)
-        finally:
-            self._no_temps, self._depth = saved
+        node.body = self.visit(node.body)
         return node
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
@@ -192,48 +171,32 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
         op = _OPSYM[type(node.op)]
-        if _plain_subscript(node.target):
-            if self._no_temps:
-                return self.generic_visit(node)
-            # d[k] op= v  ->  augset(iop(augget(@a := d, @b := k), v), @a, @b):
-            # d, k, the read, v, the in-place op, the write: Python's own order.
-            target = node.target
-            a = ast.Name(id="@ms_a", ctx=ast.Store())
-            b = ast.Name(id="@ms_b", ctx=ast.Store())
-            read = _call(
-                "@ms_augget",
-                [
-                    ast.copy_location(ast.NamedExpr(target=a, value=self.visit(target.value)), target.value),
-                    ast.copy_location(ast.NamedExpr(target=b, value=self.visit(target.slice)), target.slice),
-                    ast.Constant(op),
-                ],
-                like=target,
+        target = node.target
+        if _plain_subscript(target):
+            # d[k] op= v  ->  @ms_aug(d, "op=")[k] op= v: Python itself evaluates
+            # d, k, the read, v, the in-place op and the write, in its own order,
+            # on a proxy whose item read and write are the helpers. No temporaries.
+            proxy = _call("@ms_aug", [self.visit(target.value), ast.Constant(op)], like=target.value)
+            node.target = ast.copy_location(
+                ast.Subscript(value=proxy, slice=self.visit(target.slice), ctx=ast.Store()), target
             )
-            value = _call(_INPLACE[type(node.op)], [read, self.visit(node.value)], like=node)
-            call = _call("@ms_augset", [value, _name("@ms_a"), _name("@ms_b"), ast.Constant(op)], like=node)
-            return ast.copy_location(ast.Expr(value=call), node)
+            node.value = self.visit(node.value)
+            return node
         if type(node.op) in _MAP_INPLACE and not (
             isinstance(node.value, ast.Constant) and not isinstance(node.value.value, (str, bytes))
         ):
-            target = node.target
             if isinstance(target, ast.Name):
                 # x op= v  ->  x = iop(x, v, "op="): Python's order, one evaluation of x.
                 load = ast.copy_location(ast.Name(id=target.id, ctx=ast.Load()), target)
                 value = _call("@ms_iop", [load, self.visit(node.value), ast.Constant(op)], like=node)
                 return ast.copy_location(ast.Assign(targets=[target], value=value), node)
-            if isinstance(target, ast.Attribute) and not self._no_temps:
-                # o.a op= v  ->  @o.a = iop((@o := o).a, v, "op="): o once, then as Python.
-                obj = ast.Name(id="@ms_o", ctx=ast.Store())
-                load = ast.copy_location(
-                    ast.Attribute(
-                        value=ast.copy_location(ast.NamedExpr(target=obj, value=self.visit(target.value)), target),
-                        attr=target.attr, ctx=ast.Load(),
-                    ),
-                    target,
-                )
-                value = _call("@ms_iop", [load, self.visit(node.value), ast.Constant(op)], like=node)
-                store = ast.copy_location(ast.Attribute(value=_name("@ms_o"), attr=target.attr, ctx=ast.Store()), target)
-                return ast.copy_location(ast.Assign(targets=[store], value=value), node)
+            if isinstance(target, ast.Attribute):
+                # o.a op= v  ->  @ms_attrs(o, "op=").a op= v: a proxy that reads and
+                # writes o.a, and records what an in-place op did to a map there.
+                proxy = _call("@ms_attrs", [self.visit(target.value), ast.Constant(op)], like=target.value)
+                node.target = ast.copy_location(ast.Attribute(value=proxy, attr=target.attr, ctx=ast.Store()), target)
+                node.value = self.visit(node.value)
+                return node
         return self.generic_visit(node)
 
     def visit_Delete(self, node: ast.Delete) -> Any:
@@ -259,11 +222,7 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_comprehension(self, node: ast.comprehension) -> ast.AST:
         node.target = self.visit(node.target)
-        self._no_temps += 1
-        try:
-            node.iter = self.visit(node.iter)
-        finally:
-            self._no_temps -= 1
+        node.iter = self.visit(node.iter)
         node.ifs = [self.visit(x) for x in node.ifs]
         if not node.is_async and not isinstance(node.iter, _LITERALS):
             node.iter = _call("@ms_iter", [node.iter], like=node.iter)
@@ -394,39 +353,54 @@ class _Rewriter(ast.NodeTransformer):
             else:
                 call = _call("@ms_wcall", [node.func] + node.args, node.keywords, like=node)
             return _call("@ms_new", [call], like=node) if maker else call
-        wrapped = [a for a in node.args if not isinstance(a, (ast.Starred,) + _NOT_MAPS)] + [
-            k.value for k in node.keywords if k.arg is not None and not isinstance(k.value, _NOT_MAPS)
-        ]
-        if not wrapped or self._no_temps:
-            node = self.generic_visit(node)
+        callee = _callee_ref(func)
+        node = self.generic_visit(node)
+        for k in node.keywords:
+            if k.arg is None and not isinstance(k.value, _LITERALS + (ast.Dict,)):
+                k.value = _call("@ms_values", [k.value], like=k.value)
+        if callee is not None:
+            # f(a, k=v)  ->  f(@ms_arg(<f again>, a), k=@ms_arg(<f again>, v)): the call
+            # stays in the user's frame; the callee is named again for the helper
+            # by an expression with no side effects (see _callee_ref).
+            helper, named = callee
+            node.args = [
+                a if isinstance(a, (ast.Starred,) + _NOT_MAPS) else _call(helper, [*named(), a], like=a)
+                for a in node.args
+            ]
             for k in node.keywords:
-                if k.arg is None and not isinstance(k.value, _LITERALS + (ast.Dict,)):
-                    k.value = _call("@ms_values", [k.value], like=k.value)
-            return _call("@ms_new", [node], like=node) if maker else node
-        # (@ms_fN := f)(@ms_arg(@ms_fN, a), ..., k=@ms_arg(@ms_fN, v)): f, then each
-        # argument in order, then the call, in the user's own frame.
-        temp = f"@ms_f{self._depth}"
-        node.func = ast.copy_location(
-            ast.NamedExpr(target=ast.Name(id=temp, ctx=ast.Store()), value=self.visit(func)), func
-        )
-        self._depth += 1
-        try:
-            keep = {id(x) for x in wrapped}
-
-            def through(x: ast.AST) -> ast.AST:
-                new = self.visit(x)
-                return _call("@ms_arg", [_name(temp), new], like=x) if id(x) in keep else new
-
-            node.args = [through(a) for a in node.args]
-            for k in node.keywords:
-                if k.arg is None:
-                    value = self.visit(k.value)
-                    k.value = value if isinstance(value, _LITERALS) else _call("@ms_values", [value], like=k.value)
-                else:
-                    k.value = through(k.value)
-        finally:
-            self._depth -= 1
+                if k.arg is not None and not isinstance(k.value, _NOT_MAPS):
+                    k.value = _call(helper, [*named(), k.value], like=k.value)
         return _call("@ms_new", [node], like=node) if maker else node
+
+
+def _callee_ref(func: ast.AST) -> Any:
+    """(helper, maker of the arguments that name the callee ``func`` again)
+    without running anything: a name is loaded again (``@ms_arg(f, a)``), and
+    an attribute chain on a name is passed as the name and the chain
+    (``@ms_argm(o, "b.m", a)``, which looks the chain up only for a map
+    argument, and statically: no property or ``__getattr__`` runs). Other
+    callees (``get()(x)``, ``handlers[k](x)``) are not named: None."""
+    parts = []
+    node = func
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Constant) and parts:  # ",".join(d), b"".join(d)
+        value = node.value
+
+        def root() -> ast.AST:
+            return ast.Constant(value)
+    elif isinstance(node, ast.Name):
+        name = node.id
+
+        def root() -> ast.AST:
+            return ast.Name(id=name, ctx=ast.Load())
+    else:
+        return None
+    if not parts:
+        return "@ms_arg", lambda: [root()]
+    chain = ".".join(reversed(parts))
+    return "@ms_argm", lambda: [root(), ast.Constant(chain)]
 
 
 def _mark_finalizer(cls: ast.ClassDef) -> None:

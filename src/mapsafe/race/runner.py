@@ -74,21 +74,46 @@ class Session:
         self.stderr = stderr or sys.stderr
         self.suppressions = Suppressions.load(options.suppress) if options.suppress else Suppressions()
         self.frames = Frames(options.strip_path_prefix)
-        self.detector = runtime.Detector(
+        self.detector = self._new_detector()
+        self.hook: RaceImportHook | None = None
+        self.pid = os.getpid()  # the process this session runs in; a forked child changes it
+
+    def _new_detector(self) -> runtime.Detector:
+        return runtime.Detector(
             self._print_race,
-            halt_on_error=options.halt_on_error,
+            halt_on_error=self.options.halt_on_error,
             suppressed=self.suppressions,
             warn=lambda msg: self.stderr.write(msg + "\n"),
         )
-        self.hook: RaceImportHook | None = None
 
     def _print_race(self, race: Any) -> None:
         try:
             sys.stdout.flush()
         except Exception:
             pass
-        self.stderr.write(format_race(race, self.frames))
+        text = format_race(race, self.frames)
+        if self.forked:
+            text = text.replace("WARNING: DATA RACE", f"WARNING: DATA RACE (in child process {os.getpid()})", 1)
+        self.stderr.write(text)
         self.stderr.flush()
+
+    @property
+    def forked(self) -> bool:
+        return self.pid != self._parent_pid
+
+    _parent_pid = os.getpid()
+
+    def _after_fork_in_child(self) -> None:
+        """os.fork() returned in the child. The parent's other threads are gone
+        there, and a detector lock one of them held stays held for good: the
+        child's first access would hang. So the child drops the parent's
+        detector, with its history (the processes share no memory from now
+        on, so no race can span them), and starts one of its own."""
+        if helpers.active_detector() is None:  # this session is over
+            return
+        self.pid = os.getpid()
+        self.detector = self._new_detector()
+        helpers.start(self.detector)
 
     # -- targets ---------------------------------------------------------
 
@@ -155,7 +180,9 @@ class Session:
 
     def _start(self, roots: list) -> None:
         hooks.install()
+        self._parent_pid = os.getpid()
         helpers.start(self.detector)
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
         self.hook = RaceImportHook(roots, self.options.include)
         self.hook.install()
         default = threading.excepthook
@@ -234,10 +261,13 @@ class Session:
             self.stderr.write(format_summary(len(races)))
             self.stderr.flush()
         if self.options.json:
+            # A forked child that ends through here (not by os._exit) writes
+            # its own report, FILE.PID, and never the parent's FILE.
+            path = f"{self.options.json}.{os.getpid()}" if self.forked else self.options.json
             try:
-                write_json(self.options.json, races, self.frames, self.detector.suppressed_count)
+                write_json(path, races, self.frames, self.detector.suppressed_count)
             except OSError as exc:
-                self.stderr.write(f"mapsafe race: error: cannot write {self.options.json}: {exc.strerror}\n")
+                self.stderr.write(f"mapsafe race: error: cannot write {path}: {exc.strerror}\n")
                 return status or 2
         if races and status == 0:
             return self.options.exitcode
