@@ -226,3 +226,25 @@ def test_finalizers_are_the_thread_that_ran_them_and_reports_say_where_the_objec
     if 11 in finals:
         assert finals[11]["how"] == "weakref.finalize callback" and finals[11]["site"][0]["line"] == 16
     assert "(in a finalizer: " in run.stderr
+
+
+def test_an_in_place_op_on_a_map_held_in_an_attribute_is_a_read_modify_write():
+    src = """\
+    import collections, threading, time
+    class Stats:
+        def __init__(self):
+            self.counts = collections.Counter()
+            self._obj = 5  # a name a proxy of the detector's could have used
+    s = Stats()
+    def w():
+        s.counts += collections.Counter(a=1)  # line 8
+    t = threading.Thread(target=w); t.start(); time.sleep(0.05)
+    s.counts += collections.Counter(a=2)  # line 10
+    s._obj += 1
+    t.join()
+    print(s.counts, s._obj)
+    """
+    run = race(src)
+    assert run.stdout == race(src, plain=True).stdout == "Counter({'a': 3}) 6\n"
+    assert run.returncode == 66 and run.lines() == {8, 10}
+    assert {r["kind"] for r in run.races} == {"lost-update"}

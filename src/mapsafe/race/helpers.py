@@ -194,9 +194,6 @@ class _Store:
     def __delitem__(self, key: Any) -> None:
         delitem(self.obj, key)
 
-    def __getitem__(self, key: Any) -> Any:  # `d[k]: int` with no value evaluates, never loads
-        return getitem(self.obj, key)
-
 
 class _Aug:
     """``d`` in ``d[k] op= v``: Python reads ``d[k]`` through ``__getitem__``,
@@ -223,31 +220,34 @@ def aug(obj, op):
 class _Attrs:
     """``o`` in ``o.a op= v``: reads and writes ``o.a``; when ``o.a`` is a map
     the in-place op updated (``self.counts += other``), the keys it changed
-    are recorded as written, from a snapshot taken at the read."""
+    are recorded as written, from a snapshot taken at the read. (Its own
+    fields have names no program uses, as the attributes it forwards are the
+    program's.)"""
 
-    __slots__ = ("_obj", "_op", "_snap")
+    __slots__ = ("_mapsafe_attrs_obj", "_mapsafe_attrs_op", "_mapsafe_attrs_snap")
 
     def __init__(self, obj: Any, op: str) -> None:
-        object.__setattr__(self, "_obj", obj)
-        object.__setattr__(self, "_op", op)
-        object.__setattr__(self, "_snap", None)
+        object.__setattr__(self, "_mapsafe_attrs_obj", obj)
+        object.__setattr__(self, "_mapsafe_attrs_op", op)
+        object.__setattr__(self, "_mapsafe_attrs_snap", None)
 
     def __getattr__(self, name: str) -> Any:
-        value = getattr(self._obj, name)
+        value = getattr(self._mapsafe_attrs_obj, name)
         D = _D
         if D is not None and _KINDS.get(type(value), 1) > 0 and kind_of(type(value)) in TRACKED:
             try:
                 snap = dict.copy(value) if isinstance(value, dict) else set.copy(value)
             except Exception:  # changed size while copied: the program's own race
                 snap = None
-            object.__setattr__(self, "_snap", (value, snap, _getframe(1)))
+            object.__setattr__(self, "_mapsafe_attrs_snap", (value, snap, _getframe(1)))
         return value
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._obj, name, value)
-        D, snap = _D, self._snap
+        setattr(self._mapsafe_attrs_obj, name, value)
+        D, snap = _D, self._mapsafe_attrs_snap
         if D is not None and snap is not None and snap[1] is not None and snap[0] is value:
-            methods.record_changes(D, value, kind_of(type(value)), snap[1], f"{self._op} (read-modify-write)", snap[2])
+            op = f"{self._mapsafe_attrs_op} (read-modify-write)"
+            methods.record_changes(D, value, kind_of(type(value)), snap[1], op, snap[2])
 
 
 def attrs(obj, op):
