@@ -505,3 +505,51 @@ def test_forked_children_of_a_threaded_program_never_hang_and_keep_to_their_own_
     child = json.loads((tmp_path / f"races.json.{words[5]}").read_text())
     assert child["count"] == 0  # the child read a dict no thread of its own wrote
     assert sorted(p.name for p in tmp_path.glob("races.json*")) == ["races.json", f"races.json.{words[5]}"]
+
+
+def test_the_programs_own_recursion_error_is_the_programs():
+    src = """\
+    import sys
+    d = {"k": 0}
+    def deep(n):
+        d["k"] = d.get("k", 0) + 1
+        return deep(n + 1)
+    try:
+        deep(0)
+    except RecursionError:
+        print("caught", d["k"] > 100)
+    """
+    plain, run = run_race(src, plain=True), race(src)
+    assert run.stdout == plain.stdout == "caught True\n"
+    assert run.stderr == plain.stderr == "" and run.returncode == 0
+
+
+def test_a_keys_eq_that_takes_a_lock_never_deadlocks_with_the_detectors_own_locks():
+    # The program's __hash__ and __eq__ run with no detector lock held: here
+    # __eq__ takes L, and the other thread holds L while it touches the dict.
+    src = """\
+    import threading
+    L = threading.Lock()
+    class K:
+        def __init__(self, n):
+            self.n = n
+        def __hash__(self):
+            return 1  # every K collides: each lookup compares
+        def __eq__(self, other):
+            with L:
+                return isinstance(other, K) and other.n == self.n
+    d = {}
+    def a():
+        for i in range(3000):
+            d[K(i % 7)] = i
+    def b():
+        for i in range(3000):
+            with L:
+                d["x"] = i
+    ts = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    print(len(d))
+    """
+    run = race(src)  # a deadlock would end in the harness's hang limit
+    assert run.stdout == "8\n", run.stderr

@@ -323,7 +323,12 @@ class Detector:
         """An operation could not be checked. Raised by the program's own code
         (a key's ``__eq__``, a mapping's ``keys()``), it is the program's to
         raise, and the operation raises it again as plain Python does: silent.
-        Raised by the detector itself, it is reported once."""
+        Raised by the detector itself, it is reported once. A RecursionError or
+        MemoryError is the program's whoever raised it (the program's own
+        recursion ran out of stack inside the detector): it goes on up, as it
+        would have from the operation."""
+        if isinstance(exc, (RecursionError, MemoryError)):
+            raise exc
         if _raised_by_user_code(exc):
             return
         with self.lock:

@@ -161,7 +161,8 @@ class _KeyState:
 class _DictShadow:
     """Everything remembered about one dict."""
 
-    __slots__ = ("lock", "obj", "created", "created_seen", "keys", "kw", "vw", "kreads", "vreads", "clears", "orders")
+    __slots__ = ("lock", "obj", "created", "created_seen", "keys", "canon", "kw", "vw", "kreads", "vreads", "clears",
+                 "orders")
 
     def __init__(self, obj: dict, created: tuple, created_seen: bool, lock: Any) -> None:
         # Guards every other mutable field. One lock per dict, so threads
@@ -173,7 +174,11 @@ class _DictShadow:
         self.obj = obj
         self.created = created
         self.created_seen = created_seen
-        self.keys: dict = {}  # key -> _KeyState
+        self.keys: dict = {}  # shadow key (see _shadow_key) -> _KeyState
+        # A key whose hashing or comparing may run program code -> its _ById,
+        # the one this dict's state is keyed by. Used outside ``lock`` only,
+        # by single dict operations, so no program code runs under the lock.
+        self.canon: dict = {}
         # Whole-map bookkeeping, each tid -> the last such Access of that thread.
         # The last per thread is enough: a thread's earlier accesses are
         # ordered before its later ones, so if the last is ordered, all are.
@@ -185,6 +190,48 @@ class _DictShadow:
         # Reorders (OrderedDict.move_to_end): they change the order every
         # iteration sees and the order other reorders and inserts work on.
         self.orders: dict = {}
+
+
+class _ById:
+    """A key of the program's own type, as the shadow state keys it: by
+    identity of one canonical object, so looking it up under a detector lock
+    runs no ``__hash__`` or ``__eq__`` of the program's."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+# Key types whose hashing and comparing run no program code.
+_SAFE_KEYS = frozenset((str, int, float, bytes, bool, type(None), complex))
+
+
+def _safe_key(key: Any, depth: int = 0) -> bool:
+    t = type(key)
+    if t in _SAFE_KEYS:
+        return True
+    if (t is tuple or t is frozenset) and depth < 3:
+        return all(_safe_key(x, depth + 1) for x in key)
+    return False
+
+
+def _shadow_key(ds: "_DictShadow", key: Any) -> Any:
+    """``key`` itself if comparing it runs no program code, else its _ById.
+    Called with no detector lock held: this is where the program's
+    ``__hash__`` and ``__eq__`` run, as single dict operations."""
+    if type(key) is str or _safe_key(key):
+        return key
+    sk = ds.canon.get(key)
+    if sk is None:
+        sk = ds.canon.setdefault(key, _ById(key))
+    return sk
 
 
 def _unordered(acc: Access, tid: int, vc: dict) -> bool:
@@ -274,8 +321,9 @@ class Shadow:
         ds = self.dicts.get(id(d))  # atomic: a single dict operation
         if ds is None:
             ds = self._add(d, capture(frame, 1), False)
+        sk = key if type(key) is str else _shadow_key(ds, key)
         with ds.lock:
-            ks = ds.keys.get(key)
+            ks = ds.keys.get(sk)
             if ks is not None:
                 # The fast paths, inline: most accesses end here.
                 clk = vc[tid]
@@ -288,14 +336,14 @@ class Shadow:
                     # Our own write in this epoch covers this read: whoever is
                     # unordered with the read is unordered with the write too.
                     return None
-            return self._key_read_locked(ds, ks, key, op, tid, vc, frame)
+            return self._key_read_locked(ds, ks, sk, key, op, tid, vc, frame)
 
     def _key_read_locked(
-        self, ds: _DictShadow, ks: Any, key: Any, op: str, tid: int, vc: dict, frame: Any
+        self, ds: _DictShadow, ks: Any, sk: Any, key: Any, op: str, tid: int, vc: dict, frame: Any
     ) -> list | None:
         clk = vc[tid]
         if ks is None:
-            ks = ds.keys[key] = _KeyState()
+            ks = ds.keys[sk] = _KeyState()
         cur = Access(tid, clk, op, False, key, "", capture(frame))
         races = None
         w = ks.w
@@ -324,8 +372,9 @@ class Shadow:
         ds = self.dicts.get(id(d))  # atomic: a single dict operation
         if ds is None:
             ds = self._add(d, capture(frame, 1), False)
+        sk = key if type(key) is str else _shadow_key(ds, key)
         with ds.lock:
-            ks = ds.keys.get(key)
+            ks = ds.keys.get(sk)
             if ks is not None and not keyset:
                 w = ks.w
                 clk = vc[tid]
@@ -336,15 +385,15 @@ class Shadow:
                         # every check was done then. (A key-set change is always
                         # checked: whole-map reads may have come in between.)
                         return None
-            return self._key_write_locked(ds, ks, key, op, keyset, tid, vc, frame)
+            return self._key_write_locked(ds, ks, sk, key, op, keyset, tid, vc, frame)
 
     def _key_write_locked(
-        self, ds: _DictShadow, ks: Any, key: Any, op: str, keyset: bool, tid: int, vc: dict, frame: Any
+        self, ds: _DictShadow, ks: Any, sk: Any, key: Any, op: str, keyset: bool, tid: int, vc: dict, frame: Any
     ) -> list | None:
         cur = Access(tid, vc[tid], op, True, key, "", capture(frame))
         races = None
         if ks is None:
-            ks = ds.keys[key] = _KeyState()
+            ks = ds.keys[sk] = _KeyState()
         else:
             w = ks.w
             if w is not None and _unordered(w, tid, vc):
@@ -370,8 +419,9 @@ class Shadow:
         """A reorder (``move_to_end``): a key-set write of ``key`` that also
         conflicts with other threads' inserts, deletes and reorders."""
         ds = self._get(d, frame)
+        sk = key if type(key) is str else _shadow_key(ds, key)
         with ds.lock:
-            races = self._key_write_locked(ds, ds.keys.get(key), key, op, True, tid, vc, frame)
+            races = self._key_write_locked(ds, ds.keys.get(sk), sk, key, op, True, tid, vc, frame)
             cur = ds.kw[tid]
             for prev in tuple(ds.kw.values()):
                 if prev is not cur and _unordered(prev, tid, vc) and not any(prev is r.previous for r in races or ()):
