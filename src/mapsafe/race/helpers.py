@@ -27,7 +27,7 @@ from .sync import with_ as _sync_with
 if TYPE_CHECKING:
     from .runtime import Detector
 
-__all__ = ["HELPERS", "active_detector", "start", "stop"]
+__all__ = ["HELPERS", "NAMESPACE", "active_detector", "start", "stop"]
 
 _getframe = sys._getframe
 
@@ -548,9 +548,8 @@ def with_(obj):
     return obj
 
 
-# Names injected into every rewritten module. None is a valid identifier,
-# so they cannot clash with (or be shadowed by) user code.
-HELPERS: dict = {
+# The helpers, by the names rewrite.py calls them.
+_BY_NAME: dict = {
     "@ms_getitem": getitem,
     "@ms_setitem": setitem,
     "@ms_delitem": delitem,
@@ -583,3 +582,14 @@ HELPERS: dict = {
         ("pow", operator.ipow), ("lshift", operator.ilshift), ("rshift", operator.irshift),
         ("or", operator.ior), ("xor", operator.ixor), ("and", operator.iand))},
 }
+
+# The one name injected into every rewritten module: a namespace holding the
+# helpers (a module, so that the interpreter's attribute lookup on it is its
+# fastest). "_@ms" is not a valid identifier, so no program can spell,
+# shadow or clash with it, and its leading underscore keeps it out of
+# `from m import *`.
+NAMESPACE = "_@ms"
+_namespace = __import__("types").ModuleType("mapsafe.race.helpers (the helpers' namespace)")
+for _helper, _fn in _BY_NAME.items():
+    setattr(_namespace, _helper[len("@ms_"):], _fn)
+HELPERS: dict = {NAMESPACE: _namespace}

@@ -208,11 +208,13 @@ class _Started:
 
     def unseen_modules(self) -> list:
         """Modules the hook would instrument that were imported before it started."""
+        from . import helpers
+
         out = []
         for name, module in list(sys.modules.items()):
             origin = getattr(module, "__file__", None)
             # The loader puts the helpers in every module it instruments.
-            if origin and origin.endswith(".py") and "@ms_getitem" not in getattr(module, "__dict__", {}):
+            if origin and origin.endswith(".py") and helpers.NAMESPACE not in getattr(module, "__dict__", {}):
                 if self.hook.wanted(name, origin) and not _is_plugin_module(name):
                     out.append(name)
         return sorted(out)

@@ -13,7 +13,7 @@ import sysconfig
 from typing import Any, Iterable
 
 from .calls import mark_instrumented
-from .helpers import HELPERS
+from .helpers import HELPERS, NAMESPACE
 
 __all__ = ["rewrite", "compile_instrumented", "RaceImportHook", "OPT_OUT"]
 
@@ -80,7 +80,12 @@ def _name(ident: str) -> ast.Name:
 
 
 def _call(helper: str, args: list, keywords: list | None = None, like: ast.AST | None = None) -> ast.Call:
-    node = ast.Call(func=_name(helper), args=args, keywords=keywords or [])
+    # "@ms_getitem" -> `<_@ms>.getitem`: one name is injected into a rewritten
+    # module (helpers.HELPERS); it cannot be spelled by the program, and
+    # starting with "_" it is not exported by `from m import *`.
+    func = ast.Attribute(value=_name(NAMESPACE), attr=helper[len("@ms_"):], ctx=ast.Load()) \
+        if helper.startswith("@ms_") else _name(helper)
+    node = ast.Call(func=func, args=args, keywords=keywords or [])
     return ast.copy_location(node, like) if like is not None else node
 
 
