@@ -20,6 +20,7 @@ from mapsafe import LockedMap, RWLock, ShardedMap, SyncMap, _core
 
 HERE = Path(__file__).parent
 CORES = ["c", "python"] if _core.NAME == "c" else ["python"]
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 JOIN = 30.0  # generous hang limit; never a pass criterion
 
 
@@ -196,6 +197,16 @@ STORM = textwrap.dedent(
 @pytest.mark.parametrize("core", CORES)
 def test_a_signal_storm_never_leaves_a_lock_held(core):
     r = run_child(STORM, core)
+    # The pure core is Python code: a child killed by a signal there is the
+    # interpreter crashing, not the core (seen on 3.13.5t under this storm:
+    # "The futex facility returned an unexpected error code.", SIGSEGV). Such a
+    # run proves nothing either way, so it is run again, at most twice; the
+    # checks below must then pass on a run that completed. The C core gets no
+    # second chance: a crash there may be ours.
+    for _ in range(2):
+        if not (core == "python" and FREE_THREADED and r.returncode < 0):
+            break
+        r = run_child(STORM, core)
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     interrupted, done = map(int, r.stdout.split())
     assert interrupted > 0 and done > 0  # the storm really interrupted operations, and some finished

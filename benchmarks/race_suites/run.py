@@ -19,10 +19,12 @@ how many of the package's modules were instrumented, the wall-time ratio,
 and every distinct race as its two source locations and operations.
 
 Two measurement workarounds are applied where a project needs them (see
-README.md beside this file): the ``early`` plugin starts the detector before
-pytest imports the initial conftest.py files, and ``ini`` overrides pytest
-ini values that would import the package while pytest parses its config.
-Both are printed with the project's row.
+README.md beside this file): ``ini`` overrides pytest ini values that would
+import the package while pytest parses its config, before any plugin can
+start (mapsafe's plugin names such modules in a warning). It is printed with
+the project's row. (Measured at d1cb2f0, an ``early`` plugin also had to start
+the detector before the initial conftest.py files; the plugin does that itself
+since.)
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ class Project:
     deps: tuple = ()  # extra pip requirements for the tests
     env: dict = field(default_factory=dict)
     scm_version: str = ""  # SETUPTOOLS_SCM_PRETEND_VERSION for an archive without .git
-    early: bool = False  # start the detector before the initial conftests are imported
     ini: tuple = ()  # (name, callable(checkout) -> value) for `-o name=value`
     note: str = ""
 
@@ -93,7 +94,7 @@ PROJECTS: tuple = (
         "apscheduler", "github:agronholm/apscheduler", "7e7bc5e3292951d3d9bd498c6420df0f41e38194",
         "apscheduler", "src", ("tests", "-k", _NO_SERVICES),
         deps=("pytest-timeout", "anyio>=4.5.2", "pytz==2025.2", "tornado>=4.3", "sqlalchemy>=1.4"),
-        scm_version="3.11.2", early=True,
+        scm_version="3.11.2",
         note="3.x branch; all but the external-service job stores; pytz pinned (2026.x breaks 3 cron tests)",
     ),
     Project(
@@ -105,7 +106,7 @@ PROJECTS: tuple = (
         deps=("anyio[trio]>=4.8.0", "h2>=4.1.0", "httpx>=0.28.1", "hypercorn>=0.15.0", "pysocks>=1.7.1",
               "pytest-socket>=0.7.0", "pytest-timeout>=2.3.1", "quart>=0.20.0", "quart-trio>=0.12.0",
               "trio>=0.27.0", "trustme"),
-        scm_version="2.7.0", early=True, ini=(("filterwarnings", _urllib3_filterwarnings),),
+        scm_version="2.7.0", ini=(("filterwarnings", _urllib3_filterwarnings),),
         note="main; connection-pool and pool-manager tests, unit and against the threaded dummy servers",
     ),
     Project(
@@ -136,25 +137,6 @@ def pytest_terminal_summary(terminalreporter):
     mods = [m for n, m in list(sys.modules.items()) if m is not None and (n == pkg or n.startswith(pkg + "."))]
     done = [m for m in mods if any(k.startswith("@ms_") for k in vars(m))]
     terminalreporter.write_line(f"ms-suites-instrumented: {len(done)}/{len(mods)}")
-'''
-
-# Starts mapsafe's race plugin from pytest_load_initial_conftests instead of
-# pytest_configure, which runs only after the initial conftest.py files (and
-# all they import) were imported, uninstrumented.
-_EARLY_PLUGIN = '''
-import pytest
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config, parser, args):
-    if "--mapsafe-race" in args:
-        from mapsafe.race.pytest_plugin import _RacePlugin
-        early_config.pluginmanager.register(_RacePlugin(early_config), "mapsafe-race")
-        early_config._ms_suites_early = True
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_configure(config):
-    if getattr(config, "_ms_suites_early", False):
-        config.option.mapsafe_race = False  # registered already; mapsafe must not register a second one
 '''
 
 _SUMMARY = re.compile(r"^=*\s*(?P<body>(\d+ \w+(, )?)+.*) in [\d.]+s")
@@ -261,8 +243,6 @@ def _pytest(p: Project, python: str, checkout: str, aux: str, race: bool, timeou
         cmd += ["-o", f"{name}={value(checkout)}"]
     if race:
         env["MAPSAFE_RACE_INCLUDE"] = p.package
-        if p.early:
-            cmd += ["-p", "ms_suites_early"]
         cmd.append("--mapsafe-race")
     cmd += list(p.tests)
     start = time.perf_counter()
@@ -303,7 +283,7 @@ def main(argv: list | None = None) -> int:
         return 2
     aux = os.path.join(args.work, "_plugins")
     os.makedirs(aux, exist_ok=True)
-    for name, text in (("ms_suites_count.py", _COUNT_PLUGIN), ("ms_suites_early.py", _EARLY_PLUGIN)):
+    for name, text in (("ms_suites_count.py", _COUNT_PLUGIN),):
         with open(os.path.join(aux, name), "w") as fh:
             fh.write(text)
 
@@ -322,7 +302,7 @@ def main(argv: list | None = None) -> int:
         only_race = race.failed - plain.failed
         results.append({
             "name": p.name, "commit": p.commit[:12], "note": p.note,
-            "workarounds": [w for w, on in (("early", p.early), ("ini", bool(p.ini))) if on],
+            "workarounds": ["ini"] if p.ini else [],
             "plain": _counts(plain), "race": _counts(race),
             "failed_by_race_report": sorted(only_race & race.race_failed),
             "failed_otherwise": sorted(only_race - race.race_failed),
