@@ -165,7 +165,8 @@ def reads(f: Any) -> int:
         key = f.__code__
         got = _DECIDED.get(key)
         if got is None:
-            got = _DECIDED[key] = _function_reads(f)
+            # One entry per code object called with a map: bounded by the program's code.
+            got = _DECIDED[key] = _function_reads(f)  # noqa: MS301
         return got
     if t is types.MethodType:
         return reads(f.__func__)

@@ -49,7 +49,8 @@ def _rmw(op: str) -> bool:
 
 
 # Reads that a program makes to decide what to write.
-_TESTS = ("in", "d.pop (missing)", "d.setdefault (found)", "s.add (present)", "s.update (present)", "s.discard (absent)",
+_TESTS = ("in", "d.pop (missing)", "d.setdefault (found)", "s.add (present)", "s.update (present)",
+          "s.discard (absent)",
           "s.remove (absent)", "match {k: ...}")
 
 _ITERATIONS = ("iteration", "*unpacking")

@@ -19,7 +19,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from . import calls, finalizers, methods
-from .kinds import CHAIN, CONTAINER, DATA, DEFAULT, DICT_KINDS, NONE, SET, TRACKED, VIEW, data_of, has_key, kind_of, view_source
+from .kinds import (CHAIN, CONTAINER, DATA, DEFAULT, DICT_KINDS, NONE, SET, TRACKED, VIEW, data_of, has_key, kind_of,
+                    view_source)
 from .kinds import _KINDS
 from .sync import is_sync_type, sync_call
 from .sync import with_ as _sync_with

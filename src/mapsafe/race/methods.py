@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from .kinds import CHAIN, COUNTER, DATA, DICT_KINDS, NONE, ORDERED, SET, VIEW, data_of, has_key, kind_of, view_source
+from .kinds import CHAIN, COUNTER, DATA, DICT_KINDS, ORDERED, SET, VIEW, data_of, has_key, kind_of, view_source
 
 if TYPE_CHECKING:
     from .runtime import Detector

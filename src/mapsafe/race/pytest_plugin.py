@@ -202,7 +202,8 @@ class _Started:
 
         def sink(race: Any) -> None:
             text = format_race(race, frames)
-            sys.stderr.write(text.replace("WARNING: DATA RACE", f"WARNING: DATA RACE (in child process {os.getpid()})", 1))
+            label = f"WARNING: DATA RACE (in child process {os.getpid()})"
+            sys.stderr.write(text.replace("WARNING: DATA RACE", label, 1))
 
         helpers.start(runtime.Detector(sink, suppressed=self._suppressions))
 
