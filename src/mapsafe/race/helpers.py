@@ -22,6 +22,7 @@ from . import calls, finalizers, methods
 from .kinds import (CHAIN, CONTAINER, DATA, DEFAULT, DICT_KINDS, NONE, SET, TRACKED, VIEW, data_of, has_key, kind_of,
                     view_source)
 from .kinds import _KINDS
+from .kinds import hashable as _hashable
 from .sync import is_sync_type, sync_call
 from .sync import with_ as _sync_with
 
@@ -47,17 +48,6 @@ def start(detector: Detector) -> None:
 def stop() -> None:
     global _D
     _D = None
-
-
-def _hashable(key: Any) -> bool:
-    # Hash outside the detector lock: a user __hash__ may itself run
-    # instrumented code. An unhashable key (or a __hash__ that raises) makes
-    # the operation raise on its own, as plain Python does: nothing to record.
-    try:
-        hash(key)
-    except Exception:
-        return False
-    return True
 
 
 # -- single keys ---------------------------------------------------------
@@ -103,17 +93,24 @@ def getitem(obj, key):
         if t is dict:
             if type(key) is str or _hashable(key):
                 D.read_key(obj, key, "d[k]", _getframe(1))
-        elif _KINDS.get(t, 1) > 0:
-            if kind_of(t) == DEFAULT and _hashable(key):
-                present = has_key(obj, key)
-                if present is False and obj.default_factory is not None:
-                    # defaultdict's __missing__ inserts: this read is a write.
-                    D.write_key(obj, key, "d[k] (missing: inserts)", True, _getframe(1))
-                    return obj[key]
-                if present is None:
-                    return obj[key]
+        elif _KINDS.get(t, 1) > 0 and not _default_inserts(D, obj, t, key, _getframe(1)):
             _read_slow(D, obj, t, key, "d[k]", _getframe(1))
     return obj[key]
+
+
+def _default_inserts(D: Detector, obj: Any, t: type, key: Any, frame: Any) -> bool:
+    """For ``obj[key]`` on a defaultdict: True when the read is really an insert
+    (a missing key, and a default factory), which is then recorded as the write
+    it is; True also when the key cannot be tested (its ``__eq__`` raised, as the
+    read will). False: record the read as a read."""
+    if kind_of(t) != DEFAULT or not _hashable(key):
+        return False
+    present = has_key(obj, key)
+    if present is False and obj.default_factory is not None:
+        # defaultdict's __missing__ inserts: this read is a write.
+        D.write_key(obj, key, "d[k] (missing: inserts)", True, frame)
+        return True
+    return present is None
 
 
 def _write_target(obj: Any, t: type) -> Any:
@@ -164,12 +161,7 @@ def augget(obj, key, op):
         if t is dict:
             if type(key) is str or _hashable(key):
                 D.read_key(obj, key, f"d[k] {op} v (read)", _getframe(1))
-        elif _KINDS.get(t, 1) > 0:
-            if kind_of(t) == DEFAULT and _hashable(key):
-                present = has_key(obj, key)
-                if present is False and obj.default_factory is not None:
-                    D.write_key(obj, key, "d[k] (missing: inserts)", True, _getframe(1))
-                    return obj[key]
+        elif _KINDS.get(t, 1) > 0 and not _default_inserts(D, obj, t, key, _getframe(1)):
             _read_slow(D, obj, t, key, f"d[k] {op} v (read)", _getframe(1))
     return obj[key]
 
@@ -350,28 +342,24 @@ def iterate(obj):
     return obj
 
 
-def keys_of(obj):
-    """``*obj`` in a call, list, tuple or set: iterates it."""
-    D = _D  # read once: stop() may run meanwhile
-    if D is not None and _KINDS.get(type(obj), 1) > 0:
-        whole(D, obj, "*unpacking", False, _getframe(1))
-    return obj
+def _whole_reader(op: str, values: bool, doc: str) -> Any:
+    """A helper that records a whole-map read of its argument, then returns it."""
+
+    def read(obj):
+        D = _D  # read once: stop() may run meanwhile
+        if D is not None and _KINDS.get(type(obj), 1) > 0:
+            whole(D, obj, op, values, _getframe(1))
+        return obj
+
+    read.__doc__ = doc
+    return read
 
 
-def values_of(obj):
-    """``**obj`` in a call or dict display: reads its keys and values."""
-    D = _D  # read once: stop() may run meanwhile
-    if D is not None and _KINDS.get(type(obj), 1) > 0:
-        whole(D, obj, "**unpacking", True, _getframe(1))
-    return obj
-
-
-def operand(obj):
-    """An operand of ``|``, ``&``, ``-`` or ``^``: set and dict algebra read all of it."""
-    D = _D  # read once: stop() may run meanwhile
-    if D is not None and _KINDS.get(type(obj), 1) > 0:
-        whole(D, obj, "set/dict operator", True, _getframe(1))
-    return obj
+keys_of = _whole_reader("*unpacking", False, "``*obj`` in a call, list, tuple or set: iterates it.")
+values_of = _whole_reader("**unpacking", True, "``**obj`` in a call or dict display: reads its keys and values.")
+operand = _whole_reader(
+    "set/dict operator", True, "An operand of ``|``, ``&``, ``-`` or ``^``: set and dict algebra read all of it."
+)
 
 
 def fmt(obj):

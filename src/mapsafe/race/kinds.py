@@ -28,7 +28,7 @@ import weakref
 from typing import Any
 
 __all__ = ["NONE", "DICT", "DEFAULT", "ORDERED", "COUNTER", "SET", "DATA", "CHAIN", "VIEW", "kind_of",
-           "CONTAINER", "view_source", "has_key", "data_of", "DICT_KINDS", "TRACKED"]
+           "CONTAINER", "view_source", "hashable", "has_key", "data_of", "DICT_KINDS", "TRACKED"]
 
 # Maps are > 0, so `_KINDS.get(t, 1) > 0` is the one fast test of "maybe a map"
 # (an unseen type defaults to 1, and is classified on the slow path).
@@ -89,6 +89,18 @@ def view_source(view: Any) -> tuple[Any, str]:
     # returns the dict itself: .mapping is a read-only proxy of it).
     refs = gc.get_referents(view)
     return (refs[0] if refs and isinstance(refs[0], dict) else None), _VIEWS[type(view)]
+
+
+def hashable(key: Any) -> bool:
+    """Whether ``key`` can be hashed. Hashed outside every detector lock: a
+    program's ``__hash__`` may itself run instrumented code. An unhashable key
+    (or a ``__hash__`` that raises) makes the operation raise on its own, as
+    plain Python does: nothing to record."""
+    try:
+        hash(key)
+    except Exception:
+        return False
+    return True
 
 
 def has_key(m: Any, key: Any) -> bool | None:

@@ -12,20 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from .kinds import hashable as _hashable
 from .kinds import CHAIN, COUNTER, DATA, DICT_KINDS, ORDERED, SET, VIEW, data_of, has_key, kind_of, view_source
 
 if TYPE_CHECKING:
     from .runtime import Detector
 
 __all__ = ["dict_call", "map_call", "bulk"]
-
-
-def _hashable(key: Any) -> bool:
-    try:
-        hash(key)
-    except Exception:
-        return False
-    return True
 
 
 def _whole(D: Detector, obj: Any, op: str, values: bool, frame: Any) -> None:
