@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["HELPERS", "NAMESPACE", "active_detector", "start", "stop"]
 
 _getframe = sys._getframe
+_ModuleType = type(sys)
 
 _D: Detector | None = None  # the active detector; None means "just do the operation"
 
@@ -425,31 +426,34 @@ def arg(f, a):
     if D is not None:
         k = _KINDS.get(type(a))
         if k != NONE:
-            if k == CONTAINER:
-                # Only a deep reader looks inside; known by identity, so no
-                # user __hash__ or __eq__ runs for the common call with a list.
-                if id(f) in calls.DEEP_BY_ID:
-                    deep(D, a, _label(f), _getframe(1))
-            else:
-                _arg_map(D, f, a, _getframe(1))
+            _arg_of(D, f, a, k, _getframe(1))
     return a
 
 
 def argm(root, chain, a):
     """``a``, an argument of a call of ``root.<chain>`` (``self.pool.submit``):
-    the callee is looked up only for a map, and statically (see ``calls``)."""
+    the callee is looked up only for a map, and statically (see ``calls``).
+    For a list or tuple only a module's function is looked up: the deep
+    readers that look inside one (json.dumps, copy.deepcopy, pprint.pprint)
+    are all functions of a module, and a method call with a list is common."""
     D = _D  # read once: stop() may run meanwhile
     if D is not None:
         k = _KINDS.get(type(a))
-        if k != NONE and (k != CONTAINER or calls.DEEP_BY_ID):
+        if k != NONE and (k != CONTAINER or type(root) is _ModuleType):
             f = calls.static_callee(root, chain)
             if f is not None:
-                if k == CONTAINER:
-                    if id(f) in calls.DEEP_BY_ID:
-                        deep(D, a, _label(f), _getframe(1))
-                else:
-                    _arg_map(D, f, a, _getframe(1))
+                _arg_of(D, f, a, k, _getframe(1))
     return a
+
+
+def _arg_of(D: Detector, f: Any, a: Any, k: Any, frame: Any) -> None:
+    if k == CONTAINER:
+        # Only a deep reader looks inside; known by identity, so no
+        # user __hash__ or __eq__ runs for the common call with a list.
+        if id(f) in calls.DEEP_BY_ID:
+            deep(D, a, _label(f), frame)
+    else:
+        _arg_map(D, f, a, frame)
 
 
 def _arg_map(D: Detector, f: Any, a: Any, frame: Any) -> None:
