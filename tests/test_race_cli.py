@@ -462,8 +462,8 @@ def test_calls_keep_their_keyword_arguments_whatever_their_names():
 def test_forked_children_of_a_threaded_program_never_hang_and_keep_to_their_own_report(tmp_path):
     # Threads hammer a dict while the main thread forks: a child inherits
     # whatever detector lock a thread held at that moment. Each child gets a
-    # detector of its own, so all exit; a child that ends normally writes its
-    # own FILE.PID, and the parent's FILE is the parent's.
+    # detector of its own, so all exit; every child, ended normally or by
+    # os._exit, writes its own FILE.PID, and the parent's FILE is the parent's.
     src = """\
     import os, sys, threading
     shared = {}
@@ -489,7 +489,7 @@ def test_forked_children_of_a_threaded_program_never_hang_and_keep_to_their_own_
     codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in kids]
     stop = True
     for t in ts: t.join()
-    print("children ok:", codes.count(0), "of", len(codes), kids[0])
+    print("children ok:", codes.count(0), "of", len(codes), *kids)
     """
     (tmp_path / "prog.py").write_text(textwrap.dedent(src))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
@@ -502,9 +502,141 @@ def test_forked_children_of_a_threaded_program_never_hang_and_keep_to_their_own_
     assert proc.returncode == 66  # the parent's own write/write race
     parent = json.loads((tmp_path / "races.json").read_text())
     assert parent["count"] >= 1 and {r["kind"] for r in parent["races"]} == {"write-write"}
-    child = json.loads((tmp_path / f"races.json.{words[5]}").read_text())
-    assert child["count"] == 0  # the child read a dict no thread of its own wrote
-    assert sorted(p.name for p in tmp_path.glob("races.json*")) == ["races.json", f"races.json.{words[5]}"]
+    kids = words[5:]
+    for pid in kids:
+        child = json.loads((tmp_path / f"races.json.{pid}").read_text())
+        assert child["count"] == 0  # the child read a dict no thread of its own wrote
+    assert sorted(p.name for p in tmp_path.glob("races.json*")) == sorted(
+        ["races.json"] + [f"races.json.{pid}" for pid in kids]
+    )
+
+
+def test_a_hundred_forked_children_give_a_hundred_reports_and_keep_their_exit_status(tmp_path):
+    # Each child races on a dict of its own, then ends by os._exit (as
+    # multiprocessing's fork workers do, skipping every exit hook) with a
+    # status of its own. Every race is reported under the child's pid, each
+    # child writes FILE.PID, and no child's status is changed.
+    src = """\
+    import os, threading
+    kids = []
+    for n in range(100):
+        pid = os.fork()
+        if pid == 0:
+            d = {}
+            def bump():
+                d["hits"] = d.get("hits", 0) + 1
+            ts = [threading.Thread(target=bump) for _ in range(2)]
+            for t in ts: t.start()
+            for t in ts: t.join()
+            os._exit(n % 7)
+        kids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in kids]
+    print(codes == [n % 7 for n in range(100)], *kids)
+    """
+    (tmp_path / "prog.py").write_text(textwrap.dedent(src))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mapsafe", "race", "--json", "races.json", "prog.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+    )
+    words = proc.stdout.split()
+    assert words[0] == "True", proc.stdout + proc.stderr
+    kids = words[1:]
+    assert len(kids) == 100 and proc.returncode == 0  # the parent itself raced on nothing
+    for pid in kids:
+        child = json.loads((tmp_path / f"races.json.{pid}").read_text())
+        # Which of the two is reported depends on how the two threads interleaved.
+        assert child["count"] == 1 and child["races"][0]["kind"] in ("lost-update", "read-write"), pid
+        assert f"WARNING: DATA RACE (in child process {pid})" in proc.stderr
+    assert proc.stderr.count("WARNING: DATA RACE") == 100
+    assert json.loads((tmp_path / "races.json").read_text())["count"] == 0
+    assert sorted(p.name for p in tmp_path.glob("races.json*")) == sorted(
+        ["races.json"] + [f"races.json.{pid}" for pid in kids]
+    )
+
+
+def test_a_fork_pools_workers_report_their_races(tmp_path):
+    # multiprocessing's fork start method: each worker runs a task that races
+    # within the worker, then the pool ends it by os._exit.
+    src = """\
+    import multiprocessing as mp, threading
+    def task(i):
+        d = {}
+        def bump():
+            for _ in range(50):
+                d["n"] = d.get("n", 0) + 1
+        ts = [threading.Thread(target=bump) for _ in range(2)]
+        for t in ts: t.start()
+        for t in ts: t.join()
+        return i
+    if __name__ == "__main__":
+        with mp.get_context("fork").Pool(2, maxtasksperchild=1) as pool:
+            print(sum(pool.map(task, range(6), chunksize=1)))
+    """
+    (tmp_path / "prog.py").write_text(textwrap.dedent(src))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mapsafe", "race", "--json", "races.json", "prog.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.stdout == "15\n" and proc.returncode == 0, proc.stderr
+    reports = [json.loads(p.read_text()) for p in tmp_path.glob("races.json.*")]
+    # Six tasks, one per worker; the pool may start a spare worker that runs none.
+    assert sum(r["count"] for r in reports) == 6 and proc.stderr.count("(in child process") == 6
+
+
+def test_a_program_that_exits_from_a_signal_handler_gets_its_report():
+    src = """\
+    import signal, sys, threading
+    d = {}
+    def bump():
+        for _ in range(100):
+            d["k"] = d.get("k", 0) + 1
+    t = threading.Thread(target=bump)
+    t.start()
+    bump()
+    t.join()
+    signal.signal(signal.SIGALRM, lambda signum, frame: sys.exit(3))
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    threading.Event().wait(60)  # the handler's SystemExit ends this wait
+    print("not reached")
+    """
+    plain, run = run_race(src, plain=True), race(src)
+    assert plain.returncode == run.returncode == 3 and run.stdout == plain.stdout == ""
+    assert "WARNING: DATA RACE" in run.stderr and "Found 1 data race(s)" in run.stderr
+
+
+def test_an_exception_while_python_waits_for_threads_at_exit_is_ignored_as_python_ignores_it():
+    # The signal lands while the runner (like python's own shutdown) waits
+    # for a non-daemon thread: python prints it as ignored and keeps the
+    # program's exit status; so does the runner, and the report still comes.
+    src = """\
+    import signal, sys, threading
+    d = {}
+    done = threading.Event()
+    def bump():
+        for _ in range(100):
+            d["k"] = d.get("k", 0) + 1
+        done.wait(60)
+    t = threading.Thread(target=bump)
+    t.start()
+    for _ in range(100):
+        d["k"] = d.get("k", 0) + 1
+    def handler(signum, frame):
+        done.set()
+        sys.exit(3)
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    print("main done")
+    """
+    plain, run = run_race(src, plain=True), race(src)
+    assert plain.stdout == run.stdout == "main done\n"
+    assert plain.returncode == 0 and run.returncode == 66  # 66: races found, program status 0
+    assert "SystemExit: 3" in plain.stderr and "SystemExit: 3" in run.stderr
+    assert ("Exception ignored in: <module 'threading'" in plain.stderr) == (
+        "Exception ignored in: <module 'threading'" in run.stderr
+    )
+    assert "Found 1 data race(s)" in run.stderr
 
 
 def test_the_programs_own_recursion_error_is_the_programs():

@@ -183,6 +183,7 @@ class Session:
         self._parent_pid = os.getpid()
         helpers.start(self.detector)
         os.register_at_fork(after_in_child=self._after_fork_in_child)
+        os._exit = self._child_exit(os._exit)
         self.hook = RaceImportHook(roots, self.options.include)
         self.hook.install()
         default = threading.excepthook
@@ -209,23 +210,17 @@ class Session:
         """Run the program; its exit status as `python` would give it."""
         try:
             body()
-            self._wait_for_threads()
-            return 0
+            status = 0
         except SystemExit as exc:
-            self._wait_for_threads()
-            return self._exit_status(exc.code)
+            status = self._exit_status(exc.code)
         except KeyboardInterrupt as exc:
             self._print_exception(exc)
-            return 130
+            status = 130
         except BaseException as exc:  # the user's own exception: print it as python would
             self._print_exception(exc)
-            try:
-                self._wait_for_threads()
-            except KeyboardInterrupt:
-                return 130
-            if isinstance(exc, DataRaceError):
-                return self.options.exitcode
-            return 1
+            status = self.options.exitcode if isinstance(exc, DataRaceError) else 1
+        self._wait_for_threads()
+        return status
 
     def _print_exception(self, exc: BaseException) -> None:
         strip_traceback(exc)
@@ -241,34 +236,66 @@ class Session:
         print(code, file=sys.stderr)
         return 1
 
-    @staticmethod
-    def _wait_for_threads() -> None:
+    def _wait_for_threads(self) -> None:
         """What the interpreter does at exit, in its order, done before the
         report so that it includes every race: threading's own exit hooks
         (the executors' wake-ups of their idle workers), the join of every
         non-daemon thread, then the atexit handlers. Each runs once: at the
         real exit, threading finds itself shut down and atexit has nothing
-        left to run."""
+        left to run. An exception raised meanwhile (a signal handler's
+        ``sys.exit()``, a Ctrl-C) is ignored and printed, as python's own
+        shutdown does, and the exit status stays the program's."""
         import atexit
 
-        threading._shutdown()
+        try:
+            threading._shutdown()
+        except BaseException as exc:
+            strip_traceback(exc)
+            self._flush()
+            import traceback
+
+            if sys.version_info < (3, 13):  # 3.13 prints the traceback alone
+                sys.stderr.write(f"Exception ignored in: {threading!r}\n")
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
         atexit._run_exitfuncs()
 
     def _finish(self, status: int) -> int:
+        races = self._report()
+        if races is None:
+            return status or 2
+        if races and status == 0:
+            return self.options.exitcode
+        return status
+
+    def _report(self) -> list | None:
+        """Close the detector and give the summary and the --json report: the
+        races found, or None when the report could not be written."""
         races = self.detector.close()
         self._flush()
         if races:
             self.stderr.write(format_summary(len(races)))
             self.stderr.flush()
         if self.options.json:
-            # A forked child that ends through here (not by os._exit) writes
-            # its own report, FILE.PID, and never the parent's FILE.
+            # A forked child writes its own report, FILE.PID, never the parent's FILE.
             path = f"{self.options.json}.{os.getpid()}" if self.forked else self.options.json
             try:
                 write_json(path, races, self.frames, self.detector.suppressed_count)
             except OSError as exc:
                 self.stderr.write(f"mapsafe race: error: cannot write {path}: {exc.strerror}\n")
-                return status or 2
-        if races and status == 0:
-            return self.options.exitcode
-        return status
+                return None
+        return races
+
+    def _child_exit(self, real_exit: Callable[[int], Any]) -> Callable[[int], Any]:
+        """``os._exit`` for the program: in a forked child (multiprocessing's
+        fork workers end this way, skipping every exit hook) the child's
+        report is given first. The exit status is left as the program gave it."""
+
+        def _exit(status: int, /) -> Any:
+            if self.forked and helpers.active_detector() is self.detector:
+                try:
+                    self._report()
+                except BaseException:  # the child is exiting: never stop it
+                    pass
+            return real_exit(status)
+
+        return _exit
