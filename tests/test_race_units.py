@@ -81,6 +81,48 @@ def test_sweep_forgets_only_dead_dicts():
     assert len(s.take_garbage()) == 10
 
 
+def test_history_keeps_at_most_n_key_states_per_dict_and_counts_what_it_forgot():
+    s = Shadow(_thread.allocate_lock, history=8)
+    d = {}
+    for i in range(100):
+        s.key_write(d, i, "w", True, 0, {0: 1}, None)  # one write each: one access per key
+    keys = s.dicts[id(d)].keys
+    assert len(keys) <= 8 and list(keys)[-1] == 99  # the newest are kept
+    assert s.forgotten() == 100 - len(keys)
+    # A forgotten key's next access starts afresh: an unordered write by
+    # another thread to key 0 finds nothing to race with (hidden, not invented)...
+    assert s.key_write(d, 0, "w", False, 1, {1: 1}, None) is None
+    # ...while a key still remembered races as before.
+    races = s.key_write(d, 99, "w", False, 1, {1: 1}, None)
+    assert races and races[0].previous.key == 99
+
+
+def test_history_forgets_the_canonical_keys_of_forgotten_states_too():
+    class K:  # a key whose __eq__ is the program's: kept by identity (_ById)
+        def __init__(self, n):
+            self.n = n
+
+        def __hash__(self):
+            return hash(self.n)
+
+        def __eq__(self, other):
+            return isinstance(other, K) and other.n == self.n
+
+    s = Shadow(_thread.allocate_lock, history=16)
+    d = {}
+    for i in range(1000):
+        s.key_read(d, K(i), "r", 0, {0: 1}, None)
+    ds = s.dicts[id(d)]
+    assert len(ds.keys) <= 16 and len(ds.canon) <= 17  # bounded, not 1000
+    assert s.forgotten() == 1000 - len(ds.keys)
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_history_below_one_is_refused(bad):
+    with pytest.raises(ValueError, match="history must be at least 1"):
+        Shadow(_thread.allocate_lock, history=bad)
+
+
 # -- the rewriter ------------------------------------------------------------------
 
 

@@ -28,8 +28,18 @@ def _as_int(value: Any) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        return int(value.strip())
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
     raise ValueError(f"expected a whole number, got {value!r}")
+
+
+def _as_positive_int(value: Any) -> int:
+    n = _as_int(value)
+    if n < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {n}")
+    return n
 
 
 def _as_float(value: Any) -> float:
@@ -104,6 +114,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("race_strip_path_prefix", "race:strip_path_prefix", _as_str, "", "prefix removed from reported paths"),
     Option("race_halt_on_error", "race:halt_on_error", _as_bool, False, "stop at the first race"),
     Option("race_json", "race:json", _as_str, "", "write machine-readable reports to this file"),
+    Option(
+        "race_history", "race:history", _as_positive_int, 16384,
+        "key states remembered per map; past it the oldest are forgotten",
+    ),
     # mapsafe lint
     Option("lint_select", "lint:select", _as_list, [], "rule codes or prefixes to run (default: all)"),
     Option("lint_ignore", "lint:ignore", _as_list, [], "rule codes or prefixes to skip"),
@@ -128,6 +142,11 @@ OPTIONS: tuple[Option, ...] = (
 
 _BY_KEY = {opt.key: opt for opt in OPTIONS}
 _BY_ATTR = {opt.attribute: opt for opt in OPTIONS}
+
+
+def default(attribute: str) -> Any:
+    """The table's default for ``attribute`` (for help texts)."""
+    return _BY_ATTR[attribute].default
 
 
 class Config:

@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="also write the races to FILE as JSON")
     parser.add_argument(
+        "--history", metavar="N",
+        help=f"key states remembered per map (default {config.default('race_history')}); "
+        "past N the oldest are forgotten",
+    )
+    parser.add_argument(
         "--halt-on-error", action="store_true", default=None,
         help="raise DataRaceError in the offending thread at the first race",
     )
@@ -57,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             "race_strip_path_prefix": args.strip_path_prefix,
             "race_halt_on_error": args.halt_on_error,
             "race_json": args.json,
+            "race_history": args.history,
         },
     )
     options = Options(
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         suppress=cfg.race_suppress,
         strip_path_prefix=cfg.race_strip_path_prefix,
         halt_on_error=cfg.race_halt_on_error,
+        history=cfg.race_history,
         # Absolute now: the program may chdir() before the report is written.
         json=os.path.abspath(cfg.race_json) if cfg.race_json else "",
     )

@@ -73,18 +73,24 @@ class _Counts:
         self.failed: set = set()  # node ids of the tests that raced
         self.sites: set = set()  # the site pairs of every race, in the session or any worker
         self.outside: list = []  # full reports of races found outside any test
+        self.forgotten = 0  # accesses dropped to keep history bounded (race:history)
+        self.history = 0  # that bound
 
     def to_json(self) -> dict:
         return {
             "failed": sorted(self.failed),
             "sites": sorted([list(a), list(b)] for a, b in self.sites),
             "outside": self.outside,
+            "forgotten": self.forgotten,
+            "history": self.history,
         }
 
     def merge(self, doc: dict) -> None:
         self.failed.update(doc["failed"])
         self.sites.update((tuple(a), tuple(b)) for a, b in doc["sites"])
         self.outside.extend(doc["outside"])
+        self.forgotten += doc.get("forgotten", 0)
+        self.history = doc.get("history", 0)
 
     def summary(self, terminalreporter: Any) -> None:
         terminalreporter.write_sep("=", "mapsafe race")
@@ -95,6 +101,10 @@ class _Counts:
             f"{len(self.sites)} distinct data race(s) in this session"
             + (f" ({len(self.outside)} outside any test)" if self.outside else "")
         )
+        if self.forgotten:
+            from .report import format_summary
+
+            terminalreporter.write(format_summary(0, self.forgotten, self.history))
 
     def exit_status(self, session: Any) -> None:
         # A race outside every test fails no test, so it must fail the run.
@@ -149,8 +159,10 @@ class _Started:
 
         cfg = msconfig.load(["race"], pyproject=_pyproject(config))
         self.frames = Frames(cfg.race_strip_path_prefix, str(config.rootpath))
+        self.history = cfg.race_history
         self.detector = runtime.Detector(
-            None, suppressed=Suppressions.load(cfg.race_suppress) if cfg.race_suppress else Suppressions()
+            None, history=self.history,
+            suppressed=Suppressions.load(cfg.race_suppress) if cfg.race_suppress else Suppressions(),
         )
         from _pytest import fixtures, python
 
@@ -205,7 +217,7 @@ class _Started:
             label = f"WARNING: DATA RACE (in child process {os.getpid()})"
             sys.stderr.write(text.replace("WARNING: DATA RACE", label, 1))
 
-        helpers.start(runtime.Detector(sink, suppressed=self._suppressions))
+        helpers.start(runtime.Detector(sink, history=self.history, suppressed=self._suppressions))
 
     def unseen_modules(self) -> list:
         """Modules the hook would instrument that were imported before it started."""
@@ -369,6 +381,7 @@ class _RacePlugin:
     def pytest_sessionfinish(self, session: Any) -> None:
         self._sweep_outside()
         self.counts.exit_status(session)
+        self.counts.forgotten, self.counts.history = self.detector.shadow.forgotten(), self.history
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:  # an xdist worker: the controller adds these up
             workeroutput[_WORKEROUTPUT_KEY] = self.counts.to_json()

@@ -118,8 +118,16 @@ def format_race(race: Race, frames: Frames) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_summary(count: int) -> str:
-    return f"Found {count} data race(s)\n"
+def format_summary(count: int, forgotten: int = 0, history: int = 0) -> str:
+    """The closing lines: the races found, and the accesses forgotten to keep
+    memory bounded (races with those can have been missed)."""
+    text = f"Found {count} data race(s)\n" if count else ""
+    if forgotten:
+        text += (
+            f"mapsafe race: {forgotten} earlier accesses were forgotten: a map outgrew {history} key states "
+            "(--history); races with them can have been missed\n"
+        )
+    return text
 
 
 def _access_to_dict(acc: Access, race: Race, frames: Frames) -> dict:
@@ -174,11 +182,12 @@ def race_to_dict(race: Race, frames: Frames) -> dict[str, Any]:
     }
 
 
-def write_json(path: str, races: list, frames: Frames, suppressed: int = 0) -> None:
+def write_json(path: str, races: list, frames: Frames, suppressed: int = 0, forgotten: int = 0) -> None:
     doc = {
         "version": 2,
         "count": len(races),
         "suppressed": suppressed,
+        "forgotten": forgotten,
         "races": [race_to_dict(r, frames) for r in races],
     }
     tmp = f"{path}.tmp{os.getpid()}"

@@ -15,6 +15,7 @@ from ..errors import DataRaceError, UsageError
 from . import helpers, hooks, runtime
 from .report import Frames, format_race, format_summary, write_json
 from .rewrite import RaceImportHook, compile_instrumented
+from .shadow import HISTORY
 from .suppress import Suppressions
 
 __all__ = ["Options", "Session"]
@@ -40,6 +41,7 @@ class Options:
     strip_path_prefix: str = ""
     halt_on_error: bool = False
     json: str = ""
+    history: int = HISTORY
 
 
 def _hidden(filename: str) -> bool:
@@ -82,6 +84,7 @@ class Session:
         return runtime.Detector(
             self._print_race,
             halt_on_error=self.options.halt_on_error,
+            history=self.options.history,
             suppressed=self.suppressions,
             warn=lambda msg: self.stderr.write(msg + "\n"),
         )
@@ -271,15 +274,16 @@ class Session:
         """Close the detector and give the summary and the --json report: the
         races found, or None when the report could not be written."""
         races = self.detector.close()
+        forgotten = self.detector.shadow.forgotten()
         self._flush()
-        if races:
-            self.stderr.write(format_summary(len(races)))
+        if races or forgotten:
+            self.stderr.write(format_summary(len(races), forgotten, self.options.history))
             self.stderr.flush()
         if self.options.json:
             # A forked child writes its own report, FILE.PID, never the parent's FILE.
             path = f"{self.options.json}.{os.getpid()}" if self.forked else self.options.json
             try:
-                write_json(path, races, self.frames, self.detector.suppressed_count)
+                write_json(path, races, self.frames, self.detector.suppressed_count, forgotten)
             except OSError as exc:
                 self.stderr.write(f"mapsafe race: error: cannot write {path}: {exc.strerror}\n")
                 return None

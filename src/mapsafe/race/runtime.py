@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..errors import DataRaceError
 from .clock import join_into
-from .shadow import Race, Shadow, ThreadInfo, capture
+from .shadow import HISTORY, Race, Shadow, ThreadInfo, capture
 
 __all__ = ["Detector", "ThreadState"]
 
@@ -94,6 +94,7 @@ class Detector:
         sink: Callable[[Race], None] | None = None,
         *,
         halt_on_error: bool = False,
+        history: int = HISTORY,
         suppressed: Callable[[Race], bool] | None = None,
         warn: Callable[[str], None] | None = None,
     ) -> None:
@@ -101,7 +102,7 @@ class Detector:
         # Allocated from _thread so user patches of threading cannot touch it.
         # Per-access work takes only the accessed dict's own lock.
         self.lock = _thread.allocate_lock()
-        self.shadow = Shadow(_thread.allocate_lock)
+        self.shadow = Shadow(_thread.allocate_lock, history=history)
         self.key_read = self.shadow.key_read
         self.key_write = self.shadow.key_write
         self.whole_read = self.shadow.whole_read

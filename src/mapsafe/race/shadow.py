@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from _thread import get_ident as _get_ident
+from itertools import islice
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,9 @@ __all__ = ["Access", "Finalizer", "FINALIZING", "Race", "ThreadInfo", "Shadow", 
 
 # How many frames of each access are remembered for the report.
 STACK_DEPTH = 8
+
+# Default bound on the key states kept per dict (`mapsafe race --history`).
+HISTORY = 16384
 
 
 # Stacks are interned: a loop records the same stack over and over, and one
@@ -162,7 +166,7 @@ class _DictShadow:
     """Everything remembered about one dict."""
 
     __slots__ = ("lock", "obj", "created", "created_seen", "keys", "canon", "kw", "vw", "kreads", "vreads", "clears",
-                 "orders")
+                 "orders", "forgotten", "stale")
 
     def __init__(self, obj: dict, created: tuple, created_seen: bool, lock: Any) -> None:
         # Guards every other mutable field. One lock per dict, so threads
@@ -190,6 +194,13 @@ class _DictShadow:
         # Reorders (OrderedDict.move_to_end): they change the order every
         # iteration sees and the order other reorders and inserts work on.
         self.orders: dict = {}
+        # Accesses dropped with the oldest key states when ``keys`` outgrew
+        # the history bound (see Shadow.history); lock.
+        self.forgotten = 0
+        # _ById keys whose state was dropped: their ``canon`` entries are
+        # removed outside ``lock`` (that runs the program's __hash__/__eq__).
+        # Appended under lock, taken by Shadow._drop_stale with one swap.
+        self.stale: list = []
 
 
 class _ById:
@@ -234,6 +245,17 @@ def _shadow_key(ds: "_DictShadow", key: Any) -> Any:
     return sk
 
 
+def _accesses_of(ks: "_KeyState") -> int:
+    r = ks.r
+    return (ks.w is not None) + (0 if r is None else 1 if r.__class__ is Access else len(r))
+
+
+def _count_accesses(ds: "_DictShadow") -> int:
+    """The accesses ``ds`` remembers (caller holds ds.lock)."""
+    tables = (ds.kw, ds.vw, ds.kreads, ds.vreads, ds.clears, ds.orders)
+    return sum(_accesses_of(ks) for ks in ds.keys.values()) + sum(len(t) for t in tables)
+
+
 def _unordered(acc: Access, tid: int, vc: dict) -> bool:
     """True when ``acc`` is by another thread and not ordered before ``vc``."""
     return acc.tid != tid and acc.clk > vc.get(acc.tid, 0)
@@ -249,8 +271,14 @@ class Shadow:
     of new races, or None.
     """
 
-    def __init__(self, lock_factory: Any, max_dicts: int = 200_000) -> None:
+    def __init__(self, lock_factory: Any, max_dicts: int = 200_000, history: int = HISTORY) -> None:
+        if history < 1:
+            raise ValueError(f"history must be at least 1, got {history}")
         self.lock_factory = lock_factory
+        # At most this many key states per dict; past it the oldest eighth is
+        # forgotten (see _evict_locked). Read-only after construction.
+        self.history = history
+        self.forgotten_swept = 0  # ``forgotten`` of dicts no longer in the table; table_lock
         self.table_lock = lock_factory()  # guards inserting into and sweeping `dicts`
         self.dicts: dict = {}  # id(dict) -> _DictShadow; lookups are single dict gets
         self.max_dicts = max_dicts
@@ -295,18 +323,72 @@ class Shadow:
         dead = [k for k, ds in self.dicts.items() if sys.getrefcount(ds.obj) <= 2]
         garbage = self.pending_garbage
         for k in dead:
-            garbage.append(self.dicts.pop(k).obj)
+            ds = self.dicts.pop(k)
+            garbage.append(ds.obj)
+            # Nothing but the detector holds the dict, so no thread is in an
+            # access to it: its counter is read without its lock.
+            self.forgotten_swept += ds.forgotten
         if len(self.dicts) > self.max_dicts:
             # Still too many live dicts: forget the oldest. This can only hide
             # races (lost history), never invent one.
             for k in list(self.dicts)[: len(self.dicts) - self.max_dicts // 2]:
-                garbage.append(self.dicts.pop(k).obj)
+                ds = self.dicts.pop(k)
+                garbage.append(ds.obj)
+                with ds.lock:  # table_lock, then a dict's lock: the one order both are taken in
+                    self.forgotten_swept += ds.forgotten + _count_accesses(ds)
         self._next_sweep = max(1024, 2 * len(self.dicts))
 
     def take_garbage(self) -> list:
         with self.table_lock:
             garbage, self.pending_garbage = self.pending_garbage, []
         return garbage
+
+    # -- bounded history -----------------------------------------------
+
+    def _new_key_locked(self, ds: _DictShadow, sk: Any) -> _KeyState:
+        keys = ds.keys
+        ks = keys[sk] = _KeyState()
+        if len(keys) > self.history:
+            self._evict_locked(ds)
+        return ks
+
+    def _evict_locked(self, ds: _DictShadow) -> None:
+        """Forget the oldest eighth of ``ds``'s key states: the keys first
+        seen longest ago (``keys`` keeps insertion order, so this is a slice,
+        not a scan). This only hides races, never invents one: a forgotten
+        key's next access starts its history afresh. The key state just made
+        is the newest, so it stays."""
+        keys = ds.keys
+        dropped = 0
+        for sk in list(islice(keys, max(1, len(keys) // 8))):
+            dropped += _accesses_of(keys.pop(sk))
+            if sk.__class__ is _ById:
+                ds.stale.append(sk)
+        ds.forgotten += dropped
+
+    def _drop_stale(self, ds: _DictShadow) -> None:
+        """Remove the ``canon`` entries of forgotten keys. Runs the program's
+        ``__hash__``/``__eq__``, so no detector lock is held; a thread that
+        looked up the old _ById just before keeps using it for one access,
+        which only splits that key's history (hides, never invents)."""
+        with ds.lock:
+            stale, ds.stale = ds.stale, []
+        canon = ds.canon
+        for sk in stale:
+            try:
+                if canon.get(sk.obj) is sk:
+                    canon.pop(sk.obj, None)
+            except Exception:  # the program's __eq__ raised: that entry stays
+                pass
+
+    def forgotten(self) -> int:
+        """How many remembered accesses were dropped to keep history bounded."""
+        with self.table_lock:
+            total = self.forgotten_swept
+            for ds in list(self.dicts.values()):
+                with ds.lock:
+                    total += ds.forgotten
+        return total
 
     # -- the checks ----------------------------------------------------
 
@@ -336,14 +418,17 @@ class Shadow:
                     # Our own write in this epoch covers this read: whoever is
                     # unordered with the read is unordered with the write too.
                     return None
-            return self._key_read_locked(ds, ks, sk, key, op, tid, vc, frame)
+            races = self._key_read_locked(ds, ks, sk, key, op, tid, vc, frame)
+        if ds.stale:
+            self._drop_stale(ds)
+        return races
 
     def _key_read_locked(
         self, ds: _DictShadow, ks: Any, sk: Any, key: Any, op: str, tid: int, vc: dict, frame: Any
     ) -> list | None:
         clk = vc[tid]
         if ks is None:
-            ks = ds.keys[sk] = _KeyState()
+            ks = self._new_key_locked(ds, sk)
         cur = Access(tid, clk, op, False, key, "", capture(frame))
         races = None
         w = ks.w
@@ -385,7 +470,10 @@ class Shadow:
                         # every check was done then. (A key-set change is always
                         # checked: whole-map reads may have come in between.)
                         return None
-            return self._key_write_locked(ds, ks, sk, key, op, keyset, tid, vc, frame)
+            races = self._key_write_locked(ds, ks, sk, key, op, keyset, tid, vc, frame)
+        if ds.stale:
+            self._drop_stale(ds)
+        return races
 
     def _key_write_locked(
         self, ds: _DictShadow, ks: Any, sk: Any, key: Any, op: str, keyset: bool, tid: int, vc: dict, frame: Any
@@ -393,7 +481,7 @@ class Shadow:
         cur = Access(tid, vc[tid], op, True, key, "", capture(frame))
         races = None
         if ks is None:
-            ks = ds.keys[sk] = _KeyState()
+            ks = self._new_key_locked(ds, sk)
         else:
             w = ks.w
             if w is not None and _unordered(w, tid, vc):
@@ -427,7 +515,9 @@ class Shadow:
                 if prev is not cur and _unordered(prev, tid, vc) and not any(prev is r.previous for r in races or ()):
                     races = self._race(ds, cur, prev, races)
             ds.orders[tid] = cur
-            return races
+        if ds.stale:
+            self._drop_stale(ds)
+        return races
 
     def whole_read(self, d: dict, op: str, values: bool, tid: int, vc: dict, frame: Any) -> list | None:
         """A read of the whole map: of its key set only, or also of its values."""
