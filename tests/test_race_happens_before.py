@@ -1160,3 +1160,121 @@ def test_happens_before_tokens_must_be_hashable_with_or_without_the_detector():
 
     with pytest.raises(TypeError, match="token must be hashable, not list"):
         happens_after([1])
+
+
+# -- thread slots ---------------------------------------------------------------------
+# An ended thread's slot in the vector clocks goes to a later thread once a
+# starting thread's clock covers the ended one's last remembered access. The
+# programs print how many slots the detector made, to show a slot was reused.
+
+SLOTS = "from mapsafe.race.helpers import active_detector\n"
+
+
+def test_a_reused_slot_still_reports_the_old_threads_races_under_its_own_name():
+    src = SLOTS + """\
+import threading, time
+d = {}
+wrote, reused = [], []
+def first():
+    d["k"] = 1  # line 6
+    wrote.append(1)
+def second():
+    d["other"] = 2
+def third():
+    while not (wrote and reused): time.sleep(0.001)
+    print(d["k"])  # line 12: no edge from first's write
+t3 = threading.Thread(target=third, name="third"); t3.start()
+t1 = threading.Thread(target=first, name="first"); t1.start(); t1.join()
+t2 = threading.Thread(target=second, name="second"); t2.start(); t2.join()
+reused.append(1)
+t3.join()
+print("slots", active_detector().next_tid)
+"""
+    run = race(src)
+    assert run.stdout == "1\nslots 3\n", run.stderr  # main, third, and one for first then second
+    assert len(run.races) == 1 and run.lines() == {6, 12}, run.stderr
+    race_ = run.races[0]
+    assert {race_["current"]["thread"], race_["previous"]["thread"]} == {"first", "third"}
+
+
+def test_a_reused_slots_new_thread_starts_past_every_epoch_the_old_one_published():
+    # first's last access comes before five signals; third learns first's
+    # clock from the last one. second, in first's slot, writes d["k"] with
+    # no edge to third: the race must be found although third has seen the
+    # slot at a later epoch than first's last access.
+    src = SLOTS + """\
+import threading, time
+d = {}
+signals, wrote = [threading.Event() for _ in range(5)], []
+def first():
+    d["a"] = 1
+    for ev in signals:
+        ev.set()
+def second():
+    d["k"] = 2  # line 10
+    wrote.append(1)
+def third():
+    signals[-1].wait()
+    while not wrote: time.sleep(0.001)
+    print(d["k"])  # line 15
+t1 = threading.Thread(target=first); t1.start()
+t3 = threading.Thread(target=third); t3.start()
+t1.join()
+t2 = threading.Thread(target=second); t2.start(); t2.join()
+t3.join()
+print("slots", active_detector().next_tid)
+"""
+    run = race(src)
+    assert run.stdout == "2\nslots 3\n", run.stderr
+    assert len(run.races) == 1 and run.lines() == {10, 15}, run.stderr
+
+
+def test_a_reused_slot_does_not_race_with_its_own_earlier_thread():
+    src = SLOTS + """\
+import threading
+d = {}
+def write(n):
+    d["k"] = d.get("k", 0) + n
+for n in range(50):
+    t = threading.Thread(target=write, args=(n,)); t.start(); t.join()
+print(d["k"], "slots", active_detector().next_tid)
+"""
+    run = race(src)
+    assert run.races == [] and run.returncode == 0, run.stderr
+    assert run.stdout == "1225 slots 2\n"
+
+
+@pytest.mark.parametrize("finish", ["join", "signal"])
+def test_thread_per_task_keeps_clocks_as_long_as_the_threads_alive_at_once(finish):
+    # 3000 short tasks, a thread each, at most 8 alive at once: joined in
+    # order, or daemon threads that signal a semaphore as their last act and
+    # are never joined. The clocks stay bounded by the threads alive at once.
+    src = SLOTS + f"""\
+import threading
+FINISH = {finish!r}
+stats, lock, done = {{}}, threading.Lock(), threading.Semaphore(0)
+def handle(i):
+    req = {{"path": "/item/" + str(i % 50)}}
+    with lock:
+        stats[req["path"]] = stats.get(req["path"], 0) + 1
+    done.release()
+live = []
+for i in range(3000):
+    t = threading.Thread(target=handle, args=(i,), daemon=FINISH == "signal")
+    t.start()
+    live.append(t)
+    if len(live) > 8:
+        if FINISH == "join":
+            live.pop(0).join()
+        else:
+            live.pop(0)
+            done.acquire()
+for t in live:
+    t.join() if FINISH == "join" else done.acquire()
+with lock:
+    total = sum(stats.values())
+D = active_detector()
+print(total, D.next_tid <= 12, len(D.state().vc) <= 12)
+"""
+    run = race(src)
+    assert run.races == [] and run.stdout == "3000 True True\n", run.stdout + run.stderr

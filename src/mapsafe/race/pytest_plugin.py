@@ -161,7 +161,8 @@ class _Started:
         self.frames = Frames(cfg.race_strip_path_prefix, str(config.rootpath))
         self.history = cfg.race_history
         self.detector = runtime.Detector(
-            None, history=self.history,
+            # The timeline tells tests apart by slot number: slots are never reused.
+            None, history=self.history, reuse_slots=False,
             suppressed=Suppressions.load(cfg.race_suppress) if cfg.race_suppress else Suppressions(),
         )
         from _pytest import fixtures, python
@@ -217,7 +218,9 @@ class _Started:
             label = f"WARNING: DATA RACE (in child process {os.getpid()})"
             sys.stderr.write(text.replace("WARNING: DATA RACE", label, 1))
 
-        helpers.start(runtime.Detector(sink, history=self.history, suppressed=self._suppressions))
+        helpers.start(runtime.Detector(
+            sink, history=self.history, reuse_slots=False, suppressed=self._suppressions
+        ))
 
     def unseen_modules(self) -> list:
         """Modules the hook would instrument that were imported before it started."""
@@ -381,7 +384,7 @@ class _RacePlugin:
     def pytest_sessionfinish(self, session: Any) -> None:
         self._sweep_outside()
         self.counts.exit_status(session)
-        self.counts.forgotten, self.counts.history = self.detector.shadow.forgotten(), self.history
+        self.counts.forgotten, self.counts.history = self.detector.shadow.forgotten(), self._started.history
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:  # an xdist worker: the controller adds these up
             workeroutput[_WORKEROUTPUT_KEY] = self.counts.to_json()

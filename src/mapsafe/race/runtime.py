@@ -32,6 +32,8 @@ def _stack_boundaries() -> None:
 
 
 _stack_boundaries()
+_GENERATIONS = 16  # earlier threads of a slot that reports can still name
+_SLOT_SCAN = 16  # ended threads looked at per thread start for a free slot
 _get_ident = _thread.get_ident
 _getframe = sys._getframe
 
@@ -53,18 +55,28 @@ class ThreadState:
     """Per-thread detector state. Only the owning thread reads or writes
     ``vc`` and ``busy``, so neither needs a lock."""
 
-    __slots__ = ("tid", "vc", "name", "thread", "created", "running", "busy")
+    __slots__ = ("tid", "vc", "name", "thread", "created", "running", "busy", "first", "final", "first_free")
 
-    def __init__(self, tid: int, vc: dict, name: str, thread: Any, created: tuple) -> None:
-        self.tid = tid  # small int, never reused, the index into vector clocks
+    def __init__(self, tid: int, vc: dict, name: str, thread: Any, created: tuple, first: int = 1) -> None:
+        # The slot: the index into vector clocks. A slot is handed on to a new
+        # thread only once the old one ended before the new one's start (see
+        # Detector._free_slot_locked), and the new one's epochs start past the
+        # old one's, so an access's (tid, clk) still names one thread.
+        self.tid = tid
         self.vc = vc  # this thread's vector clock; vc[tid] is its current epoch
-        self.name = name
-        self.thread = thread  # the threading.Thread, for its current name; None if unknown
+        self.first = first  # this thread's first epoch in the slot; read-only
+        self.final = 0  # once ended: the epoch of its last remembered access; Detector.lock
+        self.first_free = 0  # once ended: the first epoch its slot's next thread may use; Detector.lock
+        self.name = name  # Detector.lock once the thread ended
+        # The threading.Thread, for its current name; None if unknown, and
+        # dropped when it ends (it holds the program's target and args). Detector.lock.
+        self.thread = thread
         self.created = created  # frames of the Thread.start() call
-        self.running = True  # written once by the owner at exit; read by reports
+        self.running = True  # written once at exit, under Detector.lock; read by reports
         self.busy = False  # True while this thread is inside the detector (no re-entry)
 
     def info(self) -> ThreadInfo:
+        """What reports say of this thread (caller holds Detector.lock)."""
         name = self.thread.name if self.thread is not None else self.name
         return ThreadInfo(self.tid, name, self.running, self.created)
 
@@ -95,6 +107,7 @@ class Detector:
         *,
         halt_on_error: bool = False,
         history: int = HISTORY,
+        reuse_slots: bool = True,
         suppressed: Callable[[Race], bool] | None = None,
         warn: Callable[[str], None] | None = None,
     ) -> None:
@@ -113,6 +126,14 @@ class Detector:
         self.sync: dict = {}  # id(obj) -> _SyncClock; inserted/swept under lock, read with single gets
         self._sync_next_sweep = 1024  # len(sync) at which dead entries are dropped; lock
         self.next_tid = 0  # lock
+        # Thread slots: an ended thread's slot goes to a later thread started
+        # after its end, so clocks stay as long as the threads alive at once.
+        # The pytest plugin's timeline needs slots never reused: it passes False.
+        self.reuse_slots = reuse_slots
+        self.free: list = []  # slots of ended threads, oldest first; lock
+        # slot -> [(first epoch, ThreadInfo)] of its earlier threads, the last
+        # _GENERATIONS of them, for reports on their remembered accesses; lock
+        self.retired: dict = {}
         self.seen: set = set()  # site pairs already reported; lock
         self.races: list = []  # reported races, in order; appended under lock
         self.suppressed_count = 0  # lock
@@ -129,15 +150,51 @@ class Detector:
 
     # -- threads -------------------------------------------------------
 
-    def _new_state_locked(self, ident: int, vc: dict, name: str, thread: Any, created: tuple) -> ThreadState:
-        tid = self.next_tid
-        self.next_tid += 1
+    def _new_state_locked(
+        self, ident: int, vc: dict, name: str, thread: Any, created: tuple, slot: Any = None
+    ) -> ThreadState:
+        if slot is None:
+            tid, first = self.next_tid, 1
+            self.next_tid += 1
+        else:  # (tid, first epoch), from _free_slot_locked
+            tid, first = slot
+            old = self.by_tid[tid]
+            generations = self.retired.setdefault(tid, [])
+            generations.append((old.first, old.info()))
+            del generations[:-_GENERATIONS]
         vc = dict(vc)
-        vc[tid] = 1
-        ts = ThreadState(tid, vc, name, thread, created)
+        vc[tid] = first
+        ts = ThreadState(tid, vc, name, thread, created, first)
         self.by_tid[tid] = ts
         self.by_ident[ident] = ts  # a reused ident is replaced by the new thread
         return ts
+
+    def _free_slot_locked(self, vc: dict) -> Any:
+        """A slot for a thread about to start with clock ``vc``: one whose
+        last thread ended before this start (``vc`` covers its final epoch),
+        so everything remembered of that thread is ordered before everything
+        the new one does, and treating those accesses as the new thread's own
+        hides no race. None when no ended thread is covered yet."""
+        free = self.free
+        n = len(free)
+        # The oldest few (joined in batches, they are covered first) and the
+        # newest few (joined one by one); the middle waits its turn.
+        for i in sorted({*range(min(n, _SLOT_SCAN)), *range(max(0, n - _SLOT_SCAN), n)}):
+            old = self.by_tid[free[i]]
+            if vc.get(old.tid, 0) >= old.final:
+                del free[i]
+                return old.tid, old.first_free
+        return None
+
+    def _info_locked(self, tid: int, clk: int) -> ThreadInfo:
+        """The thread that made an access at epoch (tid, clk)."""
+        ts = self.by_tid[tid]
+        if clk >= ts.first:
+            return ts.info()
+        for first, info in reversed(self.retired.get(tid, ())):
+            if clk >= first:
+                return info
+        return ThreadInfo(tid, f"#{tid} (an ended thread)", False, ())
 
     def state(self) -> ThreadState:
         """The calling thread's state, made on first sight for threads we did not see start."""
@@ -150,14 +207,20 @@ class Detector:
     def thread_starting(self, thread: Any, frame: Any) -> None:
         """Thread.start(): the child will begin with the parent's clock."""
         ts = self.state()
-        thread._mapsafe_race_start = (dict(ts.vc), capture(frame, stop=False))
+        vc = dict(ts.vc)
+        slot = None
+        if self.reuse_slots and self.free:  # a racy peek at a list's length: a miss only costs a new slot
+            with self.lock:
+                slot = self._free_slot_locked(vc)
+        # If start() fails the slot is not handed back: only a lost slot.
+        thread._mapsafe_race_start = (vc, capture(frame, stop=False), slot)
         ts.vc[ts.tid] += 1
 
     def thread_begin(self, thread: Any) -> None:
         """First thing in the new thread, before run()."""
-        vc, created = getattr(thread, "_mapsafe_race_start", ({}, ()))
+        vc, created, slot = getattr(thread, "_mapsafe_race_start", ({}, (), None))
         with self.lock:
-            self._new_state_locked(_get_ident(), vc, thread.name, thread, created)
+            self._new_state_locked(_get_ident(), vc, thread.name, thread, created, slot)
 
     def thread_end(self, thread: Any) -> None:
         """Last thing in a thread, before join() can return: publish the final clock."""
@@ -165,9 +228,23 @@ class Detector:
         if ts is None:
             return
         # Read by the joiner only after join() returned, which the thread's
-        # own end synchronizes; `running` is only ever shown in reports.
-        thread._mapsafe_race_end = dict(ts.vc)
-        ts.running = False
+        # own end synchronizes. The clock itself, not a copy: from here on the
+        # thread is done with it. What the thread still runs (threading's own
+        # clean-up) is left unchecked (busy for good), so it never ticks.
+        ts.busy = True
+        end = thread._mapsafe_race_end = ts.vc
+        ts.vc = {ts.tid: end[ts.tid]}  # ended threads keep no clock of their own: memory stays flat
+        with self.lock:
+            ts.running = False
+            # The slot is free once a starting thread's clock covers the
+            # thread's last remembered access (not its last epoch: a thread
+            # that signals "done" and exits ends one epoch past that signal).
+            # The slot's next thread starts past every epoch this one used.
+            ts.final = self.shadow.last_access.get(ts.tid, 0)
+            ts.first_free = end[ts.tid] + 1
+            ts.name, ts.thread = thread.name, None
+            if self.reuse_slots and ts.tid != self.main_tid:
+                self.free.append(ts.tid)
 
     def thread_joined(self, thread: Any) -> None:
         end = getattr(thread, "_mapsafe_race_end", None)
@@ -349,7 +426,7 @@ class Detector:
                     continue
                 self.seen.add(pair)
                 race.threads = {
-                    tid: self.by_tid[tid].info() for tid in (race.current.tid, race.previous.tid)
+                    acc.tid: self._info_locked(acc.tid, acc.clk) for acc in (race.current, race.previous)
                 }
                 fresh.append(race)
         halt = None

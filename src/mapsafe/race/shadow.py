@@ -284,6 +284,10 @@ class Shadow:
         self.max_dicts = max_dicts
         self._next_sweep = 1024  # len(self.dicts) at which sweep() is next worthwhile; table_lock
         self.pending_garbage: list = []  # dicts dropped by sweep(), freed outside any lock
+        # tid -> epoch of that thread's latest remembered access (nondecreasing:
+        # each thread writes only its own entry, by single dict sets). Tells
+        # the detector when an ended thread's slot may be handed on.
+        self.last_access: dict = {}
 
     # -- the table -----------------------------------------------------
 
@@ -430,6 +434,7 @@ class Shadow:
         if ks is None:
             ks = self._new_key_locked(ds, sk)
         cur = Access(tid, clk, op, False, key, "", capture(frame))
+        self.last_access[tid] = cur.clk
         races = None
         w = ks.w
         if w is not None and _unordered(w, tid, vc):
@@ -479,6 +484,7 @@ class Shadow:
         self, ds: _DictShadow, ks: Any, sk: Any, key: Any, op: str, keyset: bool, tid: int, vc: dict, frame: Any
     ) -> list | None:
         cur = Access(tid, vc[tid], op, True, key, "", capture(frame))
+        self.last_access[tid] = cur.clk
         races = None
         if ks is None:
             ks = self._new_key_locked(ds, sk)
@@ -531,6 +537,7 @@ class Shadow:
         if prev_mine is not None and prev_mine.clk == vc[tid]:
             return None  # same epoch: already checked
         cur = Access(tid, vc[tid], op, False, None, "values" if values else "keys", capture(frame))
+        self.last_access[tid] = cur.clk
         races = None
         for prev in (ds.vw if values else ds.kw).values():
             if _unordered(prev, tid, vc):
@@ -546,6 +553,7 @@ class Shadow:
 
     def _clear_locked(self, ds: _DictShadow, op: str, tid: int, vc: dict, frame: Any) -> list | None:
         cur = Access(tid, vc[tid], op, True, None, "clear", capture(frame))
+        self.last_access[tid] = cur.clk
         races = None
         for table in (ds.vw, ds.kreads, ds.vreads):
             for prev in table.values():
