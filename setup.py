@@ -1,17 +1,16 @@
-"""Builds the optional C core (mapsafe._speedups); everything else is in pyproject.toml.
+"""Builds the optional C cores; everything else is in pyproject.toml.
 
-The extension is optional: where it cannot be compiled, pip installs the
-pure-Python core, and `import mapsafe` says so with a RuntimeWarning.
+mapsafe._speedups holds the maps' hot paths, mapsafe.race._racecore the
+race detector's per-operation dispatch. Both are optional: where they
+cannot be compiled, pip installs the pure-Python cores, and `import
+mapsafe` says so with a RuntimeWarning.
 """
 
 from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension(
-            "mapsafe._speedups",
-            ["src/mapsafe/_speedups.c"],
-            optional=True,
-        )
+        Extension("mapsafe._speedups", ["src/mapsafe/_speedups.c"], optional=True),
+        Extension("mapsafe.race._racecore", ["src/mapsafe/race/_racecore.c"], optional=True),
     ]
 )

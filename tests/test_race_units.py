@@ -330,3 +330,87 @@ def test_each_race_is_named_by_its_consequence(cur, prev, kind):
     assert consequence.text and consequence.fix
     # The same pair seen from the other side is the same consequence.
     assert classify(Race(0x10, (), False, access(2, prev), access(1, cur))).kind == kind
+
+
+# -- the C core of the helpers -------------------------------------------------------
+
+import collections  # noqa: E402
+import copy  # noqa: E402
+import os  # noqa: E402
+
+_C_HELPERS = ("getitem", "setitem", "get", "contains", "wcall1", "arg")
+
+
+def test_the_helpers_run_on_the_core_mapsafe_core_chooses():
+    want = "python" if os.environ.get("MAPSAFE_CORE", "auto").strip().lower() == "python" else "c"
+    # Not a skip: the C core is built by the README's install; a missing one is a broken setup.
+    assert helpers.CORE == want, f"MAPSAFE_CORE={os.environ.get('MAPSAFE_CORE', 'auto')}, helpers on {helpers.CORE}"
+    for name in _C_HELPERS:
+        fn = getattr(helpers._namespace, name)
+        assert (fn is getattr(helpers, name)) == (want == "python"), name
+
+
+def _outcome(fn, args):
+    try:
+        return ("ok", fn(*args))
+    except Exception as exc:  # the operation's own error, as plain Python raises it
+        return ("raised", type(exc), str(exc))
+
+
+def _recorded(D):
+    """What the detector remembers: per dict, per key, which kinds of access."""
+    out = []
+    for ds in D.shadow.dicts.values():
+        out.append(sorted(
+            (repr(k.obj if type(k).__name__ == "_ById" else k), ks.w is not None, ks.r is not None)
+            for k, ks in ds.keys.items()
+        ))
+    return sorted(out)
+
+
+_objects = st.one_of(
+    st.dictionaries(st.one_of(st.text(max_size=2), st.integers(-3, 3)), st.integers(), max_size=4),
+    st.lists(st.integers(), max_size=4),
+    st.tuples(st.integers(), st.text(max_size=1)),
+    st.text(max_size=3),
+    st.sets(st.integers(-3, 3), max_size=3),
+    st.builds(lambda d: collections.defaultdict(int, d), st.dictionaries(st.text(max_size=1), st.integers(), max_size=3)),
+    st.builds(collections.Counter, st.text(max_size=4)),
+    st.none(),
+)
+_keys = st.one_of(st.text(max_size=2), st.integers(-3, 5), st.tuples(st.integers(0, 2)), st.just([1]), st.none(),
+                  st.booleans(), st.floats(allow_nan=False, width=16))
+_callees = st.sampled_from([len, sorted, list, repr, str, print, bool])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_c_helpers_do_what_the_python_helpers_do(data):
+    if helpers._C is None:
+        pytest.skip("MAPSAFE_CORE=python: the C core is compared in the C-core pass")
+    name = data.draw(st.sampled_from(_C_HELPERS))
+    obj = data.draw(_objects)
+    if name == "getitem":
+        args = (obj, data.draw(_keys))
+    elif name == "setitem":
+        args = (data.draw(st.integers()), obj, data.draw(_keys)) + data.draw(st.sampled_from([(), ("d[k] += v",)]))
+    elif name == "get":
+        args = (obj, data.draw(_keys)) + data.draw(st.sampled_from([(), (0,)]))
+    elif name == "contains":
+        args = (data.draw(_keys), obj)
+    else:  # wcall1, arg
+        callee = data.draw(_callees)
+        if callee is print:
+            callee = repr  # no output in a test
+        args = (callee, obj)
+    results = []
+    for fn in (getattr(helpers, name), getattr(helpers._C, name)):
+        D = runtime.Detector(None)
+        mine = copy.deepcopy(args)
+        helpers.start(D)
+        try:
+            outcome = _outcome(fn, mine)
+        finally:
+            helpers.stop()
+        results.append((outcome, repr(mine), _recorded(D)))
+    assert results[0] == results[1]

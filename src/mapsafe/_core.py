@@ -17,29 +17,39 @@ from .errors import ConfigError
 CHOICES = ("auto", "c", "python")
 
 
-def _load(choice: str) -> tuple[str, ModuleType]:
+def c_module(choice: str, name: str, what: str) -> ModuleType | None:
+    """The C extension ``name`` (relative to mapsafe) if ``choice`` wants C and
+    it is built; None for the pure-Python core. ``what`` names what it speeds
+    up, for the warning."""
     if choice not in CHOICES:
         raise ConfigError(f"MAPSAFE_CORE must be one of {', '.join(CHOICES)}; got {choice!r}")
-    if choice != "python":
-        try:
-            speedups = importlib.import_module(f"{__package__}._speedups")
-        except ImportError as exc:
-            if choice == "c":
-                raise ConfigError(f"MAPSAFE_CORE=c, but the C core is not built ({exc})") from None
-            warnings.warn(
-                f"mapsafe: the C core is not built ({exc}); using the pure-Python core, "
-                "whose maps are slower. Set MAPSAFE_CORE=python to silence this.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        else:
-            return "c", speedups
+    if choice == "python":
+        return None
+    try:
+        return importlib.import_module(f"{__package__}.{name}")
+    except ImportError as exc:
+        if choice == "c":
+            raise ConfigError(f"MAPSAFE_CORE=c, but the C core is not built ({exc})") from None
+        warnings.warn(
+            f"mapsafe: the C core is not built ({exc}); using the pure-Python core, "
+            f"whose {what} are slower. Set MAPSAFE_CORE=python to silence this.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def _load(choice: str) -> tuple[str, ModuleType]:
+    speedups = c_module(choice, "_speedups", "maps")
+    if speedups is not None:
+        return "c", speedups
     from . import _pycore
 
     return "python", _pycore
 
 
-NAME, _impl = _load(os.environ.get("MAPSAFE_CORE", "auto").strip().lower() or "auto")
+CHOICE = os.environ.get("MAPSAFE_CORE", "auto").strip().lower() or "auto"
+NAME, _impl = _load(CHOICE)
 LABEL = {"c": "C core", "python": "pure-Python core"}[NAME]  # for --version and bench headers
 RWCore = _impl.RWCore
 SyncCore = _impl.SyncCore

@@ -18,6 +18,7 @@ import operator
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .. import _core
 from . import calls, finalizers, methods
 from .kinds import (CHAIN, CONTAINER, DATA, DEFAULT, DICT_KINDS, NONE, SET, TRACKED, VIEW, data_of, has_key, kind_of,
                     view_source)
@@ -35,6 +36,7 @@ _getframe = sys._getframe
 _ModuleType = type(sys)
 
 _D: Detector | None = None  # the active detector; None means "just do the operation"
+_C: Any = None  # the C core, or None; chosen once, at the end of this module
 
 
 def active_detector() -> Detector | None:
@@ -44,11 +46,15 @@ def active_detector() -> Detector | None:
 def start(detector: Detector) -> None:
     global _D
     _D = detector
+    if _C is not None:
+        _C.set_detector(detector)
 
 
 def stop() -> None:
     global _D
     _D = None
+    if _C is not None:
+        _C.set_detector(None)
 
 
 # -- single keys ---------------------------------------------------------
@@ -586,3 +592,18 @@ _namespace = __import__("types").ModuleType("mapsafe.race.helpers (the helpers' 
 for _helper, _fn in _BY_NAME.items():
     setattr(_namespace, _helper[len("@ms_"):], _fn)
 HELPERS: dict = {NAMESPACE: _namespace}
+
+# The C core (_racecore.c) does the commonest cases of six helpers (an
+# object that is no map; a plain dict with a str or int key) and hands every
+# other case to the Python helper of the same name. MAPSAFE_CORE chooses, as
+# for the maps: see mapsafe._core.
+_C = _core.c_module(_core.CHOICE, "race._racecore", "race detector runs")
+if _C is not None:
+    from . import runtime as _runtime
+    from . import shadow as _shadow
+
+    _C.init(_KINDS, calls.DEEP_BY_ID, getitem, setitem, get, contains, wcall1, arg,
+            _runtime.ThreadState, _shadow._DictShadow, _shadow._KeyState, _shadow.Access)
+    for _helper in ("getitem", "setitem", "get", "contains", "wcall1", "arg"):
+        setattr(_namespace, _helper, getattr(_C, _helper))
+CORE = "c" if _C is not None else "python"  # which core the helpers run on

@@ -1,0 +1,610 @@
+/* _racecore: the race detector's per-operation dispatch in C (helpers.py is the same in Python).
+ *
+ * Rewritten code calls a helper for every subscript, `in`, `.get()`,
+ * builtin call and call argument (helpers.getitem, setitem, get, contains,
+ * wcall1, arg). Most of those operations are on objects that are not maps
+ * (a list index, len(a_list)), and most map operations are a plain dict
+ * with a str or int key. This module does exactly those two cases without
+ * running Python code of the detector's:
+ *
+ *   - an object whose kind (kinds._KINDS, type -> int) says it is not a map,
+ *     or no detector running: the operation itself;
+ *   - a plain dict with an exact str or int key (hashing and comparing them
+ *     runs no program code): FastTrack's same-epoch checks on the key's
+ *     state, done here (fast_check); when they do not settle it,
+ *     Detector.read_key / write_key, called directly with the program's own
+ *     frame. Then the operation.
+ *
+ * fast_check reads the detector's own objects (ThreadState, _DictShadow,
+ * _KeyState, Access: classes with __slots__) by their slots' offsets, under
+ * the same discipline as shadow.py: a thread's own ThreadState fields are
+ * its own; a _DictShadow's lock and keys are set once; a key state's w and r
+ * are read holding the dict shadow's lock on free-threaded builds (with the
+ * GIL, nothing here lets another thread run in between: no Python code
+ * runs, and the keys compared are exact str or int); an Access is never
+ * changed once made.
+ *
+ * Everything else goes to the Python helper of the same name, which makes
+ * the whole decision again. A C function adds no Python frame, so the
+ * Python helper's sys._getframe(1) is still the program's frame.
+ *
+ * The active detector is set by helpers.start()/stop(). A detector once set
+ * is never freed (kept in `retired`): a thread that loaded the pointer just
+ * before stop() may still use it. Detectors are one per run (and per forked
+ * child), so this is bounded.
+ *
+ * Free-threaded CPython: the module declares Py_MOD_GIL_NOT_USED. The
+ * detector pointer is stored with release and loaded with acquire ordering;
+ * the kinds and deep-reader tables are read with single dict operations
+ * (PyDict_GetItemRef: a strong reference), as the Python helpers read them.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#ifdef Py_GIL_DISABLED
+#define LOAD_PTR(field) ((PyObject *)_Py_atomic_load_ptr_acquire(&(field)))
+#define STORE_PTR(field, value) _Py_atomic_store_ptr_release(&(field), (value))
+#else
+#define LOAD_PTR(field) (field)
+#define STORE_PTR(field, value) ((field) = (value))
+#endif
+
+/* Set once by init(); read-only afterwards. */
+static PyObject *kinds;      /* kinds._KINDS: type -> int kind */
+static PyObject *deep_by_id; /* calls.DEEP_BY_ID: id(f) -> True for deep readers */
+static PyObject *retired;    /* every detector ever set: never freed (see above) */
+static PyObject *py_getitem, *py_setitem, *py_get, *py_contains, *py_wcall1, *py_arg;
+static PyObject *str_read_key, *str_write_key, *op_getitem, *op_setitem, *op_get, *op_in;
+
+/* One per detector ever set, never freed: the detector and its tables. */
+typedef struct {
+    PyObject *D;        /* the Detector */
+    PyObject *by_ident; /* D.by_ident: get_ident() -> ThreadState */
+    PyObject *dicts;    /* D.shadow.dicts: id(dict) -> _DictShadow */
+} Active;
+
+static Active *active; /* the active detector, or NULL; see LOAD_PTR */
+
+/* The detector's classes, and their slots' offsets; set once by init(). */
+static PyTypeObject *ThreadState_type, *DictShadow_type, *KeyState_type, *Access_type;
+static Py_ssize_t off_ts_tid, off_ts_vc, off_ts_busy, off_ds_lock, off_ds_keys, off_ks_w, off_ks_r, off_acc_tid,
+    off_acc_clk;
+static PyObject *str_acquire, *str_release;
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+#define KIND_NONE 0
+#define KIND_CONTAINER (-1)
+#define KIND_UNKNOWN 1 /* not in the table yet: the Python helper classifies it */
+
+/* The kind of type t, as _KINDS.get(t, 1); -2 with an exception set. */
+static long
+kind_of(PyTypeObject *t)
+{
+    PyObject *value;
+#if PY_VERSION_HEX >= 0x030D0000
+    int found = PyDict_GetItemRef(kinds, (PyObject *)t, &value);
+    if (found < 0)
+        return -2;
+    if (found == 0)
+        return KIND_UNKNOWN;
+    long k = PyLong_AsLong(value);
+    Py_DECREF(value);
+#else
+    value = PyDict_GetItemWithError(kinds, (PyObject *)t);
+    if (value == NULL)
+        return PyErr_Occurred() ? -2 : KIND_UNKNOWN;
+    long k = PyLong_AsLong(value);
+#endif
+    if (k == -1 && PyErr_Occurred())
+        return -2;
+    return k;
+}
+
+/* Whether f is a deep reader (looks inside lists and tuples); -1 on error. */
+static int
+is_deep(PyObject *f)
+{
+    PyObject *id = PyLong_FromVoidPtr(f);
+    if (id == NULL)
+        return -1;
+    int r = PyDict_Contains(deep_by_id, id);
+    Py_DECREF(id);
+    return r;
+}
+
+/* Keys whose hash and == run no program code. */
+static inline int
+plain_key(PyObject *key)
+{
+    return PyUnicode_CheckExact(key) || PyLong_CheckExact(key);
+}
+
+/* D.read_key(d, key, op, frame) or D.write_key(d, key, op, keyset, frame). */
+static int
+record(PyObject *D, PyObject *name, PyObject *d, PyObject *key, PyObject *op, PyObject *keyset)
+{
+    PyObject *frame = (PyObject *)PyEval_GetFrame(); /* borrowed: the program's frame */
+    if (frame == NULL)
+        frame = Py_None;
+    PyObject *args[6] = {D, d, key, op, keyset, frame};
+    Py_ssize_t n = 5;
+    if (keyset == NULL) {
+        args[4] = frame;
+        n = 4;
+    }
+    PyObject *r = PyObject_VectorcallMethod(name, args, n + 1, NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *
+fallback(PyObject *fn, PyObject *const *args, Py_ssize_t nargs)
+{
+    return PyObject_Vectorcall(fn, args, nargs, NULL);
+}
+
+static int
+check_init(void)
+{
+    if (kinds == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "mapsafe.race._racecore: init() was not called");
+        return -1;
+    }
+    return 0;
+}
+
+/* A dict lookup giving a strong reference (NULL: missing, or an error set). */
+static PyObject *
+dict_get(PyObject *d, PyObject *key)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *value;
+    if (PyDict_GetItemRef(d, key, &value) <= 0)
+        return NULL;
+    return value;
+#else
+    PyObject *value = PyDict_GetItemWithError(d, key);
+    return value != NULL ? Py_NewRef(value) : NULL;
+#endif
+}
+
+/* Whether Access `acc` is this thread's, in epoch `clk`. */
+static inline int
+same_epoch(PyObject *acc, PyObject *tid, long clk)
+{
+    if (Py_TYPE(acc) != Access_type)
+        return 0;
+    PyObject *atid = SLOT(acc, off_acc_tid), *aclk = SLOT(acc, off_acc_clk);
+    if (atid == NULL || aclk == NULL)
+        return 0;
+    if (atid != tid && PyLong_AsLong(atid) != PyLong_AsLong(tid))
+        return 0;
+    return PyLong_AsLong(aclk) == clk;
+}
+
+/* FastTrack's same-epoch cases of Shadow.key_read / key_write (see there),
+ * for a plain dict `d` and an exact str or int `key`: 1 when they settle
+ * the access (nothing to record or check), 0 when Python must look, -1 on
+ * an error. `write` is 0 for a read, 1 for a write that keeps the key set;
+ * key-set changes always go to Python. */
+static int
+fast_check(Active *A, PyObject *d, PyObject *key, int write)
+{
+    int done = 0;
+    PyObject *ident = NULL, *ts = NULL, *id = NULL, *ds = NULL, *ks = NULL, *clk_obj = NULL;
+    ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (ident == NULL)
+        return -1;
+    ts = dict_get(A->by_ident, ident);
+    if (ts == NULL || Py_TYPE(ts) != ThreadState_type)
+        goto out;
+    if (SLOT(ts, off_ts_busy) == Py_True) { /* inside the detector: accesses are not checked */
+        done = 1;
+        goto out;
+    }
+    PyObject *tid = SLOT(ts, off_ts_tid), *vc = SLOT(ts, off_ts_vc); /* ours: nobody else writes them */
+    if (tid == NULL || vc == NULL || !PyDict_CheckExact(vc))
+        goto out;
+    id = PyLong_FromVoidPtr(d);
+    if (id == NULL)
+        goto error;
+    ds = dict_get(A->dicts, id);
+    if (ds == NULL || Py_TYPE(ds) != DictShadow_type)
+        goto out;
+    PyObject *keys = SLOT(ds, off_ds_keys), *lock = SLOT(ds, off_ds_lock); /* set once */
+    if (keys == NULL || lock == NULL)
+        goto out;
+    clk_obj = dict_get(vc, tid);
+    if (clk_obj == NULL)
+        goto out;
+    long clk = PyLong_AsLong(clk_obj);
+    if (clk == -1 && PyErr_Occurred())
+        goto error;
+#ifdef Py_GIL_DISABLED
+    PyObject *r0 = PyObject_CallMethodNoArgs(lock, str_acquire);
+    if (r0 == NULL)
+        goto error;
+    Py_DECREF(r0);
+#endif
+    ks = dict_get(keys, key);
+    if (ks != NULL && Py_TYPE(ks) == KeyState_type) {
+        PyObject *w = SLOT(ks, off_ks_w), *r = SLOT(ks, off_ks_r);
+        if (w != NULL && r != NULL) {
+            if (!write) {
+                /* Our read in this epoch, or our write in it with no read since. */
+                done = same_epoch(r, tid, clk) || (r == Py_None && same_epoch(w, tid, clk));
+            }
+            else {
+                /* Our write in this epoch, and only we read since. */
+                done = same_epoch(w, tid, clk) && (r == Py_None || same_epoch(r, tid, clk));
+            }
+        }
+    }
+#ifdef Py_GIL_DISABLED
+    {
+        PyObject *saved_type, *saved_value, *saved_tb;
+        PyErr_Fetch(&saved_type, &saved_value, &saved_tb); /* release even with an error set */
+        PyObject *r1 = PyObject_CallMethodNoArgs(lock, str_release);
+        PyErr_Restore(saved_type, saved_value, saved_tb);
+        if (r1 == NULL)
+            goto error;
+        Py_DECREF(r1);
+    }
+#endif
+    if (PyErr_Occurred())
+        goto error;
+out:
+    Py_XDECREF(ident);
+    Py_XDECREF(ts);
+    Py_XDECREF(id);
+    Py_XDECREF(ds);
+    Py_XDECREF(ks);
+    Py_XDECREF(clk_obj);
+    if (PyErr_Occurred()) /* a lookup failed: let Python do it (and see the error) */
+        PyErr_Clear();
+    return done;
+error:
+    Py_XDECREF(ident);
+    Py_XDECREF(ts);
+    Py_XDECREF(id);
+    Py_XDECREF(ds);
+    Py_XDECREF(ks);
+    Py_XDECREF(clk_obj);
+    return -1;
+}
+
+/* -- the helpers ------------------------------------------------------------- */
+
+static PyObject *
+rc_getitem(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_init() < 0)
+        return NULL;
+    if (nargs != 2)
+        return fallback(py_getitem, args, nargs);
+    PyObject *obj = args[0], *key = args[1];
+    Active *A = (Active *)LOAD_PTR(active);
+    PyObject *D = A != NULL ? A->D : NULL;
+    if (D != NULL) {
+        if (PyDict_CheckExact(obj)) {
+            if (!plain_key(key))
+                return fallback(py_getitem, args, nargs);
+            int done = fast_check(A, obj, key, 0);
+            if (done < 0 || (!done && record(D, str_read_key, obj, key, op_getitem, NULL) < 0))
+                return NULL;
+        }
+        else {
+            long k = kind_of(Py_TYPE(obj));
+            if (k == -2)
+                return NULL;
+            if (k > 0)
+                return fallback(py_getitem, args, nargs);
+        }
+    }
+    return PyObject_GetItem(obj, key);
+}
+
+static PyObject *
+rc_setitem(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_init() < 0)
+        return NULL;
+    if (nargs != 3 && nargs != 4)
+        return fallback(py_setitem, args, nargs);
+    PyObject *value = args[0], *obj = args[1], *key = args[2];
+    Active *A = (Active *)LOAD_PTR(active);
+    PyObject *D = A != NULL ? A->D : NULL;
+    if (D != NULL) {
+        if (PyDict_CheckExact(obj)) {
+            if (!plain_key(key))
+                return fallback(py_setitem, args, nargs);
+            int present = PyDict_Contains(obj, key);
+            if (present < 0)
+                return NULL;
+            int done = present ? fast_check(A, obj, key, 1) : 0;
+            if (done < 0 || (!done && record(D, str_write_key, obj, key, nargs == 4 ? args[3] : op_setitem,
+                                              present ? Py_False : Py_True) < 0))
+                return NULL;
+        }
+        else {
+            long k = kind_of(Py_TYPE(obj));
+            if (k == -2)
+                return NULL;
+            if (k > 0)
+                return fallback(py_setitem, args, nargs);
+        }
+    }
+    if (PyObject_SetItem(obj, key, value) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+rc_get(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* Only a plain dict with a plain key is done here: `.get` is also a
+     * queue's, and the Python helper models that. */
+    if (check_init() < 0)
+        return NULL;
+    Active *A = (Active *)LOAD_PTR(active);
+    PyObject *D = A != NULL ? A->D : NULL;
+    if ((nargs != 2 && nargs != 3) || !PyDict_CheckExact(args[0]) || (D != NULL && !plain_key(args[1])))
+        return fallback(py_get, args, nargs);
+    PyObject *obj = args[0], *key = args[1];
+    if (D != NULL) {
+        int done = fast_check(A, obj, key, 0);
+        if (done < 0 || (!done && record(D, str_read_key, obj, key, op_get, NULL) < 0))
+            return NULL;
+    }
+    PyObject *value;
+#if PY_VERSION_HEX >= 0x030D0000
+    int found = PyDict_GetItemRef(obj, key, &value);
+    if (found < 0)
+        return NULL;
+    if (found)
+        return value;
+#else
+    value = PyDict_GetItemWithError(obj, key);
+    if (value != NULL)
+        return Py_NewRef(value);
+    if (PyErr_Occurred())
+        return NULL;
+#endif
+    return Py_NewRef(nargs == 3 ? args[2] : Py_None);
+}
+
+static PyObject *
+rc_contains(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_init() < 0)
+        return NULL;
+    if (nargs != 2)
+        return fallback(py_contains, args, nargs);
+    PyObject *key = args[0], *obj = args[1];
+    Active *A = (Active *)LOAD_PTR(active);
+    PyObject *D = A != NULL ? A->D : NULL;
+    if (D != NULL) {
+        if (PyDict_CheckExact(obj)) {
+            if (!plain_key(key))
+                return fallback(py_contains, args, nargs);
+            int done = fast_check(A, obj, key, 0);
+            if (done < 0 || (!done && record(D, str_read_key, obj, key, op_in, NULL) < 0))
+                return NULL;
+        }
+        else {
+            long k = kind_of(Py_TYPE(obj));
+            if (k == -2)
+                return NULL;
+            if (k > 0)
+                return fallback(py_contains, args, nargs);
+        }
+    }
+    int r = PySequence_Contains(obj, key);
+    if (r < 0)
+        return NULL;
+    return PyBool_FromLong(r);
+}
+
+/* 1: the detector has nothing to do with argument a of f; 0: ask Python; -1: error. */
+static int
+arg_is_plain(PyObject *f, PyObject *a)
+{
+    long k = kind_of(Py_TYPE(a));
+    if (k == -2)
+        return -1;
+    if (k == KIND_NONE)
+        return 1;
+    if (k == KIND_CONTAINER) {
+        int deep = is_deep(f);
+        return deep < 0 ? -1 : !deep;
+    }
+    return 0;
+}
+
+static PyObject *
+rc_wcall1(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_init() < 0)
+        return NULL;
+    if (nargs != 2)
+        return fallback(py_wcall1, args, nargs);
+    if (LOAD_PTR(active) != NULL) {
+        int plain = arg_is_plain(args[0], args[1]);
+        if (plain < 0)
+            return NULL;
+        if (!plain)
+            return fallback(py_wcall1, args, nargs);
+    }
+    return PyObject_CallOneArg(args[0], args[1]);
+}
+
+static PyObject *
+rc_arg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_init() < 0)
+        return NULL;
+    if (nargs != 2)
+        return fallback(py_arg, args, nargs);
+    if (LOAD_PTR(active) != NULL) {
+        int plain = arg_is_plain(args[0], args[1]);
+        if (plain < 0)
+            return NULL;
+        if (!plain)
+            return fallback(py_arg, args, nargs);
+    }
+    return Py_NewRef(args[1]);
+}
+
+/* -- set-up ------------------------------------------------------------------ */
+
+static PyObject *
+rc_set_detector(PyObject *module, PyObject *D)
+{
+    if (check_init() < 0)
+        return NULL;
+    if (D == Py_None) {
+        STORE_PTR(active, NULL);
+        Py_RETURN_NONE;
+    }
+    Active *A = PyMem_RawMalloc(sizeof(Active)); /* never freed: see the top of this file */
+    if (A == NULL)
+        return PyErr_NoMemory();
+    PyObject *shadow = PyObject_GetAttrString(D, "shadow");
+    A->D = D;
+    A->by_ident = PyObject_GetAttrString(D, "by_ident");
+    A->dicts = shadow != NULL ? PyObject_GetAttrString(shadow, "dicts") : NULL;
+    Py_XDECREF(shadow);
+    if (A->by_ident == NULL || A->dicts == NULL || !PyDict_CheckExact(A->by_ident) || !PyDict_CheckExact(A->dicts)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "set_detector: not a Detector");
+        Py_XDECREF(A->by_ident);
+        Py_XDECREF(A->dicts);
+        PyMem_RawFree(A);
+        return NULL;
+    }
+    if (PyList_Append(retired, D) < 0) { /* the list keeps it alive for good; A holds the tables */
+        Py_DECREF(A->by_ident);
+        Py_DECREF(A->dicts);
+        PyMem_RawFree(A);
+        return NULL;
+    }
+    STORE_PTR(active, A);
+    Py_RETURN_NONE;
+}
+
+/* The offset of slot `name` of class `cls`; -1 with an exception set. */
+static Py_ssize_t
+slot_offset(PyObject *cls, const char *name)
+{
+    PyObject *descr = PyObject_GetAttrString(cls, name);
+    if (descr == NULL)
+        return -1;
+    Py_ssize_t off = -1;
+    if (Py_TYPE(descr) == &PyMemberDescr_Type) {
+        PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
+        if (m->type == T_OBJECT_EX || m->type == T_OBJECT)
+            off = m->offset;
+    }
+    Py_DECREF(descr);
+    if (off < 0)
+        PyErr_Format(PyExc_TypeError, "%R.%s is not a __slots__ member", cls, name);
+    return off;
+}
+
+static PyObject *
+rc_init(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "init(kinds, deep_by_id, getitem, setitem, get, contains, wcall1, arg, "
+                                         "ThreadState, _DictShadow, _KeyState, Access)");
+        return NULL;
+    }
+    if (kinds != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "mapsafe.race._racecore: init() was already called");
+        return NULL;
+    }
+    if (!PyDict_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "kinds and deep_by_id must be dicts");
+        return NULL;
+    }
+    for (int i = 8; i < 12; i++) {
+        if (!PyType_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "init: the detector's classes must be classes");
+            return NULL;
+        }
+    }
+    if ((off_ts_tid = slot_offset(args[8], "tid")) < 0 || (off_ts_vc = slot_offset(args[8], "vc")) < 0 ||
+        (off_ts_busy = slot_offset(args[8], "busy")) < 0 || (off_ds_lock = slot_offset(args[9], "lock")) < 0 ||
+        (off_ds_keys = slot_offset(args[9], "keys")) < 0 || (off_ks_w = slot_offset(args[10], "w")) < 0 ||
+        (off_ks_r = slot_offset(args[10], "r")) < 0 || (off_acc_tid = slot_offset(args[11], "tid")) < 0 ||
+        (off_acc_clk = slot_offset(args[11], "clk")) < 0)
+        return NULL;
+    ThreadState_type = (PyTypeObject *)Py_NewRef(args[8]);
+    DictShadow_type = (PyTypeObject *)Py_NewRef(args[9]);
+    KeyState_type = (PyTypeObject *)Py_NewRef(args[10]);
+    Access_type = (PyTypeObject *)Py_NewRef(args[11]);
+    retired = PyList_New(0);
+    if (retired == NULL)
+        return NULL;
+    py_getitem = Py_NewRef(args[2]);
+    py_setitem = Py_NewRef(args[3]);
+    py_get = Py_NewRef(args[4]);
+    py_contains = Py_NewRef(args[5]);
+    py_wcall1 = Py_NewRef(args[6]);
+    py_arg = Py_NewRef(args[7]);
+    deep_by_id = Py_NewRef(args[1]);
+    kinds = Py_NewRef(args[0]); /* last: check_init() tests it */
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"getitem", (PyCFunction)(void (*)(void))rc_getitem, METH_FASTCALL, "obj[key], recorded."},
+    {"setitem", (PyCFunction)(void (*)(void))rc_setitem, METH_FASTCALL, "obj[key] = value, recorded."},
+    {"get", (PyCFunction)(void (*)(void))rc_get, METH_FASTCALL, "obj.get(key[, default]), recorded."},
+    {"contains", (PyCFunction)(void (*)(void))rc_contains, METH_FASTCALL, "key in obj, recorded."},
+    {"wcall1", (PyCFunction)(void (*)(void))rc_wcall1, METH_FASTCALL, "f(a) for a frameless builtin."},
+    {"arg", (PyCFunction)(void (*)(void))rc_arg, METH_FASTCALL, "an argument on its way into a call."},
+    {"set_detector", (PyCFunction)rc_set_detector, METH_O, "the active detector, or None."},
+    {"init", (PyCFunction)(void (*)(void))rc_init, METH_FASTCALL, "the tables and the Python fallbacks."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+rc_exec(PyObject *module)
+{
+    str_read_key = PyUnicode_InternFromString("read_key");
+    str_write_key = PyUnicode_InternFromString("write_key");
+    op_getitem = PyUnicode_InternFromString("d[k]");
+    op_setitem = PyUnicode_InternFromString("d[k] = v");
+    op_get = PyUnicode_InternFromString("d.get");
+    op_in = PyUnicode_InternFromString("in");
+    str_acquire = PyUnicode_InternFromString("acquire");
+    str_release = PyUnicode_InternFromString("release");
+    if (!str_read_key || !str_write_key || !op_getitem || !op_setitem || !op_get || !op_in || !str_acquire ||
+        !str_release)
+        return -1;
+    return 0;
+}
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, rc_exec},
+#ifdef Py_GIL_DISABLED
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "mapsafe.race._racecore",
+    "The race detector's per-operation dispatch in C (helpers.py is the same in Python).", 0, methods, slots,
+};
+
+PyMODINIT_FUNC
+PyInit__racecore(void)
+{
+    return PyModuleDef_Init(&module_def);
+}
