@@ -570,8 +570,10 @@ def test_a_fork_pools_workers_report_their_races(tmp_path):
         for t in ts: t.join()
         return i
     if __name__ == "__main__":
-        with mp.get_context("fork").Pool(2, maxtasksperchild=1) as pool:
-            print(sum(pool.map(task, range(6), chunksize=1)))
+        pool = mp.get_context("fork").Pool(2, maxtasksperchild=1)
+        print(sum(pool.map(task, range(6), chunksize=1)))
+        pool.close()  # not terminate(): that kills workers, their reports with them
+        pool.join()
     """
     (tmp_path / "prog.py").write_text(textwrap.dedent(src))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
@@ -580,7 +582,7 @@ def test_a_fork_pools_workers_report_their_races(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
     )
     assert proc.stdout == "15\n" and proc.returncode == 0, proc.stderr
-    reports = [json.loads(p.read_text()) for p in tmp_path.glob("races.json.*")]
+    reports = [json.loads(p.read_text()) for p in tmp_path.iterdir() if re.fullmatch(r"races\.json\.\d+", p.name)]
     # Six tasks, one per worker; the pool may start a spare worker that runs none.
     assert sum(r["count"] for r in reports) == 6 and proc.stderr.count("(in child process") == 6
 

@@ -350,7 +350,7 @@ def test_the_helpers_run_on_the_core_mapsafe_core_chooses():
         assert (fn is getattr(helpers, name)) == (want == "python"), name
 
 
-def _outcome(fn, args):
+def _call_outcome(fn, args):
     try:
         return ("ok", fn(*args))
     except Exception as exc:  # the operation's own error, as plain Python raises it
@@ -409,8 +409,33 @@ def test_the_c_helpers_do_what_the_python_helpers_do(data):
         mine = copy.deepcopy(args)
         helpers.start(D)
         try:
-            outcome = _outcome(fn, mine)
+            outcome = _call_outcome(fn, mine)
         finally:
             helpers.stop()
         results.append((outcome, repr(mine), _recorded(D)))
     assert results[0] == results[1]
+
+
+def _frames_at(depth, out):
+    if depth:
+        return _frames_at(depth - 1, out)
+    out.append(sys._getframe())
+    return out
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3, 8, 12])
+@pytest.mark.parametrize("stop", [True, False])
+def test_the_c_capture_gives_the_stacks_the_python_one_gives(depth, stop):
+    from mapsafe.race import shadow
+
+    if helpers._C is None:
+        pytest.skip("MAPSAFE_CORE=python: the C core is compared in the C-core pass")
+    frame = _frames_at(depth, [])[0]
+    # The outer frames include this one, at its current line: compare on one line.
+    c, p = shadow.capture(frame, 64, stop), shadow.py_capture(frame, 64, stop)
+    assert c == p and len(c) > depth and c[0] == (frame.f_code, frame.f_lineno)
+    for limit in {1, depth + 1}:  # only the finished frames of _frames_at: their lines are fixed
+        got = [shadow.capture(frame, limit, stop) for _ in range(2)]
+        assert got[0] == shadow.py_capture(frame, limit, stop) and len(got[0]) == limit
+        assert got[0] is got[1]  # interned: the same tuple again
+    assert shadow.capture(None) == () == shadow.py_capture(None)

@@ -24,6 +24,9 @@
  * runs, and the keys compared are exact str or int); an Access is never
  * changed once made.
  *
+ * capture() is shadow.capture in C: the (code, line) stack of an access,
+ * interned in shadow._STACKS, skipping and stopping at the same files.
+ *
  * Everything else goes to the Python helper of the same name, which makes
  * the whole decision again. A C function adds no Python frame, so the
  * Python helper's sys._getframe(1) is still the program's frame.
@@ -459,6 +462,146 @@ rc_arg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return Py_NewRef(args[1]);
 }
 
+/* -- stacks ------------------------------------------------------------------ */
+
+/* Set once by init_capture(): shadow's SKIP_FILES, STOP_FILES (sets, filled in
+ * at start-up) and _STACKS (the interning dict), its bound and STACK_DEPTH. */
+static PyObject *skip_files, *stop_files, *stacks;
+static Py_ssize_t stacks_max, stack_depth;
+
+#define MAX_DEPTH 64
+
+/* capture(frame, depth=STACK_DEPTH, stop=True): see shadow.capture. */
+static PyObject *
+rc_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (stacks == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "mapsafe.race._racecore: init_capture() was not called");
+        return NULL;
+    }
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "capture(frame, depth=8, stop=True)");
+        return NULL;
+    }
+    Py_ssize_t depth = stack_depth;
+    if (nargs > 1 && (depth = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred())
+        return NULL;
+    if (depth > MAX_DEPTH)
+        depth = MAX_DEPTH;
+    int stop = 1;
+    if (nargs > 2 && (stop = PyObject_IsTrue(args[2])) < 0)
+        return NULL;
+    if (args[0] != Py_None && !PyFrame_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "capture: frame must be a frame or None");
+        return NULL;
+    }
+    PyCodeObject *codes[MAX_DEPTH];
+    PyFrameObject *frames[MAX_DEPTH];
+    int lastis[MAX_DEPTH];
+    Py_ssize_t n = 0;
+    PyObject *result = NULL, *key = NULL;
+    PyFrameObject *f = args[0] == Py_None ? NULL : (PyFrameObject *)Py_NewRef(args[0]);
+    while (f != NULL && depth > 0) {
+        PyCodeObject *code = PyFrame_GetCode(f);
+        PyObject *filename = code->co_filename;
+        int skip = PySet_Contains(skip_files, filename);
+        int plumbing = skip ? 0 : PySet_Contains(stop_files, filename);
+        if (skip < 0 || plumbing < 0) {
+            Py_DECREF(code);
+            goto done;
+        }
+        if (skip || (plumbing && !stop && n == 0)) {
+            Py_DECREF(code);
+            PyFrameObject *back = PyFrame_GetBack(f);
+            Py_SETREF(f, back);
+            continue;
+        }
+        if (plumbing) {
+            Py_DECREF(code);
+            break;
+        }
+        codes[n] = code; /* the reference is kept until done */
+        frames[n] = (PyFrameObject *)Py_NewRef(f);
+        lastis[n] = PyFrame_GetLasti(f);
+        n++;
+        depth--;
+        PyFrameObject *back = PyFrame_GetBack(f);
+        Py_SETREF(f, back);
+    }
+    /* Keyed by code ids and instruction offsets (cheap to get and to hash:
+     * a line number is found by decoding the code's line table, done here
+     * only for a stack not seen before); the stored stack holds the code
+     * objects, so those ids cannot be reused. Python's capture keys by line:
+     * the stacks it returns are equal, only this cache's keys differ. */
+    key = PyTuple_New(2 * n);
+    if (key == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *id = PyLong_FromVoidPtr(codes[i]), *line = PyLong_FromLong(lastis[i]);
+        if (id == NULL || line == NULL) {
+            Py_XDECREF(id);
+            Py_XDECREF(line);
+            goto done;
+        }
+        PyTuple_SET_ITEM(key, 2 * i, id);
+        PyTuple_SET_ITEM(key, 2 * i + 1, line);
+    }
+    result = dict_get(stacks, key);
+    if (result != NULL || PyErr_Occurred())
+        goto done;
+    PyObject *stack = PyTuple_New(n);
+    if (stack == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = Py_BuildValue("(Oi)", (PyObject *)codes[i], PyFrame_GetLineNumber(frames[i]));
+        if (pair == NULL) {
+            Py_DECREF(stack);
+            goto done;
+        }
+        PyTuple_SET_ITEM(stack, i, pair);
+    }
+    if (PyDict_Size(stacks) >= stacks_max)
+        PyDict_Clear(stacks);
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyDict_SetDefaultRef(stacks, key, stack, &result) < 0)
+        result = NULL;
+#else
+    result = PyDict_SetDefault(stacks, key, stack);
+    Py_XINCREF(result);
+#endif
+    Py_DECREF(stack);
+done:
+    Py_XDECREF(f);
+    Py_XDECREF(key);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_DECREF(codes[i]);
+        Py_DECREF(frames[i]);
+    }
+    return result;
+}
+
+static PyObject *
+rc_init_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyAnySet_Check(args[0]) || !PyAnySet_Check(args[1]) || !PyDict_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "init_capture(skip_files, stop_files, stacks, stacks_max, depth)");
+        return NULL;
+    }
+    if (stacks != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "mapsafe.race._racecore: init_capture() was already called");
+        return NULL;
+    }
+    Py_ssize_t max = PyLong_AsSsize_t(args[3]), depth = PyLong_AsSsize_t(args[4]);
+    if ((max == -1 || depth == -1) && PyErr_Occurred())
+        return NULL;
+    stacks_max = max;
+    stack_depth = depth;
+    skip_files = Py_NewRef(args[0]);
+    stop_files = Py_NewRef(args[1]);
+    stacks = Py_NewRef(args[2]); /* last: rc_capture tests it */
+    Py_RETURN_NONE;
+}
+
 /* -- set-up ------------------------------------------------------------------ */
 
 static PyObject *
@@ -570,6 +713,8 @@ static PyMethodDef methods[] = {
     {"arg", (PyCFunction)(void (*)(void))rc_arg, METH_FASTCALL, "an argument on its way into a call."},
     {"set_detector", (PyCFunction)rc_set_detector, METH_O, "the active detector, or None."},
     {"init", (PyCFunction)(void (*)(void))rc_init, METH_FASTCALL, "the tables and the Python fallbacks."},
+    {"capture", (PyCFunction)(void (*)(void))rc_capture, METH_FASTCALL, "the interned stack of an access."},
+    {"init_capture", (PyCFunction)(void (*)(void))rc_init_capture, METH_FASTCALL, "capture()'s tables."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,8 +18,8 @@ import operator
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .. import _core
 from . import calls, finalizers, methods
+from . import core as _racecore
 from .kinds import (CHAIN, CONTAINER, DATA, DEFAULT, DICT_KINDS, NONE, SET, TRACKED, VIEW, data_of, has_key, kind_of,
                     view_source)
 from .kinds import _KINDS
@@ -596,8 +596,8 @@ HELPERS: dict = {NAMESPACE: _namespace}
 # The C core (_racecore.c) does the commonest cases of six helpers (an
 # object that is no map; a plain dict with a str or int key) and hands every
 # other case to the Python helper of the same name. MAPSAFE_CORE chooses, as
-# for the maps: see mapsafe._core.
-_C = _core.c_module(_core.CHOICE, "race._racecore", "race detector runs")
+# for the maps: see .core.
+_C = _racecore.C
 if _C is not None:
     from . import runtime as _runtime
     from . import shadow as _shadow
@@ -606,4 +606,4 @@ if _C is not None:
             _runtime.ThreadState, _shadow._DictShadow, _shadow._KeyState, _shadow.Access)
     for _helper in ("getitem", "setitem", "get", "contains", "wcall1", "arg"):
         setattr(_namespace, _helper, getattr(_C, _helper))
-CORE = "c" if _C is not None else "python"  # which core the helpers run on
+CORE = _racecore.NAME  # which core the helpers run on

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..errors import DataRaceError
 from .clock import join_into
-from .shadow import HISTORY, Race, Shadow, ThreadInfo, capture
+from .shadow import HISTORY, STACK_DEPTH, Race, Shadow, ThreadInfo, capture
 
 __all__ = ["Detector", "ThreadState"]
 
@@ -213,7 +213,7 @@ class Detector:
             with self.lock:
                 slot = self._free_slot_locked(vc)
         # If start() fails the slot is not handed back: only a lost slot.
-        thread._mapsafe_race_start = (vc, capture(frame, stop=False), slot)
+        thread._mapsafe_race_start = (vc, capture(frame, STACK_DEPTH, False), slot)
         ts.vc[ts.tid] += 1
 
     def thread_begin(self, thread: Any) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 from _thread import get_ident as _get_ident
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
+
+from . import core as _core
 
 __all__ = ["Access", "Finalizer", "FINALIZING", "Race", "ThreadInfo", "Shadow", "capture"]
 
@@ -31,7 +33,7 @@ SKIP_FILES: set = set()
 STOP_FILES: set = set()
 
 
-def capture(frame: Any, depth: int = STACK_DEPTH, stop: bool = True) -> tuple:
+def capture(frame: Any, depth: int = STACK_DEPTH, stop: bool = True, /) -> tuple:
     """((code, lineno), ...) from ``frame`` outwards; names are resolved only when reporting.
 
     ``stop=False`` walks past plumbing met before the first user frame
@@ -63,6 +65,12 @@ def capture(frame: Any, depth: int = STACK_DEPTH, stop: bool = True) -> tuple:
             _STACKS.clear()
         stack = _STACKS.setdefault(key, tuple(out))
     return stack
+
+
+py_capture = capture  # the Python walk, whichever core runs (the tests compare them)
+if _core.C is not None:  # the same walk in C (_racecore.c), over the same tables
+    _core.C.init_capture(SKIP_FILES, STOP_FILES, _STACKS, _STACKS_MAX, STACK_DEPTH)
+    capture = _core.C.capture  # noqa: F811
 
 
 # Threads running a finalizer now: get_ident() -> Finalizer. Each thread
