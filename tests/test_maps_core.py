@@ -415,6 +415,18 @@ def test_bad_mapsafe_core_fails_import_with_config_error():
     assert r.stdout.strip() == "True MAPSAFE_CORE must be one of auto, c, python; got 'bogus'"
 
 
+@pytest.mark.parametrize("how", [["-m", "mapsafe"], ["-c", "from mapsafe.cli import main; main()"]])
+def test_bad_mapsafe_core_under_the_command_is_a_one_line_usage_error(how):
+    env = {k: v for k, v in os.environ.items() if k != "MAPSAFE_CORE"}
+    env["MAPSAFE_CORE"] = "bogus"
+    r = subprocess.run([sys.executable, *how, "--version"], capture_output=True, text=True, env=env, timeout=60)
+    if how[0] == "-m":  # the command: one line, exit 2
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr == "mapsafe: error: MAPSAFE_CORE must be one of auto, c, python; got 'bogus' [config]\n"
+    else:  # a program importing mapsafe gets the exception
+        assert r.returncode == 1 and "ConfigError: MAPSAFE_CORE must be one of" in r.stderr
+
+
 PROBE = f"""
 import sys
 sys.path.insert(0, {os.path.dirname(__file__)!r})

@@ -8,6 +8,20 @@ from .errors import (
     RecursiveUpdateError,
     UsageError,
 )
+
+try:
+    from . import _core  # reads MAPSAFE_CORE: a bad value is a ConfigError
+except ConfigError as _exc:
+    import sys as _sys
+
+    # Under the `mapsafe` command (or `python -m mapsafe`) that is a usage
+    # error like any other: one line, exit 2. Imported by a program, it raises.
+    if _sys.argv[:1] and _sys.argv[0].rsplit("/", 1)[-1] == "mapsafe" or getattr(_sys, "orig_argv", [])[1:3] == [
+        "-m", "mapsafe",
+    ]:
+        _sys.stderr.write(f"mapsafe: error: {_exc} [config]\n")
+        raise SystemExit(2) from None
+    raise
 from .lockedmap import LockedMap
 from .rwlock import RWLock
 from .sentinels import DELETE, MISSING
