@@ -115,7 +115,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("race_halt_on_error", "race:halt_on_error", _as_bool, False, "stop at the first race"),
     Option("race_json", "race:json", _as_str, "", "write machine-readable reports to this file"),
     Option(
-        "race_history", "race:history", _as_positive_int, 16384,
+        "race_history", "race:history", _as_positive_int, 8192,
         "key states remembered per map; past it the oldest are forgotten",
     ),
     # mapsafe lint

@@ -16,7 +16,7 @@ __all__ = ["Access", "Finalizer", "FINALIZING", "Race", "ThreadInfo", "Shadow", 
 STACK_DEPTH = 8
 
 # Default bound on the key states kept per dict (`mapsafe race --history`).
-HISTORY = 16384
+HISTORY = 8192
 
 
 # Stacks are interned: a loop records the same stack over and over, and one
