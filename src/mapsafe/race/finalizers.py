@@ -9,7 +9,7 @@ defer at goroutine exit").
 
 The rewriter calls ``created(self)`` first thing in the ``__init__`` of a
 class that defines ``__del__``, and runs the body of ``__del__`` inside
-``finalizing(self)``; hooks.py does the same for weakref.finalize.
+``finalizing(self)``; hooks_finalize.py does the same for weakref.finalize.
 """
 
 from __future__ import annotations
