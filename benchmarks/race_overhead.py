@@ -5,10 +5,13 @@ Usage: python benchmarks/race_overhead.py [--runs N] [--workload NAME ...]
 Each workload runs N times under plain python and N times under the
 detector, interleaved (plain, race, plain, race, ...) so that load on a
 shared machine hits both alike. Reported: median wall time and median peak
-RSS of each, and their ratios. Goal for wordcount: at most 15x time (aim
-5x) and at most 5x memory. Exits 1 if a workload's output differs between
-the two runs, or if the detector reported anything on these race-free
-programs.
+RSS of each, and their ratios. Goal (issue 11): at most 5x time and 3x
+memory on each workload. `--churn` also runs thread_per_task at 1,000 and
+8,000 requests under the detector and gives the ratio of time per request
+(flat is 1.0). Exits 1 if a workload's output differs between the two
+runs, or if the detector reported anything on these race-free programs;
+a stream_keys run that forgot accesses (the bounded history) is expected
+and not a report.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ WORKLOADS = {
     "wordcount": "4 threads, a queue, a locked shared dict, ~1M dict operations",
     "locked_cache": "4 threads, check-then-act under one lock, 200k lookups",
     "futures_fanout": "ThreadPoolExecutor, per-task dicts merged after result()",
+    "thread_per_task": "a thread per request, 8 in flight, 4,000 requests",
+    "stream_keys": "1M distinct keys through a 16-entry locked dict, 2 threads",
 }
 
 
@@ -52,6 +57,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each side per workload (default 5)")
     parser.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="default: all")
+    parser.add_argument("--churn", action="store_true", help="also: time per request at 1,000 and 8,000 threads")
     args = parser.parse_args()
     names = args.workload or list(WORKLOADS)
     rows = []
@@ -79,7 +85,27 @@ def main() -> int:
     print(f"{'workload':<16}{'plain s':>9}{'race s':>9}{'slowdown':>10}{'plain MiB':>11}{'race MiB':>10}{'memory':>8}")
     for name, pt, rt, tr, pm, rm, mr in rows:
         print(f"{name:<16}{pt:>9.2f}{rt:>9.2f}{tr:>9.1f}x{pm:>11.1f}{rm:>10.1f}{mr:>7.1f}x")
+    if args.churn:
+        ok = churn(args.runs) and ok
     return 0 if ok else 1
+
+
+def churn(runs: int) -> bool:
+    """Thread churn under the detector: the cost of requests 1,001-8,000
+    against that of the first 1,000 (which also carry the start-up)."""
+    script = os.path.join(HERE, "race_workloads", "thread_per_task.py")
+    small, large = [], []
+    for _ in range(runs):
+        small.append(run_measured([sys.executable, "-m", "mapsafe", "race", script, "1000"]))
+        large.append(run_measured([sys.executable, "-m", "mapsafe", "race", script, "8000"]))
+    t1 = statistics.median(r[0] for r in small)
+    t8 = statistics.median(r[0] for r in large)
+    first, later = t1 / 1000 * 1e3, (t8 - t1) / 7000 * 1e3
+    print(f"thread churn: {first:.3f} ms per request over the first 1,000 (start-up included), "
+          f"{later:.3f} ms over requests 1,001-8,000: ratio {later / first:.2f} (flat is 1.0 or less)")
+    print(f"  peak RSS {statistics.median(r[1] for r in small):.1f} MiB at 1,000, "
+          f"{statistics.median(r[1] for r in large):.1f} MiB at 8,000")
+    return all(r[4] == 0 for r in small + large)
 
 
 if __name__ == "__main__":

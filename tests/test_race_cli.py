@@ -687,3 +687,58 @@ def test_a_keys_eq_that_takes_a_lock_never_deadlocks_with_the_detectors_own_lock
     """
     run = race(src)  # a deadlock would end in the harness's hang limit
     assert run.stdout == "8\n", run.stderr
+
+
+# -- bounded state -------------------------------------------------------------------
+
+
+STREAM = """\
+import threading
+window, lock = {}, threading.Lock()
+def stream(start):
+    for key in range(start, 100_000, 2):
+        with lock:
+            window[key] = key
+            if len(window) > 16:
+                del window[next(iter(window))]
+ts = [threading.Thread(target=stream, args=(s,)) for s in range(2)]
+for t in ts: t.start()
+for t in ts: t.join()
+# This process's own peak RSS (a wait4() from the test would also count the
+# forked copy of pytest that exec'd it).
+with open("/proc/self/status") as fh:
+    peak = next(line.split()[1] for line in fh if line.startswith("VmHWM:"))
+print(len(window), peak)
+"""
+
+
+def test_distinct_keys_streaming_through_a_small_dict_keep_memory_bounded(tmp_path):
+    # 100,000 distinct keys through a 16-entry dict: history is capped per
+    # map (--history 1000 here), the summary and the JSON say how much was
+    # forgotten, and peak RSS stays within 3x of plain python's, measured here.
+    (tmp_path / "prog.py").write_text(STREAM)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
+    runs = {}
+    for name, cmd in (("plain", [sys.executable, "prog.py"]),
+                      ("race", [sys.executable, "-m", "mapsafe", "race", "--history", "1000", "--json", "r.json",
+                                "prog.py"])):
+        proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+        words = proc.stdout.split()
+        assert proc.returncode == 0 and words[0] == "16", proc.stderr
+        runs[name] = (int(words[1]), proc.stderr)
+    (plain_rss, _), (race_rss, err) = runs["plain"], runs["race"]
+    forgotten = json.loads((tmp_path / "r.json").read_text())["forgotten"]
+    # Each key had one remembered access (its last write) when forgotten; at
+    # most 1,000 key states are kept, and eviction leaves at least 7/8 of that.
+    assert 100_000 - 1000 <= forgotten <= 100_000 - 1000 * 7 // 8, forgotten
+    assert err == (f"mapsafe race: {forgotten} earlier accesses were forgotten: a map outgrew 1000 key states "
+                   "(--history); races with them can have been missed\n")
+    assert race_rss < 3 * plain_rss, (race_rss, plain_rss)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_a_history_below_one_is_a_usage_error(value):
+    run = run_race("print('ran')\n", "--history", value)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.count("\n") == 1 and "--history: bad value for race.history" in run.stderr
+    assert "Traceback" not in run.stderr
