@@ -459,6 +459,16 @@ def test_calls_keep_their_keyword_arguments_whatever_their_names():
 # -- fork ----------------------------------------------------------------------------
 
 
+def _race_in(tmp_path, src, timeout):
+    """Run ``src`` as tmp_path/prog.py under `mapsafe race --json races.json`."""
+    (tmp_path / "prog.py").write_text(textwrap.dedent(src))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "mapsafe", "race", "--json", "races.json", "prog.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
 def test_forked_children_of_a_threaded_program_never_hang_and_keep_to_their_own_report(tmp_path):
     # Threads hammer a dict while the main thread forks: a child inherits
     # whatever detector lock a thread held at that moment. Each child gets a
@@ -491,12 +501,7 @@ def test_forked_children_of_a_threaded_program_never_hang_and_keep_to_their_own_
     for t in ts: t.join()
     print("children ok:", codes.count(0), "of", len(codes), *kids)
     """
-    (tmp_path / "prog.py").write_text(textwrap.dedent(src))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mapsafe", "race", "--json", "races.json", "prog.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
-    )
+    proc = _race_in(tmp_path, src, timeout=120)
     words = proc.stdout.split()
     assert words[:5] == ["children", "ok:", "20", "of", "20"], proc.stdout + proc.stderr
     assert proc.returncode == 66  # the parent's own write/write race
@@ -533,12 +538,7 @@ def test_a_hundred_forked_children_give_a_hundred_reports_and_keep_their_exit_st
     codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in kids]
     print(codes == [n % 7 for n in range(100)], *kids)
     """
-    (tmp_path / "prog.py").write_text(textwrap.dedent(src))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mapsafe", "race", "--json", "races.json", "prog.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
-    )
+    proc = _race_in(tmp_path, src, timeout=300)
     words = proc.stdout.split()
     assert words[0] == "True", proc.stdout + proc.stderr
     kids = words[1:]
@@ -575,12 +575,7 @@ def test_a_fork_pools_workers_report_their_races(tmp_path):
         pool.close()  # not terminate(): that kills workers, their reports with them
         pool.join()
     """
-    (tmp_path / "prog.py").write_text(textwrap.dedent(src))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mapsafe", "race", "--json", "races.json", "prog.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
-    )
+    proc = _race_in(tmp_path, src, timeout=300)
     assert proc.stdout == "15\n" and proc.returncode == 0, proc.stderr
     reports = [json.loads(p.read_text()) for p in tmp_path.iterdir() if re.fullmatch(r"races\.json\.\d+", p.name)]
     # Six tasks, one per worker; the pool may start a spare worker that runs none.

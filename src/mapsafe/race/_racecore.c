@@ -21,8 +21,9 @@
  * its own; a _DictShadow's lock and keys are set once; a key state's w and r
  * are read holding the dict shadow's lock on free-threaded builds (with the
  * GIL, nothing here lets another thread run in between: no Python code
- * runs, and the keys compared are exact str or int); an Access is never
- * changed once made.
+ * runs, as the probe key is an exact str or int and the stored keys are
+ * those or shadow._ById objects, which compare by identity in C); an Access
+ * is never changed once made.
  *
  * capture() is shadow.capture in C: the (code, line) stack of an access,
  * interned in shadow._STACKS, skipping and stopping at the same files.
@@ -252,7 +253,8 @@ fast_check(Active *A, PyObject *d, PyObject *key, int write)
         PyObject *saved_type, *saved_value, *saved_tb;
         PyErr_Fetch(&saved_type, &saved_value, &saved_tb); /* release even with an error set */
         PyObject *r1 = PyObject_CallMethodNoArgs(lock, str_release);
-        PyErr_Restore(saved_type, saved_value, saved_tb);
+        if (saved_type != NULL) /* the earlier error wins; a release error would be lost anyway */
+            PyErr_Restore(saved_type, saved_value, saved_tb);
         if (r1 == NULL)
             goto error;
         Py_DECREF(r1);
@@ -282,6 +284,36 @@ error:
 
 /* -- the helpers ------------------------------------------------------------- */
 
+/* What a helper does next: the operation itself, or hand it all to Python. */
+#define GO_ON 0
+#define TO_PYTHON 1
+
+/* For an object that is not a plain dict: GO_ON if its kind says it is no
+ * map, TO_PYTHON if it is one (or not classified yet); -1 on an error. */
+static int
+not_a_map(PyObject *obj)
+{
+    long k = kind_of(Py_TYPE(obj));
+    if (k == -2)
+        return -1;
+    return k > 0 ? TO_PYTHON : GO_ON;
+}
+
+/* A read of `key` in `obj` while detector A runs: recorded here for a plain
+ * dict with a plain key (GO_ON), else as not_a_map decides; -1 on an error. */
+static int
+read_step(Active *A, PyObject *obj, PyObject *key, PyObject *op)
+{
+    if (!PyDict_CheckExact(obj))
+        return not_a_map(obj);
+    if (!plain_key(key))
+        return TO_PYTHON;
+    int done = fast_check(A, obj, key, 0);
+    if (done < 0 || (!done && record(A->D, str_read_key, obj, key, op, NULL) < 0))
+        return -1;
+    return GO_ON;
+}
+
 static PyObject *
 rc_getitem(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -289,26 +321,13 @@ rc_getitem(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (nargs != 2)
         return fallback(py_getitem, args, nargs);
-    PyObject *obj = args[0], *key = args[1];
     Active *A = (Active *)LOAD_PTR(active);
-    PyObject *D = A != NULL ? A->D : NULL;
-    if (D != NULL) {
-        if (PyDict_CheckExact(obj)) {
-            if (!plain_key(key))
-                return fallback(py_getitem, args, nargs);
-            int done = fast_check(A, obj, key, 0);
-            if (done < 0 || (!done && record(D, str_read_key, obj, key, op_getitem, NULL) < 0))
-                return NULL;
-        }
-        else {
-            long k = kind_of(Py_TYPE(obj));
-            if (k == -2)
-                return NULL;
-            if (k > 0)
-                return fallback(py_getitem, args, nargs);
-        }
-    }
-    return PyObject_GetItem(obj, key);
+    int step = A != NULL ? read_step(A, args[0], args[1], op_getitem) : GO_ON;
+    if (step < 0)
+        return NULL;
+    if (step == TO_PYTHON)
+        return fallback(py_getitem, args, nargs);
+    return PyObject_GetItem(args[0], args[1]);
 }
 
 static PyObject *
@@ -320,8 +339,7 @@ rc_setitem(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return fallback(py_setitem, args, nargs);
     PyObject *value = args[0], *obj = args[1], *key = args[2];
     Active *A = (Active *)LOAD_PTR(active);
-    PyObject *D = A != NULL ? A->D : NULL;
-    if (D != NULL) {
+    if (A != NULL) {
         if (PyDict_CheckExact(obj)) {
             if (!plain_key(key))
                 return fallback(py_setitem, args, nargs);
@@ -329,15 +347,15 @@ rc_setitem(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (present < 0)
                 return NULL;
             int done = present ? fast_check(A, obj, key, 1) : 0;
-            if (done < 0 || (!done && record(D, str_write_key, obj, key, nargs == 4 ? args[3] : op_setitem,
+            if (done < 0 || (!done && record(A->D, str_write_key, obj, key, nargs == 4 ? args[3] : op_setitem,
                                               present ? Py_False : Py_True) < 0))
                 return NULL;
         }
         else {
-            long k = kind_of(Py_TYPE(obj));
-            if (k == -2)
+            int step = not_a_map(obj);
+            if (step < 0)
                 return NULL;
-            if (k > 0)
+            if (step == TO_PYTHON)
                 return fallback(py_setitem, args, nargs);
         }
     }
@@ -353,16 +371,15 @@ rc_get(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
      * queue's, and the Python helper models that. */
     if (check_init() < 0)
         return NULL;
-    Active *A = (Active *)LOAD_PTR(active);
-    PyObject *D = A != NULL ? A->D : NULL;
-    if ((nargs != 2 && nargs != 3) || !PyDict_CheckExact(args[0]) || (D != NULL && !plain_key(args[1])))
+    if ((nargs != 2 && nargs != 3) || !PyDict_CheckExact(args[0]))
         return fallback(py_get, args, nargs);
     PyObject *obj = args[0], *key = args[1];
-    if (D != NULL) {
-        int done = fast_check(A, obj, key, 0);
-        if (done < 0 || (!done && record(D, str_read_key, obj, key, op_get, NULL) < 0))
-            return NULL;
-    }
+    Active *A = (Active *)LOAD_PTR(active);
+    int step = A != NULL ? read_step(A, obj, key, op_get) : GO_ON;
+    if (step < 0)
+        return NULL;
+    if (step == TO_PYTHON)
+        return fallback(py_get, args, nargs);
     PyObject *value;
 #if PY_VERSION_HEX >= 0x030D0000
     int found = PyDict_GetItemRef(obj, key, &value);
@@ -389,23 +406,11 @@ rc_contains(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return fallback(py_contains, args, nargs);
     PyObject *key = args[0], *obj = args[1];
     Active *A = (Active *)LOAD_PTR(active);
-    PyObject *D = A != NULL ? A->D : NULL;
-    if (D != NULL) {
-        if (PyDict_CheckExact(obj)) {
-            if (!plain_key(key))
-                return fallback(py_contains, args, nargs);
-            int done = fast_check(A, obj, key, 0);
-            if (done < 0 || (!done && record(D, str_read_key, obj, key, op_in, NULL) < 0))
-                return NULL;
-        }
-        else {
-            long k = kind_of(Py_TYPE(obj));
-            if (k == -2)
-                return NULL;
-            if (k > 0)
-                return fallback(py_contains, args, nargs);
-        }
-    }
+    int step = A != NULL ? read_step(A, obj, key, op_in) : GO_ON;
+    if (step < 0)
+        return NULL;
+    if (step == TO_PYTHON)
+        return fallback(py_contains, args, nargs);
     int r = PySequence_Contains(obj, key);
     if (r < 0)
         return NULL;
@@ -553,7 +558,10 @@ rc_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (stack == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *pair = Py_BuildValue("(Oi)", (PyObject *)codes[i], PyFrame_GetLineNumber(frames[i]));
+        int line = PyFrame_GetLineNumber(frames[i]);
+        /* As frame.f_lineno: None for a frame with no line. */
+        PyObject *pair = line < 0 ? Py_BuildValue("(OO)", (PyObject *)codes[i], Py_None)
+                                  : Py_BuildValue("(Oi)", (PyObject *)codes[i], line);
         if (pair == NULL) {
             Py_DECREF(stack);
             goto done;
@@ -618,8 +626,8 @@ rc_set_detector(PyObject *module, PyObject *D)
         return PyErr_NoMemory();
     PyObject *shadow = PyObject_GetAttrString(D, "shadow");
     A->D = D;
-    A->by_ident = PyObject_GetAttrString(D, "by_ident");
-    A->dicts = shadow != NULL ? PyObject_GetAttrString(shadow, "dicts") : NULL;
+    A->by_ident = shadow != NULL ? PyObject_GetAttrString(D, "by_ident") : NULL;
+    A->dicts = A->by_ident != NULL ? PyObject_GetAttrString(shadow, "dicts") : NULL;
     Py_XDECREF(shadow);
     if (A->by_ident == NULL || A->dicts == NULL || !PyDict_CheckExact(A->by_ident) || !PyDict_CheckExact(A->dicts)) {
         if (!PyErr_Occurred())

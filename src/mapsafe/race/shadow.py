@@ -68,8 +68,11 @@ def capture(frame: Any, depth: int = STACK_DEPTH, stop: bool = True, /) -> tuple
 
 
 py_capture = capture  # the Python walk, whichever core runs (the tests compare them)
-if _core.C is not None:  # the same walk in C (_racecore.c), over the same tables
-    _core.C.init_capture(SKIP_FILES, STOP_FILES, _STACKS, _STACKS_MAX, STACK_DEPTH)
+if _core.C is not None:  # the same walk in C (_racecore.c), over the same file tables
+    # Its own interning table: it keys stacks by instruction offset, not line,
+    # so sharing _STACKS with py_capture could hand one a stack of the other.
+    _C_STACKS: dict = {}
+    _core.C.init_capture(SKIP_FILES, STOP_FILES, _C_STACKS, _STACKS_MAX, STACK_DEPTH)
     capture = _core.C.capture  # noqa: F811
 
 
@@ -214,18 +217,14 @@ class _DictShadow:
 class _ById:
     """A key of the program's own type, as the shadow state keys it: by
     identity of one canonical object, so looking it up under a detector lock
-    runs no ``__hash__`` or ``__eq__`` of the program's."""
+    runs no ``__hash__`` or ``__eq__`` of the program's. Its own hash and
+    equality are object's, identity, in C: a lookup that meets one (the C
+    core's, under a lock) runs no Python code at all."""
 
     __slots__ = ("obj",)
 
     def __init__(self, obj: Any) -> None:
         self.obj = obj
-
-    def __hash__(self) -> int:
-        return id(self.obj)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
 
 
 # Key types whose hashing and comparing run no program code.
