@@ -51,7 +51,7 @@ def run_race(src: str, *options: str, args: tuple = (), files: dict | None = Non
             cmd = [sys.executable, "prog.py", *args]
         else:
             cmd = [sys.executable, "-m", "mapsafe", "race", "--json", out, *options, "prog.py", *args]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_") or k == "MAPSAFE_CORE"}
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=TIMEOUT, env=env)
         races = []
         if not plain and os.path.exists(out):

@@ -789,6 +789,41 @@ def test_a_dict_on_a_thread_local_is_never_shared():
     _check(src, False, set())
 
 
+# A map one thread used alone, then touched by another thread with no order:
+# the race names the first thread's access at its own line and op, though it
+# was made while the map was that thread's alone (kept as a packed record).
+# Polling a module global with sleep is no synchronization to the detector.
+OWNER_THEN_UNORDERED = """\
+import threading, time
+box = []
+def worker():
+    d = {{}}
+    d["k"] = 1
+    x = d.get("other")
+    box.append(d)
+    time.sleep(0.2)
+t = threading.Thread(target=worker)
+t.start()
+while not box:
+    time.sleep(0.001)
+{access}
+t.join()
+"""
+
+
+@pytest.mark.parametrize("access, line, op", [
+    ('box[0]["k"] = 2', 5, "d[k] = v"),  # write after the owner's write
+    ('x = box[0]["k"]', 5, "d[k] = v"),  # read after it
+    ('box[0]["other"] = 3', 6, "d.get"),  # write after the owner's read
+    ("box[0].clear()", 5, "d[k] = v"),  # a whole-map write
+])
+def test_a_race_with_an_access_made_while_one_thread_owned_the_map_names_it(access, line, op):
+    run = race(OWNER_THEN_UNORDERED.format(access=access))
+    assert run.returncode == 66, run.stderr
+    previous = [r["previous"] for r in run.races]
+    assert any(p["frames"][0]["line"] == line and p["operation"] == op for p in previous), (previous, run.stderr)
+
+
 # -- subclasses are modelled like their base --------------------------------------
 
 SUBCLASS_SIGNALS = [

@@ -51,12 +51,16 @@ def test_read_shared_remembers_every_concurrent_reader():
     assert t2 == {2: 1}
 
 
-def test_same_epoch_reads_are_not_recorded_twice():
+@pytest.mark.parametrize("shared", [False, True])
+def test_same_epoch_reads_are_not_recorded_twice(shared):
     s = Shadow(_thread.allocate_lock)
     d = {}
-    s.key_read(d, "k", "first", 0, {0: 1}, None)
-    s.key_read(d, "k", "second", 0, {0: 1}, None)
-    assert s.dicts[id(d)].keys["k"].r.op == "first"
+    if shared:  # another thread touched the map first: key states, not the owner's records
+        s.key_read(d, "other", "r", 2, {2: 1}, None)
+    s.key_read(d, "k", "first", 0, {0: 1, 2: 1}, None)
+    s.key_read(d, "k", "second", 0, {0: 1, 2: 1}, None)
+    races = s.key_write(d, "k", "w", False, 1, {1: 1}, None)
+    assert races and races[0].previous.op == "first"
 
 
 def test_value_writes_race_with_value_reads_but_not_key_set_reads():
@@ -81,23 +85,37 @@ def test_sweep_forgets_only_dead_dicts():
     assert len(s.take_garbage()) == 10
 
 
-def test_history_keeps_at_most_n_key_states_per_dict_and_counts_what_it_forgot():
+def _begin(s, d, shared):
+    """A map one thread owns (records in the owner tables), or one a second
+    thread (tid 2) touched first (key states); the keys a test fills in then
+    live in the returned table. Thread 0's clock {0: 1, 2: 1} is ordered after
+    tid 2's access."""
+    if shared:
+        s.key_read(d, "other", "r", 2, {2: 1}, None)
+    return s.dicts[id(d)] if shared else None
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_history_keeps_at_most_n_key_states_per_dict_and_counts_what_it_forgot(shared):
     s = Shadow(_thread.allocate_lock, history=8)
     d = {}
+    _begin(s, d, shared)
     for i in range(100):
-        s.key_write(d, i, "w", True, 0, {0: 1}, None)  # one write each: one access per key
-    keys = s.dicts[id(d)].keys
-    assert len(keys) <= 8 and list(keys)[-1] == 99  # the newest are kept
-    assert s.forgotten() == 100 - len(keys)
+        s.key_write(d, i, "w", True, 0, {0: 1, 2: 1}, None)  # one write each: one access per key
+    ds = s.dicts[id(d)]
+    keys = [k for k in ds.keys if k != "other"] if shared else list(ds.ow)
+    assert len(keys) <= 8 and keys[-1] == 99  # the newest are kept
+    assert s.forgotten() == 100 + shared - (len(ds.keys) + len(ds.ow) + len(ds.orr))  # one access each
     # A forgotten key's next access starts afresh: an unordered write by
     # another thread to key 0 finds nothing to race with (hidden, not invented)...
     assert s.key_write(d, 0, "w", False, 1, {1: 1}, None) is None
     # ...while a key still remembered races as before.
     races = s.key_write(d, 99, "w", False, 1, {1: 1}, None)
-    assert races and races[0].previous.key == 99
+    assert races and races[0].previous.key == 99 and races[0].previous.tid == 0
 
 
-def test_history_forgets_the_canonical_keys_of_forgotten_states_too():
+@pytest.mark.parametrize("shared", [False, True])
+def test_history_forgets_the_canonical_keys_of_forgotten_states_too(shared):
     class K:  # a key whose __eq__ is the program's: kept by identity (_ById)
         def __init__(self, n):
             self.n = n
@@ -110,11 +128,13 @@ def test_history_forgets_the_canonical_keys_of_forgotten_states_too():
 
     s = Shadow(_thread.allocate_lock, history=16)
     d = {}
+    _begin(s, d, shared)
     for i in range(1000):
-        s.key_read(d, K(i), "r", 0, {0: 1}, None)
+        s.key_read(d, K(i), "r", 0, {0: 1, 2: 1}, None)
     ds = s.dicts[id(d)]
-    assert len(ds.keys) <= 16 and len(ds.canon) <= 17  # bounded, not 1000
-    assert s.forgotten() == 1000 - len(ds.keys)
+    kept = len(ds.keys) + len(ds.orr)
+    assert kept <= 17 and len(ds.canon) <= 17  # bounded, not 1000
+    assert s.forgotten() == 1000 + shared - kept
 
 
 @pytest.mark.parametrize("bad", [0, -1])
@@ -338,7 +358,7 @@ import collections  # noqa: E402
 import copy  # noqa: E402
 import os  # noqa: E402
 
-_C_HELPERS = ("getitem", "setitem", "get", "contains", "wcall1", "arg")
+_C_HELPERS = ("getitem", "setitem", "get", "contains", "wcall1", "arg", "fmt")
 
 
 def test_the_helpers_run_on_the_core_mapsafe_core_chooses():
@@ -358,12 +378,25 @@ def _call_outcome(fn, args):
 
 
 def _recorded(D):
-    """What the detector remembers: per dict, per key, which kinds of access."""
+    """What the detector remembers: per dict, per key, the ops of its last
+    write and read, whether kept as key states or as the owner's records."""
+    from mapsafe.race import packed as packed_
+    from mapsafe.race import shadow
+
+    def op(acc):
+        return None if acc is None else acc.op if isinstance(acc, shadow.Access) else "shared"
+
+    def own_op(packed):
+        return None if packed is None else packed_.unpack(packed)[1]
+
     out = []
     for ds in D.shadow.dicts.values():
+        seen = {k: (op(ks.w), op(ks.r)) for k, ks in ds.keys.items()}
+        for k in set(ds.ow) | set(ds.orr):
+            assert k not in seen  # a key's state is in one place
+            seen[k] = (own_op(ds.ow.get(k)), own_op(ds.orr.get(k)))
         out.append(sorted(
-            (repr(k.obj if type(k).__name__ == "_ById" else k), ks.w is not None, ks.r is not None)
-            for k, ks in ds.keys.items()
+            (repr(k.obj if type(k).__name__ == "_ById" else k), w, r) for k, (w, r) in seen.items()
         ))
     return sorted(out)
 
@@ -398,6 +431,8 @@ def test_the_c_helpers_do_what_the_python_helpers_do(data):
         args = (obj, data.draw(_keys)) + data.draw(st.sampled_from([(), (0,)]))
     elif name == "contains":
         args = (data.draw(_keys), obj)
+    elif name == "fmt":
+        args = (obj,)
     else:  # wcall1, arg
         callee = data.draw(_callees)
         if callee is print:
@@ -439,3 +474,99 @@ def test_the_c_capture_gives_the_stacks_the_python_one_gives(depth, stop):
         assert got[0] == shadow.py_capture(frame, limit, stop) and len(got[0]) == limit
         assert got[0] is got[1]  # interned: the same tuple again
     assert shadow.capture(None) == () == shadow.py_capture(None)
+
+
+# -- one thread's map: the owner phase ---------------------------------------------
+
+from mapsafe.race import shadow as _shadow  # noqa: E402
+
+_SITES = [_frames_at(n, [])[0] for n in range(3)]  # three frames with distinct stacks
+_STEP = st.tuples(
+    st.sampled_from(["read", "write", "insert", "delete", "len", "copy", "clear", "move", "sync", "tick"]),
+    st.integers(0, 2),  # the thread (for sync: the acquirer)
+    st.sampled_from(["a", "b", 7]),  # the key
+    st.integers(0, 2),  # the site (for sync: the releaser)
+)
+
+
+def _play(steps, owner_phase):
+    """Run ``steps`` on a Shadow; every race found, per step, as comparable tuples."""
+    s = Shadow(_thread.allocate_lock, owner_phase=owner_phase)
+    d = {}
+    vcs = {t: {t: 1} for t in range(3)}
+    found = []
+
+    def side(acc):
+        return (acc.tid, acc.clk, acc.op, acc.write, repr(acc.key) if not acc.whole else None, acc.whole,
+                acc.frames)
+
+    for op, t, key, site in steps:
+        vc, frame = vcs[t], _SITES[site]
+        if op == "sync":  # thread `site` releases, thread `t` acquires: an edge
+            if site != t:
+                join_into(vc, vcs[site])
+                vcs[site][site] += 1
+            continue
+        if op == "tick":
+            vc[t] += 1
+            continue
+        races = {
+            "read": lambda: s.key_read(d, key, "d[k]", t, vc, frame),
+            "write": lambda: s.key_write(d, key, "d[k] = v", False, t, vc, frame),
+            "insert": lambda: s.key_write(d, key, "d[k] = v", True, t, vc, frame),
+            "delete": lambda: s.key_write(d, key, "del d[k]", True, t, vc, frame),
+            "len": lambda: s.whole_read(d, "len", False, t, vc, frame),
+            "copy": lambda: s.whole_read(d, "copy", True, t, vc, frame),
+            "clear": lambda: s.clear(d, "d.clear", t, vc, frame),
+            "move": lambda: s.order_write(d, key, "d.move_to_end", t, vc, frame),
+        }[op]()
+        found.append(sorted(((side(r.current), side(r.previous)) for r in races or ()), key=repr))
+    return found, s.forgotten()
+
+
+@settings(max_examples=int(__import__("os").environ.get("OWNER_EXAMPLES", "400")), deadline=None)
+@given(st.lists(_STEP, max_size=40))
+def test_the_owner_phase_finds_the_races_full_tracking_finds_with_the_same_stacks(steps):
+    # The phase keeps a one-thread map's history as packed records and turns
+    # them into key states later: the same races must come out, step by step,
+    # naming the same earlier accesses (thread, epoch, op, key, stack).
+    assert _play(steps, True) == _play(steps, False)
+
+
+def test_a_map_one_thread_fills_costs_no_object_per_key():
+    import gc
+
+    s = Shadow(_thread.allocate_lock)
+    d = {}
+    s.key_read(d, "warm-up", "d[k]", 0, {0: 1}, None)  # the map's own state, made once
+
+    def detector_objects():
+        return sum(type(o) in (_shadow.Access, _shadow._KeyState) for o in gc.get_objects())
+
+    before = detector_objects()
+    for i in range(1000):
+        s.key_write(d, i, "d[k] = v", True, 0, {0: 1}, None)
+        s.key_read(d, i, "d[k]", 0, {0: 1}, None)
+    assert detector_objects() == before
+    ds = s.dicts[id(d)]
+    assert not ds.keys and len(ds.ow) == 1000 and ds.owner == 0
+    # A second thread's unordered read of one key: the phase ends, that key
+    # (and only it) gets a key state, and the race names the owner's write.
+    races = s.key_read(d, 5, "d[k]", 1, {1: 1}, None)
+    assert [(r.previous.tid, r.previous.op, r.previous.key) for r in races] == [(0, "d[k] = v", 5)]
+    assert ds.owner is None and list(ds.keys) == [5] and len(ds.ow) == 999
+
+
+def test_owner_records_past_the_stack_table_bound_show_no_stack_never_a_wrong_one(monkeypatch):
+    from mapsafe.race import packed
+
+    monkeypatch.setattr(packed, "STACKS", [()])
+    monkeypatch.setattr(packed, "STACK_INDEX", {id(()): 0})
+    monkeypatch.setattr(packed, "OPS", ["access"])
+    monkeypatch.setattr(packed, "OP_INDEX", {"access": 0})
+    monkeypatch.setattr(packed, "STACK_BITS", 1)  # room for one stack past ()
+    monkeypatch.setattr(packed, "OP_BITS", 1)  # and one op past "access"
+    stacks = [((code, 1),) for code in (packed.pack.__code__, packed.unpack.__code__)]
+    ops = ["d[k]", "d.get"]
+    got = [packed.unpack(packed.pack(3, op, stack)) for op, stack in zip(ops, stacks)]
+    assert got == [(3, "d[k]", stacks[0]), (3, "access", ())]  # the second is past both bounds

@@ -1,8 +1,8 @@
 /* _racecore: the race detector's per-operation dispatch in C (helpers.py is the same in Python).
  *
  * Rewritten code calls a helper for every subscript, `in`, `.get()`,
- * builtin call and call argument (helpers.getitem, setitem, get, contains,
- * wcall1, arg). Most of those operations are on objects that are not maps
+ * builtin call, call argument and formatted value (helpers.getitem,
+ * setitem, get, contains, wcall1, arg, fmt). Most of those operations are on objects that are not maps
  * (a list index, len(a_list)), and most map operations are a plain dict
  * with a str or int key. This module does exactly those two cases without
  * running Python code of the detector's:
@@ -11,9 +11,11 @@
  *     or no detector running: the operation itself;
  *   - a plain dict with an exact str or int key (hashing and comparing them
  *     runs no program code): FastTrack's same-epoch checks on the key's
- *     state, done here (fast_check); when they do not settle it,
- *     Detector.read_key / write_key, called directly with the program's own
- *     frame. Then the operation.
+ *     state, or, while one thread owns the map, that thread's record of the
+ *     access (shadow.Shadow's "one thread's map"), done here (fast_check,
+ *     own_record); when they do not settle it, Detector.read_key /
+ *     write_key, called directly with the program's own frame. Then the
+ *     operation.
  *
  * fast_check reads the detector's own objects (ThreadState, _DictShadow,
  * _KeyState, Access: classes with __slots__) by their slots' offsets, under
@@ -58,14 +60,16 @@
 static PyObject *kinds;      /* kinds._KINDS: type -> int kind */
 static PyObject *deep_by_id; /* calls.DEEP_BY_ID: id(f) -> True for deep readers */
 static PyObject *retired;    /* every detector ever set: never freed (see above) */
-static PyObject *py_getitem, *py_setitem, *py_get, *py_contains, *py_wcall1, *py_arg;
+static PyObject *py_getitem, *py_setitem, *py_get, *py_contains, *py_wcall1, *py_arg, *py_fmt;
 static PyObject *str_read_key, *str_write_key, *op_getitem, *op_setitem, *op_get, *op_in;
 
 /* One per detector ever set, never freed: the detector and its tables. */
 typedef struct {
-    PyObject *D;        /* the Detector */
-    PyObject *by_ident; /* D.by_ident: get_ident() -> ThreadState */
-    PyObject *dicts;    /* D.shadow.dicts: id(dict) -> _DictShadow */
+    PyObject *D;           /* the Detector */
+    PyObject *by_ident;    /* D.by_ident: get_ident() -> ThreadState */
+    PyObject *dicts;       /* D.shadow.dicts: id(dict) -> _DictShadow */
+    PyObject *last_access; /* D.shadow.last_access: tid -> epoch of its latest remembered access */
+    Py_ssize_t history;    /* D.shadow.history: the bound on key records per map */
 } Active;
 
 static Active *active; /* the active detector, or NULL; see LOAD_PTR */
@@ -73,7 +77,16 @@ static Active *active; /* the active detector, or NULL; see LOAD_PTR */
 /* The detector's classes, and their slots' offsets; set once by init(). */
 static PyTypeObject *ThreadState_type, *DictShadow_type, *KeyState_type, *Access_type;
 static Py_ssize_t off_ts_tid, off_ts_vc, off_ts_busy, off_ds_lock, off_ds_keys, off_ks_w, off_ks_r, off_acc_tid,
-    off_acc_clk;
+    off_acc_clk, off_ds_owner, off_ds_ow, off_ds_orr, off_ds_okw, off_ds_ovw;
+
+/* The owner phase's tables, set once by init_owner(): shadow.FINALIZING
+ * (threads in a finalizer now), shadow._OP_INDEX (op -> index),
+ * shadow._OWN_STACK_INDEX (id(stack) -> index) and the widths of the
+ * fields of a packed record (see shadow._pack). */
+static PyObject *finalizing, *op_index, *stack_index;
+static int op_bits, stack_bits;
+
+static PyObject *capture_impl(PyObject *frame, Py_ssize_t depth, int stop);
 static PyObject *str_acquire, *str_release;
 
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
@@ -190,13 +203,157 @@ same_epoch(PyObject *acc, PyObject *tid, long clk)
     return PyLong_AsLong(aclk) == clk;
 }
 
-/* FastTrack's same-epoch cases of Shadow.key_read / key_write (see there),
- * for a plain dict `d` and an exact str or int `key`: 1 when they settle
- * the access (nothing to record or check), 0 when Python must look, -1 on
- * an error. `write` is 0 for a read, 1 for a write that keeps the key set;
- * key-set changes always go to Python. */
+/* The packed clock of an owner record (see shadow._pack); -1 on an error. */
+static inline long long
+packed_clock(PyObject *packed)
+{
+    long long v = PyLong_AsLongLong(packed);
+    return v < 0 ? -1 : v >> (op_bits + stack_bits);
+}
+
+/* index[key] as a C long in [0, 2**bits): 1 when found, 0 when missing, -1 on an error. */
 static int
-fast_check(Active *A, PyObject *d, PyObject *key, int write)
+table_index(PyObject *index, PyObject *key, int bits, long *out)
+{
+    PyObject *v = dict_get(index, key);
+    if (v == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    *out = PyLong_AsLong(v);
+    Py_DECREF(v);
+    if (*out == -1 && PyErr_Occurred())
+        return -1;
+    return *out >= 0 && *out < (1L << bits);
+}
+
+/* Set slot `off` of `obj` to a new reference to `value`. The old value is
+ * an owner record (a tuple of an int and keys of the program's, or their
+ * _ById, which the map's own tables hold too), so dropping it runs no
+ * program code. */
+static inline void
+set_slot(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    PyObject *old = SLOT(obj, off);
+    SLOT(obj, off) = Py_NewRef(value);
+    Py_XDECREF(old);
+}
+
+/* Shadow._own_locked for the owner's access to plain key `key` of the map
+ * whose shadow is `ds` (the caller holds its lock on free-threaded builds):
+ * 1 when done, 0 when Python must do it (a thread in a finalizer, a new op,
+ * the history bound reached), -1 on an error. `write`: see fast_check. */
+static int own_record_inner(Active *A, PyObject *ds, PyObject *key, int write, PyObject *op, long clk,
+                            PyObject *clk_obj, PyObject *tid);
+
+/* own_record_inner with the thread's `busy` set, as Detector.read_key sets
+ * it: making a stack or a record may run the cyclic GC, and a finalizer's
+ * map access then must not come back in here (on free-threaded builds this
+ * thread holds the map's lock). `ts` is the calling thread's own state. */
+static int
+own_record(Active *A, PyObject *ts, PyObject *ds, PyObject *key, int write, PyObject *op, long clk,
+           PyObject *clk_obj, PyObject *tid)
+{
+    PyObject *was = SLOT(ts, off_ts_busy); /* ours: only this thread writes it */
+    SLOT(ts, off_ts_busy) = Py_NewRef(Py_True);
+    int rc = own_record_inner(A, ds, key, write, op, clk, clk_obj, tid);
+    SLOT(ts, off_ts_busy) = was; /* the reference moves back */
+    Py_DECREF(Py_True);
+    return rc;
+}
+
+static int
+own_record_inner(Active *A, PyObject *ds, PyObject *key, int write, PyObject *op, long clk, PyObject *clk_obj,
+                 PyObject *tid)
+{
+    PyObject *ow = SLOT(ds, off_ds_ow), *orr = SLOT(ds, off_ds_orr); /* set once */
+    if (ow == NULL || orr == NULL || !PyDict_CheckExact(ow) || !PyDict_CheckExact(orr))
+        return 0;
+    /* Racy as Python's `if FINALIZING` is, and as harmless: this thread's own
+     * entry was set by this thread, so it is always seen; another thread's
+     * entry only sends this access to Python. */
+    if (finalizing == NULL || PyDict_GET_SIZE(finalizing) > 0)
+        return 0;
+    /* FastTrack's same epoch, one thread's part (as in _own_locked). */
+    PyObject *w = NULL, *r = NULL;
+    int same = 0;
+    if (write == 1) {
+        w = dict_get(ow, key);
+        if (w != NULL && packed_clock(w) == clk) {
+            r = dict_get(orr, key);
+            same = r == NULL ? !PyErr_Occurred() : packed_clock(r) == clk;
+        }
+    }
+    else if (write == 0) {
+        r = dict_get(orr, key);
+        if (r != NULL)
+            same = packed_clock(r) == clk;
+        else if (!PyErr_Occurred()) {
+            w = dict_get(ow, key);
+            same = w != NULL && packed_clock(w) == clk;
+        }
+    }
+    Py_XDECREF(w);
+    Py_XDECREF(r);
+    if (PyErr_Occurred())
+        return -1;
+    if (same)
+        return 1;
+    if (PyDict_GET_SIZE(ow) + PyDict_GET_SIZE(orr) >= A->history) /* Python records it and evicts */
+        return 0;
+    if (clk < 0 || (long long)clk > (LLONG_MAX >> (op_bits + stack_bits))) /* Python packs it in a big int */
+        return 0;
+    long op_i, stack_i;
+    int found = table_index(op_index, op, op_bits, &op_i);
+    if (found <= 0)
+        return found; /* a new op: Python gives it an index */
+    PyObject *frame = (PyObject *)PyEval_GetFrame(); /* borrowed: the program's frame */
+    PyObject *stack = capture_impl(frame != NULL ? frame : Py_None, -1, 1), *packed = NULL, *sid = NULL;
+    int rc = -1;
+    if (stack == NULL || (sid = PyLong_FromVoidPtr(stack)) == NULL)
+        goto out;
+    found = table_index(stack_index, sid, stack_bits, &stack_i);
+    if (found <= 0) { /* a new stack: Python gives it an index */
+        rc = found;
+        goto out;
+    }
+    packed = PyLong_FromLongLong((long long)clk << (op_bits + stack_bits) | (long long)stack_i << op_bits | op_i);
+    if (packed == NULL)
+        goto out;
+    if (write) {
+        if (PyDict_SetItem(ow, key, packed) < 0)
+            goto out;
+        if (PyDict_GET_SIZE(orr) > 0 && PyDict_DelItem(orr, key) < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_KeyError))
+                goto out;
+            PyErr_Clear();
+        }
+        PyObject *rec = PyTuple_Pack(3, packed, key, key); /* a plain key is its own shadow key */
+        if (rec == NULL)
+            goto out;
+        set_slot(ds, off_ds_ovw, rec);
+        if (write == 2)
+            set_slot(ds, off_ds_okw, rec);
+        Py_DECREF(rec);
+    }
+    else if (PyDict_SetItem(orr, key, packed) < 0)
+        goto out;
+    if (PyDict_SetItem(A->last_access, tid, clk_obj) < 0)
+        goto out;
+    rc = 1;
+out:
+    Py_XDECREF(packed);
+    Py_XDECREF(sid);
+    Py_XDECREF(stack);
+    return rc;
+}
+
+/* FastTrack's same-epoch cases of Shadow.key_read / key_write (see there),
+ * and the owner phase's records, for a plain dict `d` and an exact str or
+ * int `key`: 1 when they settle the access, 0 when Python must look, -1 on
+ * an error. `write` is 0 for a read, 1 for a write that keeps the key set,
+ * 2 for one that changes it (those settle here only in the owner phase:
+ * otherwise whole-map reads must be checked). `op` names the access. */
+static int
+fast_check(Active *A, PyObject *d, PyObject *key, int write, PyObject *op)
 {
     int done = 0;
     PyObject *ident = NULL, *ts = NULL, *id = NULL, *ds = NULL, *ks = NULL, *clk_obj = NULL;
@@ -235,7 +392,20 @@ fast_check(Active *A, PyObject *d, PyObject *key, int write)
     Py_DECREF(r0);
 #endif
     ks = dict_get(keys, key);
-    if (ks != NULL && Py_TYPE(ks) == KeyState_type) {
+    PyObject *owner = ks == NULL && !PyErr_Occurred() ? SLOT(ds, off_ds_owner) : NULL;
+    if (owner != NULL && owner != Py_None) {
+        /* The owner phase (shadow.Shadow._owns): the owner's access is
+         * recorded here; another thread's ends the phase, in Python. */
+        long o = PyLong_AsLong(owner), t = PyLong_AsLong(tid);
+        if (o == -1 || t == -1) {
+            if (PyErr_Occurred())
+                PyErr_Clear();
+        }
+        else if (o == t) {
+            done = own_record(A, ts, ds, key, write, op, clk, clk_obj, tid);
+        }
+    }
+    else if (ks != NULL && Py_TYPE(ks) == KeyState_type && write < 2) {
         PyObject *w = SLOT(ks, off_ks_w), *r = SLOT(ks, off_ks_r);
         if (w != NULL && r != NULL) {
             if (!write) {
@@ -308,7 +478,7 @@ read_step(Active *A, PyObject *obj, PyObject *key, PyObject *op)
         return not_a_map(obj);
     if (!plain_key(key))
         return TO_PYTHON;
-    int done = fast_check(A, obj, key, 0);
+    int done = fast_check(A, obj, key, 0, op);
     if (done < 0 || (!done && record(A->D, str_read_key, obj, key, op, NULL) < 0))
         return -1;
     return GO_ON;
@@ -346,9 +516,10 @@ rc_setitem(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             int present = PyDict_Contains(obj, key);
             if (present < 0)
                 return NULL;
-            int done = present ? fast_check(A, obj, key, 1) : 0;
-            if (done < 0 || (!done && record(A->D, str_write_key, obj, key, nargs == 4 ? args[3] : op_setitem,
-                                              present ? Py_False : Py_True) < 0))
+            PyObject *op = nargs == 4 ? args[3] : op_setitem;
+            int done = fast_check(A, obj, key, present ? 1 : 2, op);
+            if (done < 0 ||
+                (!done && record(A->D, str_write_key, obj, key, op, present ? Py_False : Py_True) < 0))
                 return NULL;
         }
         else {
@@ -467,6 +638,25 @@ rc_arg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return Py_NewRef(args[1]);
 }
 
+static PyObject *
+rc_fmt(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* A value an f-string or `%` formats: Python looks inside maps and
+     * containers; anything else is only passed on. */
+    if (check_init() < 0)
+        return NULL;
+    if (nargs != 1)
+        return fallback(py_fmt, args, nargs);
+    if (LOAD_PTR(active) != NULL) {
+        long k = kind_of(Py_TYPE(args[0]));
+        if (k == -2)
+            return NULL;
+        if (k != KIND_NONE)
+            return fallback(py_fmt, args, nargs);
+    }
+    return Py_NewRef(args[0]);
+}
+
 /* -- stacks ------------------------------------------------------------------ */
 
 /* Set once by init_capture(): shadow's SKIP_FILES, STOP_FILES (sets, filled in
@@ -491,8 +681,6 @@ rc_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t depth = stack_depth;
     if (nargs > 1 && (depth = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred())
         return NULL;
-    if (depth > MAX_DEPTH)
-        depth = MAX_DEPTH;
     int stop = 1;
     if (nargs > 2 && (stop = PyObject_IsTrue(args[2])) < 0)
         return NULL;
@@ -500,12 +688,23 @@ rc_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "capture: frame must be a frame or None");
         return NULL;
     }
+    return capture_impl(args[0], depth, stop);
+}
+
+/* The walk of capture(): `frame` is a frame or None; depth -1 is STACK_DEPTH. */
+static PyObject *
+capture_impl(PyObject *frame, Py_ssize_t depth, int stop)
+{
+    if (depth == -1)
+        depth = stack_depth;
+    if (depth > MAX_DEPTH)
+        depth = MAX_DEPTH;
     PyCodeObject *codes[MAX_DEPTH];
     PyFrameObject *frames[MAX_DEPTH];
     int lastis[MAX_DEPTH];
     Py_ssize_t n = 0;
     PyObject *result = NULL, *key = NULL;
-    PyFrameObject *f = args[0] == Py_None ? NULL : (PyFrameObject *)Py_NewRef(args[0]);
+    PyFrameObject *f = frame == Py_None ? NULL : (PyFrameObject *)Py_NewRef(frame);
     while (f != NULL && depth > 0) {
         PyCodeObject *code = PyFrame_GetCode(f);
         PyObject *filename = code->co_filename;
@@ -613,6 +812,31 @@ rc_init_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 /* -- set-up ------------------------------------------------------------------ */
 
 static PyObject *
+rc_init_owner(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1]) || !PyDict_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "init_owner(finalizing, op_index, stack_index, op_bits, stack_bits)");
+        return NULL;
+    }
+    if (finalizing != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "mapsafe.race._racecore: init_owner() was already called");
+        return NULL;
+    }
+    long ob = PyLong_AsLong(args[3]), sb = PyLong_AsLong(args[4]);
+    if (ob < 1 || sb < 1 || ob + sb > 30) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "init_owner: the field widths must be 1 to 30 bits in all");
+        return NULL;
+    }
+    op_bits = (int)ob;
+    stack_bits = (int)sb;
+    op_index = Py_NewRef(args[1]);
+    stack_index = Py_NewRef(args[2]);
+    finalizing = Py_NewRef(args[0]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 rc_set_detector(PyObject *module, PyObject *D)
 {
     if (check_init() < 0)
@@ -628,18 +852,25 @@ rc_set_detector(PyObject *module, PyObject *D)
     A->D = D;
     A->by_ident = shadow != NULL ? PyObject_GetAttrString(D, "by_ident") : NULL;
     A->dicts = A->by_ident != NULL ? PyObject_GetAttrString(shadow, "dicts") : NULL;
+    A->last_access = A->dicts != NULL ? PyObject_GetAttrString(shadow, "last_access") : NULL;
+    PyObject *history = A->last_access != NULL ? PyObject_GetAttrString(shadow, "history") : NULL;
+    A->history = history != NULL ? PyLong_AsSsize_t(history) : -1;
+    Py_XDECREF(history);
     Py_XDECREF(shadow);
-    if (A->by_ident == NULL || A->dicts == NULL || !PyDict_CheckExact(A->by_ident) || !PyDict_CheckExact(A->dicts)) {
+    if (A->by_ident == NULL || A->dicts == NULL || A->last_access == NULL || A->history < 1 ||
+        !PyDict_CheckExact(A->by_ident) || !PyDict_CheckExact(A->dicts) || !PyDict_CheckExact(A->last_access)) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_TypeError, "set_detector: not a Detector");
         Py_XDECREF(A->by_ident);
         Py_XDECREF(A->dicts);
+        Py_XDECREF(A->last_access);
         PyMem_RawFree(A);
         return NULL;
     }
     if (PyList_Append(retired, D) < 0) { /* the list keeps it alive for good; A holds the tables */
         Py_DECREF(A->by_ident);
         Py_DECREF(A->dicts);
+        Py_DECREF(A->last_access);
         PyMem_RawFree(A);
         return NULL;
     }
@@ -669,8 +900,8 @@ slot_offset(PyObject *cls, const char *name)
 static PyObject *
 rc_init(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "init(kinds, deep_by_id, getitem, setitem, get, contains, wcall1, arg, "
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "init(kinds, deep_by_id, getitem, setitem, get, contains, wcall1, arg, fmt, "
                                          "ThreadState, _DictShadow, _KeyState, Access)");
         return NULL;
     }
@@ -682,22 +913,24 @@ rc_init(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "kinds and deep_by_id must be dicts");
         return NULL;
     }
-    for (int i = 8; i < 12; i++) {
+    for (int i = 9; i < 13; i++) {
         if (!PyType_Check(args[i])) {
             PyErr_SetString(PyExc_TypeError, "init: the detector's classes must be classes");
             return NULL;
         }
     }
-    if ((off_ts_tid = slot_offset(args[8], "tid")) < 0 || (off_ts_vc = slot_offset(args[8], "vc")) < 0 ||
-        (off_ts_busy = slot_offset(args[8], "busy")) < 0 || (off_ds_lock = slot_offset(args[9], "lock")) < 0 ||
-        (off_ds_keys = slot_offset(args[9], "keys")) < 0 || (off_ks_w = slot_offset(args[10], "w")) < 0 ||
-        (off_ks_r = slot_offset(args[10], "r")) < 0 || (off_acc_tid = slot_offset(args[11], "tid")) < 0 ||
-        (off_acc_clk = slot_offset(args[11], "clk")) < 0)
+    if ((off_ts_tid = slot_offset(args[9], "tid")) < 0 || (off_ts_vc = slot_offset(args[9], "vc")) < 0 ||
+        (off_ts_busy = slot_offset(args[9], "busy")) < 0 || (off_ds_lock = slot_offset(args[10], "lock")) < 0 ||
+        (off_ds_keys = slot_offset(args[10], "keys")) < 0 || (off_ks_w = slot_offset(args[11], "w")) < 0 ||
+        (off_ks_r = slot_offset(args[11], "r")) < 0 || (off_acc_tid = slot_offset(args[12], "tid")) < 0 ||
+        (off_acc_clk = slot_offset(args[12], "clk")) < 0 || (off_ds_owner = slot_offset(args[10], "owner")) < 0 ||
+        (off_ds_ow = slot_offset(args[10], "ow")) < 0 || (off_ds_orr = slot_offset(args[10], "orr")) < 0 ||
+        (off_ds_okw = slot_offset(args[10], "okw")) < 0 || (off_ds_ovw = slot_offset(args[10], "ovw")) < 0)
         return NULL;
-    ThreadState_type = (PyTypeObject *)Py_NewRef(args[8]);
-    DictShadow_type = (PyTypeObject *)Py_NewRef(args[9]);
-    KeyState_type = (PyTypeObject *)Py_NewRef(args[10]);
-    Access_type = (PyTypeObject *)Py_NewRef(args[11]);
+    ThreadState_type = (PyTypeObject *)Py_NewRef(args[9]);
+    DictShadow_type = (PyTypeObject *)Py_NewRef(args[10]);
+    KeyState_type = (PyTypeObject *)Py_NewRef(args[11]);
+    Access_type = (PyTypeObject *)Py_NewRef(args[12]);
     retired = PyList_New(0);
     if (retired == NULL)
         return NULL;
@@ -707,6 +940,7 @@ rc_init(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     py_contains = Py_NewRef(args[5]);
     py_wcall1 = Py_NewRef(args[6]);
     py_arg = Py_NewRef(args[7]);
+    py_fmt = Py_NewRef(args[8]);
     deep_by_id = Py_NewRef(args[1]);
     kinds = Py_NewRef(args[0]); /* last: check_init() tests it */
     Py_RETURN_NONE;
@@ -719,10 +953,12 @@ static PyMethodDef methods[] = {
     {"contains", (PyCFunction)(void (*)(void))rc_contains, METH_FASTCALL, "key in obj, recorded."},
     {"wcall1", (PyCFunction)(void (*)(void))rc_wcall1, METH_FASTCALL, "f(a) for a frameless builtin."},
     {"arg", (PyCFunction)(void (*)(void))rc_arg, METH_FASTCALL, "an argument on its way into a call."},
+    {"fmt", (PyCFunction)(void (*)(void))rc_fmt, METH_FASTCALL, "a value on its way into formatting."},
     {"set_detector", (PyCFunction)rc_set_detector, METH_O, "the active detector, or None."},
     {"init", (PyCFunction)(void (*)(void))rc_init, METH_FASTCALL, "the tables and the Python fallbacks."},
     {"capture", (PyCFunction)(void (*)(void))rc_capture, METH_FASTCALL, "the interned stack of an access."},
     {"init_capture", (PyCFunction)(void (*)(void))rc_init_capture, METH_FASTCALL, "capture()'s tables."},
+    {"init_owner", (PyCFunction)(void (*)(void))rc_init_owner, METH_FASTCALL, "the owner phase's tables."},
     {NULL, NULL, 0, NULL},
 };
 

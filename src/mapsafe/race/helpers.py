@@ -593,7 +593,7 @@ for _helper, _fn in _BY_NAME.items():
     setattr(_namespace, _helper[len("@ms_"):], _fn)
 HELPERS: dict = {NAMESPACE: _namespace}
 
-# The C core (_racecore.c) does the commonest cases of six helpers (an
+# The C core (_racecore.c) does the commonest cases of seven helpers (an
 # object that is no map; a plain dict with a str or int key) and hands every
 # other case to the Python helper of the same name. MAPSAFE_CORE chooses, as
 # for the maps: see .core.
@@ -602,8 +602,8 @@ if _C is not None:
     from . import runtime as _runtime
     from . import shadow as _shadow
 
-    _C.init(_KINDS, calls.DEEP_BY_ID, getitem, setitem, get, contains, wcall1, arg,
+    _C.init(_KINDS, calls.DEEP_BY_ID, getitem, setitem, get, contains, wcall1, arg, fmt,
             _runtime.ThreadState, _shadow._DictShadow, _shadow._KeyState, _shadow.Access)
-    for _helper in ("getitem", "setitem", "get", "contains", "wcall1", "arg"):
+    for _helper in ("getitem", "setitem", "get", "contains", "wcall1", "arg", "fmt"):
         setattr(_namespace, _helper, getattr(_C, _helper))
 CORE = _racecore.NAME  # which core the helpers run on

@@ -125,8 +125,10 @@ class Detector:
         self.order_write = self.shadow.order_write
         self.by_ident: dict = {}  # get_ident() -> ThreadState; single dict get/set only
         self.by_tid: dict = {}  # tid -> ThreadState; set under lock, read with single gets
-        self.sync: dict = {}  # id(obj) -> _SyncClock; inserted/swept under lock, read with single gets
-        self._sync_next_sweep = 1024  # len(sync) at which dead entries are dropped; lock
+        # id(obj) -> _SyncClock. Read with single gets; new ids inserted by
+        # setdefault with no lock; replaced and swept only under lock (_clock).
+        self.sync: dict = {}
+        self._sync_next_sweep = 1024  # len(sync) at which dead entries are dropped; written under lock
         self.next_tid = 0  # lock
         # Thread slots: an ended thread's slot goes to a later thread started
         # after its end, so clocks stay as long as the threads alive at once.
@@ -261,19 +263,32 @@ class Detector:
             return sc
         import weakref  # already imported by threading; local to keep this module's imports pure
 
+        try:
+            ref = weakref.ref(obj)
+        except TypeError:  # not weak-referenceable: hold it (and its id) for good
+            ref = (lambda o: lambda: o)(obj)
+        if sc is None and len(self.sync) < self._sync_next_sweep:
+            # A new object (a Future, a per-request Event): one setdefault, no
+            # lock, so threads making them never queue on the detector's lock.
+            # It only ever inserts, so it cannot undo what the locked path
+            # below or a sweep did; of two threads inserting at once, one
+            # clock wins and both use it.
+            sc = self.sync.setdefault(id(obj), _SyncClock(ref))
+            if sc.ref() is obj:
+                return sc
         with self.lock:
-            # Re-check under the lock: another thread may have made it meanwhile.
+            # A dead clock at a reused id, or a sweep due: replaced under the
+            # lock, re-checked first (another thread may have done it).
             sc = self.sync.get(id(obj))
             if sc is not None and sc.ref() is obj:
                 return sc
             if len(self.sync) >= self._sync_next_sweep:
-                for k in [k for k, v in self.sync.items() if v.ref() is None]:
-                    del self.sync[k]
+                for k, v in dict(self.sync).items():  # a copy: inserts go on meanwhile
+                    # An entry present is only replaced under this lock, so
+                    # the one checked is the one deleted.
+                    if v.ref() is None and self.sync.get(k) is v:
+                        del self.sync[k]
                 self._sync_next_sweep = max(1024, 2 * len(self.sync))
-            try:
-                ref = weakref.ref(obj)
-            except TypeError:  # not weak-referenceable: hold it (and its id) for good
-                ref = (lambda o: lambda: o)(obj)
             sc = self.sync[id(obj)] = _SyncClock(ref)
             return sc
 
@@ -393,7 +408,7 @@ class Detector:
             return
         ts.busy = True
         try:
-            self.shadow.created(d, frame)
+            self.shadow.created(d, ts.tid, frame)
         except Exception as exc:
             self._fault(exc)
         finally:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import _thread
 import sys
 from _thread import get_ident as _get_ident
 from dataclasses import dataclass, field
 from itertools import islice
+from types import MappingProxyType
 from typing import Any
 
 from . import core as _core
+from . import packed as _packed
 
 __all__ = ["Access", "Finalizer", "FINALIZING", "Race", "ThreadInfo", "Shadow", "capture"]
 
@@ -68,12 +71,6 @@ def capture(frame: Any, depth: int = STACK_DEPTH, stop: bool = True, /) -> tuple
 
 
 py_capture = capture  # the Python walk, whichever core runs (the tests compare them)
-if _core.C is not None:  # the same walk in C (_racecore.c), over the same file tables
-    # Its own interning table: it keys stacks by instruction offset, not line,
-    # so sharing _STACKS with py_capture could hand one a stack of the other.
-    _C_STACKS: dict = {}
-    _core.C.init_capture(SKIP_FILES, STOP_FILES, _C_STACKS, _STACKS_MAX, STACK_DEPTH)
-    capture = _core.C.capture  # noqa: F811
 
 
 # Threads running a finalizer now: get_ident() -> Finalizer. Each thread
@@ -173,13 +170,30 @@ class _KeyState:
         self.r = None
 
 
+# An empty table no one can write to: what a map's whole-map tables are
+# until it needs them (see _DictShadow).
+_NO_TABLE = MappingProxyType({})
+
+
+def _write_tables(ds: "_DictShadow") -> None:
+    """Give ``ds`` its own ``kw`` and ``vw`` before one is written (caller holds ds.lock)."""
+    if ds.vw is _NO_TABLE:
+        ds.kw, ds.vw = {}, {}
+
+
+def _read_tables(ds: "_DictShadow") -> None:
+    """Give ``ds`` its own ``kreads`` and ``vreads`` before one is written (caller holds ds.lock)."""
+    if ds.kreads is _NO_TABLE:
+        ds.kreads, ds.vreads = {}, {}
+
+
 class _DictShadow:
     """Everything remembered about one dict."""
 
     __slots__ = ("lock", "obj", "created", "created_seen", "keys", "canon", "kw", "vw", "kreads", "vreads", "clears",
-                 "orders", "forgotten", "stale")
+                 "orders", "forgotten", "stale", "owner", "own_tid", "ow", "orr", "okw", "ovw", "made")
 
-    def __init__(self, obj: dict, created: tuple, created_seen: bool, lock: Any) -> None:
+    def __init__(self, obj: dict, created: tuple, created_seen: bool, lock: Any, owner: int) -> None:
         # Guards every other mutable field. One lock per dict, so threads
         # working on different dicts never wait for each other.
         self.lock = lock
@@ -197,14 +211,17 @@ class _DictShadow:
         # Whole-map bookkeeping, each tid -> the last such Access of that thread.
         # The last per thread is enough: a thread's earlier accesses are
         # ordered before its later ones, so if the last is ordered, all are.
-        self.kw: dict = {}  # writes that changed the key set (and clears)
-        self.vw: dict = {}  # every write (and clears)
-        self.kreads: dict = {}  # whole-map reads of the key set only (len, iteration)
-        self.vreads: dict = {}  # whole-map reads of keys and values (copy, ==, repr)
-        self.clears: dict = {}  # clear() calls: a write to every key
+        # Each is the shared empty _NO_TABLE until the first access that
+        # writes it (_write_tables, _read_tables; clears and orders where
+        # they are written): a map one thread fills never needs them.
+        self.kw: Any = _NO_TABLE  # writes that changed the key set (and clears)
+        self.vw: Any = _NO_TABLE  # every write (and clears)
+        self.kreads: Any = _NO_TABLE  # whole-map reads of the key set only (len, iteration)
+        self.vreads: Any = _NO_TABLE  # whole-map reads of keys and values (copy, ==, repr)
+        self.clears: Any = _NO_TABLE  # clear() calls: a write to every key
         # Reorders (OrderedDict.move_to_end): they change the order every
         # iteration sees and the order other reorders and inserts work on.
-        self.orders: dict = {}
+        self.orders: Any = _NO_TABLE
         # Accesses dropped with the oldest key states when ``keys`` outgrew
         # the history bound (see Shadow.history); lock.
         self.forgotten = 0
@@ -212,6 +229,28 @@ class _DictShadow:
         # removed outside ``lock`` (that runs the program's __hash__/__eq__).
         # Appended under lock, taken by Shadow._drop_stale with one swap.
         self.stale: list = []
+        # The owner phase (see Shadow, "One thread's map"); all under ``lock``.
+        # ``owner`` is the one thread that has touched the map so far, or
+        # None once a second thread has (then it stays None). ``own_tid``
+        # is that first thread, for good. While one thread owns the map its
+        # single-key accesses are kept here, not as Access objects: ``ow`` /
+        # ``orr`` map a shadow key to the owner's last write / its reads since
+        # that write, each as one int: _pack(clock, op, stack).
+        # A key is in ``keys`` or in these, never both: a key's state moves
+        # to ``keys`` (an Access each) the first time the general path needs
+        # it. ``okw`` / ``ovw`` are the owner's last key-set-changing write
+        # and last write, (packed, key, shadow key) or None, until the map is
+        # shared: then they become its ``kw`` / ``vw`` entries, and ``made``
+        # maps (shadow key, packed) to those Accesses, so that the key's own
+        # record becomes the same Access, not an equal one (reports pair
+        # races by identity).
+        self.owner = owner
+        self.own_tid = owner
+        self.ow: dict = {}
+        self.orr: dict = {}
+        self.okw: Any = None
+        self.ovw: Any = None
+        self.made: Any = None
 
 
 class _ById:
@@ -252,6 +291,18 @@ def _shadow_key(ds: "_DictShadow", key: Any) -> Any:
     return sk
 
 
+# What Shadow._key_state_locked returns for an access the owner phase took.
+_OWNED = object()
+
+
+def _own_access(tid: int, packed: int, write: bool, key: Any) -> "Access":
+    """The Access an owner-phase record stands for."""
+    clk, op, frames = _packed.unpack(packed)
+    acc = Access(tid, clk, op, write, key, "", frames)
+    acc.final = None  # owner-phase records are never made in finalizers (see Shadow._owns)
+    return acc
+
+
 def _accesses_of(ks: "_KeyState") -> int:
     r = ks.r
     return (ks.w is not None) + (0 if r is None else 1 if r.__class__ is Access else len(r))
@@ -259,8 +310,9 @@ def _accesses_of(ks: "_KeyState") -> int:
 
 def _count_accesses(ds: "_DictShadow") -> int:
     """The accesses ``ds`` remembers (caller holds ds.lock)."""
-    tables = (ds.kw, ds.vw, ds.kreads, ds.vreads, ds.clears, ds.orders)
-    return sum(_accesses_of(ks) for ks in ds.keys.values()) + sum(len(t) for t in tables)
+    tables = (ds.kw, ds.vw, ds.kreads, ds.vreads, ds.clears, ds.orders, ds.ow, ds.orr)
+    owned = (ds.okw is not None) + (ds.ovw is not None)
+    return sum(_accesses_of(ks) for ks in ds.keys.values()) + sum(len(t) for t in tables) + owned
 
 
 def _unordered(acc: Access, tid: int, vc: dict) -> bool:
@@ -271,25 +323,44 @@ def _unordered(acc: Access, tid: int, vc: dict) -> bool:
 class Shadow:
     """The table of tracked dicts and the FastTrack checks over it.
 
-    Thread-safe without the GIL: the table is changed only under
-    ``table_lock`` and read with single dict operations; each dict's state
+    Thread-safe without the GIL: the table is added to and read with
+    single dict operations and swept under ``table_lock``; each dict's state
     is guarded by its own lock. ``vc`` arguments are the calling thread's
     own clock, which only that thread changes. Check methods return a list
     of new races, or None.
+
+    One thread's map: until a second thread touches a map, its single-key
+    accesses are remembered as packed ints in the map's owner tables, not
+    as Access and _KeyState objects, and nothing is checked (nothing can
+    conflict). A thread-local or per-request dict then costs a dict entry
+    per key and no object the cyclic GC must walk. No history is dropped
+    when the phase ends: each record becomes an Access when its key is next
+    touched, so the same races are found as without the phase, and with the
+    same stacks.
     """
 
-    def __init__(self, lock_factory: Any, max_dicts: int = 200_000, history: int = HISTORY) -> None:
+    def __init__(
+        self, lock_factory: Any, max_dicts: int = 200_000, history: int = HISTORY, owner_phase: bool = True
+    ) -> None:
         if history < 1:
             raise ValueError(f"history must be at least 1, got {history}")
         self.lock_factory = lock_factory
+        # False: every map is shared from its first access (the tests compare
+        # the two: the phase must not change which races are found). Read-only.
+        self.owner_phase = owner_phase
         # At most this many key states per dict; past it the oldest eighth is
         # forgotten (see _evict_locked). Read-only after construction.
         self.history = history
         self.forgotten_swept = 0  # ``forgotten`` of dicts no longer in the table; table_lock
-        self.table_lock = lock_factory()  # guards inserting into and sweeping `dicts`
-        self.dicts: dict = {}  # id(dict) -> _DictShadow; lookups are single dict gets
+        self.table_lock = lock_factory()  # guards sweeping `dicts` (one sweep at a time)
+        # id(dict) -> _DictShadow. Added to by setdefault and read by single
+        # gets, with no lock; removed from only by a sweep, under table_lock.
+        self.dicts: dict = {}
         self.max_dicts = max_dicts
-        self._next_sweep = 1024  # len(self.dicts) at which sweep() is next worthwhile; table_lock
+        # len(self.dicts) at which a sweep is next worthwhile: written under
+        # table_lock, read without it by _add (an instance attribute read is a
+        # single dict get; a stale value only moves one sweep a little).
+        self._next_sweep = 1024
         self.pending_garbage: list = []  # dicts dropped by sweep(), freed outside any lock
         # tid -> epoch of that thread's latest remembered access (nondecreasing:
         # each thread writes only its own entry, by single dict sets). Tells
@@ -298,31 +369,34 @@ class Shadow:
 
     # -- the table -----------------------------------------------------
 
-    def _get(self, d: dict, frame: Any) -> _DictShadow:
+    def _get(self, d: dict, tid: int, frame: Any) -> _DictShadow:
         ds = self.dicts.get(id(d))  # atomic: a single dict operation
         if ds is None:
-            ds = self._add(d, capture(frame, 1), False)
+            ds = self._add(d, capture(frame, 1), False, tid)
         return ds
 
-    def _add(self, d: dict, created: tuple, seen: bool) -> _DictShadow:
-        with self.table_lock:
-            # Re-check under the lock: another thread may have added it meanwhile.
-            ds = self.dicts.get(id(d))
-            if ds is not None:
-                return ds  # tracked dicts are held, so the same id is the same dict
-            if len(self.dicts) >= self._next_sweep:
-                self._sweep_locked()
-            ds = self.dicts[id(d)] = _DictShadow(d, created, seen, self.lock_factory())
-            garbage, self.pending_garbage = self.pending_garbage, []
-        # Dropped here, outside every lock: finalizers may run user code.
-        del garbage
-        return ds
+    def _add(self, d: dict, created: tuple, seen: bool, tid: int) -> _DictShadow:
+        ds = self.dicts.get(id(d))  # atomic: a single dict operation
+        if ds is not None:
+            return ds  # tracked dicts are held, so the same id is the same dict
+        if len(self.dicts) >= self._next_sweep:  # an instance attribute: a single dict get
+            with self.table_lock:
+                if len(self.dicts) >= self._next_sweep:  # another thread may have swept meanwhile
+                    self._sweep_locked()
+                garbage, self.pending_garbage = self.pending_garbage, []
+            # Dropped here, outside every lock: finalizers may run user code.
+            del garbage
+        # One dict operation: of two threads adding the same dict at once,
+        # one state wins and both use it. No lock, so making per-request
+        # dicts never waits on another thread.
+        owner = tid if self.owner_phase else None
+        return self.dicts.setdefault(id(d), _DictShadow(d, created, seen, self.lock_factory(), owner))
 
-    def created(self, d: dict, frame: Any) -> None:
-        """A dict was just created by instrumented code at ``frame``."""
+    def created(self, d: dict, tid: int, frame: Any) -> None:
+        """A dict was just created by instrumented code at ``frame``, in thread ``tid``."""
         # A new dict cannot already be tracked (we hold strong references to
         # tracked ones), so this never discards live history.
-        self._add(d, capture(frame, 1), True)
+        self._add(d, capture(frame, 1), True, tid)
 
     def sweep(self) -> None:
         with self.table_lock:
@@ -330,8 +404,10 @@ class Shadow:
 
     def _sweep_locked(self) -> None:
         """Forget dicts that nothing but the detector refers to; bound the table."""
-        # getrefcount counts: the _DictShadow slot, and its own argument.
-        dead = [k for k, ds in self.dicts.items() if sys.getrefcount(ds.obj) <= 2]
+        # Dicts are added without table_lock (_add), so the scan is of a copy
+        # (one dict operation). getrefcount counts: the _DictShadow slot, and
+        # its own argument (the copy holds the _DictShadow, not the dict).
+        dead = [k for k, ds in dict(self.dicts).items() if sys.getrefcount(ds.obj) <= 2]
         garbage = self.pending_garbage
         for k in dead:
             ds = self.dicts.pop(k)
@@ -342,8 +418,10 @@ class Shadow:
         if len(self.dicts) > self.max_dicts:
             # Still too many live dicts: forget the oldest. This can only hide
             # races (lost history), never invent one.
-            for k in list(self.dicts)[: len(self.dicts) - self.max_dicts // 2]:
-                ds = self.dicts.pop(k)
+            for k in list(dict(self.dicts))[: len(self.dicts) - self.max_dicts // 2]:
+                ds = self.dicts.pop(k, None)
+                if ds is None:
+                    continue
                 garbage.append(ds.obj)
                 with ds.lock:  # table_lock, then a dict's lock: the one order both are taken in
                     self.forgotten_swept += ds.forgotten + _count_accesses(ds)
@@ -392,6 +470,124 @@ class Shadow:
             except Exception:  # the program's __eq__ raised: that entry stays
                 pass
 
+    # -- one thread's map: the owner phase -----------------------------
+
+    def _owns(self, ds: _DictShadow, own: int, ks: Any, tid: int) -> bool:
+        """Whether a single-key access goes to the owner phase (caller holds
+        ds.lock and saw ``own``, the owner, not None). Another thread's access
+        ends the phase first. A key already in ``keys`` stays there (an
+        owner's reorder put it there), and an access made in a finalizer is
+        remembered as an Access, which names its finalizer."""
+        if own != tid:
+            self._share_locked(ds)
+            return False
+        return ks is None and not (FINALIZING and FINALIZING.get(_get_ident()))
+
+    def _key_state_locked(
+        self, ds: _DictShadow, sk: Any, key: Any, op: str, write: bool, keyset: bool, tid: int, vc: dict, frame: Any
+    ) -> Any:
+        """The first step of a single-key access (caller holds ds.lock):
+        _OWNED when it was the owner's and is recorded, else the key's state
+        (None for a key with none), with the owner's records of it moved in."""
+        ks = ds.keys.get(sk)
+        own = ds.owner
+        if own is not None and self._owns(ds, own, ks, tid):
+            self._own_locked(ds, sk, key, op, write, keyset, tid, vc[tid], frame)
+            return _OWNED
+        if ks is None and (ds.ow or ds.orr):
+            ks = self._take_own_locked(ds, sk, key)
+        return ks
+
+    def _own_locked(
+        self, ds: _DictShadow, sk: Any, key: Any, op: str, write: bool, keyset: bool, tid: int, clk: int, frame: Any
+    ) -> None:
+        """The owner's access to one key: nothing to check (no other thread
+        has touched the map), only to remember. FastTrack's rules, one
+        thread's part of them: a write supersedes that thread's earlier
+        reads of the key, a read is kept until the next write."""
+        orr = ds.orr
+        if write:
+            if not keyset:
+                w = ds.ow.get(sk)
+                if w is not None and _packed.clock_of(w) == clk:
+                    r = orr.get(sk)
+                    if r is None or _packed.clock_of(r) == clk:
+                        return  # FastTrack's same epoch: the first record stands
+        else:
+            r = orr.get(sk)
+            if r is not None:
+                if _packed.clock_of(r) == clk:
+                    return
+            else:
+                w = ds.ow.get(sk)
+                if w is not None and _packed.clock_of(w) == clk:
+                    return  # our write in this epoch covers the read
+        packed = _packed.pack(clk, op, capture(frame))
+        if write:
+            ds.ow[sk] = packed
+            if orr:
+                orr.pop(sk, None)
+            rec = (packed, key, sk)
+            ds.ovw = rec
+            if keyset:
+                ds.okw = rec
+        else:
+            orr[sk] = packed
+        self.last_access[tid] = clk
+        if len(ds.ow) + len(ds.orr) > self.history:
+            self._evict_own_locked(ds)
+
+    def _share_locked(self, ds: _DictShadow) -> None:
+        """A second thread touches the map: the owner phase ends for good.
+        The owner's key records stay where they are, moved to ``keys`` one by
+        one as keys are touched again (_take_own_locked); its last writes go
+        to the whole-map tables now, as every later whole-map access checks
+        those."""
+        owner = ds.owner
+        ds.owner = None
+        if ds.okw is None and ds.ovw is None:
+            return
+        _write_tables(ds)
+        made = ds.made = {}
+        for rec, table in ((ds.okw, ds.kw), (ds.ovw, ds.vw)):
+            if rec is not None:
+                acc = made.get(rec[2:] + rec[:1])
+                if acc is None:
+                    acc = made[rec[2:] + rec[:1]] = _own_access(owner, rec[0], True, rec[1])
+                # The owner's latest: a general-path write of the owner's since
+                # would have dropped the record (see _key_write_locked).
+                table[owner] = acc
+        ds.okw = ds.ovw = None
+
+    def _take_own_locked(self, ds: _DictShadow, sk: Any, key: Any) -> _KeyState | None:
+        """Move key ``sk``'s owner-phase records into ``keys``, as Accesses;
+        None when it has none."""
+        if not (ds.ow or ds.orr):
+            return None
+        w = ds.ow.pop(sk, None)
+        r = ds.orr.pop(sk, None)
+        if w is None and r is None:
+            return None
+        ks = self._new_key_locked(ds, sk)
+        if w is not None:
+            made = ds.made.pop((sk, w), None) if ds.made else None
+            ks.w = made or _own_access(ds.own_tid, w, True, key)
+        if r is not None:
+            ks.r = _own_access(ds.own_tid, r, False, key)
+        return ks
+
+    def _evict_own_locked(self, ds: _DictShadow) -> None:
+        """The owner phase's share of the history bound: the oldest eighth of
+        its key records goes, as in _evict_locked."""
+        dropped = 0
+        for table in (ds.ow, ds.orr):
+            for sk in list(islice(table, max(1, len(table) // 8) if table else 0)):
+                del table[sk]
+                dropped += 1
+                if sk.__class__ is _ById and sk not in ds.keys and sk not in ds.ow and sk not in ds.orr:
+                    ds.stale.append(sk)
+        ds.forgotten += dropped
+
     def forgotten(self) -> int:
         """How many remembered accesses were dropped to keep history bounded."""
         with self.table_lock:
@@ -413,23 +609,26 @@ class Shadow:
         """A read of one key: ``d[k]``, ``get``, ``in``, a missing ``pop``..."""
         ds = self.dicts.get(id(d))  # atomic: a single dict operation
         if ds is None:
-            ds = self._add(d, capture(frame, 1), False)
+            ds = self._add(d, capture(frame, 1), False, tid)
         sk = key if type(key) is str else _shadow_key(ds, key)
         with ds.lock:
-            ks = ds.keys.get(sk)
-            if ks is not None:
-                # The fast paths, inline: most accesses end here.
-                clk = vc[tid]
-                r = ks.r
-                if r.__class__ is Access and r.tid == tid and r.clk == clk:
-                    # FastTrack's "same epoch" case: nothing new to learn or check.
-                    return None
-                w = ks.w
-                if r is None and w is not None and w.tid == tid and w.clk == clk:
-                    # Our own write in this epoch covers this read: whoever is
-                    # unordered with the read is unordered with the write too.
-                    return None
-            races = self._key_read_locked(ds, ks, sk, key, op, tid, vc, frame)
+            ks = self._key_state_locked(ds, sk, key, op, False, False, tid, vc, frame)
+            if ks is _OWNED:
+                races = None
+            else:
+                if ks is not None:
+                    # The fast paths, inline: most accesses end here.
+                    clk = vc[tid]
+                    r = ks.r
+                    if r.__class__ is Access and r.tid == tid and r.clk == clk:
+                        # FastTrack's "same epoch" case: nothing new to learn or check.
+                        return None
+                    w = ks.w
+                    if r is None and w is not None and w.tid == tid and w.clk == clk:
+                        # Our own write in this epoch covers this read: whoever is
+                        # unordered with the read is unordered with the write too.
+                        return None
+                races = self._key_read_locked(ds, ks, sk, key, op, tid, vc, frame)
         if ds.stale:
             self._drop_stale(ds)
         return races
@@ -439,7 +638,7 @@ class Shadow:
     ) -> list | None:
         clk = vc[tid]
         if ks is None:
-            ks = self._new_key_locked(ds, sk)
+            ks = self._take_own_locked(ds, sk, key) or self._new_key_locked(ds, sk)
         cur = Access(tid, clk, op, False, key, "", capture(frame))
         self.last_access[tid] = cur.clk
         races = None
@@ -468,21 +667,24 @@ class Shadow:
         """A write of one key; ``keyset`` when it inserts or removes the key."""
         ds = self.dicts.get(id(d))  # atomic: a single dict operation
         if ds is None:
-            ds = self._add(d, capture(frame, 1), False)
+            ds = self._add(d, capture(frame, 1), False, tid)
         sk = key if type(key) is str else _shadow_key(ds, key)
         with ds.lock:
-            ks = ds.keys.get(sk)
-            if ks is not None and not keyset:
-                w = ks.w
-                clk = vc[tid]
-                if w is not None and w.tid == tid and w.clk == clk:
-                    r = ks.r
-                    if r is None or (r.__class__ is Access and r.tid == tid and r.clk == clk):
-                        # Same epoch as our last write, and only we read since:
-                        # every check was done then. (A key-set change is always
-                        # checked: whole-map reads may have come in between.)
-                        return None
-            races = self._key_write_locked(ds, ks, sk, key, op, keyset, tid, vc, frame)
+            ks = self._key_state_locked(ds, sk, key, op, True, keyset, tid, vc, frame)
+            if ks is _OWNED:
+                races = None
+            else:
+                if ks is not None and not keyset:
+                    w = ks.w
+                    clk = vc[tid]
+                    if w is not None and w.tid == tid and w.clk == clk:
+                        r = ks.r
+                        if r is None or (r.__class__ is Access and r.tid == tid and r.clk == clk):
+                            # Same epoch as our last write, and only we read since:
+                            # every check was done then. (A key-set change is always
+                            # checked: whole-map reads may have come in between.)
+                            return None
+                races = self._key_write_locked(ds, ks, sk, key, op, keyset, tid, vc, frame)
         if ds.stale:
             self._drop_stale(ds)
         return races
@@ -490,9 +692,12 @@ class Shadow:
     def _key_write_locked(
         self, ds: _DictShadow, ks: Any, sk: Any, key: Any, op: str, keyset: bool, tid: int, vc: dict, frame: Any
     ) -> list | None:
+        _write_tables(ds)
         cur = Access(tid, vc[tid], op, True, key, "", capture(frame))
         self.last_access[tid] = cur.clk
         races = None
+        if ks is None:
+            ks = self._take_own_locked(ds, sk, key)
         if ks is None:
             ks = self._new_key_locked(ds, sk)
         else:
@@ -514,19 +719,27 @@ class Shadow:
         ds.vw[tid] = cur
         if keyset:
             ds.kw[tid] = cur
+        if ds.owner == tid:  # the owner's own write, made here (a reorder): later than its records
+            ds.ovw = None
+            if keyset:
+                ds.okw = None
         return races
 
     def order_write(self, d: dict, key: Any, op: str, tid: int, vc: dict, frame: Any) -> list | None:
         """A reorder (``move_to_end``): a key-set write of ``key`` that also
         conflicts with other threads' inserts, deletes and reorders."""
-        ds = self._get(d, frame)
+        ds = self._get(d, tid, frame)
         sk = key if type(key) is str else _shadow_key(ds, key)
         with ds.lock:
+            if ds.owner is not None and ds.owner != tid:
+                self._share_locked(ds)
             races = self._key_write_locked(ds, ds.keys.get(sk), sk, key, op, True, tid, vc, frame)
             cur = ds.kw[tid]
             for prev in tuple(ds.kw.values()):
                 if prev is not cur and _unordered(prev, tid, vc) and not any(prev is r.previous for r in races or ()):
                     races = self._race(ds, cur, prev, races)
+            if ds.orders is _NO_TABLE:
+                ds.orders = {}
             ds.orders[tid] = cur
         if ds.stale:
             self._drop_stale(ds)
@@ -534,11 +747,14 @@ class Shadow:
 
     def whole_read(self, d: dict, op: str, values: bool, tid: int, vc: dict, frame: Any) -> list | None:
         """A read of the whole map: of its key set only, or also of its values."""
-        ds = self._get(d, frame)
+        ds = self._get(d, tid, frame)
         with ds.lock:
+            if ds.owner is not None and ds.owner != tid:
+                self._share_locked(ds)
             return self._whole_read_locked(ds, op, values, tid, vc, frame)
 
     def _whole_read_locked(self, ds: _DictShadow, op: str, values: bool, tid: int, vc: dict, frame: Any) -> list | None:
+        _read_tables(ds)
         mine = ds.vreads if values else ds.kreads
         prev_mine = mine.get(tid)
         if prev_mine is not None and prev_mine.clk == vc[tid]:
@@ -554,11 +770,16 @@ class Shadow:
 
     def clear(self, d: dict, op: str, tid: int, vc: dict, frame: Any) -> list | None:
         """``d.clear()``: a write to every key, and a change of the key set."""
-        ds = self._get(d, frame)
+        ds = self._get(d, tid, frame)
         with ds.lock:
+            if ds.owner is not None and ds.owner != tid:
+                self._share_locked(ds)
             return self._clear_locked(ds, op, tid, vc, frame)
 
     def _clear_locked(self, ds: _DictShadow, op: str, tid: int, vc: dict, frame: Any) -> list | None:
+        _write_tables(ds)
+        if ds.clears is _NO_TABLE:
+            ds.clears = {}
         cur = Access(tid, vc[tid], op, True, None, "clear", capture(frame))
         self.last_access[tid] = cur.clk
         races = None
@@ -572,8 +793,29 @@ class Shadow:
                 for prev in (r,) if r.__class__ is Access else tuple(r.values()):
                     if _unordered(prev, tid, vc):
                         races = self._race(ds, cur, prev, races)
+        # The owner phase's reads not yet moved to ``keys`` (its writes are
+        # in ``vw`` since the map was shared, or are this thread's own).
+        own_tid = ds.own_tid
+        if ds.orr and own_tid != tid:
+            seen = vc.get(own_tid, 0)
+            for sk, packed in ds.orr.items():
+                if _packed.clock_of(packed) > seen:
+                    prev = _own_access(own_tid, packed, False, sk.obj if sk.__class__ is _ById else sk)
+                    races = self._race(ds, cur, prev, races)
+        ds.ow.clear()
+        ds.orr.clear()
+        ds.okw = ds.ovw = None
         ds.keys.clear()
         ds.clears[tid] = cur
         ds.kw[tid] = cur
         ds.vw[tid] = cur
         return races
+
+
+if _core.C is not None:  # the same walk in C (_racecore.c), over the same file tables
+    # Its own interning table: it keys stacks by instruction offset, not line,
+    # so sharing _STACKS with py_capture could hand one a stack of the other.
+    _C_STACKS: dict = {}
+    _core.C.init_capture(SKIP_FILES, STOP_FILES, _C_STACKS, _STACKS_MAX, STACK_DEPTH)
+    _core.C.init_owner(FINALIZING, _packed.OP_INDEX, _packed.STACK_INDEX, _packed.OP_BITS, _packed.STACK_BITS)
+    capture = _core.C.capture  # noqa: F811
