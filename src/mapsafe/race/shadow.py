@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import _thread
 import sys
 from _thread import get_ident as _get_ident
 from dataclasses import dataclass, field
@@ -385,7 +384,7 @@ class Shadow:
                     self._sweep_locked()
                 garbage, self.pending_garbage = self.pending_garbage, []
             # Dropped here, outside every lock: finalizers may run user code.
-            del garbage
+            garbage.clear()
         # One dict operation: of two threads adding the same dict at once,
         # one state wins and both use it. No lock, so making per-request
         # dicts never waits on another thread.
