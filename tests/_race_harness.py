@@ -33,6 +33,13 @@ class Run:
         return out
 
 
+def clean_env() -> dict:
+    """The environment for a detector run: no MAPSAFE_ setting of the caller's
+    leaks in, except MAPSAFE_CORE, so the pure-core pass runs these programs
+    on the pure core too."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_") or k == "MAPSAFE_CORE"}
+
+
 def run_race(src: str, *options: str, args: tuple = (), files: dict | None = None, plain: bool = False) -> Run:
     """Write ``src`` to prog.py in a fresh directory and run it under the detector.
 
@@ -51,7 +58,7 @@ def run_race(src: str, *options: str, args: tuple = (), files: dict | None = Non
             cmd = [sys.executable, "prog.py", *args]
         else:
             cmd = [sys.executable, "-m", "mapsafe", "race", "--json", out, *options, "prog.py", *args]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_") or k == "MAPSAFE_CORE"}
+        env = clean_env()
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=TIMEOUT, env=env)
         races = []
         if not plain and os.path.exists(out):

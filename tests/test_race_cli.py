@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from _race_harness import race, run_race
+from _race_harness import clean_env, race, run_race
 
 RACY = """\
 import threading
@@ -27,7 +27,7 @@ print("done")
 
 
 def _mapsafe(*args: str, cwd: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_") or k == "MAPSAFE_CORE"}
+    env = clean_env()
     return subprocess.run(
         [sys.executable, "-m", "mapsafe", "race", *args],
         cwd=cwd, capture_output=True, text=True, timeout=60, input=stdin, env=env,
@@ -462,7 +462,7 @@ def test_calls_keep_their_keyword_arguments_whatever_their_names():
 def _race_in(tmp_path, src, timeout):
     """Run ``src`` as tmp_path/prog.py under `mapsafe race --json races.json`."""
     (tmp_path / "prog.py").write_text(textwrap.dedent(src))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_") or k == "MAPSAFE_CORE"}
+    env = clean_env()
     return subprocess.run(
         [sys.executable, "-m", "mapsafe", "race", "--json", "races.json", "prog.py"],
         cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=env,
@@ -712,7 +712,7 @@ def test_distinct_keys_streaming_through_a_small_dict_keep_memory_bounded(tmp_pa
     # map (--history 1000 here), the summary and the JSON say how much was
     # forgotten, and peak RSS stays within 3x of plain python's, measured here.
     (tmp_path / "prog.py").write_text(STREAM)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_") or k == "MAPSAFE_CORE"}
+    env = clean_env()
     runs = {}
     for name, cmd in (("plain", [sys.executable, "prog.py"]),
                       ("race", [sys.executable, "-m", "mapsafe", "race", "--history", "1000", "--json", "r.json",

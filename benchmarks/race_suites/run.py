@@ -128,14 +128,15 @@ PROJECTS: tuple = (
 )
 
 # A pytest plugin written beside the runs: counts the package's modules that
-# carry the detector's helpers, i.e. were instrumented.
+# carry the detector's helpers' namespace (helpers.NAMESPACE), i.e. were
+# instrumented.
 _COUNT_PLUGIN = '''
 import os, sys
 
 def pytest_terminal_summary(terminalreporter):
     pkg = os.environ["MS_SUITES_PACKAGE"]
     mods = [m for n, m in list(sys.modules.items()) if m is not None and (n == pkg or n.startswith(pkg + "."))]
-    done = [m for m in mods if any(k.startswith("@ms_") for k in vars(m))]
+    done = [m for m in mods if "_@ms" in vars(m)]  # the one name the rewriter injects
     terminalreporter.write_line(f"ms-suites-instrumented: {len(done)}/{len(mods)}")
 '''
 

@@ -2,7 +2,8 @@
  *
  * Rewritten code calls a helper for every subscript, `in`, `.get()`,
  * builtin call, call argument and formatted value (helpers.getitem,
- * setitem, get, contains, wcall1, arg, fmt). Most of those operations are on objects that are not maps
+ * setitem, get, contains, wcall1, arg, fmt). Most of those operations are
+ * on objects that are not maps
  * (a list index, len(a_list)), and most map operations are a plain dict
  * with a str or int key. This module does exactly those two cases without
  * running Python code of the detector's:
@@ -80,9 +81,9 @@ static Py_ssize_t off_ts_tid, off_ts_vc, off_ts_busy, off_ds_lock, off_ds_keys, 
     off_acc_clk, off_ds_owner, off_ds_ow, off_ds_orr, off_ds_okw, off_ds_ovw;
 
 /* The owner phase's tables, set once by init_owner(): shadow.FINALIZING
- * (threads in a finalizer now), shadow._OP_INDEX (op -> index),
- * shadow._OWN_STACK_INDEX (id(stack) -> index) and the widths of the
- * fields of a packed record (see shadow._pack). */
+ * (threads in a finalizer now), packed.OP_INDEX (op -> index),
+ * packed.STACK_INDEX (id(stack) -> index) and the widths of the fields of a
+ * packed record (see race/packed.py). */
 static PyObject *finalizing, *op_index, *stack_index;
 static int op_bits, stack_bits;
 
@@ -203,7 +204,7 @@ same_epoch(PyObject *acc, PyObject *tid, long clk)
     return PyLong_AsLong(aclk) == clk;
 }
 
-/* The packed clock of an owner record (see shadow._pack); -1 on an error. */
+/* The clock of an owner record (see packed.pack); -1 on an error. */
 static inline long long
 packed_clock(PyObject *packed)
 {

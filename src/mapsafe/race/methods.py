@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..errors import DataRaceError
 from .kinds import hashable as _hashable
 from .kinds import CHAIN, COUNTER, DATA, DICT_KINDS, ORDERED, SET, VIEW, data_of, has_key, kind_of, view_source
 
@@ -139,8 +140,6 @@ def _make(obj: Any, name: str, args: tuple, kwargs: dict, wrap: Callable | None)
 
 def dict_call(D: Detector, d: dict, name: str, args: tuple, kwargs: dict, frame: Any) -> Any:
     """``d.name(...)`` on a plain dict."""
-    from ..errors import DataRaceError
-
     try:
         wrap = _record_dict(D, d, d.__class__ is dict and 1 or kind_of(type(d)), name, args, kwargs, frame)
     except DataRaceError:
@@ -202,8 +201,6 @@ def map_call(D: Detector, obj: Any, k: int, name: str, args: tuple, kwargs: dict
         return dict_call(D, obj, name, args, kwargs, frame)
     if k == SET:
         return _set_call(D, obj, name, args, kwargs, frame)
-    from ..errors import DataRaceError
-
     wrap = None
     try:  # recording only: the call itself is made once, below, whatever happened here
         if k == DATA:
