@@ -637,7 +637,7 @@ class Shadow:
     ) -> list | None:
         clk = vc[tid]
         if ks is None:
-            ks = self._take_own_locked(ds, sk, key) or self._new_key_locked(ds, sk)
+            ks = self._new_key_locked(ds, sk)
         cur = Access(tid, clk, op, False, key, "", capture(frame))
         self.last_access[tid] = cur.clk
         races = None
@@ -696,8 +696,6 @@ class Shadow:
         self.last_access[tid] = cur.clk
         races = None
         if ks is None:
-            ks = self._take_own_locked(ds, sk, key)
-        if ks is None:
             ks = self._new_key_locked(ds, sk)
         else:
             w = ks.w
@@ -732,7 +730,10 @@ class Shadow:
         with ds.lock:
             if ds.owner is not None and ds.owner != tid:
                 self._share_locked(ds)
-            races = self._key_write_locked(ds, ds.keys.get(sk), sk, key, op, True, tid, vc, frame)
+            # The key's state, with the owner's records of it moved in (as
+            # _key_state_locked does for single-key accesses).
+            ks = ds.keys.get(sk) or self._take_own_locked(ds, sk, key)
+            races = self._key_write_locked(ds, ks, sk, key, op, True, tid, vc, frame)
             cur = ds.kw[tid]
             for prev in tuple(ds.kw.values()):
                 if prev is not cur and _unordered(prev, tid, vc) and not any(prev is r.previous for r in races or ()):
