@@ -63,6 +63,10 @@ OPS = {
     "compute-delete": (lambda m: m.compute("a", lambda k, v: DELETE), lambda d: d.pop("a")),
     "compute_if_absent": (lambda m: m.compute_if_absent("n", lambda k: 4), lambda d: d.setdefault("n", 4)),
     "merge": (lambda m: m.merge("a", 10, operator.add), lambda d: d.__setitem__("a", 11)),
+    "merge-new": (lambda m: m.merge("n", 10, operator.sub), lambda d: d.__setitem__("n", 10)),
+    "merge-callback": (lambda m: m.merge("a", 10, lambda old, v: old * v), lambda d: d.__setitem__("a", 10)),
+    "add": (lambda m: m.add("b", 5), lambda d: d.__setitem__("b", 7)),
+    "setdefault": (lambda m: m.setdefault("n", 8), lambda d: d.setdefault("n", 8)),
     "update": (lambda m: m.update({"a": 0, "z": 0}), lambda d: d.update({"a": 0, "z": 0})),
     "clear": (lambda m: m.clear(), lambda d: d.clear()),
     "popitem": (lambda m: m.popitem(), None),  # which item depends on the map

@@ -54,6 +54,7 @@ CALLS = {
     "compute_if_absent": lambda m: m.compute_if_absent("c", lambda k: 3),
     "compute_if_present": lambda m: m.compute_if_present("a", lambda k, v: 5),
     "merge": lambda m: m.merge("a", 4, operator.add),
+    "add": lambda m: m.add("a", 4),
     "update": lambda m: m.update({"a": 5, "c": 3}),
     "__ior__": lambda m: operator.ior(m, {"a": 5}),
     "clear": lambda m: m.clear(),

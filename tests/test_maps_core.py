@@ -96,7 +96,7 @@ def init_args(core, kind, d, lock, put=None):
         rw = type("RW", (core.RWCore,), {"__slots__": ()})()
         rw._core_init(threading.RLock(), None)
         return (d, rw, lock, {}, False)
-    return ((d,), ((lock, lock.acquire, lock.release, d, put),), {}, True)
+    return ((d,), ((lock, lock.acquire, lock.release, d, put),), {}, (threading.RLock(), lock), True)
 
 
 def bare(core, kind, d, lock, put=None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import operator
 import pickle
 
 import pytest
@@ -334,6 +335,30 @@ class MapMachine(RuleBasedStateMachine):
         else:
             assert same(result, new)
             self.model[k] = new
+
+    # The known operators, which the C core applies in C to ints and floats
+    # (and hands to the Python path for anything else), and add().
+    @rule(
+        k=KEYS,
+        v=st.one_of(st.integers(-3, 3), st.floats(-2, 2), st.just(2**70), st.booleans(), st.just("s"), st.none()),
+        op=st.sampled_from(["add", "sub", "mul", "or_", "and_", "xor", "add()"]),
+    )
+    def merge_with_an_operator(self, k, v, op):
+        fn = operator.add if op == "add()" else getattr(operator, op)
+        call = (lambda: self.m.add(k, v)) if op == "add()" else (lambda: self.m.merge(k, v, fn))
+        if k not in self.model:
+            assert same(call(), v)
+            self.model[k] = v
+            return
+        try:
+            expected = fn(self.model[k], v)
+        except (TypeError, OverflowError) as exc:  # "s" + 1; a huge int + a float
+            with pytest.raises(type(exc)) as raised:
+                call()
+            assert str(raised.value) == str(exc)  # the operator's own error, and the map unchanged
+            return
+        assert same(call(), expected)
+        self.model[k] = expected
 
     # -- whole-map copies -----------------------------------------------------------------
 

@@ -33,11 +33,14 @@ from . import _faults
 
 __all__ = [
     "RWCore", "SyncCore", "LockedCore", "ShardedCore", "ProfiledRLock", "RWHold",
-    "SyncReader", "call_if_free", "hold_all", "thread_token",
+    "SyncReader", "MapLock", "call_if_free", "hold_all", "thread_token",
 ]
 
 _FAULTS = _faults.ENABLED
 _allocate_lock = threading.Lock  # a raw lock whose acquire/release are C
+# The maps' reentrant write lock. The C core has its own, which its C paths
+# take without a Python call; here it is threading's RLock.
+MapLock = threading.RLock
 
 
 def _check_fresh(obj: object, field: str) -> None:
@@ -579,6 +582,15 @@ class SyncCore:
         """The value for ``key``, else ``default``. Lock-free."""
         return self._d.get(key, default)  # one dict operation
 
+    # The compound operations (merge, add, pop, ...) are MapBase's here; the
+    # C core has them in C, with the same semantics.
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d  # one dict operation
+
+    def __len__(self) -> int:
+        return len(self._d)  # one dict operation
+
     def __setitem__(self, key: Any, value: Any) -> None:
         d = self._d
         with self._lock:
@@ -645,12 +657,20 @@ class ShardedCore:
         "get": "m.get(key, default=None, /): the value for key, else default. Lock-free.",
     }
 
-    def _core_init(self, maps: tuple, stripes: tuple, computing: dict, plain_get: bool, /) -> None:
+    def _core_init(self, maps: tuple, stripes: tuple, computing: dict, all_locks: tuple, plain_get: bool, /) -> None:
         _check_fresh(self, "_maps")
         _check_bool("plain_get", plain_get)
         self._maps, self._stripes, self._computing, self._n = maps, stripes, computing, len(maps)
         # Plain maps without stats read with no wrapping and no counting.
         self.get = self._get_plain if plain_get else self._get_slow
+
+    # `in` and len() are the map's own here (the C core has plain maps' in C).
+
+    def __contains__(self, key: object) -> bool:
+        return self._contains_slow(key)
+
+    def __len__(self) -> int:
+        return self._len_slow()
 
     def _get_plain(self, key: Any, default: Any = None, /) -> Any:
         return self._maps[hash(key) % self._n].get(key, default)  # one dict operation

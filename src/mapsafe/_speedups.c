@@ -39,6 +39,8 @@
 static PyObject *str_check_not_computing; /* MapBase._check_not_computing(key) */
 static PyObject *str_delitem;             /* MapBase._delitem(key) */
 static PyObject *str_get_slow;            /* the map's get when the fast one does not apply */
+static PyObject *str_contains_slow;       /* ShardedMap's `in` for caches */
+static PyObject *str_len_slow;            /* ShardedMap's len() for caches */
 static PyObject *str_wait_readable;       /* RWLock._wait_readable_locked() */
 static PyObject *str_wait_writable;       /* RWLock._wait_writable_locked() */
 
@@ -729,6 +731,344 @@ static PyType_Spec prof_spec = {
     "mapsafe._speedups.ProfiledRLock", sizeof(ProfiledRLock), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     prof_slots,
 };
+
+/* -- MapLock: the maps' reentrant write lock ---------------------------------------- */
+
+/* What SyncMap and ShardedMap write under (stats=False), in place of
+ * threading.RLock: the same methods, so Python code uses it the same way,
+ * and the C paths below take and release it without a Python call
+ * (maplock_take/maplock_give): a free lock costs one compare-and-swap.
+ *
+ * A contended acquire waits with the GIL released and is interruptible:
+ * a signal handler's exception (Ctrl-C) ends the wait with the lock not
+ * taken, as threading's locks do. The hold depth is only touched by the
+ * holder; `owner` is read by every thread that tries the lock (it only
+ * ever equals the reader's own ident if the reader stored it), so it is
+ * read and written with relaxed atomics on free-threaded builds. */
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lk; /* the mutex: held while owner != 0 */
+    uintptr_t owner;       /* ident of the holding thread, or 0; written by the holder only */
+    Py_ssize_t count;      /* hold depth; read and written by the holder only */
+    PyObject *weakreflist;
+} MapLock;
+
+#define MAPLOCK_SPINS 200 /* tries before a contended acquire parks (free-threaded builds) */
+
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static PyTypeObject *maplock_type; /* process-wide, like token_type: the C paths test for it */
+
+#ifdef Py_GIL_DISABLED
+#define LOAD_OWNER(field) _Py_atomic_load_uintptr_relaxed(&(field))
+#define STORE_OWNER(field, value) _Py_atomic_store_uintptr_relaxed(&(field), (value))
+#else
+#define LOAD_OWNER(field) (field)
+#define STORE_OWNER(field, value) ((field) = (value))
+#endif
+
+static PyObject *
+maplock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "MapLock() takes no arguments");
+        return NULL;
+    }
+    MapLock *self = (MapLock *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->lk = PyThread_allocate_lock();
+    if (self->lk == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)self;
+}
+
+static void
+maplock_dealloc(MapLock *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    if (self->lk != NULL) {
+        if (self->owner != 0)
+            PyThread_release_lock(self->lk); /* nobody else can hold a reference, so nobody waits */
+        PyThread_free_lock(self->lk);
+    }
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* Wait for lk, with the GIL released, for timeout_us microseconds (-1:
+ * forever). Signal handlers run on each interruption; if one raises, the
+ * wait ends: PY_LOCK_INTR with the exception set. */
+static PyLockStatus
+maplock_wait(PyThread_type_lock lk, PY_TIMEOUT_T timeout_us)
+{
+    int64_t deadline = timeout_us > 0 ? now_ns() + (int64_t)timeout_us * 1000 : 0;
+    for (;;) {
+        PyLockStatus r;
+        Py_BEGIN_ALLOW_THREADS
+        r = PyThread_acquire_lock_timed(lk, timeout_us, 1);
+        Py_END_ALLOW_THREADS
+        if (r != PY_LOCK_INTR)
+            return r;
+        if (Py_MakePendingCalls() < 0)
+            return PY_LOCK_INTR;
+        if (timeout_us > 0) {
+            timeout_us = (PY_TIMEOUT_T)((deadline - now_ns()) / 1000);
+            if (timeout_us <= 0)
+                return PyThread_acquire_lock_timed(lk, 0, 0);
+        }
+    }
+}
+
+/* Take the lock: 1 taken, 0 not (not blocking, or timed out), -1 error
+ * (interrupted, or the depth would overflow), with nothing taken. */
+static int
+maplock_acquire_impl(MapLock *self, int blocking, PY_TIMEOUT_T timeout_us)
+{
+    uintptr_t me = (uintptr_t)PyThread_get_thread_ident();
+    if (LOAD_OWNER(self->owner) == me) {
+        if (self->count == PY_SSIZE_T_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "MapLock held too many times");
+            return -1;
+        }
+        self->count++;
+        return 1;
+    }
+    PyLockStatus r = PyThread_acquire_lock_timed(self->lk, 0, 0);
+#ifdef Py_GIL_DISABLED
+    /* Without the GIL the holder is running on another core, and the maps'
+     * C paths hold the lock for well under a microsecond: a short spin
+     * takes it far sooner than parking and waking would. With the GIL the
+     * holder cannot run while this thread spins, so there is no spin. */
+    for (int spin = 0; r != PY_LOCK_ACQUIRED && blocking && spin < MAPLOCK_SPINS; spin++) {
+        cpu_relax();
+        r = PyThread_acquire_lock_timed(self->lk, 0, 0);
+    }
+#endif
+    if (r != PY_LOCK_ACQUIRED) {
+        if (!blocking || timeout_us == 0)
+            return 0;
+        r = maplock_wait(self->lk, timeout_us);
+        if (r == PY_LOCK_INTR)
+            return -1;
+        if (r != PY_LOCK_ACQUIRED)
+            return 0;
+    }
+    STORE_OWNER(self->owner, me);
+    self->count = 1;
+    return 1;
+}
+
+static int
+maplock_release_impl(MapLock *self)
+{
+    if (LOAD_OWNER(self->owner) != (uintptr_t)PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
+        return -1;
+    }
+    if (--self->count == 0) {
+        STORE_OWNER(self->owner, 0);
+        PyThread_release_lock(self->lk);
+    }
+    return 0;
+}
+
+/* The C paths' take and give of a map's lock: inline for a MapLock, else
+ * (a ProfiledRLock, for maps with stats=True) its bound acquire/release. */
+static inline int
+maplock_take(PyObject *lock, PyObject *acquire)
+{
+    if (Py_IS_TYPE(lock, maplock_type))
+        return maplock_acquire_impl((MapLock *)lock, 1, -1) == 1 ? 0 : -1;
+    return call_noargs(acquire);
+}
+
+static inline int
+maplock_give(PyObject *lock, PyObject *release)
+{
+    if (Py_IS_TYPE(lock, maplock_type))
+        return maplock_release_impl((MapLock *)lock);
+    return call_noargs(release);
+}
+
+static PyObject *
+maplock_acquire(MapLock *self, PyObject *args, PyObject *kwds)
+{
+    int blocking;
+    PyObject *timeout;
+    if (parse_acquire_args(args, kwds, "acquire", &blocking, &timeout) < 0)
+        return NULL;
+    double seconds = timeout_seconds(timeout);
+    if (seconds == -2.0)
+        return NULL;
+    if (!blocking && seconds != -1) {
+        PyErr_SetString(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
+        return NULL;
+    }
+    if (seconds < 0 && seconds != -1) {
+        PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
+        return NULL;
+    }
+    PY_TIMEOUT_T us = -1;
+    if (seconds >= 0) {
+        if (seconds * 1e6 > (double)PY_TIMEOUT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "timeout value is too large");
+            return NULL;
+        }
+        us = (PY_TIMEOUT_T)(seconds * 1e6);
+        if (us == 0 && seconds > 0)
+            us = 1;
+    }
+    int got = maplock_acquire_impl(self, blocking, us);
+    if (got < 0)
+        return NULL;
+    return PyBool_FromLong(got);
+}
+
+static PyObject *
+maplock_enter(MapLock *self, PyObject *unused)
+{
+    if (maplock_acquire_impl(self, 1, -1) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+maplock_release(MapLock *self, PyObject *unused)
+{
+    if (maplock_release_impl(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+maplock_exit(MapLock *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return maplock_release(self, NULL);
+}
+
+static PyObject *
+maplock_is_owned(MapLock *self, PyObject *unused)
+{
+    return PyBool_FromLong(LOAD_OWNER(self->owner) == (uintptr_t)PyThread_get_thread_ident());
+}
+
+static PyObject *
+maplock_recursion_count(MapLock *self, PyObject *unused)
+{
+    int mine = LOAD_OWNER(self->owner) == (uintptr_t)PyThread_get_thread_ident();
+    return PyLong_FromSsize_t(mine ? self->count : 0);
+}
+
+static PyObject *
+maplock_locked(MapLock *self, PyObject *unused)
+{
+    return PyBool_FromLong(LOAD_OWNER(self->owner) != 0);
+}
+
+/* threading.Condition's protocol: give up every hold, returning the depth. */
+static PyObject *
+maplock_release_save(MapLock *self, PyObject *unused)
+{
+    if (LOAD_OWNER(self->owner) != (uintptr_t)PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
+        return NULL;
+    }
+    PyObject *state = PyLong_FromSsize_t(self->count); /* before the release: it may fail */
+    if (state == NULL)
+        return NULL;
+    self->count = 0;
+    STORE_OWNER(self->owner, 0);
+    PyThread_release_lock(self->lk);
+    return state;
+}
+
+static PyObject *
+maplock_acquire_restore(MapLock *self, PyObject *state)
+{
+    Py_ssize_t count = PyLong_AsSsize_t(state);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (count < 1) {
+        PyErr_SetString(PyExc_ValueError, "_acquire_restore: the depth must be at least 1");
+        return NULL;
+    }
+    if (maplock_acquire_impl(self, 1, -1) < 0)
+        return NULL;
+    self->count = count;
+    Py_RETURN_NONE;
+}
+
+/* In a forked child (see _forks.py): a new, free mutex. The old one may be
+ * held by a thread that does not exist here; it is left, never freed. */
+static PyObject *
+maplock_at_fork_reinit(MapLock *self, PyObject *unused)
+{
+    PyThread_type_lock lk = PyThread_allocate_lock();
+    if (lk == NULL)
+        return PyErr_NoMemory();
+    self->lk = lk;
+    self->owner = 0;
+    self->count = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+maplock_repr(MapLock *self)
+{
+    uintptr_t owner = LOAD_OWNER(self->owner);
+    if (owner == 0)
+        return PyUnicode_FromFormat("<unlocked mapsafe MapLock at %p>", self);
+    return PyUnicode_FromFormat("<locked mapsafe MapLock owner=%zu count=%zd at %p>", (size_t)owner,
+                                self->count, self);
+}
+
+static PyMemberDef maplock_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(MapLock, weakreflist), READONLY},
+    {NULL},
+};
+
+static PyMethodDef maplock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))maplock_acquire, METH_VARARGS | METH_KEYWORDS,
+     "acquire($self, /, blocking=True, timeout=-1)\n--\n\nTake the lock (again, if this thread holds it); "
+     "False if not blocking, or timed out."},
+    {"release", (PyCFunction)maplock_release, METH_NOARGS, "release($self, /)\n--\n\nRelease one hold."},
+    {"__enter__", (PyCFunction)maplock_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))maplock_exit, METH_FASTCALL, NULL},
+    {"locked", (PyCFunction)maplock_locked, METH_NOARGS, "locked($self, /)\n--\n\nWhether some thread holds it."},
+    {"_is_owned", (PyCFunction)maplock_is_owned, METH_NOARGS, NULL},
+    {"_recursion_count", (PyCFunction)maplock_recursion_count, METH_NOARGS, NULL},
+    {"_release_save", (PyCFunction)maplock_release_save, METH_NOARGS, NULL},
+    {"_acquire_restore", (PyCFunction)maplock_acquire_restore, METH_O, NULL},
+    {"_at_fork_reinit", (PyCFunction)maplock_at_fork_reinit, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyType_Slot maplock_slots[] = {
+    {Py_tp_doc, "MapLock()\n--\n\nThe maps' reentrant write lock: threading.RLock's methods, taken from C "
+                "without a Python call. Do not use it outside mapsafe: threading.RLock is the public one."},
+    {Py_tp_new, maplock_new},
+    {Py_tp_dealloc, maplock_dealloc},
+    {Py_tp_repr, maplock_repr},
+    {Py_tp_members, maplock_members},
+    {Py_tp_methods, maplock_methods},
+    {0, NULL},
+};
+
+static PyType_Spec maplock_spec = {"mapsafe._speedups.MapLock", sizeof(MapLock), 0, Py_TPFLAGS_DEFAULT,
+                                   maplock_slots};
 
 /* -- RWCore: an RWLock's state machine ---------------------------------------------- */
 
@@ -1505,6 +1845,535 @@ static PyType_Spec hold_spec = {
     "mapsafe._speedups.RWHold", sizeof(RWHold), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, hold_slots,
 };
 
+/* Release one lock of any kind (a MapLock inline, else its release()),
+ * saving a failure's exception in *saved. */
+static void
+give_one(PyObject *lock, saved_error *saved)
+{
+    if (Py_IS_TYPE(lock, maplock_type)) {
+        if (maplock_release_impl((MapLock *)lock) < 0)
+            save_error(saved);
+        return;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(lock, str_release);
+    if (r == NULL)
+        save_error(saved);
+    Py_XDECREF(r);
+}
+
+/* Take every lock of the tuple, in order: how many were taken (all of
+ * them, or those before the one whose acquire raised, its exception saved). */
+static Py_ssize_t
+take_all(PyObject *locks, saved_error *saved)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(locks), taken = 0;
+    for (; taken < n; taken++) {
+        PyObject *lock = PyTuple_GET_ITEM(locks, taken);
+        if (Py_IS_TYPE(lock, maplock_type)) {
+            if (maplock_acquire_impl((MapLock *)lock, 1, -1) != 1) {
+                save_error(saved);
+                break;
+            }
+            continue;
+        }
+        PyObject *r = PyObject_CallMethodNoArgs(lock, str_acquire);
+        if (r == NULL) {
+            save_error(saved);
+            break;
+        }
+        Py_DECREF(r);
+    }
+    return taken;
+}
+
+/* Release the first `taken` locks of the tuple, in reverse order, whatever happens. */
+static void
+give_all(PyObject *locks, Py_ssize_t taken, saved_error *saved)
+{
+    while (taken-- > 0)
+        give_one(PyTuple_GET_ITEM(locks, taken), saved);
+}
+
+/* -- the compound operations' C paths, shared by SyncCore and ShardedCore ----------- */
+
+/* One write section, as the C paths use it: a key's dict and the lock
+ * guarding its writes (a MapLock, or a ProfiledRLock with its bound
+ * methods). Borrowed references: the core holds them. */
+typedef struct {
+    PyObject *lock, *acquire, *release, *d;
+} csection;
+
+/* The known operators merge applies in C, with no Python frame: the
+ * functions of the operator module, imported at exec. */
+static PyObject *op_add, *op_sub, *op_mul, *op_or, *op_and, *op_xor;
+static PyObject *one; /* the int 1: add()'s default */
+
+static inline int
+is_number(PyObject *x)
+{
+    return PyLong_CheckExact(x) || PyFloat_CheckExact(x);
+}
+
+/* fn's C function if fn is a known operator and value a type it takes
+ * in C without calling user code (exact int or float; int only for the
+ * bitwise ones), else NULL. Arbitrary-precision ints never wrap. */
+static binaryfunc
+fast_op(PyObject *fn, PyObject *value)
+{
+    if (!is_number(value))
+        return NULL;
+    if (fn == op_add)
+        return PyNumber_Add;
+    if (fn == op_sub)
+        return PyNumber_Subtract;
+    if (fn == op_mul)
+        return PyNumber_Multiply;
+    if (!PyLong_CheckExact(value))
+        return NULL;
+    if (fn == op_or)
+        return PyNumber_Or;
+    if (fn == op_and)
+        return PyNumber_And;
+    if (fn == op_xor)
+        return PyNumber_Xor;
+    return NULL;
+}
+
+/* RecursiveUpdateError if this thread's compute callback is computing key
+ * (MapBase._check_not_computing says so); called holding key's section.
+ * `computing` may change meanwhile for keys of other sections, so each
+ * look at it is one atomic dict operation. */
+static int
+check_computing(PyObject *self, PyObject *computing, PyObject *key)
+{
+    if (PyDict_Size(computing) == 0)
+        return 0;
+    int busy = PyDict_Contains(computing, key);
+    if (busy < 0 || (busy && call_method_onearg(self, str_check_not_computing, key) < 0))
+        return -1;
+    return 0;
+}
+
+/* Give the section's lock back after the locked part; status < 0 means
+ * that part raised, and the exception stays the one raised (a failing
+ * release's own error gets it as __context__). Returns status, or -1. */
+static int
+give_chaining_error(csection *sec, int status)
+{
+    if (Py_IS_TYPE(sec->lock, maplock_type)) {
+        /* Cannot fail: this thread took it. */
+        maplock_release_impl((MapLock *)sec->lock);
+        return status;
+    }
+    if (status >= 0)
+        return call_noargs(sec->release) < 0 ? -1 : status;
+    return release_chaining_error(sec->release, status);
+}
+
+/* Remove key from d, holding its section: tolerates a key a finalizer has
+ * removed meanwhile (see mapbase.dropper). */
+static int
+drop_locked(PyObject *d, PyObject *key)
+{
+    if (PyDict_DelItem(d, key) == 0)
+        return 0;
+    if (!PyErr_ExceptionMatches(PyExc_KeyError))
+        return -1;
+    PyErr_Clear();
+    return 0;
+}
+
+/* The method the MRO has after the C core that defines the calling one
+ * (MapBase's, in Python): where a C path does not apply. */
+static PyObject *
+call_next(PyTypeObject *core, PyObject *self, const char *name, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    PyObject *super = PyObject_CallFunctionObjArgs((PyObject *)&PySuper_Type, (PyObject *)core, self, NULL);
+    if (super == NULL)
+        return NULL;
+    PyObject *method = PyObject_GetAttrString(super, name);
+    Py_DECREF(super);
+    if (method == NULL)
+        return NULL;
+    PyObject *result = PyObject_Vectorcall(method, args, nargs, kwnames);
+    Py_DECREF(method);
+    return result;
+}
+
+/* merge(key, value, fn) with a known operator: 1 and *result, 0 when the
+ * Python path must run it (another fn, or a stored value of another type),
+ * -1 on error. Nothing is held on return. As MapBase.merge: absent, value
+ * is stored; present, op(old, value) is; an error leaves the map as it was. */
+static int
+merge_c(PyObject *self, PyObject *computing, csection *sec, PyObject *key, PyObject *value, PyObject *fn,
+        PyObject **result)
+{
+    binaryfunc op = fast_op(fn, value);
+    if (op == NULL)
+        return 0;
+    PyObject *old = NULL, *new = NULL;
+    if (maplock_take(sec->lock, sec->acquire) < 0)
+        return -1;
+    int status = FAULT("map.compute.locked");
+    if (status == 0) {
+        int found = dict_lookup(sec->d, key, &old);
+        if (found < 0)
+            status = -1;
+        else if (found && !(is_number(old) && (op == PyNumber_Add || op == PyNumber_Subtract ||
+                                                op == PyNumber_Multiply || PyLong_CheckExact(old))))
+            status = 1; /* the Python path calls fn on it */
+    }
+    if (status == 0)
+        status = check_computing(self, computing, key);
+    if (status == 0) {
+        new = old == NULL ? Py_NewRef(value) : op(old, value);
+        if (new == NULL || PyDict_SetItem(sec->d, key, new) < 0)
+            status = -1;
+    }
+    status = give_chaining_error(sec, status);
+    Py_XDECREF(old); /* after the release, as every replaced value */
+    if (status != 0) {
+        Py_XDECREF(new);
+        return status < 0 ? -1 : 0;
+    }
+    *result = new;
+    return 1;
+}
+
+/* pop(key[, default]) and del m[k] (want_value 0): 1 with *value (a new
+ * reference) if key was there, 0 if absent, -1 on error. */
+static int
+pop_c(PyObject *self, PyObject *computing, csection *sec, PyObject *key, const char *fault, PyObject **value)
+{
+    *value = NULL;
+    if (maplock_take(sec->lock, sec->acquire) < 0)
+        return -1;
+    int found = FAULT(fault);
+    if (found == 0)
+        found = dict_lookup(sec->d, key, value);
+    if (found == 1 && (check_computing(self, computing, key) < 0 || drop_locked(sec->d, key) < 0))
+        found = -1;
+    found = give_chaining_error(sec, found);
+    if (found < 0)
+        Py_CLEAR(*value); /* after the release */
+    return found;
+}
+
+/* load_or_store(key, value): 1 with *current (new ref) if key was there,
+ * 0 if value was stored, -1 on error. The lock-free look first, as
+ * MapBase's: a present key costs no lock. */
+static int
+load_or_store_c(PyObject *self, PyObject *computing, csection *sec, PyObject *key, PyObject *value,
+                PyObject **current)
+{
+    int found = dict_lookup(sec->d, key, current);
+    if (found != 0)
+        return found;
+    if (maplock_take(sec->lock, sec->acquire) < 0)
+        return -1;
+    found = FAULT("map.load_or_store.locked");
+    if (found == 0)
+        found = dict_lookup(sec->d, key, current); /* another thread may have stored it meanwhile */
+    if (found == 0 && (check_computing(self, computing, key) < 0 || PyDict_SetItem(sec->d, key, value) < 0))
+        found = -1;
+    found = give_chaining_error(sec, found);
+    if (found < 0)
+        Py_CLEAR(*current);
+    return found;
+}
+
+/* swap(key, value): 1 with *previous (new ref) if key was there, 0 if not, -1 on error. */
+static int
+swap_c(PyObject *self, PyObject *computing, csection *sec, PyObject *key, PyObject *value, PyObject **previous)
+{
+    *previous = NULL;
+    if (maplock_take(sec->lock, sec->acquire) < 0)
+        return -1;
+    int found = FAULT("map.swap.locked");
+    if (found == 0 && check_computing(self, computing, key) < 0)
+        found = -1;
+    if (found == 0)
+        found = dict_lookup(sec->d, key, previous);
+    if (found >= 0 && PyDict_SetItem(sec->d, key, value) < 0)
+        found = -1;
+    found = give_chaining_error(sec, found);
+    if (found < 0)
+        Py_CLEAR(*previous);
+    return found;
+}
+
+/* (value, True), or (None, False) for absent; steals value. */
+static PyObject *
+pair_of(int found, PyObject *value)
+{
+    if (found < 0)
+        return NULL;
+    PyObject *pair = found ? PyTuple_Pack(2, value, Py_True) : PyTuple_Pack(2, Py_None, Py_False);
+    Py_XDECREF(value);
+    return pair;
+}
+
+/* The compute family's modes, as mapbase's _COMPUTE, _IF_ABSENT, _IF_PRESENT, _MERGE. */
+enum { MODE_COMPUTE, MODE_IF_ABSENT, MODE_IF_PRESENT, MODE_MERGE };
+
+static PyObject *sentinel_missing, *sentinel_delete; /* mapsafe.MISSING and mapsafe.DELETE */
+
+/* Take one lock of any kind: 0, or -1 with nothing taken. */
+static int
+take_one(PyObject *lock)
+{
+    if (Py_IS_TYPE(lock, maplock_type))
+        return maplock_acquire_impl((MapLock *)lock, 1, -1) == 1 ? 0 : -1;
+    PyObject *r = PyObject_CallMethodNoArgs(lock, str_acquire);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* The callback, holding key's section, as MapBase._compute_locked: key
+ * marked as computed by this thread in `computing` while fn runs (so its
+ * writes of key raise RecursiveUpdateError), and unmarked whatever fn
+ * does. 0 with *result and *old (to drop after the release), or -1. */
+static int
+compute_locked(PyObject *self, PyObject *computing, csection *sec, PyObject *key, PyObject *fn, int mode,
+               PyObject *value, PyObject **result, PyObject **old)
+{
+    int found = dict_lookup(sec->d, key, old);
+    if (found < 0)
+        return -1;
+    if (!found && mode == MODE_IF_PRESENT) {
+        *result = Py_NewRef(Py_None);
+        return 0;
+    }
+    if (!found && mode == MODE_MERGE) {
+        if (check_computing(self, computing, key) < 0 || PyDict_SetItem(sec->d, key, value) < 0)
+            return -1;
+        *result = Py_NewRef(value);
+        return 0;
+    }
+    if (found && mode == MODE_IF_ABSENT) {
+        *result = Py_NewRef(*old); /* another thread computed it while this one waited */
+        return 0;
+    }
+    int busy = PyDict_Contains(computing, key);
+    if (busy < 0 || (busy && call_method_onearg(self, str_check_not_computing, key) < 0))
+        return -1;
+    PyObject *token = get_token();
+    if (token == NULL)
+        return -1;
+    int marked = PyDict_SetItem(computing, key, token);
+    Py_DECREF(token);
+    if (marked < 0)
+        return -1;
+    PyObject *arg_old = found ? *old : sentinel_missing, *new;
+    if (mode == MODE_MERGE)
+        new = PyObject_Vectorcall(fn, (PyObject *[]){arg_old, value}, 2, NULL);
+    else if (mode == MODE_IF_ABSENT)
+        new = PyObject_Vectorcall(fn, (PyObject *[]){key}, 1, NULL);
+    else
+        new = PyObject_Vectorcall(fn, (PyObject *[]){key, arg_old}, 2, NULL);
+    /* Unmarked whatever happened, keeping fn's exception (or Ctrl-C) if it raised. */
+    saved_error saved = {0};
+    if (new == NULL)
+        save_error(&saved);
+    if (drop_locked(computing, key) < 0)
+        save_error(&saved);
+    if (restore_error(&saved) < 0) {
+        Py_XDECREF(new);
+        return -1;
+    }
+    if (new == sentinel_delete) {
+        Py_DECREF(new);
+        if (found && drop_locked(sec->d, key) < 0)
+            return -1;
+        *result = Py_NewRef(Py_None);
+        return 0;
+    }
+    if (PyDict_SetItem(sec->d, key, new) < 0) {
+        Py_DECREF(new);
+        return -1;
+    }
+    *result = new;
+    return 0;
+}
+
+/* A compute-family call: cb_lock (a ShardedMap's callback lock, or NULL)
+ * then key's section, the callback run holding both, both released in
+ * reverse order whatever happens; the replaced value dropped after. */
+static PyObject *
+compute_c(PyObject *self, PyObject *computing, csection *sec, PyObject *cb_lock, PyObject *key, PyObject *fn,
+          int mode, PyObject *value)
+{
+    PyObject *result = NULL, *old = NULL;
+    if (cb_lock != NULL && take_one(cb_lock) < 0)
+        return NULL;
+    int status = maplock_take(sec->lock, sec->acquire);
+    if (status == 0) {
+        status = FAULT("map.compute.locked");
+        if (status == 0)
+            status = compute_locked(self, computing, sec, key, fn, mode, value, &result, &old);
+        status = give_chaining_error(sec, status);
+    }
+    if (cb_lock != NULL) {
+        saved_error saved = {0};
+        if (status < 0)
+            save_error(&saved);
+        give_one(cb_lock, &saved);
+        status = restore_error(&saved);
+    }
+    Py_XDECREF(old); /* after the release: its __del__ may use the map */
+    if (status < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+/* Whether the C path takes these arguments: positional only, min..max of
+ * them. Anything else (keywords, a wrong count) goes to the Python method,
+ * so both cores accept the same calls and raise the same errors. */
+static inline int
+c_args(Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t min, Py_ssize_t max)
+{
+    return (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) && nargs >= min && nargs <= max;
+}
+
+/* The compound methods, for a core that finds a key's section with
+ * SECTION(self, key, &sec) (1 found, 0 "use the Python path", -1 error)
+ * and whose callbacks run holding CB_LOCK(self) first (or NULL). Each is
+ * METH_METHOD, so it knows its defining core for call_next. */
+#define CORE_OPS(prefix, CoreType, SECTION, CB_LOCK)                                                         \
+    static PyObject *prefix##_merge_like(CoreType *self, PyTypeObject *cls, const char *name,               \
+                                         PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,        \
+                                         PyObject *key, PyObject *value, PyObject *fn)                      \
+    {                                                                                                        \
+        csection sec;                                                                                        \
+        PyObject *result;                                                                                    \
+        int ok = SECTION(self, key, &sec);                                                                   \
+        if (ok == 0)                                                                                         \
+            return call_next(cls, (PyObject *)self, name, args, nargs, kwnames);                            \
+        if (ok < 0 || (ok = merge_c((PyObject *)self, self->computing, &sec, key, value, fn, &result)) < 0) \
+            return NULL;                                                                                     \
+        if (ok > 0)                                                                                          \
+            return result;                                                                                   \
+        return compute_c((PyObject *)self, self->computing, &sec, CB_LOCK(self), key, fn, MODE_MERGE, value); \
+    }                                                                                                        \
+    static PyObject *prefix##_merge(CoreType *self, PyTypeObject *cls, PyObject *const *args,               \
+                                    Py_ssize_t nargs, PyObject *kwnames)                                   \
+    {                                                                                                        \
+        if (!c_args(nargs, kwnames, 3, 3))                                                                   \
+            return call_next(cls, (PyObject *)self, "merge", args, nargs, kwnames);                         \
+        return prefix##_merge_like(self, cls, "merge", args, nargs, kwnames, args[0], args[1], args[2]);     \
+    }                                                                                                        \
+    static PyObject *prefix##_add(CoreType *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs, \
+                                  PyObject *kwnames)                                                         \
+    {                                                                                                        \
+        if (!c_args(nargs, kwnames, 1, 2))                                                                   \
+            return call_next(cls, (PyObject *)self, "add", args, nargs, kwnames);                           \
+        return prefix##_merge_like(self, cls, "add", args, nargs, kwnames, args[0], nargs == 2 ? args[1] : one, \
+                                   op_add);                                                                  \
+    }                                                                                                        \
+    static PyObject *prefix##_compute_mode(CoreType *self, PyTypeObject *cls, const char *name, int mode,    \
+                                           PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)      \
+    {                                                                                                        \
+        csection sec;                                                                                        \
+        PyObject *current;                                                                                   \
+        int ok = c_args(nargs, kwnames, 2, 2) ? SECTION(self, args[0], &sec) : 0;                            \
+        if (ok == 0)                                                                                         \
+            return call_next(cls, (PyObject *)self, name, args, nargs, kwnames);                            \
+        if (ok < 0)                                                                                          \
+            return NULL;                                                                                     \
+        if (mode == MODE_IF_ABSENT && (ok = dict_lookup(sec.d, args[0], &current)) != 0)                    \
+            return ok < 0 ? NULL : current; /* present: the lock-free read, as MapBase's */                \
+        return compute_c((PyObject *)self, self->computing, &sec, CB_LOCK(self), args[0], args[1], mode, NULL); \
+    }                                                                                                        \
+    static PyObject *prefix##_compute(CoreType *self, PyTypeObject *cls, PyObject *const *args,             \
+                                      Py_ssize_t nargs, PyObject *kwnames)                                 \
+    {                                                                                                        \
+        return prefix##_compute_mode(self, cls, "compute", MODE_COMPUTE, args, nargs, kwnames);              \
+    }                                                                                                        \
+    static PyObject *prefix##_compute_if_present(CoreType *self, PyTypeObject *cls, PyObject *const *args,  \
+                                                 Py_ssize_t nargs, PyObject *kwnames)                      \
+    {                                                                                                        \
+        return prefix##_compute_mode(self, cls, "compute_if_present", MODE_IF_PRESENT, args, nargs, kwnames); \
+    }                                                                                                        \
+    static PyObject *prefix##_compute_if_absent(CoreType *self, PyTypeObject *cls, PyObject *const *args,   \
+                                                Py_ssize_t nargs, PyObject *kwnames)                       \
+    {                                                                                                        \
+        return prefix##_compute_mode(self, cls, "compute_if_absent", MODE_IF_ABSENT, args, nargs, kwnames);  \
+    }                                                                                                        \
+    static PyObject *prefix##_pop(CoreType *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs, \
+                                  PyObject *kwnames)                                                         \
+    {                                                                                                        \
+        csection sec;                                                                                        \
+        PyObject *value;                                                                                     \
+        int ok = c_args(nargs, kwnames, 1, 2) ? SECTION(self, args[0], &sec) : 0;                            \
+        if (ok == 0)                                                                                         \
+            return call_next(cls, (PyObject *)self, "pop", args, nargs, kwnames);                           \
+        if (ok < 0 || (ok = pop_c((PyObject *)self, self->computing, &sec, args[0], "map.pop.locked", &value)) < 0) \
+            return NULL;                                                                                     \
+        if (ok)                                                                                              \
+            return value;                                                                                    \
+        if (nargs == 2)                                                                                      \
+            return Py_NewRef(args[1]);                                                                       \
+        set_key_error(args[0]);                                                                              \
+        return NULL;                                                                                         \
+    }                                                                                                        \
+    static PyObject *prefix##_load_or_store(CoreType *self, PyTypeObject *cls, PyObject *const *args,       \
+                                            Py_ssize_t nargs, PyObject *kwnames)                           \
+    {                                                                                                        \
+        csection sec;                                                                                        \
+        PyObject *current;                                                                                   \
+        int ok = c_args(nargs, kwnames, 2, 2) ? SECTION(self, args[0], &sec) : 0;                            \
+        if (ok == 0)                                                                                         \
+            return call_next(cls, (PyObject *)self, "load_or_store", args, nargs, kwnames);                 \
+        if (ok < 0 || (ok = load_or_store_c((PyObject *)self, self->computing, &sec, args[0], args[1], &current)) < 0) \
+            return NULL;                                                                                     \
+        if (!ok)                                                                                             \
+            return PyTuple_Pack(2, args[1], Py_False);                                                       \
+        return pair_of(1, current);                                                                          \
+    }                                                                                                        \
+    static PyObject *prefix##_setdefault(CoreType *self, PyTypeObject *cls, PyObject *const *args,          \
+                                         Py_ssize_t nargs, PyObject *kwnames)                              \
+    {                                                                                                        \
+        csection sec;                                                                                        \
+        PyObject *current, *dflt = nargs == 2 ? args[1] : Py_None;                                           \
+        int ok = c_args(nargs, kwnames, 1, 2) ? SECTION(self, args[0], &sec) : 0;                            \
+        if (ok == 0)                                                                                         \
+            return call_next(cls, (PyObject *)self, "setdefault", args, nargs, kwnames);                    \
+        if (ok < 0 || (ok = load_or_store_c((PyObject *)self, self->computing, &sec, args[0], dflt, &current)) < 0) \
+            return NULL;                                                                                     \
+        return ok ? current : Py_NewRef(dflt);                                                               \
+    }                                                                                                        \
+    static PyObject *prefix##_swap(CoreType *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs, \
+                                   PyObject *kwnames)                                                        \
+    {                                                                                                        \
+        csection sec;                                                                                        \
+        PyObject *previous;                                                                                  \
+        int ok = c_args(nargs, kwnames, 2, 2) ? SECTION(self, args[0], &sec) : 0;                            \
+        if (ok == 0)                                                                                         \
+            return call_next(cls, (PyObject *)self, "swap", args, nargs, kwnames);                          \
+        if (ok < 0)                                                                                          \
+            return NULL;                                                                                     \
+        ok = swap_c((PyObject *)self, self->computing, &sec, args[0], args[1], &previous);                   \
+        return pair_of(ok, previous);                                                                        \
+    }
+
+#define CORE_METHOD(prefix, name, doc) \
+    {#name, (PyCFunction)(void (*)(void))prefix##_##name, METH_METHOD | METH_FASTCALL | METH_KEYWORDS, doc}
+
+#define CORE_OP_METHODS(prefix)                                                                               \
+    CORE_METHOD(prefix, merge, "merge($self, key, value, fn)\n--\n\nStore value if absent, else fn(old, value); the new value."), \
+    CORE_METHOD(prefix, add, "add($self, key, n=1)\n--\n\nAdd n to key's number (absent counts as 0); the new value."), \
+    CORE_METHOD(prefix, compute, "compute($self, key, fn)\n--\n\nAtomically set key to fn(key, old); the new value."), \
+    CORE_METHOD(prefix, compute_if_present, "compute_if_present($self, key, fn)\n--\n\nIf key is present, set it to fn(key, old)."), \
+    CORE_METHOD(prefix, compute_if_absent, "compute_if_absent($self, key, factory)\n--\n\nThe value of key, computing factory(key) first if absent."), \
+    CORE_METHOD(prefix, pop, "pop($self, key, default=<unrepresentable>, /)\n--\n\nRemove key and return its value."), \
+    CORE_METHOD(prefix, load_or_store, "load_or_store($self, key, value)\n--\n\n(existing, True) if present, else store value: (value, False)."), \
+    CORE_METHOD(prefix, setdefault, "setdefault($self, key, default=None, /)\n--\n\nThe value of key, inserting default if absent."), \
+    CORE_METHOD(prefix, swap, "swap($self, key, value)\n--\n\nStore value; (previous, True), or (None, False) if absent.")
+
+
 /* -- SyncCore ------------------------------------------------------------------ */
 
 typedef struct {
@@ -1595,24 +2464,73 @@ sync_get(SyncCore *self, PyObject *const *args, Py_ssize_t nargs)
     return found ? value : Py_NewRef(dflt);
 }
 
-/* m[k] = v: one dict store holding the write lock; del m[k]: MapBase._delitem. */
+/* The map's one section. */
+static inline int
+sync_section(SyncCore *self, PyObject *key, csection *sec)
+{
+    PyObject *d = LOAD_READY(self->d);
+    if (d == NULL)
+        return not_initialised((PyObject *)self);
+    sec->lock = self->lock;
+    sec->acquire = self->acquire;
+    sec->release = self->release;
+    sec->d = d;
+    return 1;
+}
+
+/* del m[k], for a core's section: KeyError if absent. */
+static int
+delitem_c(PyObject *self, PyObject *computing, csection *sec, PyObject *key)
+{
+    PyObject *old;
+    int found = pop_c(self, computing, sec, key, "map.delitem.locked", &old);
+    if (found == 0)
+        set_key_error(key);
+    Py_XDECREF(old); /* after the release */
+    return found > 0 ? 0 : -1;
+}
+
+/* m[k] = v: one dict store holding the write lock; del m[k]: one removal. */
 static int
 sync_ass_subscript(SyncCore *self, PyObject *key, PyObject *value)
 {
+    csection sec;
+    if (sync_section(self, key, &sec) < 0)
+        return -1;
     if (value == NULL)
-        return call_method_onearg((PyObject *)self, str_delitem, key);
-    PyObject *old = NULL, *d = LOAD_READY(self->d);
-    if (d == NULL)
-        return not_initialised((PyObject *)self);
-    if (call_noargs(self->acquire) < 0)
+        return delitem_c((PyObject *)self, self->computing, &sec, key);
+    PyObject *old = NULL;
+    if (maplock_take(sec.lock, sec.acquire) < 0)
         return -1;
     int status = FAULT("sync.setitem.locked");
     if (status == 0)
-        status = store_locked((PyObject *)self, self->computing, d, Py_None, key, value, &old);
-    status = release_chaining_error(self->release, status);
+        status = store_locked((PyObject *)self, self->computing, sec.d, Py_None, key, value, &old);
+    status = give_chaining_error(&sec, status);
     Py_XDECREF(old); /* after the release: its __del__ may use the map */
     return status;
 }
+
+/* k in m, len(m): one dict operation each, no lock. */
+static int
+sync_contains(SyncCore *self, PyObject *key)
+{
+    PyObject *d = LOAD_READY(self->d);
+    if (d == NULL)
+        return not_initialised((PyObject *)self);
+    return PyDict_Contains(d, key);
+}
+
+static Py_ssize_t
+sync_len(SyncCore *self)
+{
+    PyObject *d = LOAD_READY(self->d);
+    if (d == NULL)
+        return not_initialised((PyObject *)self);
+    return PyDict_Size(d);
+}
+
+#define NO_CB_LOCK(self) NULL
+CORE_OPS(sync, SyncCore, sync_section, NO_CB_LOCK)
 
 static PyMemberDef sync_members[] = {
     {"_d", T_OBJECT_EX, offsetof(SyncCore, d), READONLY, "the entries; read lock-free, written holding the write lock"},
@@ -1627,6 +2545,7 @@ static PyMemberDef sync_members[] = {
 static PyMethodDef sync_methods[] = {
     {"_core_init", (PyCFunction)(void (*)(void))sync_core_init, METH_FASTCALL,
      "_core_init($self, d, lock, computing, /)\n--\n\nSet the fields, once."},
+    CORE_OP_METHODS(sync),
     {"get", (PyCFunction)(void (*)(void))sync_get, METH_FASTCALL,
      "get($self, key, default=None, /)\n--\n\nThe value for key, else default. Lock-free."},
     {NULL},
@@ -1641,6 +2560,8 @@ static PyType_Slot sync_slots[] = {
     {Py_tp_methods, sync_methods},
     {Py_mp_subscript, sync_subscript},
     {Py_mp_ass_subscript, sync_ass_subscript},
+    {Py_mp_length, sync_len},
+    {Py_sq_contains, sync_contains},
     {0, NULL},
 };
 
@@ -1906,20 +2827,26 @@ typedef struct {
     PyObject *maps;      /* tuple: each shard's dict, read lock-free */
     PyObject *stripes;   /* tuple: per shard (lock, acquire, release, dict, put_locked or None) */
     PyObject *computing; /* key -> token of its compute callback's thread; changed holding the key's shard */
+    PyObject *all_locks; /* tuple: the callback lock, then each shard's, in the lock order */
     Py_ssize_t n;        /* number of shards, > 0 */
-    int plain_get;       /* 1: get is one dict lookup (no maxsize, ttl or stats) */
+    int plain_get;       /* 1: get is one dict lookup, and the C paths apply (no maxsize, ttl or stats) */
 } ShardedCore;
 
-CORE_GC(sharded, offsetof(ShardedCore, maps), offsetof(ShardedCore, stripes), offsetof(ShardedCore, computing))
+CORE_GC(sharded, offsetof(ShardedCore, maps), offsetof(ShardedCore, stripes), offsetof(ShardedCore, computing),
+        offsetof(ShardedCore, all_locks))
 
 static PyObject *
 sharded_core_init(ShardedCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs(nargs, 4) < 0)
+    if (check_nargs(nargs, 5) < 0)
         return NULL;
     if (check_dict("_computing", args[2]) < 0)
         return NULL;
-    PyObject *maps = args[0], *stripes = args[1];
+    PyObject *maps = args[0], *stripes = args[1], *all_locks = args[3];
+    if (!PyTuple_CheckExact(all_locks) || PyTuple_GET_SIZE(all_locks) != PyTuple_GET_SIZE(maps) + 1) {
+        PyErr_SetString(PyExc_TypeError, "all_locks must be a tuple: the callback lock, then each shard's");
+        return NULL;
+    }
     if (!PyTuple_CheckExact(maps) || !PyTuple_CheckExact(stripes) || PyTuple_GET_SIZE(maps) == 0 ||
         PyTuple_GET_SIZE(maps) != PyTuple_GET_SIZE(stripes)) {
         PyErr_SetString(PyExc_TypeError, "_maps and _stripes must be tuples of the same, non-zero length");
@@ -1938,7 +2865,7 @@ sharded_core_init(ShardedCore *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
-    if (check_bool("plain_get", args[3]) < 0)
+    if (check_bool("plain_get", args[4]) < 0)
         return NULL;
     int status;
     BEGIN_INIT(self);
@@ -1946,8 +2873,9 @@ sharded_core_init(ShardedCore *self, PyObject *const *args, Py_ssize_t nargs)
     if (status == 0) {
         self->stripes = Py_NewRef(stripes);
         self->computing = Py_NewRef(args[2]);
+        self->all_locks = Py_NewRef(all_locks);
         self->n = PyTuple_GET_SIZE(maps);
-        self->plain_get = args[3] == Py_True;
+        self->plain_get = args[4] == Py_True;
         STORE_READY(self->maps, Py_NewRef(maps));
     }
     END_INIT();
@@ -1989,27 +2917,100 @@ sharded_get(ShardedCore *self, PyObject *const *args, Py_ssize_t nargs)
     return found ? value : Py_NewRef(dflt);
 }
 
+/* Key's shard, for the C paths: 1; 0 when they do not apply (a cache shard,
+ * or stats on: the Python path runs); -1 on error. */
+static inline int
+sharded_section(ShardedCore *self, PyObject *key, csection *sec)
+{
+    if (LOAD_READY(self->maps) == NULL)
+        return not_initialised((PyObject *)self);
+    if (!self->plain_get)
+        return 0;
+    Py_ssize_t i = shard_of(self, key);
+    if (i < 0)
+        return -1;
+    PyObject *stripe = PyTuple_GET_ITEM(self->stripes, i);
+    sec->lock = PyTuple_GET_ITEM(stripe, 0);
+    sec->acquire = PyTuple_GET_ITEM(stripe, STRIPE_ACQUIRE);
+    sec->release = PyTuple_GET_ITEM(stripe, STRIPE_RELEASE);
+    sec->d = PyTuple_GET_ITEM(stripe, STRIPE_DICT);
+    return 1;
+}
+
 static int
 sharded_ass_subscript(ShardedCore *self, PyObject *key, PyObject *value)
 {
-    if (value == NULL)
-        return call_method_onearg((PyObject *)self, str_delitem, key);
     if (LOAD_READY(self->maps) == NULL)
         return not_initialised((PyObject *)self);
+    if (value == NULL) {
+        csection sec;
+        int ok = sharded_section(self, key, &sec);
+        if (ok == 0)
+            return call_method_onearg((PyObject *)self, str_delitem, key);
+        return ok < 0 ? -1 : delitem_c((PyObject *)self, self->computing, &sec, key);
+    }
     Py_ssize_t i = shard_of(self, key);
     if (i < 0)
         return -1;
     PyObject *old = NULL, *stripe = PyTuple_GET_ITEM(self->stripes, i);
-    if (call_noargs(PyTuple_GET_ITEM(stripe, STRIPE_ACQUIRE)) < 0)
+    csection sec = {PyTuple_GET_ITEM(stripe, 0), PyTuple_GET_ITEM(stripe, STRIPE_ACQUIRE),
+                    PyTuple_GET_ITEM(stripe, STRIPE_RELEASE), PyTuple_GET_ITEM(stripe, STRIPE_DICT)};
+    if (maplock_take(sec.lock, sec.acquire) < 0)
         return -1;
     int status = FAULT("sharded.setitem.locked");
     if (status == 0)
-        status = store_locked((PyObject *)self, self->computing, PyTuple_GET_ITEM(stripe, STRIPE_DICT),
-                              PyTuple_GET_ITEM(stripe, STRIPE_PUT), key, value, &old);
-    status = release_chaining_error(PyTuple_GET_ITEM(stripe, STRIPE_RELEASE), status);
+        status = store_locked((PyObject *)self, self->computing, sec.d, PyTuple_GET_ITEM(stripe, STRIPE_PUT), key,
+                              value, &old);
+    status = give_chaining_error(&sec, status);
     Py_XDECREF(old); /* after the release: another shard's lock may be taken by its __del__ */
     return status;
 }
+
+/* k in m: one dict operation on key's shard, no lock (caches: _contains_slow). */
+static int
+sharded_contains(ShardedCore *self, PyObject *key)
+{
+    PyObject *maps = LOAD_READY(self->maps);
+    if (maps == NULL)
+        return not_initialised((PyObject *)self);
+    if (!self->plain_get) {
+        PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, str_contains_slow, key);
+        if (r == NULL)
+            return -1;
+        int truth = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        return truth;
+    }
+    Py_ssize_t i = shard_of(self, key);
+    return i < 0 ? -1 : PyDict_Contains(PyTuple_GET_ITEM(maps, i), key);
+}
+
+/* len(m): exact, counted holding every lock in the lock order (caches: _len_slow). */
+static Py_ssize_t
+sharded_len(ShardedCore *self)
+{
+    PyObject *maps = LOAD_READY(self->maps);
+    if (maps == NULL)
+        return not_initialised((PyObject *)self);
+    if (!self->plain_get) {
+        PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, str_len_slow);
+        if (r == NULL)
+            return -1;
+        Py_ssize_t n = PyLong_AsSsize_t(r);
+        Py_DECREF(r);
+        return n;
+    }
+    saved_error saved = {0};
+    Py_ssize_t taken = take_all(self->all_locks, &saved), total = 0;
+    if (taken == PyTuple_GET_SIZE(self->all_locks))
+        for (Py_ssize_t i = 0; i < self->n; i++)
+            total += PyDict_Size(PyTuple_GET_ITEM(maps, i));
+    give_all(self->all_locks, taken, &saved);
+    return restore_error(&saved) < 0 ? -1 : total;
+}
+
+#define SHARDED_CB_LOCK(self) PyTuple_GET_ITEM((self)->all_locks, 0)
+CORE_OPS(sharded, ShardedCore, sharded_section, SHARDED_CB_LOCK)
 
 static PyMemberDef sharded_members[] = {
     {"_maps", T_OBJECT_EX, offsetof(ShardedCore, maps), READONLY, "each shard's dict, for lock-free reads"},
@@ -2023,7 +3024,8 @@ static PyMemberDef sharded_members[] = {
 
 static PyMethodDef sharded_methods[] = {
     {"_core_init", (PyCFunction)(void (*)(void))sharded_core_init, METH_FASTCALL,
-     "_core_init($self, maps, stripes, computing, plain_get, /)\n--\n\nSet the fields, once."},
+     "_core_init($self, maps, stripes, computing, all_locks, plain_get, /)\n--\n\nSet the fields, once."},
+    CORE_OP_METHODS(sharded),
     {"get", (PyCFunction)(void (*)(void))sharded_get, METH_FASTCALL,
      "get($self, key, default=None, /)\n--\n\nThe value for key, else default. Lock-free."},
     {NULL},
@@ -2037,6 +3039,8 @@ static PyType_Slot sharded_slots[] = {
     {Py_tp_members, sharded_members},
     {Py_tp_methods, sharded_methods},
     {Py_mp_ass_subscript, sharded_ass_subscript},
+    {Py_mp_length, sharded_len},
+    {Py_sq_contains, sharded_contains},
     {0, NULL},
 };
 
@@ -2072,27 +3076,14 @@ hold_all(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *locks = args[0], *result = NULL;
-    Py_ssize_t n = PyTuple_GET_SIZE(locks), taken = 0;
     saved_error saved = {0};
-    for (; taken < n; taken++) {
-        PyObject *r = PyObject_CallMethodNoArgs(PyTuple_GET_ITEM(locks, taken), str_acquire);
-        if (r == NULL) {
-            save_error(&saved);
-            break;
-        }
-        Py_DECREF(r);
-    }
-    if (taken == n) {
+    Py_ssize_t taken = take_all(locks, &saved);
+    if (taken == PyTuple_GET_SIZE(locks)) {
         result = PyObject_CallNoArgs(args[1]);
         if (result == NULL)
             save_error(&saved);
     }
-    while (taken-- > 0) {
-        PyObject *r = PyObject_CallMethodNoArgs(PyTuple_GET_ITEM(locks, taken), str_release);
-        if (r == NULL)
-            save_error(&saved);
-        Py_XDECREF(r);
-    }
+    give_all(locks, taken, &saved);
     if (restore_error(&saved) < 0) {
         Py_XDECREF(result);
         return NULL;
@@ -2109,21 +3100,23 @@ call_if_free(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "call_if_free(lock, fn, default) takes 3 arguments");
         return NULL;
     }
-    PyObject *r = PyObject_CallMethodOneArg(args[0], str_acquire, Py_False);
-    if (r == NULL)
-        return NULL;
-    int got = r == Py_True;
-    Py_DECREF(r);
-    if (!got)
-        return Py_NewRef(args[2]);
+    int got;
+    if (Py_IS_TYPE(args[0], maplock_type))
+        got = maplock_acquire_impl((MapLock *)args[0], 0, 0);
+    else {
+        PyObject *r = PyObject_CallMethodOneArg(args[0], str_acquire, Py_False);
+        if (r == NULL)
+            return NULL;
+        got = r == Py_True;
+        Py_DECREF(r);
+    }
+    if (got <= 0)
+        return got < 0 ? NULL : Py_NewRef(args[2]);
     PyObject *result = PyObject_CallNoArgs(args[1]);
     saved_error saved = {0};
     if (result == NULL)
         save_error(&saved);
-    r = PyObject_CallMethodNoArgs(args[0], str_release);
-    if (r == NULL)
-        save_error(&saved);
-    Py_XDECREF(r);
+    give_one(args[0], &saved);
     if (restore_error(&saved) < 0) {
         Py_XDECREF(result);
         return NULL;
@@ -2170,6 +3163,8 @@ speedups_exec(PyObject *module)
     INTERN(str_check_not_computing, "_check_not_computing");
     INTERN(str_delitem, "_delitem");
     INTERN(str_get_slow, "_get_slow");
+    INTERN(str_contains_slow, "_contains_slow");
+    INTERN(str_len_slow, "_len_slow");
     INTERN(str_wait_readable, "_wait_readable_locked");
     INTERN(str_wait_writable, "_wait_writable_locked");
     INTERN(str_is_owned, "_is_owned");
@@ -2188,6 +3183,26 @@ speedups_exec(PyObject *module)
     if (rlock_type == NULL && (rlock_type = import_attr("_thread", "RLock")) == NULL)
         return -1;
     if (minus_one == NULL && (minus_one = PyFloat_FromDouble(-1)) == NULL)
+        return -1;
+    if (one == NULL && (one = PyLong_FromLong(1)) == NULL)
+        return -1;
+#define OPERATOR(var, name)                                                  \
+    if (var == NULL && (var = import_attr("operator", name)) == NULL) \
+        return -1;
+    OPERATOR(op_add, "add");
+    OPERATOR(op_sub, "sub");
+    OPERATOR(op_mul, "mul");
+    OPERATOR(op_or, "or_");
+    OPERATOR(op_and, "and_");
+    OPERATOR(op_xor, "xor");
+#undef OPERATOR
+    if (sentinel_missing == NULL && (sentinel_missing = import_attr("mapsafe.sentinels", "MISSING")) == NULL)
+        return -1;
+    if (sentinel_delete == NULL && (sentinel_delete = import_attr("mapsafe.sentinels", "DELETE")) == NULL)
+        return -1;
+    if (maplock_type == NULL && (maplock_type = (PyTypeObject *)PyType_FromSpec(&maplock_spec)) == NULL)
+        return -1;
+    if (PyModule_AddObjectRef(module, "MapLock", (PyObject *)maplock_type) < 0)
         return -1;
     if (token_type == NULL && (token_type = PyType_FromSpec(&token_spec)) == NULL)
         return -1;

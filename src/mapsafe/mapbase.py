@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy as _copy
+import operator
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
 from functools import partial
 from itertools import count
@@ -436,6 +437,17 @@ class MapBase(MutableMapping[K, V]):
         ``fn`` returning ``DELETE`` removes the key (and merge returns None).
         """
         return self._compute(key, fn, _MERGE, value)
+
+    def add(self, key: Any, n: Any = 1) -> Any:
+        """Add ``n`` to the number stored for ``key`` (absent counts as 0); return the new value.
+
+        The same as ``merge(key, n, operator.add)``, atomically, and what a
+        counter should use: on the C core an int or float is added in C,
+        holding the key's lock, with no Python frame. Ints never overflow
+        (they are Python ints). A stored value ``n`` cannot be added to
+        raises the ``TypeError`` that ``+`` raises, and the map is unchanged.
+        """
+        return self.merge(key, n, operator.add)
 
     def _compute(self, key: Any, fn: Callable[..., Any], mode: int, value: Any = None) -> Any:
         """The compute family: ``mode`` says which, ``value`` is merge's."""

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections import deque
 from itertools import chain
 from time import monotonic
 from typing import Any, Iterator
 
 from . import _faults, _forks
-from ._core import ProfiledRLock, ShardedCore, call_if_free, hold_all
+from ._core import MapLock, ProfiledRLock, ShardedCore, call_if_free, hold_all
 from .mapbase import MapBase, check_flag, copy_of, dropper, pairs_of
 from .sentinels import MISSING
 from .stats import Tally
@@ -45,7 +44,7 @@ class _Shard:
         self.d: dict = {}  # the entries; read lock-free, written only with lock held
         # Guards writes to d (and every field of subclasses); entered with
         # `with` (C enter and exit); a ProfiledRLock when stats are on.
-        self.lock: Any = ProfiledRLock() if stats else threading.RLock()
+        self.lock: Any = ProfiledRLock() if stats else MapLock()
         self.ready = None  # nothing to wait for once the lock is held
         # What compound operations call holding the lock; in plain mode the
         # dict's own methods, in cache mode the wrapping ones below.
@@ -341,9 +340,9 @@ class ShardedMap(ShardedCore, MapBase):
         stripes = tuple(
             (s.lock, s.lock.acquire, s.lock.release, s.d, s.put if self._cache else None) for s in self._shards
         )
-        self._core_init(tuple(s.d for s in self._shards), stripes, {}, not (self._cache or stats))
-        self._callback_lock = threading.RLock()
+        self._callback_lock = MapLock()
         self._all_locks = (self._callback_lock, *(s.lock for s in self._shards))
+        self._core_init(tuple(s.d for s in self._shards), stripes, {}, self._all_locks, not (self._cache or stats))
         _forks.register(self)
         self._tally = Tally("hits", "misses") if stats else None
         self._pop_from = [0]
@@ -381,13 +380,14 @@ class ShardedMap(ShardedCore, MapBase):
         entry[2] = True  # CLOCK's referenced bit: one list item store, atomic
         return entry[0]
 
-    def __contains__(self, key: object) -> bool:
+    # `in` and len(): ShardedCore's, which come here for caches and with stats on.
+    def _contains_slow(self, key: object) -> bool:
         entry = self._maps[hash(key) % self._n].get(key, MISSING)
         if entry is MISSING:
             return False
         return not self._cache or entry[1] > monotonic()
 
-    def __len__(self) -> int:
+    def _len_slow(self) -> int:
         if self._ttl is None:
             return hold_all(self._all_locks, self._count_locked)
         copies = hold_all(self._all_locks, self._copy_dicts_locked)

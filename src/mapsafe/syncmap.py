@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from . import _forks
-from ._core import ProfiledRLock, SyncCore, SyncReader
-from .mapbase import OneSectionMap, check_flag, copy_of, dropper, pairs_of
+from ._core import MapLock, ProfiledRLock, SyncCore, SyncReader
+from .mapbase import MapBase, OneSectionMap, check_flag, copy_of, dropper, pairs_of
 from .sentinels import MISSING
 from .stats import Tally
 
@@ -81,7 +80,7 @@ class SyncMap(SyncCore, OneSectionMap):
             lock = ProfiledRLock()
             self._tally = Tally("hits", "misses")
         else:
-            lock = threading.RLock()
+            lock = MapLock()  # the C core's takes it without a Python call
         self._core_init(d, lock, {})
         self._sec = _DictSection(d, lock)
         _forks.register(self)
@@ -117,15 +116,9 @@ class SyncMap(SyncCore, OneSectionMap):
             cls = _CountingSyncMap
         return super().__new__(cls)
 
-    # Each read below (and SyncCore's m[k] and get) is a single dict operation:
-    # atomic, and linearizable against the writes (made under _lock), with
-    # or without the GIL.
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._d
-
-    def __len__(self) -> int:
-        return len(self._d)
+    # Each read below (and SyncCore's m[k], get, `in` and len) is a single
+    # dict operation: atomic, and linearizable against the writes (made
+    # under _lock), with or without the GIL.
 
     def snapshot(self) -> dict:
         return copy_of(self._d)  # one atomic dict operation
@@ -159,6 +152,11 @@ class _CountingSyncMap(SyncMap):
             return default
         self._tally.add(0)
         return value
+
+    # These read before they write; MapBase's read through the counting get.
+    load_or_store = MapBase.load_or_store
+    setdefault = MapBase.setdefault
+    compute_if_absent = MapBase.compute_if_absent
 
     def _public_type(self) -> type:
         return SyncMap

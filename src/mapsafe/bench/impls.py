@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import operator
 import sys
 import threading
 from dataclasses import dataclass
@@ -211,10 +210,7 @@ def _mapsafe_map(cls_name: str, reader: bool = False) -> Callable[[], Adapter]:
         m = getattr(mapsafe, cls_name)()
 
         def bind() -> Adapter:
-            merge, los, add = m.merge, m.load_or_store, operator.add
-
-            def incr(k):
-                merge(k, 1, add)
+            los, incr = m.load_or_store, m.add  # add(k): absent counts as 0; in C on the C core
 
             def load_or_store(k, v):
                 return los(k, v)[0]
