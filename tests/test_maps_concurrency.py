@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import operator
 import os
 import pickle
 import subprocess
@@ -92,6 +93,10 @@ INCREMENTS = 250  # per thread per key
 def _increment(m, key, how):
     if how == "merge":
         m.merge(key, 1, lambda old, one: old + one)
+    elif how == "merge-add":  # a known operator: in C, with no Python frame, on the C core
+        m.merge(key, 1, operator.add)
+    elif how == "add":
+        m.add(key)
     elif how == "compute":
         m.compute(key, lambda k, old: 1 if old is MISSING else old + 1)
     elif how == "compute_if_present":
@@ -103,10 +108,10 @@ def _increment(m, key, how):
                 return
 
 
-@pytest.mark.parametrize("how", ["merge", "compute", "cas", "mixed"])
+@pytest.mark.parametrize("how", ["merge", "merge-add", "add", "compute", "cas", "mixed"])
 def test_concurrent_increments_are_never_lost(make, how):
     m = make({k: 0 for k in COUNTER_KEYS})
-    methods = ["merge", "compute", "cas", "compute_if_present"]
+    methods = ["merge", "compute", "cas", "compute_if_present", "add", "merge-add"]
 
     def worker(i):
         method = methods[i % len(methods)] if how == "mixed" else how

@@ -271,7 +271,7 @@ grep -qs 'inc .*selftest_race.c:2' "$logs"/selftest/tsan.* ||
 log "self-test: TSan reports a known race (in $logs/selftest)"
 
 cmd=(env PYTHON_GIL=0 MAPSAFE_CORE=c PYTHONDONTWRITEBYTECODE=1 "TSAN_OPTIONS=$tsan_options log_path=$logs/tsan"
-     "$vpy" -m pytest -p no:cacheprovider -q "${run[@]}" "$@")
+     "$vpy" -m pytest -p no:cacheprovider -o addopts=-ra -q "${run[@]}" "$@")
 log "running (reports: $logs):"
 printf '  %q' "${cmd[@]}" >&2
 echo >&2

@@ -4,7 +4,9 @@ Each class is the base of one map (or of RWLock) and holds the fields its
 hot paths read. The two cores are interchangeable: the same fields, set
 once by ``_core_init`` before the object is shared, the same methods, and
 the same fall-backs into the map's Python code (``_delitem``,
-``_get_slow``, ``_check_not_computing``). ``_core.py`` picks one. Change
+``_get_slow``, ``_contains_slow``, ``_len_slow``, ``_check_not_computing``).
+The C core also has the single-key compound operations in C; here they
+are MapBase's, with the same semantics. ``_core.py`` picks one. Change
 both together.
 
 Exception safety. Every critical section here is ``with lock:`` on a lock

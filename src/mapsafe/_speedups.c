@@ -2,9 +2,13 @@
  *
  * Each map type here is the base of one map (SyncCore of SyncMap, LockedCore
  * of LockedMap, ShardedCore of ShardedMap): it holds the fields its hot paths
- * read, and implements only those paths: reads, stores and the dispatch of
- * `del m[k]`. Every other map path (stats, caches, recursive-update errors)
- * is Python in the subclass, which these functions call back into by name.
+ * read, and implements those paths: reads, stores, `del`, `in`, `len`, and
+ * (SyncCore, and ShardedCore without caches or stats) the single-key
+ * compound operations, callbacks included (see "the compound operations'
+ * C paths"). Every other map path (stats, caches, recursive-update errors,
+ * calls the C paths do not take) is Python in the subclass or in MapBase,
+ * which these functions call back into by name or through super().
+ * MapLock is the maps' write lock, which the C paths take without a call.
  * RWCore is the whole of an RWLock's state machine, waits included, and
  * ProfiledRLock is the contention-counting lock of maps with stats=True.
  *
@@ -2229,6 +2233,47 @@ compute_c(PyObject *self, PyObject *computing, csection *sec, PyObject *cb_lock,
     return result;
 }
 
+/* compare_and_swap / compare_and_delete (new NULL), as MapBase._replace_if_equal:
+ * the comparison is user code, so it runs with no lock held; the swap then
+ * happens only if the value is still the very object that compared equal,
+ * else it starts again. 1 swapped, 0 not, -1 on error. */
+static int
+replace_if_equal_c(PyObject *self, PyObject *computing, csection *sec, PyObject *key, PyObject *old,
+                   PyObject *new)
+{
+    for (;;) {
+        PyObject *current;
+        int found = dict_lookup(sec->d, key, &current); /* one dict operation: no lock needed to read */
+        if (found <= 0)
+            return found;
+        PyObject *eq = PyObject_RichCompare(current, old, Py_EQ);
+        int equal = eq == NULL ? -1 : PyObject_IsTrue(eq);
+        Py_XDECREF(eq);
+        if (equal <= 0) {
+            Py_DECREF(current);
+            return equal;
+        }
+        PyObject *now = NULL;
+        int status = maplock_take(sec->lock, sec->acquire);
+        if (status < 0) {
+            Py_DECREF(current);
+            return -1;
+        }
+        status = FAULT("map.replace_if_equal.locked");
+        if (status == 0 && (status = dict_lookup(sec->d, key, &now)) >= 0)
+            status = now == current ? 1 : 2; /* 2: changed meanwhile, compare again */
+        if (status == 1 && check_computing(self, computing, key) < 0)
+            status = -1;
+        if (status == 1 && (new == NULL ? drop_locked(sec->d, key) : PyDict_SetItem(sec->d, key, new)) < 0)
+            status = -1;
+        status = give_chaining_error(sec, status);
+        Py_XDECREF(now); /* after the release, as the replaced value */
+        Py_DECREF(current);
+        if (status != 2)
+            return status;
+    }
+}
+
 /* Whether the C path takes these arguments: positional only, min..max of
  * them. Anything else (keywords, a wrong count) goes to the Python method,
  * so both cores accept the same calls and raise the same errors. */
@@ -2345,6 +2390,28 @@ c_args(Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t min, Py_ssize_t max)
             return NULL;                                                                                     \
         return ok ? current : Py_NewRef(dflt);                                                               \
     }                                                                                                        \
+    static PyObject *prefix##_compare_and_swap(CoreType *self, PyTypeObject *cls, PyObject *const *args,    \
+                                               Py_ssize_t nargs, PyObject *kwnames)                        \
+    {                                                                                                        \
+        csection sec;                                                                                        \
+        int ok = c_args(nargs, kwnames, 3, 3) ? SECTION(self, args[0], &sec) : 0;                            \
+        if (ok == 0)                                                                                         \
+            return call_next(cls, (PyObject *)self, "compare_and_swap", args, nargs, kwnames);              \
+        if (ok < 0 || (ok = replace_if_equal_c((PyObject *)self, self->computing, &sec, args[0], args[1], args[2])) < 0) \
+            return NULL;                                                                                     \
+        return PyBool_FromLong(ok);                                                                          \
+    }                                                                                                        \
+    static PyObject *prefix##_compare_and_delete(CoreType *self, PyTypeObject *cls, PyObject *const *args,  \
+                                                 Py_ssize_t nargs, PyObject *kwnames)                      \
+    {                                                                                                        \
+        csection sec;                                                                                        \
+        int ok = c_args(nargs, kwnames, 2, 2) ? SECTION(self, args[0], &sec) : 0;                            \
+        if (ok == 0)                                                                                         \
+            return call_next(cls, (PyObject *)self, "compare_and_delete", args, nargs, kwnames);            \
+        if (ok < 0 || (ok = replace_if_equal_c((PyObject *)self, self->computing, &sec, args[0], args[1], NULL)) < 0) \
+            return NULL;                                                                                     \
+        return PyBool_FromLong(ok);                                                                          \
+    }                                                                                                        \
     static PyObject *prefix##_swap(CoreType *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs, \
                                    PyObject *kwnames)                                                        \
     {                                                                                                        \
@@ -2371,7 +2438,9 @@ c_args(Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t min, Py_ssize_t max)
     CORE_METHOD(prefix, pop, "pop($self, key, default=<unrepresentable>, /)\n--\n\nRemove key and return its value."), \
     CORE_METHOD(prefix, load_or_store, "load_or_store($self, key, value)\n--\n\n(existing, True) if present, else store value: (value, False)."), \
     CORE_METHOD(prefix, setdefault, "setdefault($self, key, default=None, /)\n--\n\nThe value of key, inserting default if absent."), \
-    CORE_METHOD(prefix, swap, "swap($self, key, value)\n--\n\nStore value; (previous, True), or (None, False) if absent.")
+    CORE_METHOD(prefix, swap, "swap($self, key, value)\n--\n\nStore value; (previous, True), or (None, False) if absent."), \
+    CORE_METHOD(prefix, compare_and_swap, "compare_and_swap($self, key, old, new)\n--\n\nStore new if the value == old; False when absent."), \
+    CORE_METHOD(prefix, compare_and_delete, "compare_and_delete($self, key, old)\n--\n\nDelete key if its value == old; False when absent.")
 
 
 /* -- SyncCore ------------------------------------------------------------------ */

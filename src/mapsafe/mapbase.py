@@ -446,6 +446,9 @@ class MapBase(MutableMapping[K, V]):
         holding the key's lock, with no Python frame. Ints never overflow
         (they are Python ints). A stored value ``n`` cannot be added to
         raises the ``TypeError`` that ``+`` raises, and the map is unchanged.
+        Do not use it to concatenate strings or lists: it works (``+`` is
+        called holding the lock), but ``merge`` with a named function says
+        what the code means.
         """
         return self.merge(key, n, operator.add)
 
