@@ -88,6 +88,8 @@ def test_bad_arguments_are_refused_and_take_nothing(MapLock):
         lock.acquire(False, 1)
     with pytest.raises(ValueError):
         lock.acquire(timeout=-5)
+    with pytest.raises(ValueError):
+        lock.acquire(timeout=-2)  # regression: -2 was the C core's error marker, and made a SystemError
     with pytest.raises(TypeError):
         lock.acquire(timeout="soon")
     assert not lock._is_owned()
@@ -176,3 +178,15 @@ def test_fork_reinit_frees_a_lock_another_thread_held(MapLock):
     lock._at_fork_reinit()  # what _forks does in a child; here: as if no thread held it
     assert lock.acquire(blocking=False) is True
     lock.release()
+
+
+@pytest.mark.parametrize("core", sorted(CORES))
+def test_an_rwlock_timeout_of_minus_two_means_no_timeout_on_both_cores(core):
+    # Regression: the C core read -2.0 as its "conversion failed" marker and
+    # returned NULL with no exception set (a SystemError).
+    rw = type("RW", (CORES[core].RWCore,), {"__slots__": ()})()
+    rw._core_init(threading.RLock(), None)
+    assert rw.acquire_read(timeout=-2) is True
+    rw.release_read()
+    assert rw.acquire_write(timeout=-2.0) is True
+    rw.release_write()

@@ -159,24 +159,34 @@ release_chaining_error(PyObject *release, int status)
     return -1;
 }
 
+/* RecursiveUpdateError if this thread's compute callback is computing key
+ * (MapBase._check_not_computing says so); called holding key's section.
+ * `computing` may change meanwhile for keys of other sections, so each
+ * look at it is one atomic dict operation. */
+static int
+check_computing(PyObject *self, PyObject *computing, PyObject *key)
+{
+    if (PyDict_Size(computing) == 0)
+        return 0;
+    int busy = PyDict_Contains(computing, key);
+    if (busy < 0 || (busy && call_method_onearg(self, str_check_not_computing, key) < 0))
+        return -1;
+    return 0;
+}
+
 /* m[k] = v, called holding the lock that guards writes of key: first
  * RecursiveUpdateError if this thread's compute callback is computing key,
  * then the store, into d, or through put(key, value) when put is not None
  * (a cache shard's put_locked, which returns what it replaced or evicted).
  * *old gets a new reference to the value replaced (or NULL), for the caller
- * to drop after releasing the lock: its __del__ may use the map.
- * `computing` may change meanwhile for keys of other shards, so each look
- * at it is one atomic dict operation (PyDict_Size, PyDict_Contains). */
+ * to drop after releasing the lock: its __del__ may use the map. */
 static int
 store_locked(PyObject *self, PyObject *computing, PyObject *d, PyObject *put, PyObject *key, PyObject *value,
              PyObject **old)
 {
     *old = NULL;
-    if (PyDict_Size(computing) != 0) {
-        int busy = PyDict_Contains(computing, key);
-        if (busy < 0 || (busy && call_method_onearg(self, str_check_not_computing, key) < 0))
-            return -1;
-    }
+    if (check_computing(self, computing, key) < 0)
+        return -1;
     if (put == Py_None) {
         if (dict_lookup(d, key, old) < 0)
             return -1;
@@ -596,16 +606,16 @@ parse_acquire_args(PyObject *args, PyObject *kwds, const char *fname, int *block
     return 0;
 }
 
-/* A timeout as seconds, < 0 for none; -2 (with an exception) on error. */
-static double
-timeout_seconds(PyObject *timeout)
+/* A timeout as seconds in *seconds, < 0 for none; -1 (with an exception) on
+ * error. Every double is a timeout: -2 means none, as any negative does. */
+static int
+timeout_seconds(PyObject *timeout, double *seconds)
 {
+    *seconds = -1;
     if (timeout == NULL || timeout == Py_None)
-        return -1;
-    double t = PyFloat_AsDouble(timeout);
-    if (t == -1 && PyErr_Occurred())
-        return -2;
-    return t;
+        return 0;
+    *seconds = PyFloat_AsDouble(timeout);
+    return *seconds == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
 static PyObject *
@@ -741,7 +751,7 @@ static PyType_Spec prof_spec = {
 /* What SyncMap and ShardedMap write under (stats=False), in place of
  * threading.RLock: the same methods, so Python code uses it the same way,
  * and the C paths below take and release it without a Python call
- * (maplock_take/maplock_give): a free lock costs one compare-and-swap.
+ * (maplock_take): a free lock costs one try of its mutex.
  *
  * A contended acquire waits with the GIL released and is interruptible:
  * a signal handler's exception (Ctrl-C) ends the wait with the lock not
@@ -889,22 +899,15 @@ maplock_release_impl(MapLock *self)
     return 0;
 }
 
-/* The C paths' take and give of a map's lock: inline for a MapLock, else
- * (a ProfiledRLock, for maps with stats=True) its bound acquire/release. */
+/* The C paths' take of a map's lock: inline for a MapLock, else (a
+ * ProfiledRLock, for maps with stats=True) its bound acquire. The give is
+ * give_chaining_error (or give_one). */
 static inline int
 maplock_take(PyObject *lock, PyObject *acquire)
 {
     if (Py_IS_TYPE(lock, maplock_type))
         return maplock_acquire_impl((MapLock *)lock, 1, -1) == 1 ? 0 : -1;
     return call_noargs(acquire);
-}
-
-static inline int
-maplock_give(PyObject *lock, PyObject *release)
-{
-    if (Py_IS_TYPE(lock, maplock_type))
-        return maplock_release_impl((MapLock *)lock);
-    return call_noargs(release);
 }
 
 static PyObject *
@@ -914,8 +917,8 @@ maplock_acquire(MapLock *self, PyObject *args, PyObject *kwds)
     PyObject *timeout;
     if (parse_acquire_args(args, kwds, "acquire", &blocking, &timeout) < 0)
         return NULL;
-    double seconds = timeout_seconds(timeout);
-    if (seconds == -2.0)
+    double seconds;
+    if (timeout_seconds(timeout, &seconds) < 0)
         return NULL;
     if (!blocking && seconds != -1) {
         PyErr_SetString(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
@@ -1568,8 +1571,8 @@ rw_acquire(RWCore *self, PyObject *args, PyObject *kwds, int write)
     if (rw_ready(self) < 0 ||
         parse_acquire_args(args, kwds, write ? "acquire_write" : "acquire_read", &blocking, &timeout) < 0)
         return NULL;
-    double t = timeout_seconds(timeout);
-    if (t == -2)
+    double t;
+    if (timeout_seconds(timeout, &t) < 0)
         return NULL;
     int ok = write ? rw_acquire_write_impl(self, blocking, t) : rw_acquire_read_impl(self, blocking, t);
     return ok < 0 ? NULL : PyBool_FromLong(ok);
@@ -1865,28 +1868,28 @@ give_one(PyObject *lock, saved_error *saved)
     Py_XDECREF(r);
 }
 
+/* Take one lock of any kind: 0, or -1 with nothing taken. */
+static int
+take_one(PyObject *lock)
+{
+    if (Py_IS_TYPE(lock, maplock_type))
+        return maplock_acquire_impl((MapLock *)lock, 1, -1) == 1 ? 0 : -1;
+    PyObject *r = PyObject_CallMethodNoArgs(lock, str_acquire);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
 /* Take every lock of the tuple, in order: how many were taken (all of
  * them, or those before the one whose acquire raised, its exception saved). */
 static Py_ssize_t
 take_all(PyObject *locks, saved_error *saved)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(locks), taken = 0;
-    for (; taken < n; taken++) {
-        PyObject *lock = PyTuple_GET_ITEM(locks, taken);
-        if (Py_IS_TYPE(lock, maplock_type)) {
-            if (maplock_acquire_impl((MapLock *)lock, 1, -1) != 1) {
-                save_error(saved);
-                break;
-            }
-            continue;
-        }
-        PyObject *r = PyObject_CallMethodNoArgs(lock, str_acquire);
-        if (r == NULL) {
+    for (; taken < n; taken++)
+        if (take_one(PyTuple_GET_ITEM(locks, taken)) < 0) {
             save_error(saved);
             break;
         }
-        Py_DECREF(r);
-    }
     return taken;
 }
 
@@ -1943,21 +1946,6 @@ fast_op(PyObject *fn, PyObject *value)
     return NULL;
 }
 
-/* RecursiveUpdateError if this thread's compute callback is computing key
- * (MapBase._check_not_computing says so); called holding key's section.
- * `computing` may change meanwhile for keys of other sections, so each
- * look at it is one atomic dict operation. */
-static int
-check_computing(PyObject *self, PyObject *computing, PyObject *key)
-{
-    if (PyDict_Size(computing) == 0)
-        return 0;
-    int busy = PyDict_Contains(computing, key);
-    if (busy < 0 || (busy && call_method_onearg(self, str_check_not_computing, key) < 0))
-        return -1;
-    return 0;
-}
-
 /* Give the section's lock back after the locked part; status < 0 means
  * that part raised, and the exception stays the one raised (a failing
  * release's own error gets it as __context__). Returns status, or -1. */
@@ -2006,8 +1994,8 @@ call_next(PyTypeObject *core, PyObject *self, const char *name, PyObject *const 
 }
 
 /* merge(key, value, fn) with a known operator: 1 and *result, 0 when the
- * Python path must run it (another fn, or a stored value of another type),
- * -1 on error. Nothing is held on return. As MapBase.merge: absent, value
+ * callback path (compute_c) must run it (another fn, or a stored value of
+ * another type), -1 on error. Nothing is held on return. As MapBase.merge: absent, value
  * is stored; present, op(old, value) is; an error leaves the map as it was. */
 static int
 merge_c(PyObject *self, PyObject *computing, csection *sec, PyObject *key, PyObject *value, PyObject *fn,
@@ -2045,8 +2033,8 @@ merge_c(PyObject *self, PyObject *computing, csection *sec, PyObject *key, PyObj
     return 1;
 }
 
-/* pop(key[, default]) and del m[k] (want_value 0): 1 with *value (a new
- * reference) if key was there, 0 if absent, -1 on error. */
+/* pop(key[, default]) and del m[k] (`fault` names which): 1 with *value
+ * (a new reference) if key was there, 0 if absent, -1 on error. */
 static int
 pop_c(PyObject *self, PyObject *computing, csection *sec, PyObject *key, const char *fault, PyObject **value)
 {
@@ -2123,17 +2111,6 @@ enum { MODE_COMPUTE, MODE_IF_ABSENT, MODE_IF_PRESENT, MODE_MERGE };
 
 static PyObject *sentinel_missing, *sentinel_delete; /* mapsafe.MISSING and mapsafe.DELETE */
 
-/* Take one lock of any kind: 0, or -1 with nothing taken. */
-static int
-take_one(PyObject *lock)
-{
-    if (Py_IS_TYPE(lock, maplock_type))
-        return maplock_acquire_impl((MapLock *)lock, 1, -1) == 1 ? 0 : -1;
-    PyObject *r = PyObject_CallMethodNoArgs(lock, str_acquire);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
-}
-
 /* The callback, holding key's section, as MapBase._compute_locked: key
  * marked as computed by this thread in `computing` while fn runs (so its
  * writes of key raise RecursiveUpdateError), and unmarked whatever fn
@@ -2159,8 +2136,7 @@ compute_locked(PyObject *self, PyObject *computing, csection *sec, PyObject *key
         *result = Py_NewRef(*old); /* another thread computed it while this one waited */
         return 0;
     }
-    int busy = PyDict_Contains(computing, key);
-    if (busy < 0 || (busy && call_method_onearg(self, str_check_not_computing, key) < 0))
+    if (check_computing(self, computing, key) < 0)
         return -1;
     PyObject *token = get_token();
     if (token == NULL)
