@@ -518,10 +518,15 @@ class _GCWrites:
             self.write()
 
     def __enter__(self):
-        self._hold = [{} for _ in range(200)]
+        # A collection first, so that the count of young objects is known:
+        # without it, whether the 200 dicts below made the GC collect (and
+        # reset that count to 0, so the next allocation did not collect)
+        # depended on the tests run before in the same process.
+        gc.collect()
+        self._hold = [{} for _ in range(200)]  # after the collect, which may refill the free list
         self._threshold = gc.get_threshold()
         gc.callbacks.append(self._callback)
-        gc.set_threshold(1)
+        gc.set_threshold(1)  # 200 young objects > 1: the next tracked allocation collects
         return self
 
     def __exit__(self, *exc):
