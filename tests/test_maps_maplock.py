@@ -116,10 +116,12 @@ def test_a_condition_on_it_waits_and_is_notified(MapLock):
     assert t_out == [([1], 2)]
 
 
-def test_a_contended_wait_ends_on_ctrl_c_with_the_lock_not_taken(MapLock):
+def interrupt_while_held(lock, blocked):
+    """Run blocked() while another thread holds lock, and SIGINT this process
+    0.2 s in: blocked() must raise KeyboardInterrupt. The holder is let go
+    and joined whatever happens."""
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals are delivered to the main thread")
-    lock = MapLock()
     holding, done = threading.Event(), threading.Event()
 
     def holder():
@@ -134,11 +136,16 @@ def test_a_contended_wait_ends_on_ctrl_c_with_the_lock_not_taken(MapLock):
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            lock.acquire(timeout=WAIT)
+            blocked()
     finally:
         timer.cancel()
         done.set()
         t.join(WAIT)
+
+
+def test_a_contended_wait_ends_on_ctrl_c_with_the_lock_not_taken(MapLock):
+    lock = MapLock()
+    interrupt_while_held(lock, lambda: lock.acquire(timeout=WAIT))
     assert not lock._is_owned()
     assert lock.acquire(timeout=WAIT) is True  # free, and takeable by this thread
     lock.release()
@@ -146,29 +153,9 @@ def test_a_contended_wait_ends_on_ctrl_c_with_the_lock_not_taken(MapLock):
 
 def test_a_map_write_waiting_for_its_lock_ends_on_ctrl_c_and_changes_nothing():
     # The C path's own wait (m[k] = v, merge), not the Python acquire().
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signals are delivered to the main thread")
     for m in (mapsafe.SyncMap({"a": 1}), mapsafe.ShardedMap({"a": 1}, shards=1)):
         lock = m._lock if isinstance(m, mapsafe.SyncMap) else m._shards[0].lock
-        holding, done = threading.Event(), threading.Event()
-
-        def holder():
-            with lock:
-                holding.set()
-                done.wait(WAIT)
-
-        t = threading.Thread(target=holder, daemon=True)
-        t.start()
-        assert holding.wait(WAIT)
-        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                m.add("a", 5)
-        finally:
-            timer.cancel()
-            done.set()
-            t.join(WAIT)
+        interrupt_while_held(lock, lambda: m.add("a", 5))
         assert m.snapshot() == {"a": 1} and not lock._is_owned()
         assert m.add("a", 5) == 6
 

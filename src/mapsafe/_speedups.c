@@ -789,6 +789,13 @@ static PyTypeObject *maplock_type; /* process-wide, like token_type: the C paths
 #define STORE_OWNER(field, value) ((field) = (value))
 #endif
 
+/* Whether the calling thread holds the lock. */
+static inline int
+maplock_mine(MapLock *self)
+{
+    return LOAD_OWNER(self->owner) == (uintptr_t)PyThread_get_thread_ident();
+}
+
 static PyObject *
 maplock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -888,7 +895,7 @@ maplock_acquire_impl(MapLock *self, int blocking, PY_TIMEOUT_T timeout_us)
 static int
 maplock_release_impl(MapLock *self)
 {
-    if (LOAD_OWNER(self->owner) != (uintptr_t)PyThread_get_thread_ident()) {
+    if (!maplock_mine(self)) {
         PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
         return -1;
     }
@@ -969,14 +976,13 @@ maplock_exit(MapLock *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 maplock_is_owned(MapLock *self, PyObject *unused)
 {
-    return PyBool_FromLong(LOAD_OWNER(self->owner) == (uintptr_t)PyThread_get_thread_ident());
+    return PyBool_FromLong(maplock_mine(self));
 }
 
 static PyObject *
 maplock_recursion_count(MapLock *self, PyObject *unused)
 {
-    int mine = LOAD_OWNER(self->owner) == (uintptr_t)PyThread_get_thread_ident();
-    return PyLong_FromSsize_t(mine ? self->count : 0);
+    return PyLong_FromSsize_t(maplock_mine(self) ? self->count : 0);
 }
 
 static PyObject *
@@ -989,7 +995,7 @@ maplock_locked(MapLock *self, PyObject *unused)
 static PyObject *
 maplock_release_save(MapLock *self, PyObject *unused)
 {
-    if (LOAD_OWNER(self->owner) != (uintptr_t)PyThread_get_thread_ident()) {
+    if (!maplock_mine(self)) {
         PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
         return NULL;
     }
