@@ -5,6 +5,7 @@ from .errors import (
     ConfigError,
     DataRaceError,
     MapsafeError,
+    RecursiveLoadError,
     RecursiveUpdateError,
     UsageError,
 )
@@ -22,6 +23,8 @@ except ConfigError as _exc:
         _sys.stderr.write(f"mapsafe: error: {_exc} [config]\n")
         raise SystemExit(2) from None
     raise
+from .cache import Cache, CacheInfo, CacheStats, CacheView
+from .cached import cached
 from .lockedmap import LockedMap
 from .rwlock import RWLock
 from .sentinels import DELETE, MISSING
@@ -34,11 +37,17 @@ __all__ = [
     "LockedMap",
     "ShardedMap",
     "RWLock",
+    "Cache",
+    "cached",
+    "CacheStats",
+    "CacheInfo",
+    "CacheView",
     "MISSING",
     "DELETE",
     "MapsafeError",
     "UsageError",
     "ConfigError",
     "RecursiveUpdateError",
+    "RecursiveLoadError",
     "DataRaceError",
 ]

@@ -7,6 +7,7 @@ __all__ = [
     "UsageError",
     "ConfigError",
     "RecursiveUpdateError",
+    "RecursiveLoadError",
     "DataRaceError",
 ]
 
@@ -43,6 +44,17 @@ class RecursiveUpdateError(MapsafeError, RuntimeError):
     """
 
     slug = "recursive-update"
+
+
+class RecursiveLoadError(MapsafeError, RuntimeError):
+    """A loader asked for a key whose load waits, directly or through other loads, on itself.
+
+    Waiting would never end: the load cannot finish before the loader
+    returns. Raised in the thread that would have waited, so the loader sees
+    it and can fall back; nothing is cached for the key.
+    """
+
+    slug = "recursive-load"
 
 
 class DataRaceError(MapsafeError, RuntimeError):
