@@ -670,8 +670,11 @@ def test_ms301_memo_cache():
             return result
     """)
     assert lines(findings) == [(7, "MS301")]
-    assert "'_cache' memoizes fib()" in findings[0].message
-    assert "lru_cache(maxsize=...)" in findings[0].message
+    message = findings[0].message
+    assert message.startswith("module-level dict '_cache' memoizes fib() but nothing ever evicts from it")
+    assert "use a bounded cache such as @mapsafe.cached(maxsize=...), mapsafe.Cache(maxsize=...)," in message
+    assert "functools.lru_cache(maxsize=...)" in message and "mapsafe.ShardedMap(maxsize=..., ttl=...)" in message
+    assert "\n" not in message
 
 
 def test_ms301_get_and_try_except_forms():

@@ -15,7 +15,7 @@ __all__ = ["Cache", "CACHE_DIR", "file_key", "program_key"]
 
 CACHE_DIR = ".mapsafe_cache"
 # Bumped when what a cached entry means changes, with or without a release.
-_FORMAT = 1
+_FORMAT = 2  # 2: MS301 findings carry what the cache is ('dict') before its name
 
 
 def file_key(path: str, source: str) -> str:

@@ -178,15 +178,21 @@ class UnboundedMemoCache(Finding):
     name = "unbounded-memo-cache"
     severity = "warning"
     template = (
-        "module-level dict %r memoizes %s() but nothing ever evicts from it, so it grows without "
-        "bound; use functools.lru_cache(maxsize=...) or mapsafe.ShardedMap(maxsize=..., ttl=...)"
+        "module-level %s %r memoizes %s() but nothing ever evicts from it, so it grows without "
+        "bound; use a bounded cache such as @mapsafe.cached(maxsize=...), mapsafe.Cache(maxsize=...), "
+        "functools.lru_cache(maxsize=...) or mapsafe.ShardedMap(maxsize=..., ttl=...)"
     )
-    summary = "A module-level dict used as a memo cache that is never evicted, cleared or size-checked."
+    summary = (
+        "A module-level dict (or mapsafe.Cache(maxsize=None)) used as a memo cache that is never "
+        "evicted, cleared or size-checked."
+    )
     explanation = (
         "A module-level dict that stores a computed value under a key made from a function's "
         "arguments, and is never popped, cleared or size-checked, keeps every distinct argument "
-        "alive for the life of the process: a memory leak under varied input. Bound it with "
-        "functools.lru_cache(maxsize=...) or mapsafe.ShardedMap(maxsize=..., ttl=...)."
+        "alive for the life of the process: a memory leak under varied input. So does a "
+        "mapsafe.Cache built with maxsize=None and no max_weight=, ttl= or tti=. Bound it with "
+        "@mapsafe.cached(maxsize=...) or mapsafe.Cache(maxsize=...), which also load each key at "
+        "most once, or with functools.lru_cache(maxsize=...) or mapsafe.ShardedMap(maxsize=..., ttl=...)."
     )
 
 

@@ -1,4 +1,4 @@
-"""MS301: a module-level dict used as a memo cache and never evicted, cleared or size-checked."""
+"""MS301: a module-level dict or unbounded mapsafe.Cache used as a memo and never evicted, cleared or size-checked."""
 
 from __future__ import annotations
 
@@ -16,6 +16,13 @@ CODES = ("MS301",)
 _EVICTORS = frozenset({"pop", "popitem", "clear", "__delitem__", "__len__"})
 _READERS = frozenset({"get", "keys", "items", "values", "copy", "__contains__", "__getitem__"})
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+# mapsafe's loading cache evicts by itself, unless built with maxsize=None and neither
+# max_weight= nor an expiry (ttl=, tti=: expired entries are swept as it is written): then it
+# only grows, as a dict does.
+_MAPSAFE_CACHES = frozenset({"mapsafe.Cache", "mapsafe.cache.Cache"})
+# What mapsafe.Cache's own methods do to its entries (`get` with a loader stores too: see
+# _classify); any other, such as invalidate(), escapes as on a dict: it may evict.
+_CACHE_METHODS = {"put": "store", "get_if_present": "lookup", "stats": "read", "cache_info": "read"}
 
 
 class _Uses:
@@ -42,14 +49,44 @@ def _self_evicting(index: Index, bindings: list, module: Scope) -> bool:
     return False
 
 
+def _mapsafe_cache(index: Index, value: object, module: Scope) -> str | None:
+    """For a call of mapsafe.Cache: 'loading' or 'cache' (with or without a default loader) if
+    it is unbounded, 'bounded' if it is not; None for anything else."""
+    if type(value) is not ast.Call or index.qualified(value.func, module) not in _MAPSAFE_CACHES:
+        return None
+    given = {keyword.arg: keyword.value for keyword in value.keywords}
+    if None in given or any(type(arg) is ast.Starred for arg in value.args):
+        return "bounded"  # Cache(*args, **options): cannot tell, and a false alarm costs more
+    maxsize = value.args[0] if value.args else given.get("maxsize")  # absent: the default, 128
+    limits = [given.get(name) for name in ("max_weight", "ttl", "tti")]
+    if not _is_none(maxsize) or any(limit is not None and not _is_none(limit) for limit in limits):
+        return "bounded"
+    return "loading" if "loader" in given and not _is_none(given["loader"]) else "cache"
+
+
+def _is_none(node: ast.AST | None) -> bool:
+    return type(node) is ast.Constant and node.value is None
+
+
+def _candidate(index: Index, bindings: list, module: Scope) -> str | None:
+    """'dict', 'cache' or 'loading' when every binding makes a map that only grows; else None."""
+    made = {_mapsafe_cache(index, b.value if b.kind == "assign" else None, module) for b in bindings}
+    if made == {None}:
+        if index.all_dict(bindings, module) and not _self_evicting(index, bindings, module):
+            return "dict"
+        return None
+    return made.pop() if len(made) == 1 and made != {"bounded"} else None
+
+
 def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
     module = index.module
-    candidates = set()
+    candidates: dict[str, str] = {}  # name -> what _candidate made of it
     for name, bindings in module.bindings.items():
-        if index.all_dict(bindings, module) and not _self_evicting(index, bindings, module) and not any(
+        kind = _candidate(index, bindings, module)
+        if kind is not None and not any(
             name in scope.globals and name in scope.bindings for scope in index.scopes[1:]
         ):
-            candidates.add(name)  # rebinding it from a function (`global c; c = {}`) is a reset
+            candidates[name] = kind  # rebinding it from a function (`global c; c = {}`) is a reset
     if not candidates:
         return
     unbounded = set(candidates)  # minus those evicted, size-checked or handed elsewhere
@@ -61,7 +98,7 @@ def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
             name = node.id
             if index.lookup(scope, name) is not module:
                 continue
-            kind, key, site = _classify(node, parent, grand)
+            kind, key, site = _classify(node, parent, grand, candidates[name])
             if kind in ("evict", "escape"):
                 unbounded.discard(name)
                 continue
@@ -83,7 +120,8 @@ def check(index: Index, ctx: FileContext) -> Iterator[Finding]:
             scope = index.scopes[scope_id - index.first_id]
             hit = _memo_store(index, scope, name, per)
             if hit is not None:
-                yield ctx.finding(UnboundedMemoCache, hit, name, scope.qualname)
+                noun = "dict" if candidates[name] == "dict" else "mapsafe.Cache(maxsize=None)"
+                yield ctx.finding(UnboundedMemoCache, hit, noun, name, scope.qualname)
                 break
 
 
@@ -107,8 +145,10 @@ def _nodes(scope: Scope) -> Iterator[tuple[ast.AST, ast.AST | None, ast.AST | No
         stack.extend((child, node, parent) for child in ast.iter_child_nodes(node))
 
 
-def _classify(node: ast.Name, parent: ast.AST | None, grand: ast.AST | None) -> tuple[str, str | None, ast.AST | None]:
-    """What a use of the dict does: 'store', 'lookup', 'both', 'read', 'evict' or 'escape'."""
+def _classify(node: ast.Name, parent: ast.AST | None, grand: ast.AST | None,
+              container: str) -> tuple[str, str | None, ast.AST | None]:
+    """What a use of the candidate (``container``, as _candidate named it) does: 'store',
+    'lookup', 'both', 'read', 'evict' or 'escape'."""
     kind = type(parent)
     if kind is ast.Subscript and parent.value is node:
         ctx = type(parent.ctx)
@@ -123,6 +163,18 @@ def _classify(node: ast.Name, parent: ast.AST | None, grand: ast.AST | None) -> 
     if kind is ast.Attribute:
         method = parent.attr
         call = grand if type(grand) is ast.Call and grand.func is parent else None
+        if container != "dict":
+            effect = _CACHE_METHODS.get(method)
+            if method == "get" and call is not None and (
+                container == "loading" or len(call.args) > 1 or any(k.arg == "loader" for k in call.keywords)
+            ):
+                effect = "both"  # a miss runs the loader and keeps what it returns
+            if effect in ("both", "store", "lookup"):
+                if call is None or not call.args:
+                    return "escape", None, None
+                return effect, ast.dump(call.args[0]), call
+            if effect is not None:
+                return effect, None, None
         if method in _EVICTORS:
             return "evict", None, None
         if call is not None and method == "setdefault" and call.args:
@@ -358,7 +410,9 @@ def _returned_read_keys(scope: Scope, name: str) -> set[str]:
 def _read_key(value: ast.AST, name: str) -> str | None:
     if type(value) is ast.Subscript and type(value.value) is ast.Name and value.value.id == name:
         return ast.dump(value.slice)
-    if type(value) is ast.Call and type(value.func) is ast.Attribute and value.func.attr in ("get", "setdefault"):
+    if type(value) is ast.Call and type(value.func) is ast.Attribute and value.func.attr in (
+        "get", "setdefault", "get_if_present"
+    ):
         receiver = value.func.value
         if type(receiver) is ast.Name and receiver.id == name and value.args:
             return ast.dump(value.args[0])
