@@ -260,7 +260,13 @@ class Cache:
         entry = self._data.get(key)  # lock-free: one dict op
         if entry is not None:
             if not self._timed:
-                return self._use(entry, 0.0, loader)
+                # _use, inlined for the commonest hit: no clock, no refresh,
+                # and no cached failures (negative_ttl makes a cache timed).
+                freq = entry[FREQ]
+                if freq < FREQ_MAX:
+                    entry[FREQ] = freq + 1  # lossy, see _use
+                self._tally.add(_HITS)
+                return entry[VALUE]
             now = self._clock()
             if not self._expired(entry, now):
                 return self._use(entry, now, loader)
@@ -271,7 +277,11 @@ class Cache:
         entry = self._data.get(key)
         if entry is not None:
             if not self._timed:
-                return self._use(entry, 0.0, None)
+                freq = entry[FREQ]  # as in get()
+                if freq < FREQ_MAX:
+                    entry[FREQ] = freq + 1
+                self._tally.add(_HITS)
+                return entry[VALUE]
             now = self._clock()
             if not self._expired(entry, now):
                 return self._use(entry, now, None)

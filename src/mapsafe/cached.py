@@ -117,7 +117,19 @@ class CachedFunction:
         return make_key(args, kwargs, self._typed)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _call(self.cache, self.__wrapped__, self._key_of(args, kwargs), args, kwargs)
+        # _key_of and _call, inlined: this is every call's path.
+        if self._key is not None:
+            key = self._key(*args, **kwargs)
+        elif not kwargs and len(args) == 1 and not self._typed and type(args[0]) in _FAST_TYPES:
+            key = args[0]
+        else:
+            key = make_key(args, kwargs, self._typed)
+        cache = self.cache
+        value = cache._hit(key)
+        if value is not MISSING:
+            return value
+        fn = self.__wrapped__
+        return cache._load(key, lambda _key: fn(*args, **kwargs), None)
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
