@@ -25,11 +25,13 @@ except ConfigError as _exc:
     raise
 from .cache import Cache, CacheInfo, CacheStats, CacheView
 from .cached import cached
+from .cowmap import CopyOnWriteMap
 from .lockedmap import LockedMap
 from .rwlock import RWLock
 from .sentinels import DELETE, MISSING
 from .shardedmap import ShardedMap
 from .syncmap import SyncMap
+from .weakvaluemap import WeakValueMap
 
 __all__ = [
     "__version__",
@@ -42,6 +44,8 @@ __all__ = [
     "CacheStats",
     "CacheInfo",
     "CacheView",
+    "WeakValueMap",
+    "CopyOnWriteMap",
     "MISSING",
     "DELETE",
     "MapsafeError",

@@ -135,7 +135,7 @@ class Cache:
     Do not use it as a general map (it may drop any entry at any time: use
     ``SyncMap``), for values that must outlive the cache's bound, or when
     every call is a hit on a handful of keys and nothing else matters: a C
-    ``lru_cache`` hit costs less (``mapsafe bench --workload cache-hit``
+    ``lru_cache`` hit costs less (``mapsafe bench -w cache_hit99``
     measures how much).
 
     * **Loading.** Of the threads asking for an absent key at once, one runs
@@ -351,35 +351,37 @@ class Cache:
         for _ in count():
             released: list = []
             mine = Flight()  # made before the lock: no allocation the GC tracks runs under it
-            with self._lock:
-                # Re-check: another thread may have stored the key, or started
-                # loading it, since our lock-free read.
-                entry = self._data.get(key)
-                if entry is not None:
-                    now = self._clock() if self._timed else 0.0
-                    if not self._timed or not self._expired(entry, now):
-                        hit = entry
-                    else:
-                        hit = None
-                        self._remove_locked(entry, released)
+            flight = None
+            try:
+                with self._lock:
+                    # Re-check: another thread may have stored the key, or started
+                    # loading it, since our lock-free read.
+                    hit = self._data.get(key)
+                    if hit is not None and self._timed and self._expired(hit, self._clock()):
+                        self._remove_locked(hit, released)
                         self._evictions[1] += 1
-                else:
-                    hit = None
-                if hit is None:
-                    flight = self._flights.get(key)
-                    if flight is not None and not flight.joinable():
-                        flight = None  # ended (or its thread did) without unregistering: load anew
-                    if flight is None:
-                        self._flights[key] = flight = mine
-            del released  # after the lock
-            if hit is not None:
-                # Loaded by another thread just now: this call's miss stays a miss.
-                value = hit[VALUE]
-                if type(value) is _Failure:
-                    raise value.error.with_traceback(value.traceback)
-                return value
-            if flight is mine:
-                return self._run_load(key, loader, mine)
+                        hit = None
+                    if hit is None:
+                        flight = self._flights.get(key)
+                        if flight is None or not flight.joinable():
+                            # (One that ended, or whose thread did, without unregistering: load anew.)
+                            self._flights[key] = flight = mine
+                del released  # after the lock
+                if hit is not None:
+                    # Loaded by another thread just now: this call's miss stays a miss.
+                    value = hit[VALUE]
+                    if type(value) is _Failure:
+                        raise value.error.with_traceback(value.traceback)
+                    return value
+                if flight is mine:
+                    return self._run_load(key, loader, mine)
+            except BaseException:
+                # From before the flight was published: an interrupt anywhere up to
+                # _run_load's own handlers still lets the waiters load again.
+                if flight is mine and mine.running():
+                    self._unregister(key, mine)
+                    mine.abandon()
+                raise
             outcome = flight.wait(key, timeout)
             if outcome is None:
                 continue  # the loading thread was interrupted or ended: load again
@@ -388,6 +390,11 @@ class Cache:
                 return result
             raise result
         raise AssertionError("unreachable")
+
+    def _unregister(self, key: Any, flight: Flight) -> None:
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
 
     def _run_load(self, key: Any, loader: Callable[[Any], Any], flight: Flight) -> Any:
         """Run ``loader(key)`` as ``flight``'s owner; store the value; tell the waiters."""
@@ -404,9 +411,7 @@ class Cache:
         except BaseException:
             # KeyboardInterrupt, SystemExit: this thread's own business.
             # Unregister and let a waiter load again.
-            with self._lock:
-                if self._flights.get(key) is flight:
-                    del self._flights[key]
+            self._unregister(key, flight)
             if flight.running():
                 flight.abandon()
             raise

@@ -106,7 +106,8 @@ class CachedFunction:
         self._typed = typed
         self._options = options
         self.cache = Cache(maxsize, **options)  # the function's cache (a method's instances have their own)
-        self._attr = f"__mapsafe_cached_{fn.__name__}"
+        # Where each instance keeps its cache; __set_name__ gives the attribute's name.
+        self._attr = f"__mapsafe_cached_{getattr(fn, '__name__', id(self))}"
 
     def __set_name__(self, owner: type, name: str) -> None:
         self._attr = f"__mapsafe_cached_{name}"
@@ -141,7 +142,7 @@ class CachedFunction:
             slots = vars(instance)
         except TypeError:
             raise TypeError(
-                f"@cached on {type(instance).__name__}.{self.__name__} needs instances with a __dict__ "
+                f"@cached on {type(instance).__name__}.{self._attr[len('__mapsafe_cached_'):]} needs instances with a __dict__ "
                 "to keep each instance's cache in; this class has none (__slots__?)"
             ) from None
         cache = slots.get(self._attr)
