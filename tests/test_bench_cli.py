@@ -85,6 +85,7 @@ def test_quick_overrides_and_name_selection():
         (["--duration", "0"], ["--duration: must be in (0, 3600]"]),
         (["--keys", "3"], ["--keys: must be 16..10000000, got 3"]),
         (["--plot", "out.txt"], ["--plot: 'out.txt' must end in .png"]),
+        (["-w", "cache_zipf,cache_memory", "--plot", "out.png"], ["--plot: none of the workloads asked for"]),
         (["frobnicate"], ["invalid choice: 'frobnicate'"]),
     ],
 )
@@ -152,7 +153,8 @@ def test_list_shows_workloads_and_skip_reasons(capsys):
     assert main(["bench", "--list"]) == 0
     out = capsys.readouterr().out
     assert "hits" in out and "Go's LoadMostlyHits" in out
-    for name in ("dict+Lock", "SyncMap", "cereggii.AtomicDict", "ft_utils.ConcurrentDict"):
+    for name in ("dict+Lock", "SyncMap", "cereggii.AtomicDict", "ft_utils.ConcurrentDict", "lru_cache",
+                 "mapsafe.cached", "cache_stampede", "group cache:"):
         assert name in out
 
 
@@ -164,3 +166,26 @@ def test_module_entry_point_bad_input_has_no_traceback(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "mapsafe: error: --threads: thread counts must be 1..512, got -1 [usage]"
     ]
+
+
+def test_cache_group_and_hyphenated_names_pick_the_cache_workloads_and_only_caches():
+    import argparse
+
+    from mapsafe.bench import cli as bench_cli
+    from mapsafe.bench import workloads
+
+    parser = argparse.ArgumentParser()
+    bench_cli.add_arguments(parser)
+    s = bench_cli.settings_from_args(parser.parse_args(["-w", "cache"]))
+    assert s.workloads == list(workloads.GROUPS["cache"])
+    assert {i.name for i in s.impls + s.skipped} >= {"lru_cache", "mapsafe.Cache", "mapsafe.cached"}
+    assert "SyncMap" not in {i.name for i in s.impls}  # no cells to run, so not listed as run
+    s = bench_cli.settings_from_args(parser.parse_args(["-w", "cache-stampede,hits,cache_stampede"]))
+    assert [w.name for w in s.workloads] == ["cache_stampede", "hits"]
+    s = bench_cli.settings_from_args(parser.parse_args([]))
+    assert s.workloads == list(workloads.DEFAULT) and "lru_cache" not in {i.name for i in s.impls}
+
+
+def test_implementations_that_run_none_of_the_workloads_are_one_line_and_exit_2(capsys):
+    one_line_error(capsys, ["bench", "-w", "cache_zipf", "-i", "SyncMap"],
+                   "--implementations: none of SyncMap runs any of the workloads cache_zipf")

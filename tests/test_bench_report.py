@@ -144,7 +144,7 @@ def test_json_round_trip_and_json_schema(tmp_path):
     schema.write(path, result, advise(result))
     doc = json.loads(path.read_text())
     jsonschema.validate(doc, json.loads(schema.SCHEMA_FILE.read_text()))
-    assert doc["schema"] == "mapsafe-bench" and doc["version"] == 1
+    assert doc["schema"] == "mapsafe-bench" and doc["version"] == 2
     assert doc["advice"]["recommendations"][0]["impl"] == "dict+Lock"
     back = schema.read(path)
     assert back == result
@@ -154,7 +154,7 @@ def _broken_docs():
     good = schema.to_json(_sample())
     cases = {
         "wrong schema": ({**good, "schema": "pytest-benchmark"}, "not a mapsafe bench result"),
-        "future version": ({**good, "version": 2}, "unsupported bench schema version 2"),
+        "future version": ({**good, "version": 3}, "unsupported bench schema version 3"),
         "no cells": ({k: v for k, v in good.items() if k != "cells"}, "missing field 'cells'"),
     }
     bad_threads = json.loads(json.dumps(good))
@@ -166,7 +166,26 @@ def _broken_docs():
     bool_cpus = json.loads(json.dumps(good))
     bool_cpus["header"]["cpus"] = True
     cases["bool cpus"] = (bool_cpus, "$.header.cpus: expected int")
+    no_unit = json.loads(json.dumps(good))
+    del no_unit["cells"][2]["unit"]
+    cases["version 2 cell without a unit"] = (no_unit, "$.cells[2]: missing field 'unit'")
+    bad_unit = json.loads(json.dumps(good))
+    bad_unit["cells"][0]["unit"] = "furlongs"
+    cases["unknown unit"] = (bad_unit, "$.cells[0].unit: expected one of ops/s, loads, hit rate, B/entry")
     return cases
+
+
+def test_version_1_files_are_still_read_as_ops_per_second(tmp_path):
+    # Regression guard for the version 2 bump (cells gained a unit): saved version 1 runs still compare.
+    doc = schema.to_json(_sample())
+    doc["version"] = 1
+    for c in doc["cells"]:
+        del c["unit"]
+    jsonschema.validate(doc, json.loads(schema.SCHEMA_FILE.read_text()))
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(doc))
+    back = schema.read(path)
+    assert back == _sample() and {c.unit for c in back.cells} == {"ops/s"}
 
 
 @pytest.mark.parametrize("name", sorted(_broken_docs()))

@@ -14,6 +14,7 @@ from mapsafe.bench.impls import Adapter, Impl
 from mapsafe.bench.runner import Settings, run
 
 AVAILABLE = [impl for impl in impls.IMPLEMENTATIONS if impl.availability()[0]]
+MAPS = [impl for impl in AVAILABLE if impl.build is not None]  # the caches have their own tests
 # cereggii 1.0's fast_iter raises when a write lands during the walk (seen on 3.13.5t).
 PEER_ITERATION_REFUSES = {"cereggii.AtomicDict": "ConcurrentUsageDetected"}
 
@@ -33,8 +34,8 @@ def test_every_workload_on_every_implementation_passes_its_checks():
     ran = {(c.workload, c.threads, c.impl) for c in result.cells}
     for w in workloads.WORKLOADS:
         for impl in AVAILABLE:
-            for t in (1, 2):
-                assert (w.name, t, impl.name) in ran
+            for t in w.thread_counts([1, 2]):
+                assert ((w.name, t, impl.name) in ran) == w.accepts(impl), (w.name, t, impl.name)
     for cell in result.cells:
         assert len(cell.rounds) == 1 and cell.rounds[0] > 0
         assert cell.peak_bytes is None or cell.peak_bytes > 0
@@ -214,7 +215,7 @@ def test_an_implementation_that_cannot_even_be_built_is_unsafe_not_a_crash():
 _CALLABLES = [f.name for f in dataclasses.fields(Adapter) if f.name != "per_thread"]
 
 
-@pytest.mark.parametrize("impl", AVAILABLE, ids=lambda impl: impl.name)
+@pytest.mark.parametrize("impl", MAPS, ids=lambda impl: impl.name)
 def test_each_thread_gets_its_own_callables_over_the_same_map(impl):
     # Regression: every worker thread called the same bound methods, made once
     # outside the threads; on free-threaded CPython their shared reference

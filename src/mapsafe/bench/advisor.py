@@ -1,18 +1,21 @@
-"""The advisor: which implementation to use per workload, and the SyncMap crossover."""
+"""The advisor: which implementation to use per workload, the SyncMap crossover, and when to use which cache."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .impls import BASELINE, UNSAFE
-from .results import BenchResult, Cell
+from . import workloads
+from .impls import BASELINE, LRU, UNSAFE
+from .results import HIGHER_IS_BETTER, BenchResult, Cell
 from .stats import mann_whitney_u
 
-__all__ = ["Recommendation", "Crossover", "Advice", "advise", "ALPHA", "CHALLENGER"]
+__all__ = ["Recommendation", "Crossover", "Guide", "Advice", "advise", "ALPHA", "CHALLENGER", "HIT_RATE_TIE"]
 
 ALPHA = 0.05  # significance level for "measurably faster"
 CHALLENGER = "SyncMap"  # the Go guidance under test: sync.Map pays off for read-mostly maps
+HIT_RATE_TIE = 0.005  # hit rates this close (half a percentage point) count as equal
+MEMORY_TIE = 0.05  # bytes per entry within 5% of the smallest count as equal
 
 
 @dataclass
@@ -37,9 +40,19 @@ class Crossover:
 
 
 @dataclass
+class Guide:
+    """One measured reason to pick a cache: the situation, who did best in it, and the numbers."""
+
+    when: str  # e.g. "a key must load once"
+    impls: list[str]  # the best there (ties included), in the tables' order
+    text: str  # the numbers behind it
+
+
+@dataclass
 class Advice:
     recommendations: list[Recommendation]
     crossovers: list[Crossover]
+    caches: list[Guide] = field(default_factory=list)  # empty unless cache workloads ran
 
 
 def _rankable(cell: Cell | None) -> bool:
@@ -47,10 +60,17 @@ def _rankable(cell: Cell | None) -> bool:
     return cell is not None and cell.safe and cell.impl != UNSAFE and bool(cell.rounds)
 
 
+def _p_floor(a: Cell, b: Cell) -> float:
+    """The smallest two-sided p-value a U test of these two round lists can give."""
+    return 2 / math.comb(len(a.rounds) + len(b.rounds), len(a.rounds))
+
+
 def _recommend(result: BenchResult, workload: str, param: float | None) -> Recommendation:
     cells = [c for c in result.cells if (c.workload, c.param) == (workload, param)]
     threads = max(c.threads for c in cells)
     at = [c for c in cells if c.threads == threads]
+    if at[0].unit != "ops/s":
+        return _recommend_measure(workload, param, threads, at)
     ranked = sorted((c for c in at if _rankable(c)), key=lambda c: c.median, reverse=True)
     if not ranked:
         return Recommendation(workload, param, threads, None, "no implementation passed the checks")
@@ -65,7 +85,7 @@ def _recommend(result: BenchResult, workload: str, param: float | None) -> Recom
     if p < ALPHA:
         return Recommendation(workload, param, threads, best.impl, f"x{ratio:.2f} vs {BASELINE} (p={p:.3f})")
     # With few rounds no difference can be significant: 3 against 3 cannot get below p = 0.1.
-    floor = 2 / math.comb(len(best.rounds) + len(base.rounds), len(best.rounds))
+    floor = _p_floor(best, base)
     why = (f"too few rounds to tell ({len(best.rounds)} and {len(base.rounds)} give p >= {floor:.2f})"
            if floor >= ALPHA else f"p={p:.3f} >= {ALPHA}")
     return Recommendation(
@@ -112,9 +132,141 @@ def _crossover(result: BenchResult, threads: int) -> Crossover | None:
     return Crossover(threads, start, ratios, text)
 
 
+# -- caches -------------------------------------------------------------------
+
+
+def _fmt(unit: str, x: float) -> str:
+    if unit == "hit rate":
+        return f"{x:.1%}"
+    if unit == "B/entry":
+        return f"{x:.0f} B"
+    if unit == "loads":
+        return f"{x:g}"
+    return f"{x:,.0f} ops/s"
+
+
+def _most_loads(c: Cell) -> float:
+    """The most loads of any one burst: a cache that loaded twice once is not call-once."""
+    return max(c.rounds)
+
+
+def _separable(a: Cell, b: Cell) -> bool:
+    """Whether the rounds are enough for a U test to tell ``a`` from ``b`` at ALPHA."""
+    return _p_floor(a, b) < ALPHA
+
+
+def _best(cells: list[Cell]) -> list[Cell]:
+    """The best of ``cells`` (safe ones only), ties included, best first; [] if none passed."""
+    ranked = [c for c in cells if _rankable(c)]
+    if not ranked:
+        return []
+    unit = ranked[0].unit
+    if unit == "ops/s":
+        ranked.sort(key=lambda c: c.median, reverse=True)
+        top = ranked[0]
+        # Tied: not measurably slower than the fastest. With too few rounds nothing is
+        # measurable, and calling every one tied would say nothing: the fastest alone is named.
+        return [top] + [c for c in ranked[1:]
+                        if _separable(top, c) and mann_whitney_u(top.rounds, c.rounds)[1] >= ALPHA]
+    if unit == "loads":
+        ranked.sort(key=lambda c: (_most_loads(c), c.median))
+        return [c for c in ranked if _most_loads(c) == _most_loads(ranked[0])]
+    if unit == "hit rate":
+        ranked.sort(key=lambda c: c.median, reverse=True)
+        return [c for c in ranked if ranked[0].median - c.median <= HIT_RATE_TIE]
+    ranked.sort(key=lambda c: c.median)  # B/entry
+    return [c for c in ranked if c.median <= ranked[0].median * (1 + MEMORY_TIE)]
+
+
+def _versus(c: Cell, at: list[Cell], ref: str) -> str:
+    other = next((x for x in at if x.impl == ref and x.rounds), None)
+    if other is None or other is c or not other.median:
+        return ""
+    return f", x{c.median / other.median:.2f} {ref}'s {_fmt(c.unit, other.median)}"
+
+
+def _recommend_measure(workload: str, param: float | None, threads: int, at: list[Cell]) -> Recommendation:
+    """The choice for a workload whose number is not a speed: the best number, ties named."""
+    best = _best(at)
+    if not best:
+        return Recommendation(workload, param, threads, None, "no implementation passed the checks")
+    top, unit = best[0], best[0].unit
+    also = f" (tied: {', '.join(c.impl for c in best[1:])})" if len(best) > 1 else ""
+    if unit == "loads":
+        n = _most_loads(top)
+        reason = (f"{n:g} load in every burst{also}" if n == 1
+                  else f"fewest loads, still up to {n:g} per burst{also}")
+    elif unit == "hit rate":
+        reason = f"highest hit rate, {_fmt(unit, top.median)}{_versus(top, at, LRU)}{also}"
+    else:
+        reason = f"smallest, {_fmt(unit, top.median)} per entry{_versus(top, at, LRU)}{also}"
+    return Recommendation(workload, param, threads, top.impl, reason)
+
+
+def _cells(result: BenchResult, workload: str, threads: int | None = None) -> list[Cell]:
+    return [c for c in result.cells if c.workload == workload and (threads is None or c.threads == threads)]
+
+
+def _stampede_guide(result: BenchResult) -> Guide | None:
+    cells = [c for c in _cells(result, workloads.Stampede.name) if c.threads >= 2]
+    if not cells:
+        return None
+    unsafe = sorted({c.impl for c in cells if not c.safe})  # at any thread count: never credited
+    worst: dict[str, float] = {}
+    for c in cells:
+        if _rankable(c) and c.impl not in unsafe:
+            worst[c.impl] = max(worst.get(c.impl, 0.0), _most_loads(c))
+    once = [name for name, n in worst.items() if n == 1]
+    more = [f"{name} up to {n:g}" for name, n in worst.items() if n != 1]
+    counts = sorted({c.threads for c in cells})
+    text = f"bursts of {', '.join(map(str, counts))} threads on one cold key: "
+    text += f"1 load in every burst: {', '.join(once) or 'none'}"
+    if more:
+        text += f"; more than one: {', '.join(more)}"
+    if unsafe:
+        text += f"; failed a check: {', '.join(unsafe)}"
+    return Guide("a key must load only once", once, text)
+
+
+def _ranked_guide(result: BenchResult, workload: str, when: str, threads: int | None = None) -> Guide | None:
+    """The best at ``workload`` (at ``threads``, or the only count measured), with everyone's number."""
+    cells = _cells(result, workload, threads)
+    if not cells:
+        return None
+    best = _best(cells)
+    unit = cells[0].unit
+    ref = LRU if unit != "ops/s" or any(c.impl == LRU for c in cells) else BASELINE
+    base = next((c for c in cells if c.impl == ref and c.rounds and c.median), None)
+    order = sorted((c for c in cells if _rankable(c)), key=lambda c: c.median, reverse=HIGHER_IS_BETTER[unit])
+    parts = []
+    for c in order:
+        ratio = f" x{c.median / base.median:.2f}" if base is not None and c is not base else ""
+        parts.append(f"{c.impl} {_fmt(unit, c.median)}{ratio}")
+    text = ", ".join(parts) + (f" (ratios to {ref})" if base is not None else "")
+    if unit == "ops/s" and len(best) == 1 and len(order) > 1 and not _separable(best[0], order[1]):
+        text += "; too few rounds to test the differences, so only the fastest is named"
+    return Guide(when, [c.impl for c in best], text)
+
+
+def _cache_guides(result: BenchResult) -> list[Guide]:
+    guides = [_stampede_guide(result),
+              _ranked_guide(result, workloads.LoopScanHitRate.name, "scans pass through the cache"),
+              _ranked_guide(result, workloads.ZipfHitRate.name, "keys are skewed (Zipf)")]
+    hot = workloads.CacheHit99.name
+    counts = sorted({c.threads for c in _cells(result, hot)})
+    if counts:
+        if counts[0] == 1:
+            guides.append(_ranked_guide(result, hot, "the hot path is hits on one thread", 1))
+        if counts[-1] > 1:
+            gil = "no GIL" if result.header.gil.startswith("disabled") else "the GIL on"
+            guides.append(_ranked_guide(result, hot, f"{counts[-1]} threads hit it at once ({gil})", counts[-1]))
+    guides.append(_ranked_guide(result, workloads.CacheMemory.name, "memory per entry matters"))
+    return [g for g in guides if g is not None and g.impls]
+
+
 def advise(result: BenchResult) -> Advice:
     """Recommendations from medians of safe cells; ties go to the simplest (BASELINE)."""
     recs = [_recommend(result, w, p) for w, p in result.variants()]
     threads = sorted({c.threads for c in result.cells})
     crossovers = [x for x in (_crossover(result, t) for t in threads) if x is not None]
-    return Advice(recs, crossovers)
+    return Advice(recs, crossovers, _cache_guides(result))

@@ -13,6 +13,8 @@ DESCRIPTION = (
     "Benchmark dict+Lock, dict+RWLock, an unlocked dict, SyncMap (plain, and read through per-thread readers), "
     "LockedMap, ShardedMap and native peers "
     "side by side on this machine, check every result for correctness, and recommend one per workload. "
+    "'--workloads cache' compares caches instead: mapsafe.Cache and @mapsafe.cached against functools.lru_cache, "
+    "cachetools and cereggii (stampede loader runs, hit rates, throughput at 90% and 99% hits, bytes per entry). "
     "'mapsafe bench compare OLD.json NEW.json' compares two saved runs."
 )
 
@@ -28,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", metavar="S", help="seconds per timed round (default 0.5)")
     parser.add_argument("--rounds", metavar="N", help="timed rounds per cell (default 5)")
     parser.add_argument("--implementations", "-i", metavar="NAME,...", help="implementations to run (default: all)")
-    parser.add_argument("--workloads", "-w", metavar="NAME,...", help="workloads to run (default: all)")
+    parser.add_argument("--workloads", "-w", metavar="NAME,...",
+                        help="workloads to run, or a group: maps, cache, all (default: maps)")
     parser.add_argument("--seed", metavar="N", help="seed of the operation sequences (default 0)")
     parser.add_argument("--quick", action="store_true",
                         help=f"threads {QUICK['threads']}, {QUICK['rounds']} rounds of {QUICK['duration']} s, "
@@ -51,16 +54,23 @@ def _where(cfg: config.Config, attribute: str, flag: str) -> str:
     return flag if source == "flag" else f"bench.{attribute[len('bench_'):]} (from {source})"
 
 
-def _pick(names: list[str], table: dict, what: str, where: str) -> list:
+def _pick(names: list[str], table: dict, what: str, where: str, groups: dict | None = None) -> list:
+    """The items ``names`` name, in order, once each; a name in ``groups`` stands for its items."""
     picked, unknown = [], []
+    groups = groups or {}
     for name in names:
-        item = table.get(name) or table.get(name.lower())
-        if item is None:
-            unknown.append(name)
-        elif item not in picked:
-            picked.append(item)
+        items = groups.get(name.lower())
+        if items is None:
+            item = table.get(name) or table.get(name.lower())
+            if item is None:
+                unknown.append(name)
+                continue
+            items = (item,)
+        for item in items:
+            if item not in picked:
+                picked.append(item)
     if unknown:
-        known = ", ".join(dict.fromkeys(getattr(x, "name") for x in table.values()))
+        known = ", ".join([*dict.fromkeys(getattr(x, "name") for x in table.values()), *groups])
         raise UsageError(f"{where}: unknown {what} {', '.join(map(repr, unknown))} (known: {known})")
     return picked
 
@@ -90,11 +100,18 @@ def settings_from_args(args: argparse.Namespace):
         raise UsageError(f"{_where(cfg, 'bench_rounds', '--rounds')}: must be 1..1000, got {cfg.bench_rounds}")
     if not 16 <= cfg.bench_keys <= 10_000_000:
         raise UsageError(f"{_where(cfg, 'bench_keys', '--keys')}: must be 16..10000000, got {cfg.bench_keys}")
-    chosen = (_pick(cfg.bench_implementations, impls.by_name(), "implementation",
-                    _where(cfg, "bench_implementations", "--implementations"))
-              if cfg.bench_implementations else list(impls.IMPLEMENTATIONS))
-    loads = (_pick(cfg.bench_workloads, workloads.by_name(), "workload", _where(cfg, "bench_workloads", "--workloads"))
-             if cfg.bench_workloads else list(workloads.WORKLOADS))
+    loads = (_pick(cfg.bench_workloads, workloads.by_name(), "workload", _where(cfg, "bench_workloads", "--workloads"),
+                   workloads.GROUPS)
+             if cfg.bench_workloads else list(workloads.DEFAULT))
+    if cfg.bench_implementations:
+        chosen = _pick(cfg.bench_implementations, impls.by_name(), "implementation",
+                       _where(cfg, "bench_implementations", "--implementations"))
+        if not any(w.accepts(i) for w in loads for i in chosen):
+            raise UsageError(f"{_where(cfg, 'bench_implementations', '--implementations')}: none of "
+                             f"{', '.join(i.name for i in chosen)} runs any of the workloads "
+                             f"{', '.join(w.name for w in loads)} (caches run the cache workloads, maps the others)")
+    else:  # all that run at least one of the workloads: a map run does not list the caches as skipped
+        chosen = [i for i in impls.IMPLEMENTATIONS if any(w.accepts(i) for w in loads)]
     usable, skipped = [], []
     for impl in chosen:
         ok, reason = impl.availability()
@@ -120,10 +137,14 @@ def _list() -> int:
     print("implementations:")
     for impl in impls.IMPLEMENTATIONS:
         ok, reason = impl.availability()
-        print(f"  {impl.name:<24} {'available' if ok else 'skipped: ' + reason}")
+        kinds = "map, cache" if impl.build and impl.cache else "cache" if impl.cache else "map"
+        print(f"  {impl.name:<24} {kinds:<10} {'available' if ok else 'skipped: ' + reason}")
     print("workloads:")
     for w in workloads.WORKLOADS:
-        print(f"  {w.name:<14} {w.summary}")
+        print(f"  {w.name:<15} {w.kind:<5} {w.summary}")
+    for name, group in workloads.GROUPS.items():
+        print(f"group {name}: {', '.join(w.name for w in group) if name != 'all' else 'every workload'}")
+    print(f"default: {', '.join(w.name for w in workloads.DEFAULT)}")
     return 0
 
 
@@ -154,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         if Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
             raise UsageError(f"--plot: {args.plot!r} must end in {', '.join(PLOT_SUFFIXES)}")
+        if not any(w.unit == "ops/s" for w in s.workloads):  # fail now, not after the run
+            raise UsageError("--plot: none of the workloads asked for measures ops/s, so there is nothing to plot")
         from .plot import require_matplotlib
 
         require_matplotlib()

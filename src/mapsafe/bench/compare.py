@@ -18,11 +18,12 @@ class Delta:
     param: float | None
     threads: int
     impl: str
-    old: float  # median ops/s
+    old: float  # median, in `unit`
     new: float
     p: float  # two-sided Mann-Whitney U p-value over the per-round values
     significant: bool  # p < alpha; otherwise the ratio is shown as "~"
     unsafe: bool  # failed a correctness check in either file
+    unit: str = "ops/s"
 
     @property
     def ratio(self) -> float:
@@ -39,7 +40,11 @@ class Comparison:
 
 
 def compare(old: BenchResult, new: BenchResult, alpha: float = 0.05) -> Comparison:
-    """Match cells by (workload, param, threads, impl) and test each pair of round lists."""
+    """Match cells by (workload, param, threads, impl) and test each pair of round lists.
+
+    Both files' cells of one workload are in one unit: a workload's unit is
+    fixed by its name.
+    """
     before = {c.key: c for c in old.cells}
     after = {c.key: c for c in new.cells}
     deltas = []
@@ -48,7 +53,7 @@ def compare(old: BenchResult, new: BenchResult, alpha: float = 0.05) -> Comparis
         if a is None:
             continue
         _, p = mann_whitney_u(b.rounds, a.rounds)
-        deltas.append(Delta(*key, b.median, a.median, p, p < alpha, not (a.safe and b.safe)))
+        deltas.append(Delta(*key, b.median, a.median, p, p < alpha, not (a.safe and b.safe), a.unit))
     differences = [
         f"{name}: {getattr(old.header, name)} -> {getattr(new.header, name)}"
         for name in ("python", "gil", "cpus", "platform")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Adapter", "Impl", "IMPLEMENTATIONS", "BASELINE", "UNSAFE", "by_name"]
+__all__ = ["Adapter", "CacheAdapter", "Impl", "IMPLEMENTATIONS", "BASELINE", "UNSAFE", "LRU", "by_name"]
 
-BASELINE = "dict+Lock"  # every ratio in the tables is against this one
+BASELINE = "dict+Lock"  # every ops/s ratio in the tables is against this one
 UNSAFE = "dict (unsafe)"  # shown to make lost updates visible; never recommended
+LRU = "lru_cache"  # functools.lru_cache: the hit-rate and memory tables' reference
 
 
 @dataclass(frozen=True)
@@ -55,13 +58,46 @@ class Adapter:
 
 
 @dataclass(frozen=True)
+class CacheAdapter:
+    """A cache in front of one loader, as the cache workloads call it.
+
+    * ``get(k)``: the cached value of ``k``, the loader's on a miss, through
+      the idiom a user of that cache writes (the decorated function,
+      ``cache.get(k, loader)``, ``cache[k]``);
+    * ``size()``: the entries held, for the bound and memory checks, never timed.
+
+    The builders set those two (and ``per_thread``, as for Adapter); the
+    workload that built the cache adds the rest, for its checks.
+    """
+
+    get: Callable[[Any], Any]
+    size: Callable[[], int]
+    per_thread: Callable[[], CacheAdapter] | None = None
+    loader: Any = None  # the loader the cache was built around
+    call_once: bool = False  # the implementation promises one load per key, however many threads ask
+    bound: int | None = None  # the most entries it may hold; None: unbounded
+
+    for_thread = Adapter.for_thread
+
+
+@dataclass(frozen=True)
 class Impl:
-    """A named implementation: how to build a fresh adapter, and what it needs."""
+    """A named implementation: how to build a fresh map or cache, and what it needs.
+
+    ``build`` makes a map for the map workloads and ``cache`` a cache for the
+    cache workloads; an implementation has one or both.
+    """
 
     name: str
-    build: Callable[[], Adapter]  # a fresh, empty map behind the interface
+    build: Callable[[], Adapter] | None  # a fresh, empty map behind the interface
     requires: str = ""  # module that must import, or "" for none
     note: str = ""  # why it might be missing, shown with the skip reason
+    # (maxsize, loader) -> a fresh, empty cache of at most maxsize entries over loader
+    cache: Callable[[int, Callable[[Any], Any]], CacheAdapter] | None = None
+    call_once: bool = False  # its cache promises one load per key (the stampede workload checks it)
+    bounded: bool = True  # its cache honours maxsize (the hit-rate workloads need a bound)
+    workloads: tuple[str, ...] = ()  # only these workloads; (): every workload it can run
+    check: Callable[[], str] | None = None  # after the import: why it cannot run here, or ""
 
     def availability(self) -> tuple[bool, str]:
         """``(True, "")`` when usable here, else ``(False, reason)``."""
@@ -72,7 +108,8 @@ class Impl:
         except Exception as exc:  # an ImportError, or a broken native wheel
             reason = f"{self.requires} not importable ({type(exc).__name__}: {exc})"
             return False, f"{reason}; {self.note}" if self.note else reason
-        return True, ""
+        reason = self.check() if self.check is not None else ""
+        return not reason, reason
 
 
 # -- the idioms ---------------------------------------------------------------
@@ -347,24 +384,124 @@ def _lru_lock() -> Adapter:
     return bind()
 
 
+# -- caches -------------------------------------------------------------------
+#
+# Each builder takes (maxsize, loader) and returns the cache idiom a user
+# of it would write, over that loader.
+
+
+def _dict_lock_cache(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
+    d: dict = {}
+    lock = threading.Lock()
+    missing = object()
+
+    def bind() -> CacheAdapter:
+        # The memo people write by hand: look up under the lock, load outside
+        # it (so two threads may load one key), evict the oldest insertion
+        # (FIFO: dicts keep insertion order) when full.
+        def get(k):
+            with lock:
+                v = d.get(k, missing)
+            if v is not missing:
+                return v
+            v = loader(k)
+            with lock:
+                v = d.setdefault(k, v)  # another thread's load may have landed first: keep one value
+                if len(d) > maxsize:
+                    del d[next(iter(d))]
+            return v
+
+        return CacheAdapter(get, d.__len__, bind)
+
+    return bind()
+
+
+def _lru_cache(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
+    # One wrapper for all threads: that is how a decorated function is shared.
+    f = functools.lru_cache(maxsize=maxsize)(loader)
+    return CacheAdapter(f, lambda: f.cache_info().currsize)
+
+
+def _cachetools_cached(policy: str, condition: bool = False) -> Callable[[int, Callable], CacheAdapter]:
+    def build(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
+        import cachetools
+
+        c = getattr(cachetools, policy)(maxsize=maxsize)
+        if condition:
+            # lock and condition must share one lock: the wrapper waits on
+            # the condition while holding `lock`.
+            cond = threading.Condition(threading.Lock())
+            f = cachetools.cached(c, lock=cond, condition=cond)(loader)
+        else:
+            f = cachetools.cached(c, lock=threading.Lock())(loader)
+        return CacheAdapter(f, c.__len__)
+
+    return build
+
+
+def _has_condition() -> str:
+    import cachetools
+
+    if "condition" in inspect.signature(cachetools.cached).parameters:
+        return ""
+    return f"cachetools {cachetools.__version__} has no cached(condition=) (it came in 6.0)"
+
+
+def _mapsafe_cache(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
+    from mapsafe.cache import Cache
+
+    c = Cache(maxsize)
+
+    def bind() -> CacheAdapter:
+        cget = c.get
+
+        def get(k):
+            return cget(k, loader)
+
+        return CacheAdapter(get, c.__len__, bind)
+
+    return bind()
+
+
+def _mapsafe_cached(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
+    from mapsafe.cached import cached
+
+    f = cached(maxsize=maxsize)(loader)
+    return CacheAdapter(f, f.cache.__len__)
+
+
+def _cereggii_cache(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
+    import cereggii
+
+    # Unbounded: AtomicCache has no maxsize (its ttl is not a bound either).
+    c = cereggii.AtomicCache(loader)
+
+    def bind() -> CacheAdapter:
+        return CacheAdapter(c.__getitem__, lambda: len(c._cache), bind)  # no len(); its AtomicDict's
+
+    return bind()
+
+
+def _has_atomic_cache() -> str:
+    import cereggii
+
+    return "" if hasattr(cereggii, "AtomicCache") else f"cereggii {cereggii.__version__} has no AtomicCache"
+
+
 _PEERS_HINT = 'pip install "mapsafe[peers]"'
+_CEREGGII_NOTE = (f"{_PEERS_HINT} (wheels for Python >= 3.13)" if sys.version_info >= (3, 13)
+                  else f"cereggii needs Python >= 3.13, this is {sys.version_info.major}.{sys.version_info.minor}")
+_HIT_RATES = ("cache_zipf", "cache_loopscan")  # workloads.ZipfHitRate and LoopScanHitRate
 
 IMPLEMENTATIONS: tuple[Impl, ...] = (
-    Impl(BASELINE, _dict_lock),
+    Impl(BASELINE, _dict_lock, cache=_dict_lock_cache),
     Impl("dict+RWLock", _dict_rwlock),
     Impl(UNSAFE, _dict_unsafe),
     Impl("SyncMap", _mapsafe_map("SyncMap")),
     Impl("SyncMap+reader", _mapsafe_map("SyncMap", reader=True)),  # reads through m.reader(), one per thread
     Impl("LockedMap", _mapsafe_map("LockedMap")),
     Impl("ShardedMap", _mapsafe_map("ShardedMap")),
-    Impl(
-        "cereggii.AtomicDict",
-        _cereggii,
-        requires="cereggii",
-        note=f"{_PEERS_HINT} (wheels for Python >= 3.13)"
-        if sys.version_info >= (3, 13)
-        else f"cereggii needs Python >= 3.13, this is {sys.version_info.major}.{sys.version_info.minor}",
-    ),
+    Impl("cereggii.AtomicDict", _cereggii, requires="cereggii", note=_CEREGGII_NOTE),
     Impl(
         "ft_utils.ConcurrentDict",
         _ft_utils,
@@ -373,7 +510,17 @@ IMPLEMENTATIONS: tuple[Impl, ...] = (
         if sys.version_info >= (3, 12)
         else f"ft_utils needs Python >= 3.12, this is {sys.version_info.major}.{sys.version_info.minor}",
     ),
-    Impl("LRUCache+Lock", _lru_lock, requires="cachetools", note=_PEERS_HINT),
+    Impl("LRUCache+Lock", _lru_lock, requires="cachetools", note=_PEERS_HINT, cache=_cachetools_cached("LRUCache")),
+    # The caches only: the stdlib's, cachetools' call-once form and LFU, cereggii's, and mapsafe's two.
+    Impl(LRU, None, cache=_lru_cache),
+    Impl("LRUCache+Condition", None, requires="cachetools", note=_PEERS_HINT,
+         cache=_cachetools_cached("LRUCache", condition=True), call_once=True, check=_has_condition),
+    Impl("LFUCache+Lock", None, requires="cachetools", note=_PEERS_HINT, cache=_cachetools_cached("LFUCache"),
+         workloads=_HIT_RATES),
+    Impl("cereggii.AtomicCache", None, requires="cereggii", note=_CEREGGII_NOTE, cache=_cereggii_cache,
+         call_once=True, bounded=False, check=_has_atomic_cache),
+    Impl("mapsafe.Cache", None, cache=_mapsafe_cache, call_once=True),
+    Impl("mapsafe.cached", None, cache=_mapsafe_cached, call_once=True),
 )
 
 

@@ -23,7 +23,7 @@ def _series(result: BenchResult, workload: str, param: float | None, by: str) ->
     """impl -> [(x, median ops/s)], x being the thread count or the read ratio."""
     out: dict[str, list[tuple[float, float]]] = {}
     for c in result.cells:
-        if c.workload != workload or not c.rounds:
+        if c.workload != workload or not c.rounds or c.unit != "ops/s":
             continue
         if by == "threads" and c.param != param:
             continue
@@ -42,7 +42,8 @@ def plot(result: BenchResult, path: str) -> None:
     matplotlib.use("Agg")  # no display needed; must come before pyplot
     import matplotlib.pyplot as plt
 
-    variants = result.variants()
+    # Only throughputs are plotted: the cache workloads' other numbers have their own tables.
+    variants = [v for v in result.variants() if any(c.unit == "ops/s" for c in result.cells if c.workload == v[0])]
     params = [p for w, p in variants if w == "read_ratio"]
     read_ratio = result.header.options.get("read_ratio")
     if params:
@@ -50,7 +51,7 @@ def plot(result: BenchResult, path: str) -> None:
     elif variants:
         left = variants[0]
     else:
-        raise UsageError("nothing was measured, so there is nothing to plot")
+        raise UsageError("no throughput (ops/s) was measured, so there is nothing to plot")
     fig, axes = plt.subplots(1, 2 if params else 1, figsize=(13 if params else 7, 5), squeeze=False)
     ax = axes[0][0]
     for impl, pts in _series(result, left[0], left[1], "threads").items():
@@ -58,7 +59,7 @@ def plot(result: BenchResult, path: str) -> None:
                 linestyle=":" if impl == UNSAFE else "-")
     title = left[0] if left[1] is None else f"{left[0]} @ {left[1]:.0%} reads"
     ax.set(title=f"{title}: throughput vs threads", xlabel="threads", ylabel="ops/s (median of rounds)")
-    ax.set_xticks(sorted({c.threads for c in result.cells}))
+    ax.set_xticks(sorted({c.threads for c in result.cells if c.workload == left[0]}))
     ax.legend(fontsize="small")
     if params:
         ax = axes[0][1]

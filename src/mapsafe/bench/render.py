@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
+from . import impls, workloads
 from .advisor import Advice
 from .compare import Comparison
 from .impls import BASELINE
@@ -54,8 +55,40 @@ def fmt_bytes(x: int | None) -> str:
     return f"{x} B"
 
 
+def fmt_loads(x: float | None) -> str:
+    return "-" if x is None else f"{x:g}"
+
+
+def fmt_hit_rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2%}"
+
+
+def fmt_per_entry(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f} B"
+
+
+# unit -> (the value column's title, its formatter)
+UNIT_FORMATS = {
+    "ops/s": ("ops/s", fmt_rate),
+    "loads": ("loads/burst", fmt_loads),
+    "hit rate": ("hit rate", fmt_hit_rate),
+    "B/entry": ("bytes/entry", fmt_per_entry),
+}
+
+
 def variant_title(workload: str, param: float | None) -> str:
     return workload if param is None else f"{workload} @ {param:.0%} reads"
+
+
+def _kind(workload: str) -> str:
+    w = workloads.by_name().get(workload)
+    return w.kind if w is not None else "map"  # a workload this version does not know: as version 1
+
+
+def _versus(workload: str) -> str:
+    """The ratio column's reference implementation for ``workload`` ("" for none)."""
+    w = workloads.by_name().get(workload)
+    return w.versus if w is not None else BASELINE
 
 
 # -- progress -------------------------------------------------------------------
@@ -118,20 +151,33 @@ def _header_lines(result: BenchResult) -> list[str]:
     return lines
 
 
-_COLUMNS = ("implementation", "thr", "ops/s", "min", "max", "p50", "p99", "max lat", "peak mem",
-            f"vs {BASELINE}", "check")
+_COLUMNS = ("implementation", "thr", "ops/s", "min", "max", "p50", "p99", "max lat", "peak mem")
+
+
+def _columns(unit: str, versus: str) -> tuple[str, ...]:
+    title = UNIT_FORMATS[unit][0]
+    if unit == "ops/s":
+        head = _COLUMNS
+    elif unit == "loads":  # counted per burst: the spread and how often it was more than one matter
+        head = ("implementation", "thr", title, "min", "max", "bursts >1")
+    else:  # deterministic: one number per cell
+        head = ("implementation", "thr", title)
+    return head + ((f"vs {versus}",) if versus else ()) + ("check",)
 
 
 def _rows(result: BenchResult, workload: str, param: float | None, advice: Advice | None):
-    """(rows, notes): one row per cell, failures as numbered notes."""
+    """(columns, rows, notes): one row per cell, failures as numbered notes."""
     chosen = {}
     if advice:
         for r in advice.recommendations:
             chosen[(r.workload, r.param)] = (r.threads, r.impl)
     cells = [c for c in result.cells if (c.workload, c.param) == (workload, param)]
+    unit = cells[0].unit if cells else "ops/s"
+    fmt = UNIT_FORMATS[unit][1]
+    versus = _versus(workload)
     rows, notes = [], []
     for c in sorted(cells, key=lambda c: c.threads):
-        base = result.find(workload, param, c.threads, BASELINE)
+        base = result.find(workload, param, c.threads, versus) if versus else None
         ratio = "-"
         if base is not None and base.median:
             ratio = f"x{c.median / base.median:.2f}"
@@ -144,11 +190,31 @@ def _rows(result: BenchResult, workload: str, param: float | None, advice: Advic
             notes.append(f"[{len(notes) + 1}] {c.impl} x{c.threads}: {c.failures[0]}{more}")
             check = f"UNSAFE [{len(notes)}]"
         name = c.impl + (" *" if chosen.get((workload, param)) == (c.threads, c.impl) else "")
-        rows.append([
-            name, str(c.threads), fmt_rate(c.median), fmt_rate(min(c.rounds)), fmt_rate(max(c.rounds)),
-            fmt_ns(c.p50_ns), fmt_ns(c.p99_ns), fmt_ns(c.max_ns), fmt_bytes(c.peak_bytes), ratio, check,
-        ])
-    return rows, notes
+        row = [name, str(c.threads), fmt(c.median)]
+        if unit == "ops/s":
+            row += [fmt(min(c.rounds)), fmt(max(c.rounds)), fmt_ns(c.p50_ns), fmt_ns(c.p99_ns), fmt_ns(c.max_ns),
+                    fmt_bytes(c.peak_bytes)]
+        elif unit == "loads":
+            row += [fmt(min(c.rounds)), fmt(max(c.rounds)), f"{sum(x > 1 for x in c.rounds)}/{len(c.rounds)}"]
+        rows.append(row + ([ratio] if versus else []) + [check])
+    return _columns(unit, versus), rows, notes + _left_out(result, workload)
+
+
+def _left_out(result: BenchResult, workload: str) -> list[str]:
+    """A note naming the caches that ran but not in this table because they have no bound."""
+    w = workloads.by_name().get(workload)
+    if w is None or w.kind != "cache":
+        return []
+    known = impls.by_name()
+    ran = [s.name for s in result.implementations if s.available and s.name in known]
+    unbounded = [n for n in ran if known[n].cache is not None and not known[n].bounded and not w.accepts(known[n])]
+    return [f"not in this table: {', '.join(unbounded)} (no bound, so nothing to evict)"] if unbounded else []
+
+
+def _detail(result: BenchResult, workload: str) -> str:
+    w = workloads.by_name().get(workload)
+    keys = result.header.options.get("keys")
+    return w.detail(keys) if w is not None and isinstance(keys, int) else ""
 
 
 LEGEND = (
@@ -156,20 +222,42 @@ LEGEND = (
     "single-operation latency, timer overhead subtracted. peak mem: tracemalloc peak while building and filling "
     f"the map. vs {BASELINE}: ratio of medians; (xN) is UNSAFE and not ranked."
 )
+CACHE_LEGEND = (
+    "loads/burst: loader runs per burst of threads asking one cold key (median of the rounds; bursts >1: how many "
+    "loaded more than once). hit rate: requests that did not run the loader, one seeded trace, the same for every "
+    "cache. bytes/entry: tracemalloc's growth per entry loaded. vs lru_cache: ratio to functools.lru_cache's number."
+)
 
 
-def _advice_lines(advice: Advice) -> list[str]:
+def _legends(result: BenchResult) -> list[str]:
+    units = {c.unit for c in result.cells}
+    return ([LEGEND] if "ops/s" in units else []) + ([CACHE_LEGEND] if units - {"ops/s"} else [])
+
+
+def _advice_lines(advice: Advice, result: BenchResult) -> list[str]:
     lines = ["Advisor (* in the tables):"]
     for r in advice.recommendations:
         title = variant_title(r.workload, r.param)
-        lines.append(f"  {title:<26} use {r.impl or 'nothing'} at {r.threads} threads: {r.reason}")
+        at = f"{r.threads} thread{'' if r.threads == 1 else 's'}"
+        lines.append(f"  {title:<26} use {r.impl or 'nothing'} at {at}: {r.reason}")
     if advice.crossovers:
         lines.append("SyncMap vs dict+Lock on the read-ratio sweep:")
         for x in advice.crossovers:
             ratios = ", ".join(f"{k:.0%}: x{v:.2f}" for k, v in sorted(x.ratios.items()))
             lines.append(f"  {x.threads} thread{'' if x.threads == 1 else 's'}: {x.text} ({ratios})")
-    else:
+    elif any(_kind(c.workload) == "map" for c in result.cells):
         lines.append("SyncMap vs dict+Lock: the read_ratio workload did not run with both, so no crossover")
+    if advice.caches:
+        lines.append("Caches, measured:")
+        for g in advice.caches:
+            lines.append(f"  {g.when}: {', '.join(g.impls)} ({g.text})")
+        lines.append("Caches, when to use which (from the lines above; most reasons first):")
+        wins: dict[str, list[str]] = {}
+        for g in advice.caches:
+            for name in g.impls:
+                wins.setdefault(name, []).append(g.when)
+        for name, whens in sorted(wins.items(), key=lambda item: -len(item[1])):
+            lines.append(f"  {name}: when {'; when '.join(whens)}")
     return lines
 
 
@@ -190,19 +278,21 @@ def render_result(result: BenchResult, advice: Advice | None, out: IO[str] | Non
     for line in _header_lines(result):
         con.print(line, markup=False, soft_wrap=True)
     for workload, param in result.variants():
-        rows, notes = _rows(result, workload, param, advice)
-        table = Table(title=variant_title(workload, param), title_justify="left")
-        for i, col in enumerate(_COLUMNS):
+        columns, rows, notes = _rows(result, workload, param, advice)
+        detail = _detail(result, workload)
+        table = Table(title=variant_title(workload, param) + (f": {detail}" if detail else ""), title_justify="left")
+        for i, col in enumerate(columns):
             table.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
         for row in rows:
             style = "red" if row[-1].startswith("UNSAFE") else None
             table.add_row(*row, style=style)
         con.print(table)
         for note in notes:
-            con.print(note, markup=False, style="red", soft_wrap=True)
-    con.print(LEGEND, markup=False, soft_wrap=True)
+            con.print(note, markup=False, style="red" if note.startswith("[") else None, soft_wrap=True)
+    for legend in _legends(result):
+        con.print(legend, markup=False, soft_wrap=True)
     if advice:
-        for line in _advice_lines(advice):
+        for line in _advice_lines(advice, result):
             con.print(line, markup=False, soft_wrap=True)
 
 
@@ -218,15 +308,17 @@ def _plain_result(result: BenchResult, advice: Advice | None, out: IO[str]) -> N
     for line in _header_lines(result):
         print(line, file=out)
     for workload, param in result.variants():
-        rows, notes = _rows(result, workload, param, advice)
+        columns, rows, notes = _rows(result, workload, param, advice)
+        detail = _detail(result, workload)
         print(file=out)
-        _plain_table(variant_title(workload, param), _COLUMNS, rows, out)
+        _plain_table(variant_title(workload, param) + (f": {detail}" if detail else ""), columns, rows, out)
         for note in notes:
             print(note, file=out)
     print(file=out)
-    print(LEGEND, file=out)
+    for legend in _legends(result):
+        print(legend, file=out)
     if advice:
-        for line in _advice_lines(advice):
+        for line in _advice_lines(advice, result):
             print(line, file=out)
 
 
@@ -237,14 +329,18 @@ def _compare_rows(cmp: Comparison) -> list[list[str]]:
     rows = []
     for d in cmp.deltas:
         change = f"{(d.ratio - 1) * 100:+.1f}%" if d.significant else "~"
+        fmt = UNIT_FORMATS[d.unit][1]
         rows.append([
             variant_title(d.workload, d.param), str(d.threads), d.impl + (" (UNSAFE)" if d.unsafe else ""),
-            fmt_rate(d.old), fmt_rate(d.new), f"x{d.ratio:.2f}", change, f"p={d.p:.3f}",
+            fmt(d.old), fmt(d.new), f"x{d.ratio:.2f}", change, f"p={d.p:.3f}",
         ])
     return rows
 
 
-_COMPARE_COLUMNS = ("workload", "thr", "implementation", "old ops/s", "new ops/s", "ratio", "delta", "p")
+def _compare_columns(cmp: Comparison) -> tuple[str, ...]:
+    # The cache workloads' numbers are not all ops/s; each is formatted in its own unit.
+    unit = " ops/s" if all(d.unit == "ops/s" for d in cmp.deltas) else ""
+    return ("workload", "thr", "implementation", f"old{unit}", f"new{unit}", "ratio", "delta", "p")
 
 
 def _compare_notes(cmp: Comparison) -> list[str]:
@@ -259,7 +355,7 @@ def render_compare(cmp: Comparison, out: IO[str] | None = None) -> None:
     out = out or sys.stdout
     rows = _compare_rows(cmp)
     if not have_rich():
-        _plain_table("mapsafe bench compare", _COMPARE_COLUMNS, rows, out)
+        _plain_table("mapsafe bench compare", _compare_columns(cmp), rows, out)
         for note in _compare_notes(cmp):
             print(note, file=out)
         return
@@ -267,7 +363,7 @@ def render_compare(cmp: Comparison, out: IO[str] | None = None) -> None:
 
     con = _console(out)
     table = Table(title="mapsafe bench compare", title_justify="left")
-    for i, col in enumerate(_COMPARE_COLUMNS):
+    for i, col in enumerate(_compare_columns(cmp)):
         table.add_column(col, justify="left" if i in (0, 2) else "right", no_wrap=True)
     for row in rows:
         table.add_row(*row)

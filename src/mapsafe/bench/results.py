@@ -7,7 +7,13 @@ from typing import Any
 
 from .stats import median
 
-__all__ = ["Header", "ImplStatus", "Cell", "BenchResult"]
+__all__ = ["Header", "ImplStatus", "Cell", "BenchResult", "UNITS", "HIGHER_IS_BETTER"]
+
+# What a cell's per-round numbers are: operations per second (the map
+# workloads and the cache throughputs), loader runs per stampede burst, the
+# fraction of requests that hit, and bytes per cached entry.
+UNITS = ("ops/s", "loads", "hit rate", "B/entry")
+HIGHER_IS_BETTER = {"ops/s": True, "loads": False, "hit rate": True, "B/entry": False}
 
 
 @dataclass
@@ -40,12 +46,13 @@ class Cell:
     param: float | None  # the read ratio for read_ratio/disjoint, else None
     threads: int
     impl: str
-    rounds: list[float] = field(default_factory=list)  # ops/s of each timed round
+    rounds: list[float] = field(default_factory=list)  # each round's number, in `unit`
     p50_ns: float | None = None  # sampled single-operation latency
     p99_ns: float | None = None
     max_ns: float | None = None
     peak_bytes: int | None = None  # tracemalloc peak of building and filling the map
     failures: list[str] = field(default_factory=list)  # correctness failures; non-empty = UNSAFE
+    unit: str = "ops/s"  # one of UNITS
 
     @property
     def safe(self) -> bool:

@@ -180,20 +180,20 @@ def _once(w: Workload, plan: Plan, ad: Adapter, duration: float | None, join_tim
 
 
 def _round(w: Workload, plan: Plan, impl: Impl, duration: float, join_timeout: float):
-    """One round of one cell: ``(ops per second, latency samples, failures)``."""
+    """One round of one cell: ``(its number in w.unit, latency samples, failures)``."""
     if not w.fixed_work:
         try:
-            ad = impl.build()
+            ad = w.build(impl, plan)
             w.setup(ad, plan)
         except Exception as exc:  # a broken peer must not end the whole run
             return 0.0, [], [f"building and filling the map failed: {type(exc).__name__}: {exc}"]
-        tallies, elapsed, failures = _once(w, plan, ad, duration, join_timeout)
-        return sum(t.ops for t in tallies) / elapsed, [x for t in tallies for x in t.latencies], failures
+        tallies, elapsed, failures = _once(w, plan, ad, None if w.once else duration, join_timeout)
+        return w.score(ad, plan, tallies, elapsed), [x for t in tallies for x in t.latencies], failures
     # A fixed job (growth) on a fresh map each time, repeated until the round's time is used.
     ops, elapsed, samples, failures = 0, 0.0, [], []
     while elapsed < duration and not failures:
         try:
-            ad = impl.build()
+            ad = w.build(impl, plan)
         except Exception as exc:
             return 0.0, [], [f"building the map failed: {type(exc).__name__}: {exc}"]
         tallies, seconds, failures = _once(w, plan, ad, None, join_timeout)
@@ -205,13 +205,13 @@ def _round(w: Workload, plan: Plan, impl: Impl, duration: float, join_timeout: f
 
 def _peak_memory(w: Workload, impl: Impl, keys: int, param: float | None, seed: int) -> int | None:
     """tracemalloc's peak while building and filling one map for ``w``, untimed, one thread."""
-    if tracemalloc.is_tracing():
-        return None  # someone else is tracing; their numbers would mix with ours
+    if not w.tracks_memory or tracemalloc.is_tracing():
+        return None  # nothing worth measuring; or someone else is tracing, whose numbers would mix with ours
     plan = w.plan(keys, 1, param, seed)
     gc.collect()
     tracemalloc.start()
     try:
-        ad = impl.build()
+        ad = w.build(impl, plan)
         w.fill(ad, plan)
         return tracemalloc.get_traced_memory()[1]
     except Exception:
@@ -248,28 +248,32 @@ def run(s: Settings, progress: Progress | None = None) -> BenchResult:
     progress = progress or NoProgress()
     statuses = list(s.skipped) + [ImplStatus(impl.name, True) for impl in s.impls]
     result = BenchResult(_header(s), statuses, [])
-    variants = [(w, p) for w in s.workloads for p in w.params(s.read_ratio)]
-    per_cell = s.rounds
+    # Each variant with the implementations that run it (a map workload runs the maps, a cache one the caches).
+    variants = [(w, p, [i for i in s.impls if w.accepts(i)]) for w in s.workloads for p in w.params(s.read_ratio)]
     total = sum(
-        len(s.impls) * (per_cell + (1 if s.stress and t >= 2 else 0)) for _ in variants for t in s.threads
+        len(impls) * (w.round_count(s.rounds) + (1 if s.stress and t >= 2 else 0))
+        for w, _, impls in variants for t in w.thread_counts(s.threads)
     )
     progress.start(total)
     pending = None
     try:
-        for w, param in variants:
+        for w, param, impls in variants:
+            if not impls:
+                continue
             label = w.name if param is None else f"{w.name} {param:.0%}"
-            peaks = {impl.name: _peak_memory(w, impl, s.keys, param, s.seed) for impl in s.impls}
-            for t in s.threads:
+            peaks = {impl.name: _peak_memory(w, impl, s.keys, param, s.seed) for impl in impls}
+            for t in w.thread_counts(s.threads):
                 plan = w.plan(s.keys, t, param, s.seed)
-                row = {impl.name: Cell(w.name, param, t, impl.name, peak_bytes=peaks[impl.name]) for impl in s.impls}
+                row = {impl.name: Cell(w.name, param, t, impl.name, peak_bytes=peaks[impl.name], unit=w.unit)
+                       for impl in impls}
                 result.cells.extend(row.values())
                 samples: dict[str, list[int]] = {name: [] for name in row}
                 pending = (row, samples)  # summarised even if Ctrl-C ends the cell early
-                n = len(s.impls)
+                n = len(impls)
                 gc.collect()  # untimed: start the cell's rounds with no garbage from earlier ones
-                for r in range(s.rounds):
+                for r in range(w.round_count(s.rounds)):
                     start = r % n
-                    for impl in s.impls[start:] + s.impls[:start]:
+                    for impl in impls[start:] + impls[:start]:
                         ops_s, lat, failures = _round(w, plan, impl, s.duration, s.join_timeout)
                         cell = row[impl.name]
                         cell.rounds.append(ops_s)
@@ -279,7 +283,7 @@ def run(s: Settings, progress: Progress | None = None) -> BenchResult:
                 _summarise(*pending)
                 pending = None
                 if s.stress and t >= 2:
-                    for impl in s.impls:
+                    for impl in impls:
                         _add_failures(row[impl.name], _stress(w, plan, impl, s))
                         progress.advance(f"{label} x{t} {impl.name} (stress)")
     except KeyboardInterrupt:

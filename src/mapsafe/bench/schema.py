@@ -11,12 +11,16 @@ from typing import Any
 
 from ..errors import UsageError
 from .advisor import Advice
-from .results import BenchResult, Cell, Header, ImplStatus
+from .results import UNITS, BenchResult, Cell, Header, ImplStatus
 
 __all__ = ["SCHEMA", "VERSION", "SchemaError", "to_json", "from_json", "validate", "write", "read", "SCHEMA_FILE"]
 
 SCHEMA = "mapsafe-bench"
-VERSION = 1  # bump on any change a version-1 reader would misread
+# Bump on any change an older reader would misread. 2: cells have a `unit`
+# (the cache workloads' rounds are not ops/s); version 1 files are still
+# read, every cell in ops/s.
+VERSION = 2
+READS = (1, 2)
 SCHEMA_FILE = Path(__file__).with_name("bench.schema.json")  # the same rules as JSON Schema
 
 
@@ -45,6 +49,7 @@ def to_json(result: BenchResult, advice: Advice | None = None) -> dict[str, Any]
                 "max_ns": c.max_ns,
                 "peak_bytes": c.peak_bytes,
                 "failures": list(c.failures),
+                "unit": c.unit,
             }
             for c in result.cells
         ],
@@ -87,8 +92,10 @@ def validate(doc: Any) -> None:
         raise SchemaError(f"expected a JSON object at the top, got {type(doc).__name__}")
     if doc.get("schema") != SCHEMA:
         raise SchemaError(f"not a mapsafe bench result (schema is {doc.get('schema')!r}, expected {SCHEMA!r})")
-    if doc.get("version") != VERSION:
-        raise SchemaError(f"unsupported bench schema version {doc.get('version')!r} (this mapsafe reads {VERSION})")
+    version = doc.get("version")
+    if isinstance(version, bool) or version not in READS:
+        raise SchemaError(f"unsupported bench schema version {version!r} "
+                          f"(this mapsafe reads {', '.join(map(str, READS))})")
     _need(doc, "$", {"header": ((dict,), False), "implementations": ((list,), False), "cells": ((list,), False),
                      "interrupted": ((bool,), False)})
     _need(doc["header"], "$.header", {
@@ -111,6 +118,10 @@ def validate(doc: Any) -> None:
             raise SchemaError(f"{where}.rounds: expected a non-empty list of non-negative numbers")
         if not all(isinstance(f, str) for f in c["failures"]):
             raise SchemaError(f"{where}.failures: expected a list of strings")
+        if version >= 2:
+            _need(c, where, {"unit": ((str,), False)})
+        if "unit" in c and c["unit"] not in UNITS:
+            raise SchemaError(f"{where}.unit: expected one of {', '.join(UNITS)}, got {c['unit']!r:.60}")
 
 
 def from_json(doc: Any) -> BenchResult:
@@ -122,7 +133,7 @@ def from_json(doc: Any) -> BenchResult:
         Cell(
             c["workload"], None if c["param"] is None else float(c["param"]), c["threads"], c["impl"],
             [float(x) for x in c["rounds"]], c["p50_ns"], c["p99_ns"], c["max_ns"], c["peak_bytes"],
-            list(c["failures"]),
+            list(c["failures"]), c.get("unit", "ops/s"),  # version 1 measured only ops/s
         )
         for c in doc["cells"]
     ]

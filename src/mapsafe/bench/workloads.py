@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import random
+import threading
+import time
+import tracemalloc
 from dataclasses import dataclass, field
+from itertools import accumulate
 from time import perf_counter_ns
 from typing import Any, Callable
 
-from .impls import Adapter
+from .impls import BASELINE, LRU, Adapter, Impl
 
-__all__ = ["Workload", "Plan", "Tally", "WORKLOADS", "by_name", "SWEEP_RATIOS", "M", "PREFILL"]
+__all__ = ["Workload", "Plan", "Tally", "Loader", "WORKLOADS", "GROUPS", "DEFAULT", "by_name", "SWEEP_RATIOS", "M",
+           "PREFILL", "cache_value", "zipf_trace", "loopscan_trace"]
 
 # Values are key * M + tag, so any loaded value names the key it was stored
 # for: a value v loaded for key k with v // M != k was never stored for k.
@@ -36,6 +43,7 @@ class Tally:
     first_error: str = ""
     latencies: list[int] = field(default_factory=list)  # sampled single-op times, ns
     seen: list[tuple[Any, Any]] = field(default_factory=list)  # load_or_store results to cross-check
+    measured: float | None = None  # what a one-shot workload's thread measured itself (bytes)
 
     def fail(self, message: str) -> None:
         self.bad += 1
@@ -61,7 +69,8 @@ class Plan:
     param: float | None
     seqs: list[list[int]]  # per thread: keys, SEQ_LEN long plus SAMPLE_EVERY of wrap-around
     reads: list[list[bool]]  # per thread: True where the operation reads, parallel to seqs
-    prefill: dict[int, int]  # written before the timed phase
+    prefill: dict[int, int]  # written before the timed phase (cache workloads: loaded)
+    maxsize: int | None = None  # cache workloads: the bound every cache is built with
 
 
 def _rng(seed: int, name: str, param: float | None, threads: int, tid: int) -> random.Random:
@@ -113,7 +122,12 @@ class Workload:
     """Base: a named workload with a plan, a thread body and a check."""
 
     name = ""
+    kind = "map"  # "map": runs Impl.build's maps; "cache": Impl.cache's caches
+    unit = "ops/s"  # what a round's number is, one of results.UNITS
+    versus = BASELINE  # the implementation the tables' ratio column divides by; "" for none
     fixed_work = False  # True: a round repeats a fixed job until the duration is used up
+    once = False  # True: a round runs its job once, ignoring the duration, and score() rates it
+    tracks_memory = True  # False: no peak-memory measure (it would only measure the harness)
 
     @property
     def summary(self) -> str:
@@ -123,8 +137,29 @@ class Workload:
         """The variants to run; most workloads have one."""
         return [None]
 
+    def accepts(self, impl: Impl) -> bool:
+        """Whether ``impl`` runs this workload: it has this kind, and does not limit itself to others."""
+        builder = impl.cache if self.kind == "cache" else impl.build
+        return builder is not None and (not impl.workloads or self.name in impl.workloads)
+
+    def thread_counts(self, threads: list[int]) -> list[int]:
+        """The thread counts to run, from --threads; single-threaded workloads override it."""
+        return threads
+
+    def round_count(self, rounds: int) -> int:
+        """Rounds per cell, from --rounds; deterministic workloads need one."""
+        return rounds
+
+    def detail(self, keys: int) -> str:
+        """What the table's numbers are, at --keys ``keys``; shown under its title."""
+        return ""
+
     def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
         raise NotImplementedError
+
+    def build(self, impl: Impl, plan: Plan) -> Any:
+        """A fresh, empty map (or cache) of ``impl`` for one round."""
+        return impl.build()
 
     def setup(self, ad: Adapter, plan: Plan) -> None:
         """Fill the map before the timed phase."""
@@ -142,6 +177,10 @@ class Workload:
     def verify(self, ad: Adapter, plan: Plan, tallies: list[Tally]) -> list[str]:
         """Failures found after the threads joined (the per-op checks are in the tallies)."""
         return []
+
+    def score(self, ad: Any, plan: Plan, tallies: list[Tally], elapsed: float) -> float:
+        """A round's number, in ``unit``: here operations per second."""
+        return sum(t.ops for t in tallies) / elapsed
 
 
 class _Loads(Workload):
@@ -493,6 +532,337 @@ class Growth(Workload):
         return []
 
 
+# -- caches -------------------------------------------------------------------
+
+
+def cache_value(k: int) -> int:
+    """The value every cache workload's loader returns for ``k`` (checkable as the maps' values are)."""
+    return k * M + PREFILL
+
+
+class Loader:
+    """A loader that counts its calls, exactly with any number of threads; sleeps ``delay`` s each."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        # The decorators under test wrap it as the function it stands for (mapsafe.cached names its cache after it).
+        self.__name__ = self.__qualname__ = "loader"
+        self.calls = 0  # loads so far, under _lock
+        self._lock = threading.Lock()
+        self._delay = delay
+
+    def __call__(self, k: int) -> int:
+        with self._lock:
+            self.calls += 1
+        if self._delay:
+            time.sleep(self._delay)
+        return cache_value(k)
+
+
+def zipf_trace(rng: random.Random, keys: int, alpha: float, length: int) -> list[int]:
+    """``length`` requests for keys 0..keys-1, key i with probability proportional to 1 / (i + 1) ** alpha."""
+    cum = list(accumulate(1.0 / (i + 1) ** alpha for i in range(keys)))
+    return rng.choices(range(keys), cum_weights=cum, k=length)
+
+
+def loopscan_trace(rng: random.Random, hot: int, loops: int, scan: int, cycles: int) -> list[int]:
+    """``cycles`` times: ``loops`` shuffled passes over keys 0..hot-1, then ``scan`` keys never asked again."""
+    keys = list(range(hot))
+    fresh = hot
+    trace: list[int] = []
+    for _ in range(cycles):
+        for _ in range(loops):
+            rng.shuffle(keys)
+            trace.extend(keys)
+        trace.extend(range(fresh, fresh + scan))
+        fresh += scan
+    return trace
+
+
+def _cache_size(keys: int) -> int:
+    """The bound of the hit-rate workloads' caches: a twentieth of the key space."""
+    return max(8, keys // 20)
+
+
+class _CacheWorkload(Workload):
+    """Base of the cache workloads: a fresh cache per round, bounded by ``plan.maxsize``."""
+
+    kind = "cache"
+
+    def loader(self, plan: Plan) -> Callable[[int], int]:
+        return cache_value  # cheap and uncounted: no lock on the timed miss path
+
+    def build(self, impl: Impl, plan: Plan) -> Any:
+        loader = self.loader(plan)
+        ad = impl.cache(plan.maxsize, loader)
+        return dataclasses.replace(ad, loader=loader, call_once=impl.call_once,
+                                   bound=plan.maxsize if impl.bounded else None)
+
+    def setup(self, ad, plan):
+        """Warm the cache: load the pre-filled keys."""
+        get = ad.get
+        for k in plan.prefill:
+            get(k)
+
+    def verify(self, ad, plan, tallies):
+        n = ad.size()
+        if ad.bound is not None and n > ad.bound:
+            return [f"holds {n} entries after the run, over its maxsize of {ad.bound}"]
+        return []
+
+
+class Stampede(_CacheWorkload):
+    """Cache stampede: every thread asks one cold key at once; counts the loader's runs (20 ms each).
+
+    A round is one burst on a fresh cache: a barrier releases the threads
+    together, each asks for the same absent key (drawn from the seed), and
+    the loader sleeps 20 ms, so every thread normally asks while it runs.
+    The round's number is how many times the loader ran. Every thread must
+    get the loaded value, and an implementation that promises to load each
+    key once fails the check if it loaded more.
+    """
+
+    name = "cache_stampede"
+    unit = "loads"
+    versus = ""
+    once = True
+    tracks_memory = False
+    delay = 0.02  # the loader's sleep: longer than it takes every thread to arrive
+
+    def detail(self, keys):
+        return (f"loader runs per burst of simultaneous requests for one cold key ({self.delay * 1000:g} ms "
+                "loader, a fresh cache each round); 1 is call-once")
+
+    def plan(self, keys, threads, param, seed):
+        cold = _rng(seed, self.name, param, threads, 0).randrange(keys, 2 * keys)
+        return Plan(keys, threads, param, [[cold]] * threads, [], {}, maxsize=keys)
+
+    def loader(self, plan):
+        return Loader(self.delay)
+
+    def body(self, ad, plan, tid, tally, stop):
+        k = plan.seqs[tid][0]
+        v = ad.get(k)
+        if v != cache_value(k):
+            tally.fail(f"get({k}) returned {v!r}, expected {cache_value(k)!r}")
+        tally.ops = 1
+
+    def score(self, ad, plan, tallies, elapsed):
+        return float(ad.loader.calls)
+
+    def verify(self, ad, plan, tallies):
+        failures = super().verify(ad, plan, tallies)
+        calls = ad.loader.calls
+        if ad.call_once and calls != 1:
+            failures.append(f"the loader ran {calls} times for one key, which this cache promises to load once")
+        return failures
+
+
+class _Deterministic(_CacheWorkload):
+    """Base: one thread, one round: the same plan on a fresh cache gives the same number."""
+
+    versus = LRU
+    once = True
+    tracks_memory = False
+
+    def thread_counts(self, threads):
+        return [1]
+
+    def round_count(self, rounds):
+        return 1
+
+
+class _HitRate(_Deterministic):
+    """Base: one thread replays one seeded trace; the number is the fraction of requests that hit.
+
+    Every cache gets the same trace and the same bound; a request that ran
+    the loader is a miss.
+    """
+
+    unit = "hit rate"
+
+    def accepts(self, impl):
+        return impl.bounded and super().accepts(impl)  # without a bound nothing is evicted: no policy to compare
+
+    def trace(self, keys: int, rng: random.Random) -> list[int]:
+        raise NotImplementedError
+
+    def plan(self, keys, threads, param, seed):
+        trace = self.trace(keys, _rng(seed, self.name, param, 1, 0))
+        return Plan(keys, threads, param, [trace] * threads, [], {}, maxsize=_cache_size(keys))
+
+    def loader(self, plan):
+        return Loader()
+
+    def body(self, ad, plan, tid, tally, stop):
+        get, trace = ad.get, plan.seqs[tid]
+        for k in trace:
+            v = get(k)
+            if v != k * M + PREFILL:
+                tally.fail(f"get({k}) returned {v!r}, expected {k * M + PREFILL!r}")
+        tally.ops = len(trace)
+
+    def score(self, ad, plan, tallies, elapsed):
+        return 1.0 - ad.loader.calls / len(plan.seqs[0])
+
+
+class ZipfHitRate(_HitRate):
+    """Cache hit rate on a Zipf trace: one thread, the same seeded trace and maxsize for every cache.
+
+    Key i (of --keys) is asked with probability proportional to
+    1 / (i + 1) ** 0.99 (YCSB's Zipf constant); the trace is 20 requests
+    per key long and the caches hold a twentieth of the keys.
+    """
+
+    name = "cache_zipf"
+    alpha = 0.99
+
+    def detail(self, keys):
+        return (f"hit rate on a Zipf({self.alpha}) trace over {keys} keys, {20 * keys} requests, "
+                f"maxsize {_cache_size(keys)}; one thread, seeded")
+
+    def trace(self, keys, rng):
+        return zipf_trace(rng, keys, self.alpha, 20 * keys)
+
+
+class LoopScanHitRate(_HitRate):
+    """Cache hit rate on loops over a hot set broken by long one-time scans: one thread, seeded.
+
+    Each cycle reads a hot set of half the cache's size twice, in a fresh
+    shuffled order each time, then scans twice the cache's size of keys
+    never asked before or after. A cache that keeps the hot set through
+    the scans hits on both loops; one that lets a scan flush it (LRU, FIFO)
+    misses the first loop after every scan. No cache can hit a scan key.
+    """
+
+    name = "cache_loopscan"
+
+    def detail(self, keys):
+        c = _cache_size(keys)
+        return (f"hit rate on cycles of 2 loops over {c // 2} hot keys then a scan of {2 * c} new keys, "
+                f"{self._cycles(keys)} cycles, maxsize {c}; one thread, seeded; at most "
+                f"{(c // 2 * 2) / (c // 2 * 2 + 2 * c):.1%} can hit")
+
+    def _cycles(self, keys: int) -> int:
+        c = _cache_size(keys)
+        return max(3, 20 * keys // (c // 2 * 2 + 2 * c))  # about as long as the Zipf trace
+
+    def trace(self, keys, rng):
+        c = _cache_size(keys)
+        return loopscan_trace(rng, c // 2, 2, 2 * c, self._cycles(keys))
+
+
+class _CacheHits(_CacheWorkload):
+    """Base: threads read a warm cache; a fixed share of reads asks a key never asked before."""
+
+    hit_fraction = 0.9
+
+    def detail(self, keys):
+        return (f"ops/s of cache reads, {self.hit_fraction:.0%} of them on {max(1, keys // 2)} warm keys and the "
+                f"rest on new keys (a cheap loader), maxsize {keys}")
+
+    def plan(self, keys, threads, param, seed):
+        hot = max(1, keys // 2)
+        misses = round(SEQ_LEN * (1 - self.hit_fraction))
+        seqs, reads = [], []
+        for tid in range(threads):
+            rng = _rng(seed, self.name, param, threads, tid)
+            # Random positions, an exact count: the sampled latencies see misses in proportion.
+            miss_at = set(rng.sample(range(SEQ_LEN), misses))
+            seqs.append(_wrap([rng.randrange(hot) for _ in range(SEQ_LEN)]))
+            reads.append(_wrap([j not in miss_at for j in range(SEQ_LEN)]))  # True: a warm key
+        prefill = {k: cache_value(k) for k in range(hot)}
+        return Plan(keys, threads, param, seqs, reads, prefill, maxsize=keys)
+
+    def body(self, ad, plan, tid, tally, stop):
+        get, seq, warm = ad.get, plan.seqs[tid], plan.reads[tid]
+        expect = [cache_value(k) for k in range(len(plan.prefill))]
+        # New keys are negative, distinct between threads and never repeated.
+        fresh, step = [-1 - tid], plan.threads
+
+        def chunk(i, n):
+            new = fresh[0]
+            for k, is_warm in zip(seq[i:i + n], warm[i:i + n]):
+                if is_warm:
+                    v = get(k)
+                    if v != expect[k]:
+                        tally.fail(f"get({k}) returned {v!r}, expected {expect[k]!r}")
+                else:
+                    v = get(new)
+                    if v != new * M + PREFILL:
+                        tally.fail(f"get({new}) returned {v!r}, expected {new * M + PREFILL!r}")
+                    new -= step
+            fresh[0] = new
+
+        drive(chunk, tally, stop)
+
+
+class CacheHit90(_CacheHits):
+    """Cache throughput at 90% hits: threads read a warm cache, one read in ten asks a new key."""
+
+    name = "cache_hit90"
+    hit_fraction = 0.9
+
+
+class CacheHit99(_CacheHits):
+    """Cache throughput at 99% hits: threads read a warm cache, one read in a hundred asks a new key."""
+
+    name = "cache_hit99"
+    hit_fraction = 0.99
+
+
+class CacheMemory(_Deterministic):
+    """Cache memory per entry: tracemalloc's growth while one thread loads --keys keys, per key.
+
+    The keys and values exist before the measure starts, so the number is
+    the cache's own bookkeeping per entry (its key wrapper, entry record and
+    table slot), with a maxsize of --keys, so nothing is evicted.
+    """
+
+    name = "cache_memory"
+    unit = "B/entry"
+
+    def detail(self, keys):
+        return f"bytes per entry after loading {keys} int keys with int values into a cache of maxsize {keys}"
+
+    def plan(self, keys, threads, param, seed):
+        order = list(range(keys))
+        _rng(seed, self.name, param, 1, 0).shuffle(order)
+        prefill = {k: cache_value(k) for k in range(keys)}  # the values, made before measuring
+        return Plan(keys, threads, param, [order] * threads, [], prefill, maxsize=keys)
+
+    def loader(self, plan):
+        return plan.prefill.__getitem__  # returns values that already exist: only the cache's memory is counted
+
+    def setup(self, ad, plan):
+        pass  # the body loads, measuring
+
+    def body(self, ad, plan, tid, tally, stop):
+        if tracemalloc.is_tracing():
+            tally.error(RuntimeError("tracemalloc was already tracing, so bytes per entry were not measured"))
+            return
+        get, order = ad.get, plan.seqs[tid]
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for k in order:
+                get(k)
+            tally.measured = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        tally.ops = len(order)
+
+    def score(self, ad, plan, tallies, elapsed):
+        used = tallies[0].measured
+        return max(0.0, used) / plan.keys if used is not None else 0.0
+
+    def verify(self, ad, plan, tallies):
+        n = ad.size()
+        if n != plan.keys:
+            return [f"holds {n} of the {plan.keys} entries loaded into it, so bytes per entry are not comparable"]
+        return []
+
+
 WORKLOADS: tuple[Workload, ...] = (
     ReadMostlyHits(),
     MostlyMisses(),
@@ -502,8 +872,25 @@ WORKLOADS: tuple[Workload, ...] = (
     Counter(),
     IterateWhileWriting(),
     Growth(),
+    Stampede(),
+    ZipfHitRate(),
+    LoopScanHitRate(),
+    CacheHit90(),
+    CacheHit99(),
+    CacheMemory(),
 )
+
+# Names that select several workloads at once (--workloads cache).
+GROUPS: dict[str, tuple[Workload, ...]] = {
+    "maps": tuple(w for w in WORKLOADS if w.kind == "map"),
+    "cache": tuple(w for w in WORKLOADS if w.kind == "cache"),
+    "all": WORKLOADS,
+}
+DEFAULT = GROUPS["maps"]  # what a run without --workloads runs
 
 
 def by_name() -> dict[str, Workload]:
-    return {w.name: w for w in WORKLOADS}
+    """Name -> Workload; hyphens may stand for underscores (cache-stampede)."""
+    table = {w.name: w for w in WORKLOADS}
+    table.update({w.name.replace("_", "-"): w for w in WORKLOADS})
+    return table
