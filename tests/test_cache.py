@@ -597,6 +597,22 @@ def test_stats_count_exactly_in_one_thread():
     assert (s.hits, s.misses, s.entries, s.evictions["size"]) == (0, 0, 0, 0)
 
 
+@pytest.mark.parametrize("options", [{}, {"ttl": 100}, {"tti": 100}, {"negative_ttl": 5}, {"refresh_after": 50}])
+def test_hits_are_counted_once_each_from_a_new_thread_too(options):
+    # The C core counts a hit in the thread's stats cell, which the first
+    # counted call of a thread (on the Python path) creates.
+    c = Cache(clock=FakeClock(), executor=Held(), **options)
+    c.put("k", "v")
+    got = []
+
+    def read(i):
+        got.append([c.get("k", str), c.get_if_present("k"), c._hit("k"), c.get("k", str)])
+
+    join_all(start(read, 3))
+    assert got == [["v"] * 4] * 3
+    assert (c.stats().hits, c.stats().misses) == (12, 0)
+
+
 def test_cache_info_and_cache_clear_match_functools_lru_cache():
     calls = [3, 1, 3, 2, 1, 1, 4, 3]
 

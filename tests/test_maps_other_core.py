@@ -2,8 +2,8 @@
 
 The maps' hot paths have two interchangeable implementations (the C core,
 _speedups.c, and the pure-Python core, _pycore.py). This session tests the
-active one; this test runs every map test file in a child pytest under the
-other, so one `python3 -m pytest` covers both.
+active one; this test runs every map test file (and the cache family's) in a child
+pytest under the other, so one `python3 -m pytest` covers both.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mapsafe import _core
 TESTS = Path(__file__).parent
 MAP_SUITE = sorted(
     str(p) for p in TESTS.glob("test_maps_*.py") if p.name != Path(__file__).name
-)
+) + [str(TESTS / name) for name in ("test_cache.py", "test_weakvaluemap.py", "test_cowmap.py")]
 
 
 def _other_core() -> str | None:

@@ -58,6 +58,7 @@ ShardedCore = _impl.ShardedCore
 ProfiledRLock = _impl.ProfiledRLock
 RWHold = _impl.RWHold
 SyncReader = _impl.SyncReader
+CacheCore = _impl.CacheCore
 MapLock = _impl.MapLock
 hold_all = _impl.hold_all
 call_if_free = _impl.call_if_free

@@ -537,6 +537,15 @@ class RWHold:
         self._release()
 
 
+class CacheCore:
+    """Cache's hits: in the pure core, Cache's own Python ``get`` and ``_hit`` (see cache.py)."""
+
+    __slots__ = ()
+
+    def _core_init(self, data: dict, cells: dict, clock: Any, failure: type, loader: Any, fast: bool, /) -> None:
+        pass  # the Python methods read the Cache's own attributes
+
+
 class SyncReader:
     """A per-thread read handle of a SyncMap (see SyncMap.reader); the C core's avoids shared refcounts."""
 

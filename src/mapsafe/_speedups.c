@@ -45,6 +45,7 @@ static PyObject *str_delitem;             /* MapBase._delitem(key) */
 static PyObject *str_get_slow;            /* the map's get when the fast one does not apply */
 static PyObject *str_contains_slow;       /* ShardedMap's `in` for caches */
 static PyObject *str_len_slow;            /* ShardedMap's len() for caches */
+static PyObject *str_hit_slow;            /* Cache._hit_slow(key), when a hit is not a plain one */
 static PyObject *str_wait_readable;       /* RWLock._wait_readable_locked() */
 static PyObject *str_wait_writable;       /* RWLock._wait_writable_locked() */
 
@@ -2621,6 +2622,193 @@ static PyType_Spec sync_spec = {
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, sync_slots,
 };
 
+/* -- CacheCore: mapsafe.Cache's hits ---------------------------------------------- */
+
+/* Entry slots (cache.py's layout) read here. VALUE and EXPIRES never change
+ * once an entry is published; FREQ is rewritten by any reading thread, but
+ * only ever to the small ints 0..3, which are cached (immortal on
+ * free-threaded builds), so a borrowed read of it can never dangle. */
+#define CACHE_VALUE 0
+#define CACHE_EXPIRES 3
+#define CACHE_FREQ 5
+#define CACHE_SLOTS 9
+#define CACHE_FREQ_MAX 3
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *d;       /* Cache._data: key -> entry list; read lock-free; set once */
+    PyObject *cells;   /* the Cache's Tally._cells: thread ident -> counts (hits first); set once */
+    PyObject *clock;   /* the clock when entries expire after write (ttl, negative_ttl), else None */
+    PyObject *failure; /* cache._Failure: a cached exception, which the slow path raises */
+    PyObject *loader;  /* the default loader, or None */
+    int fast;          /* hits need nothing but this (no tti, no refresh_after) */
+} CacheCore;
+
+CORE_GC(cache, offsetof(CacheCore, d), offsetof(CacheCore, cells), offsetof(CacheCore, clock),
+        offsetof(CacheCore, failure), offsetof(CacheCore, loader))
+
+static PyObject *
+cache_core_init(CacheCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs(nargs, 6) < 0)
+        return NULL;
+    if (check_dict("_data", args[0]) < 0 || check_dict("_cells", args[1]) < 0 || check_bool("fast", args[5]) < 0)
+        return NULL;
+    int status;
+    BEGIN_INIT(self);
+    status = check_fresh((PyObject *)self, self->d);
+    if (status == 0) {
+        self->cells = Py_NewRef(args[1]);
+        self->clock = Py_NewRef(args[2]);
+        self->failure = Py_NewRef(args[3]);
+        self->loader = Py_NewRef(args[4]);
+        self->fast = args[5] == Py_True;
+        STORE_READY(self->d, Py_NewRef(args[0]));
+    }
+    END_INIT();
+    if (status < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Count a hit in this thread's cell: 1, or 0 when it has none yet (the
+ * slow path makes it), -1 on error. Only this thread writes its cell. */
+static int
+cache_count_hit(CacheCore *self)
+{
+    PyObject *ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (ident == NULL)
+        return -1;
+    PyObject *cell;
+    int found = dict_lookup(self->cells, ident, &cell);
+    Py_DECREF(ident);
+    if (found <= 0)
+        return found;
+    int rc = 0;
+    if (PyList_CheckExact(cell) && PyList_GET_SIZE(cell) > 0) {
+        PyObject *old = PyList_GET_ITEM(cell, 0); /* ours: no other thread replaces it */
+        PyObject *new = PyNumber_Add(old, one);
+        rc = new == NULL ? -1 : (PyList_SetItem(cell, 0, new) < 0 ? -1 : 1);
+    }
+    Py_DECREF(cell);
+    return rc;
+}
+
+/* A hit: 1 and a new reference in *value; 0 when the Python path must
+ * decide (absent, expired, a cached failure, idle expiry or refresh
+ * configured, no stats cell yet); -1 on error. */
+static int
+cache_hit_c(CacheCore *self, PyObject *key, PyObject **value)
+{
+    PyObject *d = LOAD_READY(self->d);
+    if (d == NULL)
+        return not_initialised((PyObject *)self);
+    if (!self->fast)
+        return 0;
+    PyObject *entry;
+    int found = dict_lookup(d, key, &entry);
+    if (found <= 0)
+        return found;
+    int rc = 0;
+    if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != CACHE_SLOTS)
+        goto done;
+    PyObject *v = PyList_GET_ITEM(entry, CACHE_VALUE);
+    if ((PyObject *)Py_TYPE(v) == self->failure)
+        goto done;
+    if (self->clock != Py_None) {
+        PyObject *now_obj = PyObject_CallNoArgs(self->clock);
+        if (now_obj == NULL) {
+            rc = -1;
+            goto done;
+        }
+        double now = PyFloat_AsDouble(now_obj);
+        Py_DECREF(now_obj);
+        PyObject *expires = PyList_GET_ITEM(entry, CACHE_EXPIRES);
+        if ((now == -1.0 && PyErr_Occurred()) || !PyFloat_CheckExact(expires)) {
+            rc = now == -1.0 && PyErr_Occurred() ? -1 : 0;
+            goto done;
+        }
+        if (PyFloat_AS_DOUBLE(expires) <= now)
+            goto done; /* expired: the slow path removes it and counts the miss */
+    }
+    PyObject *freq = PyList_GET_ITEM(entry, CACHE_FREQ);
+    long f = PyLong_CheckExact(freq) ? PyLong_AsLong(freq) : CACHE_FREQ_MAX;
+    if (f >= 0 && f < CACHE_FREQ_MAX) {
+        /* Lossy, as in Cache._use: two readers may both store f + 1. */
+        if (PyList_SetItem(entry, CACHE_FREQ, PyLong_FromLong(f + 1)) < 0) {
+            rc = -1;
+            goto done;
+        }
+    }
+    rc = cache_count_hit(self);
+    if (rc == 1)
+        *value = Py_NewRef(v);
+done:
+    Py_DECREF(entry);
+    return rc;
+}
+
+/* get(key, loader=None, *, timeout=None): a hit in C; everything else is Cache._get_slow. */
+static PyObject *
+cache_get(CacheCore *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL && (nargs == 2 ? args[1] != Py_None : nargs == 1 && self->loader != Py_None)) {
+        PyObject *value = NULL;
+        int rc = cache_hit_c(self, args[0], &value);
+        if (rc != 0)
+            return rc > 0 ? value : NULL;
+    }
+    PyObject *stack[3] = {(PyObject *)self, nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL};
+    if (nargs > 2 || kwnames != NULL) {
+        /* Unusual calls: let Python parse (and reject) them. */
+        PyObject *method = PyObject_GetAttr((PyObject *)self, str_get_slow);
+        if (method == NULL)
+            return NULL;
+        PyObject *result = PyObject_Vectorcall(method, args, nargsf, kwnames);
+        Py_DECREF(method);
+        return result;
+    }
+    return PyObject_VectorcallMethod(str_get_slow, stack, (size_t)(nargs + 1), NULL);
+}
+
+/* _hit(key): the value of a hit, or Cache._hit_slow(key). */
+static PyObject *
+cache_hit(CacheCore *self, PyObject *key)
+{
+    PyObject *value = NULL;
+    int rc = cache_hit_c(self, key, &value);
+    if (rc != 0)
+        return rc > 0 ? value : NULL;
+    PyObject *stack[2] = {(PyObject *)self, key};
+    return PyObject_VectorcallMethod(str_hit_slow, stack, 2, NULL);
+}
+
+static PyMethodDef cache_methods[] = {
+    {"_core_init", (PyCFunction)(void (*)(void))cache_core_init, METH_FASTCALL,
+     "_core_init($self, data, cells, clock, failure, loader, fast, /)\n--\n\nSet the fields, once."},
+    {"get", (PyCFunction)(void (*)(void))cache_get, METH_FASTCALL | METH_KEYWORDS,
+     "get($self, key, loader=None, /, *, timeout=None)\n--\n\n"
+     "The value of key, running loader(key) (or the cache's loader) once if absent.\n\n"
+     "timeout bounds only the wait for another thread's load (TimeoutError)."},
+    {"_hit", (PyCFunction)cache_hit, METH_O, "_hit($self, key, /)\n--\n\nA hit's value (counted), or MISSING."},
+    {NULL},
+};
+
+static PyType_Slot cache_slots[] = {
+    {Py_tp_doc, "Cache's hits: one dict lookup, the entry's counter and this thread's stats cell, in C."},
+    {Py_tp_traverse, cache_traverse},
+    {Py_tp_clear, cache_clear},
+    {Py_tp_dealloc, cache_dealloc},
+    {Py_tp_methods, cache_methods},
+    {0, NULL},
+};
+
+static PyType_Spec cache_spec = {
+    "mapsafe._speedups.CacheCore", sizeof(CacheCore), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, cache_slots,
+};
+
 /* -- SyncReader: a per-thread read handle of a SyncMap ------------------------- */
 
 /* On free-threaded CPython every use of an object from Python code changes
@@ -3216,6 +3404,7 @@ speedups_exec(PyObject *module)
     INTERN(str_get_slow, "_get_slow");
     INTERN(str_contains_slow, "_contains_slow");
     INTERN(str_len_slow, "_len_slow");
+    INTERN(str_hit_slow, "_hit_slow");
     INTERN(str_wait_readable, "_wait_readable_locked");
     INTERN(str_wait_writable, "_wait_writable_locked");
     INTERN(str_is_owned, "_is_owned");
@@ -3267,7 +3456,7 @@ speedups_exec(PyObject *module)
     if (add_type(module, &rw_spec, NULL, &state->rw_type) < 0 || add_type(module, &sync_spec, NULL, NULL) < 0 ||
         add_type(module, &locked_spec, NULL, NULL) < 0 || add_type(module, &sharded_spec, NULL, NULL) < 0 ||
         add_type(module, &prof_spec, NULL, NULL) < 0 || add_type(module, &hold_spec, NULL, NULL) < 0 ||
-        add_type(module, &reader_spec, NULL, NULL) < 0)
+        add_type(module, &reader_spec, NULL, NULL) < 0 || add_type(module, &cache_spec, NULL, NULL) < 0)
         return -1;
     return PyModule_AddIntConstant(module, "FAULTS", faults_enabled);
 }

@@ -14,7 +14,7 @@ from time import perf_counter_ns
 from typing import Any, Callable, NamedTuple
 
 from . import _forks
-from ._core import MapLock
+from ._core import CacheCore, MapLock
 from ._loading import Flight
 from ._s3fifo import DEAD, FREQ_MAX, SMALL, S3Fifo
 from .mapbase import check_flag
@@ -124,7 +124,7 @@ def _start_thread(fn: Callable[..., Any], *args: Any) -> None:
     threading.Thread(target=fn, args=args, name="mapsafe-cache-refresh", daemon=True).start()
 
 
-class Cache:
+class Cache(CacheCore):
     """A thread-safe loading cache: ``get(key, loader)`` loads each key at most once.
 
     Use it for memoising expensive loads shared by threads: configuration,
@@ -240,15 +240,24 @@ class Cache:
         self._evictions = [0, 0]  # entries evicted for size, and expired entries removed; under _lock
         self._tally = Tally(*_STAT_NAMES)  # per-thread counters, no lock (see Tally)
         self._cleared: list[dict[str, int]] = [{}]  # the totals at the last cache_clear(), one list cell
+        # The C core's hits: the same table and stats cells; the clock only
+        # for write expiry; idle expiry and refresh always take this path.
+        assert _HITS == 0  # the C core counts hits in a cell's first slot
+        write_expiry = self._ttl is not None or self._negative_ttl is not None
+        fast = self._tti is None and self._refresh_after is None
+        self._core_init(self._data, self._tally._cells, self._clock if write_expiry else None,
+                        _Failure, self._loader, fast)
         _forks.register(self)
 
     # -- reads ----------------------------------------------------------------
 
-    def get(self, key: Any, loader: Callable[[Any], Any] | None = None, *, timeout: float | None = None) -> Any:
+    def _get_slow(self, key: Any, loader: Callable[[Any], Any] | None = None, *, timeout: float | None = None) -> Any:
         """The value of ``key``, running ``loader(key)`` (or the cache's loader) once if absent.
 
         ``timeout`` bounds only the wait for another thread's load
-        (TimeoutError); None waits as long as the load runs.
+        (TimeoutError); None waits as long as the load runs. This is
+        ``get`` on the pure core; the C core's ``get`` serves plain hits and
+        calls this for the rest.
         """
         if loader is None:
             loader = self._loader
@@ -272,7 +281,7 @@ class Cache:
                 return self._use(entry, now, loader)
         return self._load(key, loader, timeout)
 
-    def _hit(self, key: Any) -> Any:
+    def _hit_slow(self, key: Any) -> Any:
         """A hit's value (counted), or MISSING, not counted: the caller goes on to ``_load``."""
         entry = self._data.get(key)
         if entry is not None:
@@ -286,6 +295,10 @@ class Cache:
             if not self._expired(entry, now):
                 return self._use(entry, now, None)
         return MISSING
+
+    if "get" not in CacheCore.__dict__:  # the pure core: the Python methods are the methods
+        get = _get_slow
+        _hit = _hit_slow
 
     def get_if_present(self, key: Any, default: Any = None) -> Any:
         """The cached value of ``key`` (counted as a hit or a miss), else ``default``; never loads."""
