@@ -709,7 +709,7 @@ def test_cached_on_a_method_caches_per_instance_without_keeping_it_alive():
     assert Service.lookup.cache_info().currsize == 0  # the class-level cache is not used by methods
 
 
-def test_cached_on_a_slots_method_says_what_is_needed():
+def test_cached_on_a_slots_method_needs_weak_references_and_says_so():
     class Slotted:
         __slots__ = ()
 
@@ -717,8 +717,49 @@ def test_cached_on_a_slots_method_says_what_is_needed():
         def f(self):
             return 1
 
-    with pytest.raises(TypeError, match=r"Slotted\.f needs instances with a __dict__"):
+    with pytest.raises(TypeError, match=r"Slotted\.f needs weakly referenceable instances.*'__weakref__'"):
         Slotted().f()
+
+    class WithWeakref:
+        __slots__ = ("__weakref__",)
+
+        @cached
+        def f(self, x):
+            return x * 2
+
+    w = WithWeakref()
+    assert w.f(2) == w.f(2) == 4 and w.f.cache_info().hits == 1
+
+
+def test_a_cached_method_adds_nothing_to_the_instance_and_it_still_pickles():
+    p = _Point(3)
+    assert p.norm(2) == 6 and p.norm(2) == 6
+    assert vars(p) == {"x": 3}
+    q = pickle.loads(pickle.dumps(p))
+    assert q.norm(2) == 6 and q.norm.cache_info().misses == 1  # its own, fresh cache
+
+
+def test_a_bound_cached_method_outliving_its_instance_serves_hits_and_refuses_misses():
+    p = _Point(5)
+    norm = p.norm
+    assert norm(1) == 5
+    del p
+    assert norm(1) == 5  # a hit needs no instance
+    with pytest.raises(ReferenceError, match="no longer exists"):
+        norm(2)
+
+
+def test_many_threads_binding_one_instance_share_one_cache():
+    p = _Point(7)
+    caches = []
+    barrier = threading.Barrier(8, timeout=JOIN)
+
+    def bind(i):
+        barrier.wait()
+        caches.append(p.norm.cache)
+
+    join_all(start(bind, 8))
+    assert len({id(c) for c in caches}) == 1
 
 
 def test_cached_keeps_the_function_metadata():
@@ -729,6 +770,17 @@ def test_cached_keeps_the_function_metadata():
 
     assert documented.__name__ == "documented" and documented.__doc__ == "Docs."
     assert documented.__wrapped__(5) == 5 and isinstance(documented.cache, Cache)
+
+
+class _Point:
+    """Module level, so that pickling finds it."""
+
+    def __init__(self, x):
+        self.x = x
+
+    @cached(maxsize=8)
+    def norm(self, k):
+        return self.x * k
 
 
 # -- fork ------------------------------------------------------------------------------------------------

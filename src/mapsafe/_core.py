@@ -59,6 +59,7 @@ ProfiledRLock = _impl.ProfiledRLock
 RWHold = _impl.RWHold
 SyncReader = _impl.SyncReader
 CacheCore = _impl.CacheCore
+CachedCore = _impl.CachedCore
 MapLock = _impl.MapLock
 hold_all = _impl.hold_all
 call_if_free = _impl.call_if_free

@@ -546,6 +546,15 @@ class CacheCore:
         pass  # the Python methods read the Cache's own attributes
 
 
+class CachedCore:
+    """A @cached function's calls: in the pure core, cached.py's own Python ``__call__`` and ``__get__``."""
+
+    __slots__ = ()
+
+    def _core_init(self, cache: Any, key: Any, instances: Any, typed: bool, /) -> None:
+        pass  # the Python methods read the function's own attributes
+
+
 class SyncReader:
     """A per-thread read handle of a SyncMap (see SyncMap.reader); the C core's avoids shared refcounts."""
 

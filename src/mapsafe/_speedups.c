@@ -46,6 +46,9 @@ static PyObject *str_get_slow;            /* the map's get when the fast one doe
 static PyObject *str_contains_slow;       /* ShardedMap's `in` for caches */
 static PyObject *str_len_slow;            /* ShardedMap's len() for caches */
 static PyObject *str_hit_slow;            /* Cache._hit_slow(key), when a hit is not a plain one */
+static PyObject *str_miss;                /* CachedFunction._miss(key, *args, **kwargs) */
+static PyObject *str_call_slow;           /* CachedFunction._call_slow(*args, **kwargs): keys made in Python */
+static PyObject *str_bind;                /* CachedFunction._bind(instance): a method's first use by one */
 static PyObject *str_wait_readable;       /* RWLock._wait_readable_locked() */
 static PyObject *str_wait_writable;       /* RWLock._wait_writable_locked() */
 
@@ -2809,6 +2812,208 @@ static PyType_Spec cache_spec = {
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, cache_slots,
 };
 
+/* -- CachedCore: a @cached function's calls --------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *cache;     /* the Cache the calls use (a CacheCore); set once */
+    PyObject *key;       /* the key= function, or None for lru_cache's keys */
+    PyObject *instances; /* a method's id(instance) -> (weakref, bound function) dict, or None */
+    int typed;
+} CachedCore;
+
+CORE_GC(cached, offsetof(CachedCore, cache), offsetof(CachedCore, key), offsetof(CachedCore, instances))
+
+/* Whether obj is a CacheCore (of any exec of this module: their types
+ * differ, their layout and dealloc do not). */
+static int
+is_cache_core(PyObject *obj)
+{
+    for (PyTypeObject *t = Py_TYPE(obj); t != NULL; t = t->tp_base)
+        if (t->tp_dealloc == cache_dealloc)
+            return 1;
+    return 0;
+}
+
+static PyObject *
+cached_core_init(CachedCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs(nargs, 4) < 0 || check_bool("typed", args[3]) < 0)
+        return NULL;
+    if (!is_cache_core(args[0])) {
+        PyErr_Format(PyExc_TypeError, "_core_init needs a mapsafe.Cache, got %.100s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    if (args[2] != Py_None && check_dict("instances", args[2]) < 0)
+        return NULL;
+    int status;
+    BEGIN_INIT(self);
+    status = check_fresh((PyObject *)self, self->cache);
+    if (status == 0) {
+        self->key = Py_NewRef(args[1]);
+        self->instances = Py_NewRef(args[2]);
+        self->typed = args[3] == Py_True;
+        STORE_READY(self->cache, Py_NewRef(args[0]));
+    }
+    END_INIT();
+    if (status < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* f(*args, **kwargs): the key (key=, or for positional calls the key
+ * cached.make_key makes), a hit in C, else the Python method: _miss(key,
+ * *args, **kwargs) after a key, _call_slow(*args, **kwargs) before one. */
+static PyObject *
+cached_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    CachedCore *self = (CachedCore *)op;
+    PyObject *cache = LOAD_READY(self->cache);
+    if (cache == NULL) {
+        not_initialised(op);
+        return NULL;
+    }
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *key;
+    if (self->key != Py_None) {
+        key = PyObject_Vectorcall(self->key, args, (size_t)nargs, kwnames);
+        if (key == NULL)
+            return NULL;
+    }
+    else if (kwnames == NULL && !self->typed) {
+        /* cached.make_key's positional keys: a lone int or str, else the tuple. */
+        if (nargs == 1 && (PyLong_CheckExact(args[0]) || PyUnicode_CheckExact(args[0]))) {
+            key = Py_NewRef(args[0]);
+        }
+        else {
+            if ((key = PyTuple_New(nargs)) == NULL)
+                return NULL;
+            for (Py_ssize_t i = 0; i < nargs; i++)
+                PyTuple_SET_ITEM(key, i, Py_NewRef(args[i]));
+        }
+    }
+    else {
+        PyObject *method = PyObject_GetAttr(op, str_call_slow);
+        if (method == NULL)
+            return NULL;
+        PyObject *result = PyObject_Vectorcall(method, args, (size_t)nargs, kwnames);
+        Py_DECREF(method);
+        return result;
+    }
+    PyObject *value = NULL;
+    int rc = cache_hit_c((CacheCore *)cache, key, &value);
+    if (rc != 0) {
+        Py_DECREF(key);
+        return rc > 0 ? value : NULL;
+    }
+    /* _miss(key, *args, **kwargs): self and key in front of the caller's arguments. */
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *small[8], **stack = small;
+    if (nargs + nkw + 2 > 8 && (stack = PyMem_Malloc((size_t)(nargs + nkw + 2) * sizeof(PyObject *))) == NULL) {
+        Py_DECREF(key);
+        return PyErr_NoMemory();
+    }
+    stack[0] = op;
+    stack[1] = key;
+    for (Py_ssize_t i = 0; i < nargs + nkw; i++)
+        stack[i + 2] = args[i];
+    PyObject *result = PyObject_VectorcallMethod(str_miss, stack, (size_t)(nargs + 2), kwnames);
+    if (stack != small)
+        PyMem_Free(stack);
+    Py_DECREF(key);
+    return result;
+}
+
+/* The weakly referenced object, as a new reference, or NULL (no error) if it is gone. */
+static PyObject *
+weak_target(PyObject *ref)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *obj;
+    if (PyWeakref_GetRef(ref, &obj) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return obj;
+#else
+    PyObject *obj = PyWeakref_GetObject(ref);
+    return obj == Py_None ? NULL : Py_NewRef(obj);
+#endif
+}
+
+/* A method's __get__: the instance's bound function, from the instances
+ * table (one dict lookup and a weak-reference check), else _bind(instance). */
+static PyObject *
+cached_descr_get(PyObject *op, PyObject *instance, PyObject *owner)
+{
+    CachedCore *self = (CachedCore *)op;
+    if (instance == NULL || instance == Py_None)
+        return Py_NewRef(op);
+    PyObject *instances = LOAD_READY(self->cache) == NULL ? NULL : self->instances;
+    if (instances != NULL && instances != Py_None) {
+        PyObject *id = PyLong_FromVoidPtr(instance), *pair;
+        if (id == NULL)
+            return NULL;
+        int found = dict_lookup(instances, id, &pair);
+        Py_DECREF(id);
+        if (found < 0)
+            return NULL;
+        if (found) {
+            PyObject *result = NULL;
+            if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
+                PyObject *target = weak_target(PyTuple_GET_ITEM(pair, 0));
+                if (target == instance)
+                    result = Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+                Py_XDECREF(target);
+            }
+            Py_DECREF(pair);
+            if (result != NULL)
+                return result;
+        }
+    }
+    PyObject *stack[2] = {op, instance};
+    return PyObject_VectorcallMethod(str_bind, stack, 2, NULL);
+}
+
+static PyMemberDef cached_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(CachedCore, vectorcall), READONLY},
+    {NULL},
+};
+
+static PyObject *
+cached_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    CachedCore *self = (CachedCore *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->vectorcall = cached_vectorcall;
+    return (PyObject *)self;
+}
+
+static PyMethodDef cached_methods[] = {
+    {"_core_init", (PyCFunction)(void (*)(void))cached_core_init, METH_FASTCALL,
+     "_core_init($self, cache, key, instances, typed, /)\n--\n\nSet the fields, once."},
+    {NULL},
+};
+
+static PyType_Slot cached_slots[] = {
+    {Py_tp_doc, "A @cached function's calls: the key, a hit in C; misses and the rest in Python."},
+    {Py_tp_new, cached_new},
+    {Py_tp_traverse, cached_traverse},
+    {Py_tp_clear, cached_clear},
+    {Py_tp_dealloc, cached_dealloc},
+    {Py_tp_members, cached_members},
+    {Py_tp_methods, cached_methods},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_descr_get, cached_descr_get},
+    {0, NULL},
+};
+
+static PyType_Spec cached_spec = {
+    "mapsafe._speedups.CachedCore", sizeof(CachedCore), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL, cached_slots,
+};
+
 /* -- SyncReader: a per-thread read handle of a SyncMap ------------------------- */
 
 /* On free-threaded CPython every use of an object from Python code changes
@@ -3405,6 +3610,9 @@ speedups_exec(PyObject *module)
     INTERN(str_contains_slow, "_contains_slow");
     INTERN(str_len_slow, "_len_slow");
     INTERN(str_hit_slow, "_hit_slow");
+    INTERN(str_miss, "_miss");
+    INTERN(str_call_slow, "_call_slow");
+    INTERN(str_bind, "_bind");
     INTERN(str_wait_readable, "_wait_readable_locked");
     INTERN(str_wait_writable, "_wait_writable_locked");
     INTERN(str_is_owned, "_is_owned");
@@ -3456,7 +3664,9 @@ speedups_exec(PyObject *module)
     if (add_type(module, &rw_spec, NULL, &state->rw_type) < 0 || add_type(module, &sync_spec, NULL, NULL) < 0 ||
         add_type(module, &locked_spec, NULL, NULL) < 0 || add_type(module, &sharded_spec, NULL, NULL) < 0 ||
         add_type(module, &prof_spec, NULL, NULL) < 0 || add_type(module, &hold_spec, NULL, NULL) < 0 ||
-        add_type(module, &reader_spec, NULL, NULL) < 0 || add_type(module, &cache_spec, NULL, NULL) < 0)
+        add_type(module, &reader_spec, NULL, NULL) < 0 ||
+        add_type(module, &cache_spec, NULL, NULL) < 0 ||
+        add_type(module, &cached_spec, NULL, NULL) < 0)
         return -1;
     return PyModule_AddIntConstant(module, "FAULTS", faults_enabled);
 }

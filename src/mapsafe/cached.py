@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import functools
+import weakref
+from functools import partial
 from typing import Any, Callable
 
 from .cache import _MAXSIZE_NOT_GIVEN, Cache, CacheInfo, CacheStats
+from ._core import CachedCore, MapLock
 from .sentinels import MISSING
 
 __all__ = ["cached", "CachedFunction"]
@@ -21,6 +24,10 @@ def make_key(args: tuple, kwargs: dict, typed: bool) -> Any:
     (``f(a=1, b=2)`` and ``f(b=2, a=1)`` are two keys), and ``typed``
     separates ``f(1, 2)`` from ``f(1.0, 2)``.
     """
+    if not kwargs and not typed:
+        # Positional calls (the C core builds these keys too): the lone int
+        # or str itself, else the argument tuple.
+        return args[0] if len(args) == 1 and type(args[0]) in _FAST_TYPES else args
     key = args
     if kwargs:
         key += (_KWD_MARK,)
@@ -30,8 +37,6 @@ def make_key(args: tuple, kwargs: dict, typed: bool) -> Any:
         key += tuple(type(v) for v in args)
         if kwargs:
             key += tuple(type(v) for v in kwargs.values())
-    elif len(key) == 1 and type(key[0]) in _FAST_TYPES:
-        return key[0]
     return _HashedKey(key)
 
 
@@ -67,12 +72,13 @@ def cached(
     * ``typed=``: as in lru_cache, ``f(1)`` and ``f(1.0)`` are cached
       separately. Ignored when ``key=`` is given.
 
-    On a method, each instance gets its own cache, kept in the instance's
-    ``__dict__`` (so the bound applies per instance, and the cache goes
-    with the instance: nothing here keeps an instance alive, unlike
-    ``lru_cache`` on a method). Instances without a ``__dict__`` (only
-    ``__slots__``) raise TypeError; decorate a function of your own key
-    instead.
+    On a method, each instance gets its own cache (so the bound applies
+    per instance), found through a table of weak references: nothing here
+    keeps an instance alive, unlike ``lru_cache`` on a method, and nothing
+    is added to the instance (it pickles as before). The instance must be
+    weakly referenceable (a class with ``__slots__`` needs ``"__weakref__"``
+    among them), else TypeError. A bound method kept after its instance
+    died still answers hits; a miss raises ReferenceError.
 
     The wrapper has ``cache_info()``, ``cache_clear()``,
     ``cache_parameters()``, ``stats()``, ``invalidate(*args, **kwargs)``
@@ -93,73 +99,54 @@ def cached(
     return decorator
 
 
-class CachedFunction:
-    """What ``@cached`` returns: the function, its cache, and lru_cache's helpers."""
+class _CachedCalls(CachedCore):
+    """The calls of a cached function or of one instance's cached method, and lru_cache's helpers.
 
-    def __init__(self, fn: Callable[..., Any], maxsize: Any, key: Any, typed: bool, options: dict) -> None:
-        if not callable(fn):
-            raise TypeError(f"@cached needs a function, got {type(fn).__name__}")
-        self.__wrapped__ = fn
-        functools.update_wrapper(self, fn)
-        self._maxsize = maxsize
-        self._key = key
-        self._typed = typed
-        self._options = options
-        self.cache = Cache(maxsize, **options)  # the function's cache (a method's instances have their own)
-        # Where each instance keeps its cache; __set_name__ gives the attribute's name.
-        self._attr = f"__mapsafe_cached_{getattr(fn, '__name__', id(self))}"
+    On the C core, calls and hits are CachedCore's C; these Python methods
+    are what it calls for the rest (and, on the pure core, all of it).
+    """
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._attr = f"__mapsafe_cached_{name}"
+    cache: Cache
+    _key: Any
+    _typed: bool
 
     def _key_of(self, args: tuple, kwargs: dict) -> Any:
         if self._key is not None:
             return self._key(*args, **kwargs)
         return make_key(args, kwargs, self._typed)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # _key_of and _call, inlined: this is every call's path.
-        if self._key is not None:
-            key = self._key(*args, **kwargs)
-        elif not kwargs and len(args) == 1 and not self._typed and type(args[0]) in _FAST_TYPES:
-            key = args[0]
-        else:
-            key = make_key(args, kwargs, self._typed)
+    def _call_slow(self, *args: Any, **kwargs: Any) -> Any:
+        """A call whose key is made here (lru_cache's tuple keys)."""
+        return self._miss(self._key_of(args, kwargs), *args, **kwargs)
+
+    def _miss(self, key: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """The call for ``key`` when the C hit did not apply: the cache decides, loading if need be."""
         cache = self.cache
-        value = cache._hit(key)
+        value = cache._hit_slow(key)
         if value is not MISSING:
             return value
-        fn = self.__wrapped__
-        return cache._load(key, lambda _key: fn(*args, **kwargs), None)
+        call = self._target()
+        return cache._load(key, lambda _key: call(*args, **kwargs), None)
 
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        return _BoundCached(self, instance, self._cache_of(instance))
+    if "__call__" not in CachedCore.__dict__:  # the pure core: calls start here
 
-    def _cache_of(self, instance: Any) -> Cache:
-        try:
-            slots = vars(instance)
-        except TypeError:
-            raise TypeError(
-                f"@cached on {type(instance).__name__}.{self._attr[len('__mapsafe_cached_'):]} needs instances with a __dict__ "
-                "to keep each instance's cache in; this class has none (__slots__?)"
-            ) from None
-        cache = slots.get(self._attr)
-        if cache is None:
-            # One dict op: of two threads racing here, both use the cache that won.
-            cache = slots.setdefault(self._attr, Cache(self._maxsize, **self._options))
-        return cache
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            if self._key is not None:
+                key = self._key(*args, **kwargs)
+            elif not kwargs and len(args) == 1 and not self._typed and type(args[0]) in _FAST_TYPES:
+                key = args[0]
+            else:
+                key = make_key(args, kwargs, self._typed)
+            return self._miss(key, *args, **kwargs)
 
-    # lru_cache's helpers, on the function's own cache.
+    def _target(self) -> Callable[..., Any]:
+        raise NotImplementedError
+
     def cache_info(self) -> CacheInfo:
         return self.cache.cache_info()
 
     def cache_clear(self) -> None:
         self.cache.cache_clear()
-
-    def cache_parameters(self) -> dict[str, Any]:
-        return {"maxsize": self.cache.maxsize, "typed": self._typed, **self._options}
 
     def stats(self) -> CacheStats:
         return self.cache.stats()
@@ -168,49 +155,90 @@ class CachedFunction:
         """Forget the result for these arguments; True if one was cached."""
         return self.cache.invalidate(self._key_of(args, kwargs))
 
+
+class CachedFunction(_CachedCalls):
+    """What ``@cached`` returns: the function, its cache, and lru_cache's helpers."""
+
+    def __init__(self, fn: Callable[..., Any], maxsize: Any, key: Any, typed: bool, options: dict) -> None:
+        if not callable(fn):
+            raise TypeError(f"@cached needs a function, got {type(fn).__name__}")
+        functools.update_wrapper(self, fn)
+        self.__wrapped__ = fn
+        self._maxsize = maxsize
+        self._key = key
+        self._typed = typed
+        self._options = options
+        self._name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+        self.cache = Cache(maxsize, **options)  # the function's cache (a method's instances have their own)
+        # id(instance) -> (weak reference to it, its _BoundCached), for methods.
+        # Read lock-free (one dict op, then the reference is checked); added
+        # under _bind_lock, so an instance never gets two caches; an entry
+        # is removed (one dict op) by its reference's callback when the
+        # instance dies, before its id can be reused.
+        self._instances: dict[int, tuple] = {}
+        self._bind_lock = MapLock()
+        self._core_init(self.cache, key, self._instances, typed)
+
+    def _target(self) -> Callable[..., Any]:
+        return self.__wrapped__
+
+    if "__get__" not in CachedCore.__dict__:  # the pure core; on the C core, CachedCore's __get__ is this
+
+        def __get__(self, instance: Any, owner: type | None = None) -> Any:
+            if instance is None:
+                return self
+            pair = self._instances.get(id(instance))
+            if pair is not None and pair[0]() is instance:
+                return pair[1]
+            return self._bind(instance)
+
+    def _bind(self, instance: Any) -> "_BoundCached":
+        """``instance``'s bound function and cache, made on its first use."""
+        instances = self._instances
+        key = id(instance)
+        try:
+            ref = weakref.ref(instance, lambda _ref, key=key: instances.pop(key, None))
+        except TypeError:
+            raise TypeError(
+                f"@cached on the method {self._name} needs weakly referenceable instances, to keep "
+                f"one cache per instance without keeping it alive; give {type(instance).__name__} "
+                "'__weakref__' in its __slots__"
+            ) from None
+        bound = _BoundCached(self, ref, Cache(self._maxsize, **self._options))
+        with self._bind_lock:
+            # Re-check: another thread may have bound it since our lock-free read.
+            pair = instances.get(key)
+            if pair is None or pair[0]() is not instance:
+                instances[key] = pair = (ref, bound)
+        return pair[1]
+
+    def cache_parameters(self) -> dict[str, Any]:
+        return {"maxsize": self.cache.maxsize, "typed": self._typed, **self._options}
+
     def __repr__(self) -> str:
-        return f"<mapsafe.cached {self.__qualname__} {self.cache!r}>"
+        return f"<mapsafe.cached {self._name} {self.cache!r}>"
 
 
-def _call(cache: Cache, fn: Callable[..., Any], key: Any, args: tuple, kwargs: dict) -> Any:
-    value = cache._hit(key)
-    if value is not MISSING:
-        return value
-    return cache._load(key, lambda _key: fn(*args, **kwargs), None)
+class _BoundCached(_CachedCalls):
+    """A cached method bound to one instance, with that instance's cache; holds the instance weakly."""
 
-
-class _BoundCached:
-    """A cached method bound to one instance, with that instance's cache."""
-
-    __slots__ = ("_function", "_instance", "cache")
-
-    def __init__(self, function: CachedFunction, instance: Any, cache: Cache) -> None:
+    def __init__(self, function: CachedFunction, ref: "weakref.ref[Any]", cache: Cache) -> None:
         self._function = function
-        self._instance = instance
+        self._ref = ref
+        self._key = function._key
+        self._typed = function._typed
         self.cache = cache
+        self._core_init(cache, function._key, None, function._typed)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        fn = self._function
-        instance = self._instance
-        return _call(
-            self.cache, fn.__wrapped__, fn._key_of(args, kwargs), (instance, *args), kwargs
-        )
-
-    def cache_info(self) -> CacheInfo:
-        return self.cache.cache_info()
-
-    def cache_clear(self) -> None:
-        self.cache.cache_clear()
-
-    def stats(self) -> CacheStats:
-        return self.cache.stats()
-
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        return self.cache.invalidate(self._function._key_of(args, kwargs))
+    def _target(self) -> Callable[..., Any]:
+        instance = self._ref()
+        if instance is None:
+            raise ReferenceError(f"the instance of the cached method {self._function._name} no longer exists")
+        return partial(self._function.__wrapped__, instance)
 
     @property
     def __wrapped__(self) -> Any:
-        return self._function.__wrapped__.__get__(self._instance)
+        return self._target()
 
     def __repr__(self) -> str:
-        return f"<bound mapsafe.cached {self._function.__qualname__} of {self._instance!r}>"
+        return f"<bound mapsafe.cached {self._function._name} of {self._ref()!r}>"
