@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import mapsafe
@@ -29,3 +31,14 @@ def make(request):
 @pytest.fixture(params=["SyncMap", "LockedMap", "ShardedMap"])
 def map_cls(request):
     return getattr(mapsafe, request.param)
+
+
+@pytest.fixture
+def frequent_switches():
+    """Switch threads every few bytecodes so races show up under the GIL too."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)

@@ -25,15 +25,8 @@ INCREMENTS = 300  # per thread
 WRITES = 3000  # per writer, in the torn-version test
 
 
-@pytest.fixture(autouse=True)
-def frequent_switches():
-    """Switch threads every few bytecodes so races show up under the GIL too."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
+# Thread switches every few bytecodes, so races show up under the GIL too.
+pytestmark = pytest.mark.usefixtures("frequent_switches")
 
 
 # -- model-based ---------------------------------------------------------------------------

@@ -22,15 +22,8 @@ JOIN_TIMEOUT = 60.0  # seconds; only reached when something hangs
 THREADS = 8
 
 
-@pytest.fixture(autouse=True)
-def frequent_switches():
-    """Switch threads every few bytecodes so races show up under the GIL too."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
+# Thread switches every few bytecodes, so races show up under the GIL too.
+pytestmark = pytest.mark.usefixtures("frequent_switches")
 
 
 def run_threads(*targets, timeout=JOIN_TIMEOUT):

@@ -42,15 +42,8 @@ class Val:
         return f"Val({self.key!r}#{self.n})"
 
 
-@pytest.fixture(autouse=True)
-def frequent_switches():
-    """Switch threads every few bytecodes so races show up under the GIL too."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
+# Thread switches every few bytecodes, so races show up under the GIL too.
+pytestmark = pytest.mark.usefixtures("frequent_switches")
 
 
 def wait_until(predicate, what):

@@ -9,9 +9,10 @@ from typing import Any, Callable
 from ._core import thread_token
 from .errors import RecursiveLoadError
 
-__all__ = ["Flight", "run_flight"]
+__all__ = ["Flight", "run_flight", "RETRY"]
 
 _RUNNING: Any = object()  # Flight.outcome[0] while the owner is still loading
+RETRY: Any = object()  # Flight.join's "the load was abandoned: load again yourself"
 _POLL = 0.05  # seconds between a waiter's checks that the loading thread still lives
 _MAX_CHAIN = 10_000  # a wait-for chain longer than this is not followed (no real program nests so deep)
 
@@ -103,6 +104,16 @@ class Flight:
         finally:
             _waiting.pop(me, None)
         raise AssertionError("unreachable")
+
+    def join(self, key: Any, timeout: float | None = None) -> Any:
+        """``wait()``, then the loaded value (or its exception, raised); RETRY to load again."""
+        outcome = self.wait(key, timeout)
+        if outcome is None:
+            return RETRY
+        ok, result = outcome
+        if ok:
+            return result
+        raise result
 
     def _check_cycle(self, me: Any, key: Any) -> None:
         flight: Flight | None = self

@@ -15,7 +15,7 @@ from typing import Any, Callable, NamedTuple
 
 from . import _forks
 from ._core import CacheCore, MapLock
-from ._loading import Flight
+from ._loading import RETRY, Flight
 from ._s3fifo import DEAD, FREQ_MAX, SMALL, S3Fifo
 from .mapbase import check_flag
 from .sentinels import MISSING
@@ -395,13 +395,10 @@ class Cache(CacheCore):
                     self._unregister(key, mine)
                     mine.abandon()
                 raise
-            outcome = flight.wait(key, timeout)
-            if outcome is None:
-                continue  # the loading thread was interrupted or ended: load again
-            ok, result = outcome
-            if ok:
-                return result
-            raise result
+            value = flight.join(key, timeout)
+            if value is not RETRY:
+                return value
+            # The loading thread was interrupted or ended: load again.
         raise AssertionError("unreachable")
 
     def _unregister(self, key: Any, flight: Flight) -> None:

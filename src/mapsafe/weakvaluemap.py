@@ -12,7 +12,7 @@ from weakref import KeyedRef
 
 from . import _forks
 from ._core import MapLock
-from ._loading import Flight, run_flight
+from ._loading import RETRY, Flight, run_flight
 from .mapbase import _ItemsView, _ValuesView, copy_of, pairs_of
 
 __all__ = ["WeakValueMap"]
@@ -289,13 +289,10 @@ class WeakValueMap(MutableMapping):
                 if flight is mine and mine.running():
                     mine.abandon()
                 raise
-            outcome = flight.wait(key, timeout)
-            if outcome is None:
-                continue  # the loading thread was interrupted or ended: load again
-            ok, result = outcome
-            if ok:
-                return result
-            raise result
+            value = flight.join(key, timeout)
+            if value is not RETRY:
+                return value
+            # The loading thread was interrupted or ended: load again.
         raise AssertionError("unreachable")
 
     def _create(self, key: Any, factory: Callable[[Any], Any], flight: Flight) -> Any:
