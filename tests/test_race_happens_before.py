@@ -279,20 +279,43 @@ def test_timer_start_and_join_order():
     _check(src, False, set())
 
 
-MAPS = """\
+# Thread A writes a plain dict, then publishes through a container; the
+# main thread waits until it observes that, then reads the dict. With
+# `racy`, A writes the dict again past its publish: that write is ordered
+# with nothing, so the same program races (which shows that a quiet run is
+# the container's edges, not the detector missing the dict).
+PUBLISH = """\
 import threading, mapsafe
-m = {ctor}
-d = {{}}
+{setup}
+data = {{}}
 def producer():
-    d["k"] = 1
+    data["x"] = 1
     {publish}
+    {after}
 t = threading.Thread(target=producer)
 t.start()
 while not ({observe}):
     pass
-x = d["k"]
+y = data["x"]
 t.join()
 """
+PUBLISH_AFTER = 'data["x"] = 2'
+PUBLISH_READ = 'y = data["x"]'
+
+
+def publish_program(setup: str, publish: str, observe: str, racy: bool = False) -> str:
+    return PUBLISH.format(setup=setup, publish=publish, after=PUBLISH_AFTER if racy else "pass", observe=observe)
+
+
+def lines_of(src: str, *texts: str) -> set:
+    """The numbers of the lines of ``src`` that are ``texts``, indentation aside."""
+    return {n for n, line in enumerate(src.splitlines(), 1) if line.strip() in texts}
+
+
+def check_publish(setup: str, publish: str, observe: str, racy: bool) -> None:
+    """No race in the program, or (``racy``) the write after the publish races the read."""
+    src = publish_program(setup, publish, observe, racy)
+    _check(src, racy, lines_of(src, PUBLISH_AFTER, PUBLISH_READ) if racy else set())
 
 
 @pytest.mark.parametrize(
@@ -319,7 +342,7 @@ t.join()
     ],
 )
 def test_mapsafe_map_write_happens_before_the_read_that_observes_it(ctor, publish, observe):
-    _check(MAPS.format(ctor=ctor, publish=publish, observe=observe), False, set())
+    check_publish(f"m = {ctor}", publish, observe, racy=False)
 
 
 def test_lockedmap_write_sections_order_the_underlying_dict():
@@ -552,9 +575,7 @@ def test_queue_clocks_are_dropped_with_their_items():
 
 
 LOCKED_BLOCKS = """\
-import threading, mapsafe
 m = mapsafe.LockedMap()
-data = {{}}
 def write_block():
     with m.write() as w:
         w["ready"] = True
@@ -564,16 +585,6 @@ def read_block():
 def write_block_get():
     with m.write() as w:
         return w.get("ready")
-def producer():
-    data["x"] = 1
-    {publish}
-    {after}
-t = threading.Thread(target=producer)
-t.start()
-while not ({observe}):
-    pass
-y = data["x"]
-t.join()
 """
 
 LOCKED_BLOCK_CASES = [
@@ -588,14 +599,12 @@ LOCKED_BLOCK_CASES = [
 
 @pytest.mark.parametrize("name, publish, observe", LOCKED_BLOCK_CASES, ids=[c[0] for c in LOCKED_BLOCK_CASES])
 def test_lockedmap_blocks_and_methods_are_one_order(name, publish, observe):
-    src = LOCKED_BLOCKS.format(publish=publish, after="pass", observe=observe)
-    _check(src, False, set())
+    check_publish(LOCKED_BLOCKS, publish, observe, racy=False)
 
 
 @pytest.mark.parametrize("name, publish, observe", LOCKED_BLOCK_CASES[:4], ids=[c[0] for c in LOCKED_BLOCK_CASES[:4]])
 def test_lockedmap_write_after_the_block_races(name, publish, observe):
-    src = LOCKED_BLOCKS.format(publish=publish, after='data["x"] = 2', observe=observe)
-    _check(src, True, {16, 21})
+    check_publish(LOCKED_BLOCKS, publish, observe, racy=True)
 
 
 # -- concurrent.futures.wait / as_completed, and Future's other observers --------

@@ -2,9 +2,9 @@
 
 threading and queue (hooks_threading), concurrent.futures, asyncio and
 ThreadPool (hooks_futures), multiprocessing.connection (hooks_connection),
-mapsafe's maps and RWLock (hooks_maps), and weakref.finalize
-(hooks_finalize). What they share, the patch record and the common wrapper
-shapes, is in hooks_base.
+mapsafe's maps and RWLock (hooks_maps), mapsafe's Cache and @cached
+(hooks_cache), and weakref.finalize (hooks_finalize). What they share, the
+patch record and the common wrapper shapes, is in hooks_base.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-from . import hooks_connection, hooks_finalize, hooks_futures, hooks_maps, hooks_threading
+from . import hooks_cache, hooks_connection, hooks_finalize, hooks_futures, hooks_maps, hooks_threading
 from .hooks_base import INHERITED, PATCHES
 
 __all__ = ["install", "uninstall"]
@@ -111,6 +111,7 @@ def install() -> None:
     hooks_futures.patch_futures()
     hooks_maps.patch_maps()
     hooks_maps.patch_rwlock()
+    hooks_cache.patch_cache()
     hooks_finalize.patch_finalize()
     _patch_on_import({"asyncio.base_events": hooks_futures.patch_asyncio,
                       "multiprocessing.pool": hooks_futures.patch_pool,

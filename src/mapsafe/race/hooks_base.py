@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable
 
 from . import helpers, runtime
 
-__all__ = ["INHERITED", "PATCHES", "acquire", "acquired_after", "acquired_if_true", "active", "patch", "release",
-           "released_before"]
+__all__ = ["INHERITED", "PATCHES", "acquire", "acquired_after", "acquired_if_true", "active", "map_write",
+           "map_write_calling", "patch", "release", "released_before"]
 
 # (owner, attribute name, original) for every patch, in the order made, so
 # uninstall() can undo them last first. No lock: patch() only appends, by
@@ -50,7 +51,7 @@ def acquire(D: runtime.Detector, obj: Any) -> None:
     D.acquire(obj)
 
 
-# The two shapes most patches have. The wrapper passes its arguments on as
+# The shapes most patches have. The wrapper passes its arguments on as
 # they came, so the original checks them as it would unpatched.
 def released_before(edge: Callable[[Any, Any], None]) -> Callable[[Any], Any]:
     """A method that publishes: ``edge(D, self)`` is recorded before the original runs.
@@ -93,3 +94,83 @@ def acquired_after(edge: Callable[[Any, Any], None], only_if_true: bool = False)
 def acquired_if_true(edge: Callable[[Any, Any], None]) -> Callable[[Any], Any]:
     """A method that observes only when it returns true (a wait that did not time out, ``is_set()``)."""
     return acquired_after(edge, only_if_true=True)
+
+
+def map_write(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """A write to a mapsafe container: acquires and releases ``self``'s clock before the original runs,
+    and releases it again after.
+
+    A write also reads the old state (a swap, a compute, a load's re-check),
+    hence the acquire. The release before is there because once the write
+    is visible, a reader in another thread may observe it and acquire at
+    once, and must find this thread's earlier accesses published (on
+    free-threaded builds that reader really runs meanwhile). The release
+    after covers what a callback (compute's, a factory) did inside the write.
+    """
+
+    def write(self, *args, **kwargs):
+        D = active()
+        if D is not None:
+            D.acquire(self)
+            D.release(self)
+        try:
+            return orig(self, *args, **kwargs)
+        finally:
+            if D is not None:
+                D.release(self)
+
+    return write
+
+
+def map_write_calling(param: str) -> Callable[[Any], Any]:
+    """A write that calls the user's callable argument ``param`` with no lock held and publishes
+    its result (a loader, a factory, update_with's fn); a call-once one may instead return what
+    another thread's call made (its waiters).
+
+    As ``map_write``, and the callable is ordered like a write of its own:
+    it acquires before it runs (it reads the current state) and releases
+    as soon as it ends, before its result can be published (the release
+    after the method would come too late: a lock-free reader may see the
+    result first). The method acquires again when it returns or raises,
+    for a waiter that got another thread's result.
+    """
+
+    def make(orig):
+        write = map_write(orig)
+        names = list(inspect.signature(orig).parameters)
+        at = names.index(param) - 1 if param in names else -1  # in args, which has no self
+
+        def method(self, *args, **kwargs):
+            D = active()
+            # Only a callable: the original must still reject anything else.
+            if D is not None and 0 <= at < len(args) and callable(args[at]):
+                args = (*args[:at], _ordered_like_write(self, args[at]), *args[at + 1 :])
+            elif D is not None and callable(kwargs.get(param)):
+                kwargs[param] = _ordered_like_write(self, kwargs[param])
+            try:
+                return write(self, *args, **kwargs)
+            finally:
+                D = active()
+                if D is not None:
+                    D.acquire(self)
+
+        return method
+
+    return make
+
+
+def _ordered_like_write(obj: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, acquiring ``obj``'s clock before it runs and releasing it once it returns or raises."""
+
+    def call(*args, **kwargs):
+        D = active()
+        if D is not None:
+            D.acquire(obj)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            D = active()
+            if D is not None:
+                D.release(obj)
+
+    return call

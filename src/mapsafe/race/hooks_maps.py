@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from .hooks_base import acquire, acquired_after, acquired_if_true, active, patch, release, released_before
+from .hooks_base import (acquire, acquired_after, acquired_if_true, active, map_write, map_write_calling, patch,
+                         release, released_before)
 
 __all__ = ["map_methods", "patch_maps", "patch_rwlock"]
 
@@ -32,6 +34,20 @@ _MAP_HANDLES = ("read", "write", "reader")
 _MAP_INTERNAL_READS = ("_get_plain", "_get_slow")
 
 
+# WeakValueMap and CopyOnWriteMap: the contract's reads and writes they
+# have, plus their own methods below. Each is one class, no variants.
+_OTHER_MAPS = (("mapsafe.weakvaluemap", "WeakValueMap"), ("mapsafe.cowmap", "CopyOnWriteMap"))
+# items() and values() hand out views that walk _iter_items later; the
+# aliases (__copy__ = copy, set = __setitem__) are class attributes of
+# their own.
+_OTHER_READS = ("_iter_items", "__reversed__", "__copy__")
+_OTHER_WRITES = ("set",)
+# Writes that call the user's callable with no lock held and publish its
+# result, by that argument's name: WeakValueMap.get_or_create's factory
+# (call-once: its waiters get its value) and CopyOnWriteMap.update_with's fn.
+_CALLING_WRITES = {"get_or_create": "factory", "update_with": "fn"}
+
+
 def _mapsafe_subclasses(cls: type) -> list[type]:
     found, todo = [], list(cls.__subclasses__())
     while todo:
@@ -42,30 +58,18 @@ def _mapsafe_subclasses(cls: type) -> list[type]:
     return found
 
 
+def _patch_own(klass: type, names: tuple, make: Any) -> None:
+    """``patch(klass, name, make)`` for each of ``names`` that ``klass`` itself defines."""
+    for name in names:
+        if name in klass.__dict__ and callable(klass.__dict__[name]):
+            patch(klass, name, make)
+
+
 def patch_maps() -> None:
     try:
         import mapsafe
     except Exception:  # the maps are optional for the detector
         return
-
-    def writing(orig):
-        # The release is recorded before the write too: once the write is
-        # visible, a reader in another thread may observe it and acquire
-        # at once, and must find this thread's earlier accesses published
-        # (on free-threaded builds that reader really runs meanwhile). The
-        # release after covers what a compute callback did inside the write.
-        def write(self, *args, **kwargs):
-            D = active()
-            if D is not None:
-                D.acquire(self)
-                D.release(self)
-            try:
-                return orig(self, *args, **kwargs)
-            finally:
-                if D is not None:
-                    D.release(self)
-
-        return write
 
     reading = acquired_after(acquire)
     patch(mapsafe.SyncMap, "reader", lambda orig: lambda self: self)
@@ -79,12 +83,17 @@ def patch_maps() -> None:
             if klass in done or not klass.__module__.startswith("mapsafe"):
                 continue
             done.add(klass)
-            for name in map_methods("read") + _MAP_INTERNAL_READS:
-                if name in klass.__dict__ and callable(klass.__dict__[name]):
-                    patch(klass, name, reading)
-            for name in map_methods("write"):
-                if name in klass.__dict__ and callable(klass.__dict__[name]):
-                    patch(klass, name, writing)
+            _patch_own(klass, map_methods("read") + _MAP_INTERNAL_READS, reading)
+            _patch_own(klass, map_methods("write"), map_write)
+    for module, cls_name in _OTHER_MAPS:
+        try:
+            cls = getattr(importlib.import_module(module), cls_name)
+        except Exception:
+            continue
+        _patch_own(cls, map_methods("read") + _OTHER_READS, reading)
+        _patch_own(cls, map_methods("write") + _OTHER_WRITES, map_write)
+        for name, param in _CALLING_WRITES.items():
+            _patch_own(cls, (name,), map_write_calling(param))
 
 
 def patch_rwlock() -> None:

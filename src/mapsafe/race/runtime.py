@@ -26,7 +26,7 @@ def _stack_boundaries() -> None:
     stdlib = os.path.dirname(os.path.abspath(os.__file__))
     shadow.SKIP_FILES.update(os.path.join(here, f) for f in ("runtime.py", "helpers.py", "sync.py", "hooks.py",
                              "hooks_base.py", "hooks_threading.py", "hooks_futures.py", "hooks_connection.py",
-                             "hooks_maps.py", "hooks_finalize.py"))
+                             "hooks_maps.py", "hooks_cache.py", "hooks_finalize.py"))
     shadow.STOP_FILES.update(
         [os.path.join(here, "runner.py"), os.path.join(stdlib, "threading.py"), os.path.join(stdlib, "runpy.py"),
          "<frozen runpy>", os.path.join(stdlib, "concurrent", "futures", "thread.py")]
