@@ -1,4 +1,4 @@
-"""mapsafe.Cache and @cached: call-once loading, bounds, expiry, refresh, stats, bad input, a model, threads and fork."""
+"""mapsafe.Cache and @cached: call-once loads, bounds, expiry, refresh, stats, bad input, a model, threads, fork."""
 
 from __future__ import annotations
 
@@ -264,8 +264,7 @@ def test_a_wait_ends_when_the_loading_thread_ended_without_finishing():
     t.start()
     t.join(JOIN)
     c = Cache()
-    c._flights["k"] = flights[0]
-    del flights
+    c._flights["k"] = flights.pop()
     assert c.get("k", lambda k: "loaded") == "loaded"
 
 

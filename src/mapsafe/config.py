@@ -137,7 +137,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("bench_read_ratio", "bench:read_ratio", _as_float, 0.9, "read fraction for mixed workloads"),
     Option("bench_seed", "bench:seed", _as_int, 0, "random seed"),
     Option("bench_implementations", "bench:implementations", _as_list, [], "implementations to run (default: all)"),
-    Option("bench_workloads", "bench:workloads", _as_list, [], "workloads or groups to run: maps, cache, all (default: maps)"),
+    Option("bench_workloads", "bench:workloads", _as_list, [],
+           "workloads or groups to run: maps, cache, all (default: maps)"),
 )
 
 _BY_KEY = {opt.key: opt for opt in OPTIONS}
