@@ -24,7 +24,7 @@ except ConfigError as _exc:
         raise SystemExit(2) from None
     raise
 from .cache import Cache, CacheInfo, CacheStats, CacheView
-from .cached import cached
+from .memo import cached
 from .cowmap import CopyOnWriteMap
 from .lockedmap import LockedMap
 from .rwlock import RWLock

@@ -547,7 +547,7 @@ class CacheCore:
 
 
 class CachedCore:
-    """A @cached function's calls: in the pure core, cached.py's own Python ``__call__`` and ``__get__``."""
+    """A @cached function's calls: in the pure core, memo.py's own Python ``__call__`` and ``__get__``."""
 
     __slots__ = ()
 

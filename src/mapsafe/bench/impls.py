@@ -464,7 +464,7 @@ def _mapsafe_cache(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
 
 
 def _mapsafe_cached(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
-    from mapsafe.cached import cached
+    from mapsafe.memo import cached
 
     f = cached(maxsize=maxsize)(loader)
     return CacheAdapter(f, f.cache.__len__)

@@ -78,7 +78,7 @@ def _patch_cached() -> None:
     # Cache._load (patched above). Patched on each called class, over the
     # __call__ it inherits, so that each call takes one wrapper.
     try:
-        module = importlib.import_module("mapsafe.cached")  # the package's `cached` is the decorator
+        module = importlib.import_module("mapsafe.memo")
     except Exception:
         return
     calls = _observing(lambda function: function.cache)

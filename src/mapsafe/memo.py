@@ -1,4 +1,4 @@
-"""@cached: functools.lru_cache's decorator shape over mapsafe.Cache, call-once per key, per instance on methods."""
+"""memo: @cached, functools.lru_cache's shape over mapsafe.Cache: call-once per key, per instance on methods."""
 
 from __future__ import annotations
 
