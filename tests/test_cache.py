@@ -761,6 +761,18 @@ def test_many_threads_binding_one_instance_share_one_cache():
     assert len({id(c) for c in caches}) == 1
 
 
+def test_keyword_arguments_named_like_the_wrappers_own_parameters_reach_the_function():
+    # Regression: the Python paths took (self, *args, **kwargs), so a call
+    # passing self= or key= would have collided with them.
+    @cached
+    def f(self=0, key=0, cache_key=0):
+        return (self, key, cache_key)
+
+    assert f(self=1, key=2, cache_key=3) == (1, 2, 3) == f(self=1, key=2, cache_key=3)
+    assert f.cache_info().hits == 1
+    assert f.invalidate(self=1, key=2, cache_key=3) is True
+
+
 def test_cached_keeps_the_function_metadata():
     @cached(maxsize=4)
     def documented(x):
@@ -769,6 +781,16 @@ def test_cached_keeps_the_function_metadata():
 
     assert documented.__name__ == "documented" and documented.__doc__ == "Docs."
     assert documented.__wrapped__(5) == 5 and isinstance(documented.cache, Cache)
+
+
+@cached(maxsize=4)
+def _module_level(x):
+    return x + 1
+
+
+def test_a_cached_function_pickles_by_reference_as_lru_cache_does():
+    assert pickle.loads(pickle.dumps(_module_level)) is _module_level
+    assert pickle.loads(pickle.dumps(_Point.norm)) is _Point.norm
 
 
 class _Point:

@@ -115,7 +115,7 @@ class _CachedCalls(CachedCore):
             return self._key(*args, **kwargs)
         return make_key(args, kwargs, self._typed)
 
-    def _call_slow(self, *args: Any, **kwargs: Any) -> Any:
+    def _call_slow(self, /, *args: Any, **kwargs: Any) -> Any:
         """A call whose key is made here (lru_cache's tuple keys)."""
         return self._miss(self._key_of(args, kwargs), *args, **kwargs)
 
@@ -130,7 +130,7 @@ class _CachedCalls(CachedCore):
 
     if "__call__" not in CachedCore.__dict__:  # the pure core: calls start here
 
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
             if self._key is not None:
                 key = self._key(*args, **kwargs)
             elif not kwargs and len(args) == 1 and not self._typed and type(args[0]) in _FAST_TYPES:
@@ -151,7 +151,7 @@ class _CachedCalls(CachedCore):
     def stats(self) -> CacheStats:
         return self.cache.stats()
 
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+    def invalidate(self, /, *args: Any, **kwargs: Any) -> bool:
         """Forget the result for these arguments; True if one was cached."""
         return self.cache.invalidate(self._key_of(args, kwargs))
 
@@ -211,6 +211,11 @@ class CachedFunction(_CachedCalls):
             if pair is None or pair[0]() is not instance:
                 instances[key] = pair = (ref, bound)
         return pair[1]
+
+    def __reduce__(self) -> str:
+        # By reference, as functools.lru_cache's wrapper pickles: the module's
+        # own decorated function (multiprocessing sends functions this way).
+        return self.__qualname__
 
     def cache_parameters(self) -> dict[str, Any]:
         return {"maxsize": self.cache.maxsize, "typed": self._typed, **self._options}
