@@ -164,6 +164,23 @@ def test_an_unhashable_key_raises_type_error_as_lru_cache_does():
     assert len(c) == 0 and f.cache_info().currsize == 0
 
 
+def test_cached_refuses_coroutine_and_generator_functions():
+    async def coro(x):
+        return x
+
+    def gen(x):
+        yield x
+
+    async def agen(x):
+        yield x
+
+    for fn in (coro, gen, agen):
+        with pytest.raises(TypeError, match="only its first caller could consume"):
+            cached(fn)
+        with pytest.raises(TypeError, match=fn.__name__):
+            cached(maxsize=4)(fn)
+
+
 def test_get_without_any_loader_says_how_to_give_one():
     with pytest.raises(TypeError, match="needs a loader"):
         Cache().get("k")

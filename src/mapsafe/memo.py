@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import weakref
 from functools import partial
 from typing import Any, Callable
@@ -83,7 +84,8 @@ def cached(
     The wrapper has ``cache_info()``, ``cache_clear()``,
     ``cache_parameters()``, ``stats()``, ``invalidate(*args, **kwargs)``
     and ``.cache``. Do not use it for functions whose result depends on
-    anything other than the key, or to cache a generator.
+    anything other than the key. Coroutine and generator functions are
+    refused (TypeError): their one-shot results cannot be shared.
     """
     if callable(maxsize) and not isinstance(maxsize, int):
         return CachedFunction(maxsize, _MAXSIZE_NOT_GIVEN, key, typed, options)  # bare @cached
@@ -162,6 +164,15 @@ class CachedFunction(_CachedCalls):
     def __init__(self, fn: Callable[..., Any], maxsize: Any, key: Any, typed: bool, options: dict) -> None:
         if not callable(fn):
             raise TypeError(f"@cached needs a function, got {type(fn).__name__}")
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+            # Their result is a one-shot object: a cache would hand the same
+            # coroutine or generator to every caller, and only the first
+            # could run it (lru_cache does exactly that).
+            raise TypeError(
+                f"@cached cannot cache {getattr(fn, '__qualname__', fn)!r}: it returns a coroutine or "
+                "generator, which only its first caller could consume; cache the awaited or collected "
+                "result in a plain function instead"
+            )
         functools.update_wrapper(self, fn)
         self.__wrapped__ = fn
         self._maxsize = maxsize
