@@ -66,17 +66,6 @@ CROSS_CHECKS = 5  # single-key histories per map also checked whole, to cross-ch
 HISTORIES_CHECKED: Counter = Counter()
 
 
-@pytest.fixture
-def frequent_switches():
-    """Switch threads every few bytecodes, so that calls overlap under the GIL too."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
 # -- random scripts ------------------------------------------------------------------------------
 
 # op name -> its arguments, from a key, a value and the rng.

@@ -133,13 +133,7 @@ class _CachedCalls(CachedCore):
     if "__call__" not in CachedCore.__dict__:  # the pure core: calls start here
 
         def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
-            if self._key is not None:
-                key = self._key(*args, **kwargs)
-            elif not kwargs and len(args) == 1 and not self._typed and type(args[0]) in _FAST_TYPES:
-                key = args[0]
-            else:
-                key = make_key(args, kwargs, self._typed)
-            return self._miss(key, *args, **kwargs)
+            return self._miss(self._key_of(args, kwargs), *args, **kwargs)
 
     def _target(self) -> Callable[..., Any]:
         raise NotImplementedError
