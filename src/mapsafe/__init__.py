@@ -3,10 +3,15 @@
 from ._version import __version__
 from .errors import (
     ConfigError,
+    ContentionError,
     DataRaceError,
+    MapMismatchError,
     MapsafeError,
+    PayloadError,
     RecursiveLoadError,
     RecursiveUpdateError,
+    RedisTimeout,
+    RedisUnavailable,
     UsageError,
 )
 
@@ -54,4 +59,9 @@ __all__ = [
     "RecursiveUpdateError",
     "RecursiveLoadError",
     "DataRaceError",
+    "ContentionError",
+    "RedisUnavailable",
+    "RedisTimeout",
+    "MapMismatchError",
+    "PayloadError",
 ]

@@ -9,6 +9,11 @@ __all__ = [
     "RecursiveUpdateError",
     "RecursiveLoadError",
     "DataRaceError",
+    "ContentionError",
+    "RedisUnavailable",
+    "RedisTimeout",
+    "MapMismatchError",
+    "PayloadError",
 ]
 
 
@@ -62,3 +67,37 @@ class DataRaceError(MapsafeError, RuntimeError):
 
     slug = "data-race"
     exit_code = 66
+
+
+class ContentionError(MapsafeError, RuntimeError):
+    """An optimistic update (a RedisMap ``compute``) lost every one of its bounded retries."""
+
+    slug = "contention"
+
+
+class RedisUnavailable(MapsafeError, ConnectionError):
+    """The Redis server could not be reached, or dropped the connection; ``__cause__`` says why.
+
+    The operation may or may not have been applied on the server (the reply
+    was lost); mapsafe never retries it, so it was applied at most once.
+    """
+
+    slug = "redis-unavailable"
+
+
+class RedisTimeout(RedisUnavailable, TimeoutError):
+    """The Redis server did not answer within the map's ``timeout``."""
+
+    slug = "redis-timeout"
+
+
+class MapMismatchError(MapsafeError, ValueError):
+    """A RedisMap was opened with a serializer or layout other than the one its data was written with."""
+
+    slug = "map-mismatch"
+
+
+class PayloadError(MapsafeError, ValueError):
+    """Bytes read from Redis that the map's serializer refuses (a failed HMAC check, or not its format)."""
+
+    slug = "bad-payload"
