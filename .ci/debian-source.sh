@@ -1,11 +1,17 @@
 # Sourced by .ci/ft-python and .ci/redis-server: fetch a Debian source package's upstream
 # tarball through a private apt dir (the machine's apt config is only read, for the mirror).
 #
-# Needs $cache (the CI cache dir) and a log function `log`. Provides:
+# Needs $cache (the CI cache dir) and a log function `log`; $apt_root (default $cache/apt) is
+# where the private apt state lives. Provides:
 #   mirror_uri              print the URI of the machine's main Debian archive
 #   resolve SUITE PACKAGE   set debver and apt_opts to the newest version SUITE lists, or fail
 #   fetch_orig SUITE PACKAGE DIR
 #                           download PACKAGE=$debver into DIR, set orig to its orig tarball, or fail
+
+# Where a free-threaded CPython's source comes from, first usable wins (ft-python, and the TSan
+# lane in benchmarks/tsan): python3.14, else a 3.13 newer than trixie's 3.13.5, which aborts
+# under signal storms in its own _PyRawMutex (CPython gh-148820, fixed in 3.13.14).
+FT_SOURCES_DEFAULT="forky:python3.14 sid:python3.14 unstable:python3.14 sid:python3.13 unstable:python3.13 forky:python3.13 trixie:python3.13"
 
 # mirror_uri: the URI of the archive serving the machine's own release, read from the apt
 # config, deb822 .sources first, then one-line sources.list.
@@ -32,7 +38,7 @@ mirror_uri() {
 }
 
 resolve() {  # resolve SUITE PACKAGE
-    local dir=$cache/apt/$1 uri keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    local dir=${apt_root:-$cache/apt}/$1 uri keyring=/usr/share/keyrings/debian-archive-keyring.gpg
     uri=$(mirror_uri) || { log "cannot find the Debian mirror URI in /etc/apt/sources.list{,.d/*.sources}"; return 1; }
     mkdir -p "$dir/sources.d" "$dir/lists/partial" "$dir/cache/archives/partial"
     : >"$dir/sources.list"

@@ -42,13 +42,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${MAPSAFE_CI_CACHE:-$HOME/.cache/mapsafe-ci}
-candidates=${MAPSAFE_FT_SOURCES:-forky:python3.14 sid:python3.14 unstable:python3.14 trixie:python3.13}
 tests=${MAPSAFE_TSAN_TESTS:-tests/test_maps_core.py tests/test_maps_concurrency.py tests/test_maps_stress.py tests/test_maps_faults.py}
 logs=${MAPSAFE_TSAN_LOGS:-$cache/tsan/reports/$(date -u +%Y%m%dT%H%M%SZ)}
 history=${MAPSAFE_TSAN_HISTORY:-4}
 read -r -a pip_extra <<<"${MAPSAFE_TSAN_PIP:-pytest hypothesis}"
 marker=.mapsafe-ci-complete
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 # ft-python's build deps, plus clang, its sanitizer runtimes (only Recommended by clang) and
 # llvm (llvm-symbolizer, without which reports carry no function names or lines).
 build_deps=(gcc make xz-utils pkg-config libssl-dev zlib1g-dev libffi-dev libbz2-dev liblzma-dev
@@ -58,12 +56,15 @@ EXIT_MAPSAFE_RACES=1 EXIT_SETUP=2 EXIT_TESTS=3
 log() { echo "tsan: $*" >&2; }
 die() { echo "tsan: error: $*" >&2; exit $EXIT_SETUP; }
 
-# mirror_uri and check_python are ft-python's own, read from it so the mirror lookup and the
-# interpreter checks stay one definition (neither uses anything else from that script).
-for fn in mirror_uri check_python; do
-    eval "$(sed -n "/^$fn() {\$/,/^}\$/p" "$repo/.ci/ft-python")"
-    declare -F "$fn" >/dev/null || die "cannot find $fn() in .ci/ft-python"
-done
+# The Debian source fetching (mirror_uri, resolve, fetch_orig) is CI's own, with apt state of
+# this script's; check_python is ft-python's, read from it so the interpreter checks stay one
+# definition (it uses nothing else from that script).
+apt_root=$cache/tsan/apt
+# shellcheck source=.ci/debian-source.sh
+. "$repo/.ci/debian-source.sh"
+eval "$(sed -n '/^check_python() {$/,/^}$/p' "$repo/.ci/ft-python")"
+declare -F check_python >/dev/null || die "cannot find check_python() in .ci/ft-python"
+candidates=${MAPSAFE_FT_SOURCES:-$FT_SOURCES_DEFAULT}
 
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]; }
 
@@ -113,28 +114,6 @@ quiet_tsan() {  # quiet_tsan DIR [SUPPRESSIONS]
     export TSAN_OPTIONS="exitcode=0 halt_on_error=0 log_path=$1/tsan${2:+ suppressions=$2}"
 }
 
-# resolve SUITE PACKAGE: set debver and apt_opts to the newest version SUITE lists, or fail.
-# As ft-python's, but with apt state of its own: two apt-get runs on one lists dir collide.
-resolve() {
-    local dir=$cache/tsan/apt/$1
-    mkdir -p "$dir/sources.d" "$dir/lists/partial" "$dir/cache/archives/partial"
-    : >"$dir/sources.list"
-    {
-        echo "Types: deb-src"
-        echo "URIs: $uri"
-        echo "Suites: $1"
-        echo "Components: main"
-        if [ -r "$keyring" ]; then echo "Signed-By: $keyring"; fi
-    } >"$dir/sources.d/ft.sources"
-    apt_opts=(-o "Dir::Etc::SourceList=$dir/sources.list" -o "Dir::Etc::SourceParts=$dir/sources.d"
-              -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache" -o Acquire::Retries=3)
-    apt-get -q "${apt_opts[@]}" update >"$dir/update.log" 2>&1 ||
-        log "apt-get update for $1 failed (see $dir/update.log)"
-    debver=$(apt-cache "${apt_opts[@]}" showsrc --only-source "$2" 2>/dev/null |
-             awk '/^Version:/ { print $2 }' | sort -V | tail -n 1 || true)
-    [ -n "$debver" ]
-}
-
 # build WORK PREFIX BUILDLOG: configure, make and install the orig tarball in WORK.
 build() {
     local work=$1 prefix=$2 orig="" src f
@@ -178,13 +157,7 @@ tsan_python() {
         fi
         work=$cache/tsan/build/$pkg-$upver
         rm -rf "$work"
-        mkdir -p "$work"
-        if ! (cd "$work" && apt-get -q "${apt_opts[@]}" source --download-only "$pkg=$debver") \
-                >"$work.fetch.log" 2>&1; then
-            log "cannot download $pkg $debver from $suite: $(grep -m1 '^E:' "$work.fetch.log" || echo "see $work.fetch.log")"
-            rm -rf "$work"
-            continue
-        fi
+        fetch_orig "$suite" "$pkg" "$work" || { rm -rf "$work"; continue; }
         buildlog=$cache/cpython-${upver}t-tsan.log
         mv "$work.fetch.log" "$buildlog"
         log "building $pkg $debver from $suite with TSan into $prefix (log: $buildlog)"
