@@ -27,10 +27,6 @@ def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-def _raw_reply(response: Any, **options: Any) -> Any:
-    return response
-
-
 def client_for(client_or_url: Any, timeout: float) -> tuple[redis.Redis, str]:
     """``(client, where)``: a client on a pool with retries off, and the server's address for messages.
 
@@ -63,10 +59,6 @@ def client_for(client_or_url: Any, timeout: float) -> tuple[redis.Redis, str]:
         client = redis.Redis(connection_pool=pool)
     else:
         raise TypeError(f"RedisMap needs a redis.Redis client or a redis:// URL, not {type(client_or_url).__name__}")
-    # redis-py parses COMMAND's reply into a dict and fails on the nil that
-    # COMMAND INFO gives for a command the server lacks (HPEXPIRE before
-    # Redis 7.4): the map reads the reply raw, a list with None for "absent".
-    client.set_response_callback("COMMAND", _raw_reply)
     kwargs = pool.connection_kwargs
     where = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
     return client, where
