@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-from . import hooks_cache, hooks_connection, hooks_finalize, hooks_futures, hooks_maps, hooks_threading
+from . import hooks_cache, hooks_connection, hooks_finalize, hooks_futures, hooks_maps, hooks_redis, hooks_threading
 from .hooks_base import INHERITED, PATCHES
 
 __all__ = ["install", "uninstall"]
@@ -115,7 +115,8 @@ def install() -> None:
     hooks_finalize.patch_finalize()
     _patch_on_import({"asyncio.base_events": hooks_futures.patch_asyncio,
                       "multiprocessing.pool": hooks_futures.patch_pool,
-                      "multiprocessing.connection": hooks_connection.patch_connection})
+                      "multiprocessing.connection": hooks_connection.patch_connection,
+                      "mapsafe.redis._map": hooks_redis.patch_redis_map})
 
 
 def uninstall() -> None:

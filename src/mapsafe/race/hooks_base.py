@@ -96,33 +96,44 @@ def acquired_if_true(edge: Callable[[Any, Any], None]) -> Callable[[Any], Any]:
     return acquired_after(edge, only_if_true=True)
 
 
-def map_write(orig: Callable[..., Any]) -> Callable[..., Any]:
+def _itself(obj: Any) -> Any:
+    return obj
+
+
+def map_write(orig: Callable[..., Any], clock_of: Callable[[Any], Any] = _itself) -> Callable[..., Any]:
     """A write to a mapsafe container: acquires and releases ``self``'s clock before the original runs,
-    and releases it again after.
+    and again after it (``clock_of(self)``'s clock, for a map whose state lives elsewhere).
 
     A write also reads the old state (a swap, a compute, a load's re-check),
-    hence the acquire. The release before is there because once the write
+    hence the acquires. The release before is there because once the write
     is visible, a reader in another thread may observe it and acquire at
     once, and must find this thread's earlier accesses published (on
-    free-threaded builds that reader really runs meanwhile). The release
-    after covers what a callback (compute's, a factory) did inside the write.
+    free-threaded builds that reader really runs meanwhile). The acquire
+    after is there because the state this write observed may be another
+    write that was still in flight when this one acquired before (a
+    compare_and_swap that succeeds on the value another thread's swap just
+    stored: seen on 3.13t, where the two really overlap); that write
+    released before it took effect, so it is found now. The release after
+    covers what a callback (compute's, a factory) did inside the write.
     """
 
     def write(self, *args, **kwargs):
         D = active()
+        clock = clock_of(self)
         if D is not None:
-            D.acquire(self)
-            D.release(self)
+            D.acquire(clock)
+            D.release(clock)
         try:
             return orig(self, *args, **kwargs)
         finally:
             if D is not None:
-                D.release(self)
+                D.acquire(clock)
+                D.release(clock)
 
     return write
 
 
-def map_write_calling(param: str) -> Callable[[Any], Any]:
+def map_write_calling(param: str, clock_of: Callable[[Any], Any] = _itself) -> Callable[[Any], Any]:
     """A write that calls the user's callable argument ``param`` with no lock held and publishes
     its result (a loader, a factory, update_with's fn); a call-once one may instead return what
     another thread's call made (its waiters).
@@ -136,7 +147,7 @@ def map_write_calling(param: str) -> Callable[[Any], Any]:
     """
 
     def make(orig):
-        write = map_write(orig)
+        write = map_write(orig, clock_of)
         names = list(inspect.signature(orig).parameters)
         at = names.index(param) - 1 if param in names else -1  # in args, which has no self
 
@@ -144,15 +155,15 @@ def map_write_calling(param: str) -> Callable[[Any], Any]:
             D = active()
             # Only a callable: the original must still reject anything else.
             if D is not None and 0 <= at < len(args) and callable(args[at]):
-                args = (*args[:at], _ordered_like_write(self, args[at]), *args[at + 1 :])
+                args = (*args[:at], _ordered_like_write(clock_of(self), args[at]), *args[at + 1 :])
             elif D is not None and callable(kwargs.get(param)):
-                kwargs[param] = _ordered_like_write(self, kwargs[param])
+                kwargs[param] = _ordered_like_write(clock_of(self), kwargs[param])
             try:
                 return write(self, *args, **kwargs)
             finally:
                 D = active()
                 if D is not None:
-                    D.acquire(self)
+                    D.acquire(clock_of(self))
 
         return method
 
