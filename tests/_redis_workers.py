@@ -34,8 +34,8 @@ def _thread(m: RedisMap, n: int, tag: str, barrier, out: dict) -> None:
         barrier.wait(BARRIER_TIMEOUT)
         for i in range(n):
             out["add"].append(m.merge("add", 1, operator.add))  # an int: one HINCRBY / INCRBY
-            out["float"].append(m.merge("float", 0.5, operator.add))  # not an int: read, then CAS
-            out["mixed"].append(m.merge("mixed", 1, operator.add))  # HINCRBY refused (a float), then CAS
+            out["float"].append(m.merge("float", 0.5, operator.add))  # a float: the float-sum script
+            out["mixed"].append(m.merge("mixed", 1, operator.add))  # HINCRBY refused (a float is stored), then the float-sum script
             for attempt in range(CAS_ATTEMPTS):
                 value, found = m.load("cas")
                 if m.compare_and_swap("cas", value, value + 1):

@@ -8,10 +8,14 @@ test_redis_faults.py and test_redis_processes.py.
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import operator
 import os
 import pickle
+import random
 import socket
+import struct
 import threading
 from collections.abc import MutableMapping
 
@@ -283,6 +287,92 @@ def test_merge_int_add_is_one_incr_and_others_go_optimistic(make, raw):
     assert m["big"] == 2 ** 63
     assert m.merge("l", [1], operator.add) == [1] and m.merge("l", [2], operator.add) == [1, 2]
     assert m.merge("mx", 3, max) == 3 and m.merge("mx", 1, max) == 3
+
+
+def _finite_doubles(seed: int, n: int) -> list[float]:
+    """``n`` finite doubles from random bit patterns: every exponent, subnormals, both signs."""
+    rnd, out = random.Random(seed), []
+    while len(out) < n:
+        x = struct.unpack("<d", rnd.getrandbits(64).to_bytes(8, "little"))[0]
+        if math.isfinite(x):
+            out.append(x)
+    return out
+
+
+FLOAT_EDGES = [(0.1, 0.2), (1e15, 0.0), (1e15, 0.5), (1e16, 1.0), (9.5e15, 1.0), (2.0 ** 53, 2.0), (1e-5, 0.0),
+               (1e-4, 0.0), (5e-324, 0.0), (-0.0, -0.0), (0.0, -0.0), (-0.0, 0.0), (3, 0.5), (0.5, 1), (0.5, -2),
+               (2 ** 80, 0.5), (9007199254740993, 1.0), (1.5e300, 1e300), (-1e-300, 1e-310), (1e22, 1e6),
+               (-2.0604181055651364e16, 0.0), (4.3173800274351016e16, -1e-258), (1.2345678901234567e16, 0.0)]
+
+
+def test_merge_float_add_is_one_script_that_writes_pythons_float_repr(make, raw, monkeypatch):
+    m = make()
+    # Random finite doubles of every exponent, plus the shapes where Python's
+    # repr and C's %g part: 16 and 17 digits near 1e16, integers below it,
+    # 1e-05, -0.0, an int past 64 bits plus a float.
+    rnd = random.Random(7)
+    cases = FLOAT_EDGES + list(zip(_finite_doubles(1, 400), _finite_doubles(2, 400)))
+    cases += [(rnd.uniform(-1e6, 1e6), rnd.choice([1, -3, 0.1, 1e-7, 12345.678])) for _ in range(200)]
+
+    def no_optimistic(*args, **kwargs):
+        raise AssertionError("a float sum took the optimistic path")
+
+    checked = 0
+    for i, (a, b) in enumerate(cases):
+        want = a + b
+        if not math.isfinite(want):
+            continue
+        m[i] = a
+        with monkeypatch.context() as patched:
+            patched.setattr(m, "_optimistic", no_optimistic)
+            got = m.merge(i, b, operator.add)
+        stored = raw.hget(m._hash, str(i)) if m.layout == "hash" else raw.get(m._prefix + str(i).encode())
+        # The very bytes json.dumps writes, so the value reads back as the
+        # same float and a compare_and_swap against it matches.
+        assert stored == json.dumps(want).encode(), (a, b, stored)
+        assert type(got) is float and got == want and math.copysign(1, got) == math.copysign(1, want), (a, b, got)
+        checked += 1
+    assert checked >= len(cases) - 20  # only the few random pairs whose sum overflows are left out
+    m["c"] = 0.1
+    m.merge("c", 0.2, operator.add)
+    assert m.compare_and_swap("c", 0.1 + 0.2, 1.0)
+
+
+def test_merge_float_add_falls_back_where_python_decides(make):
+    m = make()
+    m["b"] = True
+    assert m.merge("b", 0.5, operator.add) == 1.5  # True + 0.5: Python's rule, on the optimistic path
+    m["s"] = "x"
+    with pytest.raises(TypeError):
+        m.merge("s", 0.5, operator.add)
+    assert m["s"] == "x"
+    m["big"] = 1.5e308
+    with pytest.raises(ValueError, match="inf|finite|JSON"):
+        m.merge("big", 1.5e308, operator.add)  # the sum is inf, which JSON cannot hold: nothing written
+    assert m["big"] == 1.5e308
+    with pytest.raises(ValueError):
+        m.merge("new", math.nan, operator.add)
+    assert "new" not in m
+    m["i"] = 2 ** 70
+    assert m.merge("i", 1, operator.add) == 2 ** 70 + 1  # int + int past 64 bits: exact, never a float
+    assert m.merge("absent", 0.25, operator.add) == 0.25 and m["absent"] == 0.25
+
+
+def test_merge_float_counts_exactly_across_threads(make):
+    m = make()
+    per_thread, threads = 200, 4
+
+    def work():
+        for _ in range(per_thread):
+            m.merge("f", 0.25, operator.add)  # sums of quarters are exact in binary
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    assert not any(t.is_alive() for t in workers)
+    assert m["f"] == 0.25 * per_thread * threads
 
 
 def test_merge_counts_exactly_across_threads(make):

@@ -77,7 +77,7 @@ def test_four_processes_of_two_threads_get_exact_totals(server, layout):
     m = RedisMap(server.url, name, layout=layout)
     assert m.layout == layout
     m["cas"] = 0
-    m["mixed"] = 0.5  # a float, so merge(..., 1, add) finds HINCRBY refused and falls back to CAS
+    m["mixed"] = 0.5  # a float, so merge(..., 1, add) finds HINCRBY refused and takes the float-sum script
     m._client.config_resetstat()
 
     records = _run_workers(server.url, name, layout)
@@ -101,7 +101,7 @@ def test_four_processes_of_two_threads_get_exact_totals(server, layout):
     cas_attempts = sum(record["cas_attempts"] for record in records)
     assert cas_attempts >= total
 
-    # "add" is one increment command each; "mixed" tries one, refused, then CAS.
+    # "add" is one increment command each; "mixed" tries one, refused, then the float-sum script.
     incr = "hincrby" if layout == "hash" else "incrby"
     calls, failed = _commandstats(m._client, incr)
     assert (calls, failed) == (2 * total, total)

@@ -409,20 +409,33 @@ class RedisMap(MutableMapping):
     def merge(self, key: Any, value: Any, fn: Callable[[Any, Any], Any], *, ttl: Any = _DEFAULT) -> Any:
         """Store ``value`` if absent, else ``fn(old, value)``; return the new value.
 
-        With ``operator.add`` and an int (on the json serializer) it is one
-        HINCRBY/INCRBY on the server. A stored value that is not an int,
-        or a sum past 64 bits, falls back to the optimistic path.
+        With ``operator.add`` and a number (on the json serializer) it is one
+        command on the server: HINCRBY/INCRBY for two ints, a script that
+        adds and writes the sum as Python's float repr when either is a
+        float. Anything else (a stored bool or str, an int sum past 64 bits,
+        a sum that is not finite) takes the optimistic path, which applies
+        Python's own ``fn``.
         """
-        if fn is operator.add and type(value) is int and self._json_ints and -(2 ** 63) <= value < 2 ** 63:
+        if fn is operator.add and self._json_ints and type(value) in (int, float):
             field, ms = encode_key(key), self._ttl_of(ttl)
             keys, args = self._where(field)
-            try:
+            if type(value) is int and -(2 ** 63) <= value < 2 ** 63:
+                try:
+                    with self._translate:
+                        return self._scripts["incr"](keys=keys, args=[*args, value, ms, int(self._field_ttl)])
+                except redis.exceptions.ResponseError as exc:
+                    # Nothing was written: Redis checks before it changes the value.
+                    if "not an integer" not in str(exc) and "overflow" not in str(exc):
+                        raise
+                    float_sum = "not an integer" in str(exc)  # a float stored, maybe
+            else:
+                float_sum = type(value) is float
+            if float_sum:
+                absent = self._dumps(value)  # refuses NaN and infinities before anything is sent
                 with self._translate:
-                    return self._scripts["incr"](keys=keys, args=[*args, value, ms, int(self._field_ttl)])
-            except redis.exceptions.ResponseError as exc:
-                if "not an integer" not in str(exc) and "overflow" not in str(exc):
-                    raise
-                # Nothing was written: Redis checks before it changes the value.
+                    reply = self._scripts["fadd"](keys=keys, args=[*args, repr(value), absent, ms])
+                if reply[0] == 1:
+                    return self._loads(reply[1], field)
         return self._optimistic(key, lambda old: value if old is MISSING else fn(old, value), ttl)
 
     def add(self, key: Any, n: Any = 1, *, ttl: Any = _DEFAULT) -> Any:

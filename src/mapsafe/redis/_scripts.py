@@ -23,6 +23,58 @@ local function expire(ttl, cap)
 end
 """
 
+
+# Float sums, for merge(k, x, operator.add) where x or the stored number is a
+# float, on the json serializer. Redis's HINCRBYFLOAT writes its own float
+# format (3 for 3.0, 17 significant digits), not the canonical JSON of the
+# float, so a value read back would change type and a compare-and-swap
+# against it would fail; this adds in Lua (IEEE doubles, as Python) and
+# writes the sum as Python's float repr, which json.dumps uses:
+#   - the fewest significant digits (1..17) that read back as the same
+#     double, which is the correctly rounded digit string Python picks;
+#   - in exponent form exactly when the decimal exponent is < -4 or >= 16,
+#     as "1e-05", "1.5e+16" (C's %e writes at least two exponent digits, as
+#     Python does); otherwise positional: where %g chose an exponent anyway
+#     (an exponent >= the digits), the value is an integer below 1e16,
+#     which %.0f writes exactly;
+#   - ".0" after an integral positional value ("3.0", "-0.0").
+# One side must be a float (JSON of a float has '.' or 'e'; of an int, neither).
+# The stored value must be a JSON number (it starts with '-' or a digit);
+# anything else (true, a string, a list) returns {0} and the client takes
+# the optimistic path, which applies Python's own + (True + 0.5, a str's
+# TypeError). A sum that is not finite returns {0} too: the client's path
+# then raises the serializer's error, and nothing is written.
+_FLOAT_ADD = """
+local function number(raw)
+  local c = string.sub(raw, 1, 1)
+  if c ~= '-' and not string.find(c, '%d') then return nil end
+  return tonumber(raw)
+end
+local function repr(v)
+  if v ~= v or v == math.huge or v == -math.huge then return nil end
+  local p, s = 17, nil
+  for q = 1, 17 do
+    s = string.format('%.' .. q .. 'g', v)
+    if tonumber(s) == v then p = q break end
+  end
+  local es = string.format('%.' .. (p - 1) .. 'e', v)  -- the same p digits, and the exponent
+  local e = tonumber(string.match(es, 'e([-+]%d+)$'))
+  if e < -4 or e >= 16 then return es end
+  if string.find(s, 'e') then s = string.format('%.0f', v) end
+  if not string.find(s, '%.') then s = s .. '.0' end
+  return s
+end
+local function is_float(raw) return string.find(raw, '[%.eE]') ~= nil end
+local function sum(current, addend, absent)
+  if not current then return absent end
+  local x = number(current)
+  if not x then return nil end
+  -- int + int stays Python's exact int: that is HINCRBY's, or the client's past 64 bits
+  if not is_float(current) and not is_float(addend) then return nil end
+  return repr(x + tonumber(addend))
+end
+"""
+
 HASH = {
     # ARGV: field, value, ttl
     "set": _HASH_EXPIRE + """
@@ -71,6 +123,14 @@ local value = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
 expire(tonumber(ARGV[3]), ARGV[4] == '1')
 return value
 """,
+    # ARGV: field, addend, value if absent (its JSON), ttl -> {1, new JSON} or {0}
+    "fadd": _HASH_EXPIRE + _FLOAT_ADD + """
+local new = sum(redis.call('HGET', KEYS[1], ARGV[1]), ARGV[2], ARGV[3])
+if not new then return {0} end
+redis.call('HSET', KEYS[1], ARGV[1], new)
+expire(tonumber(ARGV[4]), false)
+return {1, new}
+""",
 }
 
 # One string key per entry; KEYS[1] is the entry's key.
@@ -116,6 +176,13 @@ local value = redis.call('INCRBY', KEYS[1], ARGV[1])
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
 return value
+""",
+    # ARGV: addend, value if absent (its JSON), ttl -> {1, new JSON} or {0}
+    "fadd": _KEYS_SET + _FLOAT_ADD + """
+local new = sum(redis.call('GET', KEYS[1]), ARGV[1], ARGV[2])
+if not new then return {0} end
+set(new, tonumber(ARGV[3]))
+return {1, new}
 """,
 }
 
