@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-m", dest="as_module", action="store_true",
         help="run a library module as a script: the first ARG is the module name",
     )
+    parser.add_argument("-c", dest="code", metavar="CODE", help="run CODE as __main__, as python -c does")
     parser.add_argument(
         "--exitcode", type=int, metavar="N", help=f"exit status when races were found (default {EXIT_RACES})"
     )
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--halt-on-error", action="store_true", default=None,
-        help="raise DataRaceError in the offending thread at the first race",
+        help="at the first race, report it and exit with the race status (no handler in the program runs)",
     )
     parser.add_argument("--strip-path-prefix", metavar="PREFIX", help="remove PREFIX from reported file names")
     parser.add_argument("--suppress", metavar="FILE", help="suppressions file (file:, func:, line:, race: rules)")
@@ -44,15 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "target", nargs=argparse.REMAINDER, metavar="SCRIPT [ARGS...]",
-        help="the program and its arguments, as you would give them to python",
+        help="the program and its arguments, as you would give them to python: a file, a directory "
+        "with __main__.py, or - for standard input",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from .runner import Options, Session  # imported late: `mapsafe --help` stays light
 
-    if not args.target:
-        raise UsageError("mapsafe race: expected SCRIPT [ARGS...] or -m MODULE [ARGS...]")
+    if args.code is not None and args.as_module:
+        raise UsageError("mapsafe race: -c and -m cannot be used together")
+    if not args.target and args.code is None:
+        raise UsageError("mapsafe race: expected SCRIPT [ARGS...], -m MODULE [ARGS...] or -c CODE [ARGS...]")
     cfg = config.load(
         ["race"],
         flags={
@@ -75,8 +79,29 @@ def run(args: argparse.Namespace) -> int:
         # Absolute now: the program may chdir() before the report is written.
         json=os.path.abspath(cfg.race_json) if cfg.race_json else "",
     )
+    if options.json:
+        _check_writable(options.json)  # before the program runs: its exit status must not be lost to it
     session = Session(options)
+    if args.code is not None:
+        return session.run_source(args.code, "<string>", "-c", args.target)
     target, *rest = args.target
     if args.as_module:
         return session.run_module(target, rest)
     return session.run_script(target, rest)
+
+
+def _check_writable(path: str) -> None:
+    """A UsageError unless the --json report can be written at ``path`` (its directory exists and is
+    writable, and it is not a directory or a read-only file)."""
+    directory = os.path.dirname(path) or os.curdir
+    if os.path.isdir(path):
+        reason = "it is a directory"
+    elif not os.path.isdir(directory):
+        reason = f"no such directory {directory!r}"
+    elif os.path.exists(path) and not os.access(path, os.W_OK):
+        reason = "permission denied"
+    elif not os.path.exists(path) and not os.access(directory, os.W_OK | os.X_OK):
+        reason = f"permission denied in {directory!r}"
+    else:
+        return
+    raise UsageError(f"mapsafe race: cannot write the --json report to {path!r}: {reason}")

@@ -79,11 +79,13 @@ class Session:
         self.detector = self._new_detector()
         self.hook: RaceImportHook | None = None
         self.pid = os.getpid()  # the process this session runs in; a forked child changes it
+        self._real_exit = os._exit  # the unpatched os._exit, for _halt (_start takes it again before patching)
 
     def _new_detector(self) -> runtime.Detector:
         return runtime.Detector(
             self._print_race,
             halt_on_error=self.options.halt_on_error,
+            halt=self._halt,
             history=self.options.history,
             suppressed=self.suppressions,
             warn=lambda msg: self.stderr.write(msg + "\n"),
@@ -99,6 +101,21 @@ class Session:
             text = text.replace("WARNING: DATA RACE", f"WARNING: DATA RACE (in child process {os.getpid()})", 1)
         self.stderr.write(text)
         self.stderr.flush()
+
+    def _halt(self, race: Any) -> None:
+        """--halt-on-error, at the first race (already printed): give the
+        summary and the --json report, then end the process with the race
+        exit status, as Go's -race halt does. Not an exception: a program
+        that catches RuntimeError, or any exception, must not swallow it.
+        No user code runs from here on (no finally, no atexit handler), and
+        the other threads stop where they are."""
+        try:
+            self._flush()
+            status = self.options.exitcode if self._report() is not None else 2
+            self._flush()
+        except BaseException:  # the process ends anyway; the race is already on stderr
+            status = self.options.exitcode
+        self._real_exit(status)
 
     @property
     def forked(self) -> bool:
@@ -121,18 +138,33 @@ class Session:
     # -- targets ---------------------------------------------------------
 
     def run_script(self, path: str, args: list) -> int:
-        if not os.path.isfile(path):
+        """``python PATH``: a file, or a directory holding ``__main__.py`` (as python runs one)."""
+        if path == "-":
+            return self.run_source(sys.stdin.buffer.read(), "<stdin>", "-", args)
+        main = path
+        if os.path.isdir(path):
+            main = os.path.join(path, "__main__.py")
+            if not os.path.isfile(main):
+                raise UsageError(f"can't find '__main__' module in {path!r}")
+        elif not os.path.isfile(path):
             raise UsageError(f"can't open file {path!r}: no such file")
-        directory = os.path.dirname(os.path.realpath(path))
         try:
-            with open(path, "rb") as fh:
+            with open(main, "rb") as fh:
                 source = fh.read()
         except OSError as exc:
-            raise UsageError(f"can't open file {path!r}: {exc.strerror}") from None
-        self._start([directory])
-        sys.argv[:] = [path, *args]
-        filename = os.path.abspath(path)  # as python 3.9+ reports a script's __file__
-        sys.path[0] = directory
+            raise UsageError(f"can't open file {main!r}: {exc.strerror}") from None
+        # sys.path[0] is the script's directory, or the directory itself.
+        directory = os.path.realpath(path) if main != path else os.path.dirname(os.path.realpath(path))
+        # __file__ as python 3.9+ reports it: absolute for a script, as given for a directory's __main__.py.
+        return self.run_source(source, os.path.abspath(main) if main == path else main, path, args, directory)
+
+    def run_source(self, source: bytes | str, filename: str, argv0: str, args: list,
+                   directory: str | None = None) -> int:
+        """Run ``source`` as __main__, as python runs a script (``directory`` set) or ``-c``/stdin
+        (``directory`` None: sys.path[0] is '' and modules in the current directory are instrumented)."""
+        self._start([directory or os.getcwd()])
+        sys.argv[:] = [argv0, *args]
+        sys.path[0] = directory if directory is not None else ""
         try:
             code = compile_instrumented(source, filename)
         except (SyntaxError, ValueError) as exc:
@@ -143,7 +175,9 @@ class Session:
             traceback.print_exception(type(exc), exc, None)
             return self._finish(1)
         module = types.ModuleType("__main__")
-        module.__dict__.update(__file__=filename, __cached__=None, __spec__=None, __loader__=None)
+        module.__dict__.update(__cached__=None, __spec__=None, __loader__=None)
+        if directory is not None:
+            module.__file__ = filename  # python sets no __file__ for -c or stdin
         module.__dict__.update(helpers.HELPERS)
         sys.modules["__main__"] = module
         return self._finish(self._call(lambda: exec(code, module.__dict__)))
@@ -186,6 +220,7 @@ class Session:
         self._parent_pid = os.getpid()
         helpers.start(self.detector)
         os.register_at_fork(after_in_child=self._after_fork_in_child)
+        self._real_exit = os._exit
         os._exit = self._child_exit(os._exit)
         self.hook = RaceImportHook(roots, self.options.include)
         self.hook.install()

@@ -100,7 +100,8 @@ class Detector:
     """One race detector: shadow state, clocks, and where races go.
 
     ``sink(race)`` is called, outside any lock, for each new race that is
-    neither a duplicate nor suppressed.
+    neither a duplicate nor suppressed; with ``halt_on_error``, ``halt(race)``
+    after the first one.
     """
 
     def __init__(
@@ -108,6 +109,7 @@ class Detector:
         sink: Callable[[Race], None] | None = None,
         *,
         halt_on_error: bool = False,
+        halt: Callable[[Race], None] | None = None,
         history: int = HISTORY,
         reuse_slots: bool = True,
         suppressed: Callable[[Race], bool] | None = None,
@@ -143,6 +145,10 @@ class Detector:
         self.suppressed_count = 0  # lock
         self.sink = sink
         self.halt_on_error = halt_on_error
+        # With halt_on_error: called once, outside any lock, after the first
+        # race went to the sink; `mapsafe race` ends the process there. Without
+        # one (a library user), DataRaceError is raised in the racing thread.
+        self.halt = halt
         self.suppressed = suppressed
         self.warn = warn or (lambda msg: sys.__stderr__.write(msg + "\n"))
         self.warned = False  # one warning per run for internal faults
@@ -471,6 +477,8 @@ class Detector:
                     self._fault(exc)
             if halt is not None:
                 break
+        if halt is not None and self.halt is not None:
+            self.halt(halt)
         if halt is not None:
             key = halt.key_repr
             what = f"key {key}" if key is not None else "the whole dict"
