@@ -779,3 +779,14 @@ def test_rough_edge_5_a_directory_stdin_and_c_run_as_python_runs_them(tmp_path):
     assert proc.returncode == 2 and "can't find '__main__' module in 'empty'" in proc.stderr
     proc = _mapsafe("-c", "pass", "-m", "x", cwd=str(tmp_path))
     assert proc.returncode == 2 and "-c and -m" in proc.stderr
+
+
+def test_rough_edge_14_suppressed_races_are_counted_on_stderr(tmp_path):
+    (tmp_path / "prog.py").write_text(RACY)
+    (tmp_path / "ok.supp").write_text("func:w\n")
+    proc = _mapsafe("--suppress", "ok.supp", "prog.py", cwd=str(tmp_path))
+    assert proc.returncode == 0 and "DATA RACE" not in proc.stderr
+    assert proc.stderr == "mapsafe race: 1 race(s) suppressed by ok.supp\n", proc.stderr
+    (tmp_path / "ok.supp").write_text("func:nothing_here\n")
+    proc = _mapsafe("--suppress", "ok.supp", "prog.py", cwd=str(tmp_path))
+    assert proc.returncode == 66 and "suppressed" not in proc.stderr

@@ -118,10 +118,14 @@ def format_race(race: Race, frames: Frames) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_summary(count: int, forgotten: int = 0, history: int = 0) -> str:
-    """The closing lines: the races found, and the accesses forgotten to keep
-    memory bounded (races with those can have been missed)."""
+def format_summary(count: int, forgotten: int = 0, history: int = 0, suppressed: int = 0,
+                   suppressions: str = "") -> str:
+    """The closing lines: the races found, those a suppressions file hid, and
+    the accesses forgotten to keep memory bounded (races with those can have
+    been missed)."""
     text = f"Found {count} data race(s)\n" if count else ""
+    if suppressed:
+        text += f"mapsafe race: {suppressed} race(s) suppressed by {suppressions}\n"
     if forgotten:
         text += (
             f"mapsafe race: {forgotten} earlier accesses were forgotten: a map outgrew {history} key states "

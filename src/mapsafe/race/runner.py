@@ -311,8 +311,10 @@ class Session:
         races = self.detector.close()
         forgotten = self.detector.shadow.forgotten()
         self._flush()
-        if races or forgotten:
-            self.stderr.write(format_summary(len(races), forgotten, self.options.history))
+        suppressed = self.detector.suppressed_count
+        if races or forgotten or suppressed:
+            self.stderr.write(format_summary(len(races), forgotten, self.options.history, suppressed,
+                                             self.options.suppress))
             self.stderr.flush()
         if self.options.json:
             # A forked child writes its own report, FILE.PID, never the parent's FILE.
