@@ -286,3 +286,58 @@ def test_thread_code_is_followed_across_linted_files(project, capsys):
     out = capsys.readouterr().out.splitlines()
     # Each thread's key is its own argument: no lost update, but the walk in dump() can still raise.
     assert [line.split(" ")[:2] for line in out] == [["pkg/store.py:3:5:", "MS201"], ["pkg/store.py:5:14:", "MS202"]]
+
+
+# -- the newcomer's rough edges (issue 15) ----------------------------------------
+
+
+def _lint_process(*argv: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSAFE_")}
+    return subprocess.run([sys.executable, "-m", "mapsafe", "lint", "--no-cache", *argv], cwd=str(cwd), input=stdin,
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_rough_edge_10_stdin_is_linted_and_nothing_to_check_is_an_error(project):
+    proc = _lint_process("-", cwd=project, stdin=BAD)
+    assert proc.returncode == EXIT_FINDINGS and proc.stdout.startswith("<stdin>:3:9: MS101 "), proc
+    proc = _lint_process("-", cwd=project, stdin=CLEAN)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (EXIT_OK, "", "")
+    proc = _lint_process("-", "other.py", cwd=project, stdin=BAD)
+    assert proc.returncode == EXIT_USAGE and proc.stderr.count("\n") == 1 and "'-' (stdin)" in proc.stderr
+    (project / "empty").mkdir()
+    (project / "skipped.py").write_text(BAD)
+    for args in [("empty",), ("--exclude", "skipped.py,empty", ".")]:
+        proc = _lint_process(*args, cwd=project)
+        assert proc.returncode == EXIT_USAGE and proc.stdout == "", (args, proc)
+        assert proc.stderr.count("\n") == 1 and "no Python files checked" in proc.stderr, proc.stderr
+
+
+def test_rough_edge_11_the_output_extension_picks_the_format(project):
+    (project / "bad.py").write_text(BAD)
+    for name, check in [("out.sarif", lambda text: json.loads(text)["version"] == "2.1.0"),
+                        ("out.json", lambda text: isinstance(json.loads(text), (dict, list))),
+                        ("out.txt", lambda text: text.startswith("bad.py:3:9: MS101 "))]:
+        assert run("bad.py", "-o", name) == EXIT_FINDINGS
+        assert check((project / name).read_text()), name
+    assert run("bad.py", "-o", "forced.sarif", "--format", "text") == EXIT_FINDINGS  # a flag wins
+    assert (project / "forced.sarif").read_text().startswith("bad.py:3:9: MS101 ")
+
+
+def test_rough_edge_12_ms203_quotes_the_users_own_code(project, capsys):
+    (project / "shared.py").write_text(textwrap.dedent("""\
+        import threading
+        counts = {}
+        def worker(user):
+            if user.name not in counts:
+                counts[user.name] = 0
+            counts[user.name] = counts.get(user.name, 0) + 1
+            counts[user.name] += 1
+        for _ in range(2):
+            threading.Thread(target=worker, args=(None,)).start()
+    """))
+    assert run("--select", "MS203", "shared.py") == EXIT_FINDINGS
+    out = capsys.readouterr().out
+    assert '"if user.name not in counts: counts[user.name] = ..."' in out
+    assert '"counts[user.name] = counts.get(user.name, 0) + 1"' in out
+    assert '"counts[user.name] += 1"' in out
+    assert "[key]" not in out and "(key)" not in out.split("; ")[0]

@@ -15,7 +15,7 @@ __all__ = ["Cache", "CACHE_DIR", "file_key", "program_key"]
 
 CACHE_DIR = ".mapsafe_cache"
 # Bumped when what a cached entry means changes, with or without a release.
-_FORMAT = 2  # 2: MS301 findings carry what the cache is ('dict') before its name
+_FORMAT = 3  # 2: MS301 findings carry what the cache is ('dict') before its name; 3: MS203 quotes the user's code
 
 
 def file_key(path: str, source: str) -> str:

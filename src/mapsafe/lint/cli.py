@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..config import load
 from ..errors import UsageError
 from . import report_json, report_sarif, report_text
 from .cache import Cache
-from .checker import Selection, lint_paths
+from .checker import LintResult, Selection, lint_paths, lint_source
 from .messages import RULES
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
@@ -21,6 +22,7 @@ DESCRIPTION = (
     "and unbounded memo caches (MS301). The code is parsed, never imported or run."
 )
 FORMATS = {"text": report_text, "json": report_json, "sarif": report_sarif}
+_FORMAT_OF_EXTENSION = {".json": "json", ".sarif": "sarif"}
 
 
 def _codes(value: str) -> list[str]:
@@ -28,9 +30,11 @@ def _codes(value: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="files and folders to lint (default: .)")
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="files and folders to lint, or - for one module on stdin (default: .)")
     parser.add_argument("--format", choices=sorted(FORMATS), default=None,
-                        help="report format (default: text; config lint.format)")
+                        help="report format (default: from --output's extension, .json or .sarif, else text; "
+                             "config lint.format)")
     parser.add_argument("--output", "-o", metavar="FILE", default=None, help="write the report here, not stdout")
     parser.add_argument("--select", metavar="CODES", default=None,
                         help="comma-separated rule codes or prefixes to report (default: all)")
@@ -92,15 +96,23 @@ def run(args: argparse.Namespace) -> int:
     if cfg.lint_format not in FORMATS:
         raise UsageError(f"unknown format {cfg.lint_format!r} from {cfg.source['lint_format']} "
                          f"(choose from {', '.join(sorted(FORMATS))})")
+    fmt = cfg.lint_format
+    if args.output and cfg.source["lint_format"] == "default":
+        fmt = _FORMAT_OF_EXTENSION.get(os.path.splitext(args.output)[1].lower(), fmt)  # -o out.sarif: SARIF
     selection = Selection(cfg.lint_select, cfg.lint_ignore)
-    cache = Cache(".") if cfg.lint_cache else None
-    progress = _Progress() if sys.stderr.isatty() else None
-    try:
-        result = lint_paths(args.paths or ["."], selection, cfg.lint_exclude, cfg.lint_max_call_depth,
-                            cfg.lint_thread_entries, cache, progress)
-    finally:
-        if progress is not None:
-            progress.clear()
+    if "-" in args.paths:
+        if args.paths != ["-"]:
+            raise UsageError("'-' (stdin) cannot be linted together with other paths")
+        result = _lint_stdin(selection, cfg.lint_max_call_depth)
+    else:
+        cache = Cache(".") if cfg.lint_cache else None
+        progress = _Progress() if sys.stderr.isatty() else None
+        try:
+            result = lint_paths(args.paths or ["."], selection, cfg.lint_exclude, cfg.lint_max_call_depth,
+                                cfg.lint_thread_entries, cache, progress)
+        finally:
+            if progress is not None:
+                progress.clear()
     for warning in result.warnings:
         print(f"mapsafe lint: warning: {warning}", file=sys.stderr)
 
@@ -110,7 +122,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for path, reason in result.errors:
         print(f"mapsafe lint: {path}: {reason}", file=sys.stderr)
-    report = FORMATS[cfg.lint_format].render(result.findings, result.errors)
+    if result.checked == 0 and not result.errors:
+        where = ", ".join(args.paths or ["."])
+        print(f"mapsafe lint: error: no Python files checked in {where} (empty, or everything excluded)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    report = FORMATS[fmt].render(result.findings, result.errors)
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8") as fh:
@@ -129,3 +146,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"mapsafe lint: error: none of the {len(result.errors)} path(s) could be checked", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_FINDINGS if result.findings else EXIT_OK
+
+
+def _lint_stdin(selection: Selection, max_depth: int) -> LintResult:
+    """`mapsafe lint -`: one module read from stdin, reported as ``<stdin>``."""
+    data = sys.stdin.buffer.read()
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return LintResult(errors=[("<stdin>", f"not UTF-8 text ({exc.reason} at byte {exc.start})")])
+    return LintResult(findings=lint_source(source, "<stdin>", selection, max_depth=max_depth), checked=1)

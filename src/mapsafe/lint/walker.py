@@ -290,10 +290,12 @@ class ScopeWalker:
         access = self.record(target, "compound", test)
         access.key = key
         if absent:
-            access.pattern = f"'if key not in {target.display}: {target.display}[key] = ...'"
+            k = _source_of(key)
+            access.pattern = f'"if {k} not in {target.display}: {target.display}[{k}] = ..."'
             access.fix = "use setdefault(), or mapsafe's compute_if_absent()"
         else:
-            access.pattern = f"'if key in {target.display}: del {target.display}[key]'"
+            k = _source_of(key)
+            access.pattern = f'"if {k} in {target.display}: del {target.display}[{k}]"'
             access.fix = "use pop(key, None), or mapsafe's compute_if_present()"
         self.model._compound_nodes.update(id(w) for w in writes)
 
@@ -309,7 +311,7 @@ class ScopeWalker:
         if type(target_node) is ast.Subscript:
             target = self.model.target_of(target_node.value, self.scope)
             if target is not None:
-                self.compound(target, node, target_node.slice, f"'{target.display}[key] {_op(node.op)}= ...'",
+                self.compound(target, node, target_node.slice, f'"{_source_of(node)}"',
                               "use mapsafe's merge(key, value, operator.add), or hold a lock")
                 return
         elif type(node.op) is ast.BitOr and type(target_node) in (ast.Name, ast.Attribute):
@@ -325,8 +327,7 @@ class ScopeWalker:
             if type(target_node) is ast.Subscript:
                 target = self.model.target_of(target_node.value, self.scope)
                 if target is not None and len(node.targets) == 1 and self._reads_same_key(node.value, target_node):
-                    self.compound(target, node, target_node.slice,
-                                  f"'{target.display}[key] = {target.display}.get(key) ...'",
+                    self.compound(target, node, target_node.slice, f'"{_source_of(node)}"',
                                   "use mapsafe's merge() or compute(), or hold a lock")
                     continue
                 self.subscript(target_node, "write")
@@ -591,9 +592,10 @@ def _keyword(node: ast.Call, name: str) -> ast.expr | None:
     return None
 
 
-def _op(op: ast.operator) -> str:
-    return {
-        ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
-        ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>", ast.Pow: "**",
-        ast.MatMult: "@",
-    }.get(type(op), "?")
+_QUOTE_LIMIT = 60  # characters of the user's code quoted in a message
+
+
+def _source_of(node: ast.AST) -> str:
+    """The user's own code for ``node``, as messages quote it: one line, at most _QUOTE_LIMIT characters."""
+    text = " ".join(ast.unparse(node).split())
+    return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
