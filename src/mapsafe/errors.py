@@ -63,7 +63,12 @@ class RecursiveLoadError(MapsafeError, RuntimeError):
 
 
 class DataRaceError(MapsafeError, RuntimeError):
-    """Raised in the offending thread by ``mapsafe race --halt-on-error``."""
+    """Raised in the offending thread by a race ``Detector`` made with ``halt_on_error`` and no ``halt``
+    callback (the detector used as a library).
+
+    ``mapsafe race --halt-on-error`` does not raise it: it reports and ends the
+    process, because a program's ``except Exception`` would swallow an exception.
+    """
 
     slug = "data-race"
     exit_code = 66
