@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from _lint_harness import codes, lines, lint
 
 
@@ -1070,3 +1072,46 @@ def test_ms2xx_mx_names_a_lock():
                     for p in self.peers:
                         print(p)
     """) == []
+
+
+def test_rough_edge_16_lint_and_race_name_the_same_line_for_a_threads_creation():
+    # Go reports where a goroutine was created by its `go` statement; here that is
+    # the thread's start() call, which `mapsafe race` records. Lint names it too.
+    from _race_harness import race
+
+    src = textwrap.dedent("""\
+        import threading
+        class Store:
+            def __init__(self):
+                self.jobs = {}
+                self.t = threading.Thread(target=self.run)
+            def start(self):
+                self.t.start()
+            def run(self):
+                self.jobs["k"] = 1
+            def read(self):
+                for k in self.jobs:
+                    pass
+        s = Store()
+        s.start()
+        s.read()
+        shared = {}
+        def worker():
+            shared["x"] = 1
+        t = threading.Thread(target=worker)
+        print("between")
+        t.start()
+        for k in shared:
+            pass
+        t.join()
+        s.t.join()
+    """)
+    starts = [n for n, line in enumerate(src.splitlines(), 1) if line.strip() in ("self.t.start()", "t.start()")]
+    assert len(starts) == 2
+    messages = [f.message for f in lint(src) if f.code == "MS201"]
+    assert any(f"Store.run() runs via Thread(target=...) at line {starts[0]}" in m for m in messages), messages
+    assert any(f"worker() runs via Thread(target=...) at line {starts[1]}" in m for m in messages), messages
+    run = race(src)
+    created = {frame["line"] for r in run.races for side in ("current", "previous")
+               for frame in r[side]["thread_created_at"][:1] if frame["file"].endswith("prog.py")}
+    assert created == set(starts), run.races  # the same lines, from the detector

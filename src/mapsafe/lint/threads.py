@@ -11,7 +11,7 @@ from .escape import Confinement
 from .locks import lock_key
 from .maps import MapIdentity, Target
 from .program import Program
-from .scopes import Scope
+from .scopes import Scope, chain_name
 from .walker import _EXECUTORS, _NOT_THREADS, _POOL_NAME, _PROCESS_POOLS, THREAD_CLASSES, Access, ScopeWalker
 
 __all__ = ["Entry", "Access", "Target", "ThreadModel", "MAIN", "DEFAULT_MAX_DEPTH"]
@@ -27,7 +27,7 @@ class Entry:
     """One place where a function is handed to another thread."""
 
     __slots__ = ("id", "scope", "how", "line", "starter", "multi", "multi_self", "start_line", "join_line", "path",
-                 "own_args", "scoped_join", "via")
+                 "own_args", "scoped_join", "via", "started_at")
 
     def __init__(self, ident: int, scope: Scope, how: str, line: int, starter: Scope | None, multi: bool,
                  multi_self: bool, start_line: int, path: str = "") -> None:
@@ -44,12 +44,15 @@ class Entry:
         self.own_args: frozenset[int] = frozenset()  # argument positions that differ for each thread
         self.scoped_join: int | None = None  # started through a wrapper that joins it: the call's line
         self.via: tuple[str, int] | None = None  # through a wrapper: (file, line) of the wrapper's own start
+        # The line messages name: the thread's start() call where it is found (what
+        # `mapsafe race` and Go report as where a thread was created), else ``line``.
+        self.started_at = line
 
     def describe(self, here: str = "") -> str:
         """'worker() runs via Thread(target=...) at line 6', with the file when it is not ``here``."""
         if not self.line:
             return f"{self.scope.qualname}() runs via {self.how}"
-        where = f"line {self.line}" if self.path == here else f"{self.path}:{self.line}"
+        where = f"line {self.started_at}" if self.path == here else f"{self.path}:{self.started_at}"
         return f"{self.scope.qualname}() runs via {self.how} at {where}"
 
 
@@ -186,6 +189,8 @@ class ThreadModel:
             entry = Entry(ident, scope, how, call.lineno, starter, multi, multi_self, start_line,
                           self.path_of(starter))
             entry.own_args = own_args
+            if how in ("Thread(target=...)", "Timer"):
+                entry.started_at = _start_call_line(call, starter)
             self.entries.append(entry)
         if found:
             return
@@ -444,7 +449,8 @@ class ThreadModel:
             steps.append((scope.qualname, self.path_of(caller), line))
             scope = caller
         entry_path = entry.path or self.path_of(entry.scope)
-        steps.append((f"{entry.scope.qualname} (thread via {entry.how})", entry_path, entry.line or entry.scope.line))
+        steps.append((f"{entry.scope.qualname} (thread via {entry.how})", entry_path,
+                      entry.started_at or entry.scope.line))
         steps.reverse()
         here = self.path_of(access.scope)
         steps.append((f"{here}:{access.line}", here, access.line))
@@ -657,3 +663,35 @@ def _thread_arguments(call: ast.Call, how: str) -> list[ast.expr]:
             values = call.args[position] if position is not None and len(call.args) > position else None
         values = list(values.elts) if type(values) in (ast.Tuple, ast.List) else []
     return [] if any(type(v) is ast.Starred for v in values) else list(values)
+
+
+def _start_call_line(call: ast.Call, starter: Scope) -> int:
+    """The line of the ``start()`` that starts the Thread or Timer ``call`` makes, else the call's own.
+
+    Found for ``Thread(...).start()``, and for ``x = Thread(...)`` or ``self.x =
+    Thread(...)`` followed by ``x.start()`` in the same function, or by
+    ``self.x.start()`` in any method of the same class.
+    """
+    bound = None
+    for node in ast.walk(starter.node):
+        kind = type(node)
+        if kind is ast.Attribute and node.value is call and node.attr == "start":
+            return call.lineno  # Thread(...).start()
+        if kind is ast.Assign and node.value is call and len(node.targets) == 1:
+            bound = chain_name(node.targets[0])
+    if bound is None:
+        return call.lineno
+    places = [(starter.node, bound)]
+    owner = starter.owner
+    if starter.self_name and bound.startswith(starter.self_name + ".") and owner is not None:
+        attr = bound[len(starter.self_name):]  # ".x"
+        places += [(method.node, method.self_name + attr) for method in owner.methods.values()
+                   if getattr(method, "self_name", None)]
+    for tree, chain in places:
+        lines = sorted(node.lineno for node in ast.walk(tree)
+                       if type(node) is ast.Call and type(node.func) is ast.Attribute and node.func.attr == "start"
+                       and not node.args and chain_name(node.func.value) == chain
+                       and (tree is not starter.node or node.lineno >= call.lineno))
+        if lines:
+            return lines[0]
+    return call.lineno
