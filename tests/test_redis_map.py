@@ -785,3 +785,16 @@ def test_close_then_use_reconnects(make):
     m["a"] = 1
     m.close()
     assert m["a"] == 1 and repr(m).startswith("RedisMap(") and m.layout in repr(m)
+
+
+def test_destroy_removes_the_entries_and_the_metadata_so_the_name_is_free(make, raw, server):
+    m = make()
+    m.update({"a": 1, "b": [2]})
+    before = set(raw.scan_iter(match=f"mapsafe:{{{m.name}}}*"))
+    assert len(before) >= 2  # the data (one hash, or a key per entry) and the metadata key
+    m.destroy()
+    assert list(raw.scan_iter(match=f"mapsafe:{{{m.name}}}*")) == []
+    again = RedisMap(server.url, m.name, serializer="msgpack")  # another serializer: no mismatch now
+    again["b"] = b"bytes"
+    assert again["b"] == b"bytes" and len(again) == 1
+    again.destroy()

@@ -139,6 +139,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("bench_implementations", "bench:implementations", _as_list, [], "implementations to run (default: all)"),
     Option("bench_workloads", "bench:workloads", _as_list, [],
            "workloads or groups to run: maps, cache, all (default: maps)"),
+    Option("bench_redis", "bench:redis", _as_str, "",
+           "Redis URL: add RedisMap rows, against raw redis-py on the same server (default: none)"),
 )
 
 _BY_KEY = {opt.key: opt for opt in OPTIONS}

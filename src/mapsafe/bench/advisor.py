@@ -10,7 +10,8 @@ from .impls import BASELINE, LRU, UNSAFE
 from .results import HIGHER_IS_BETTER, BenchResult, Cell
 from .stats import mann_whitney_u
 
-__all__ = ["Recommendation", "Crossover", "Guide", "Advice", "advise", "ALPHA", "CHALLENGER", "HIT_RATE_TIE"]
+__all__ = ["Recommendation", "Crossover", "Guide", "Overhead", "Advice", "advise", "ALPHA", "CHALLENGER",
+           "HIT_RATE_TIE"]
 
 ALPHA = 0.05  # significance level for "measurably faster"
 CHALLENGER = "SyncMap"  # the Go guidance under test: sync.Map pays off for read-mostly maps
@@ -49,10 +50,25 @@ class Guide:
 
 
 @dataclass
+class Overhead:
+    """What an implementation costs over its workload's reference (RedisMap over plain redis-py), in one run."""
+
+    workload: str
+    param: float | None
+    threads: int
+    impl: str
+    versus: str
+    ratio: float | None  # impl's median ops/s / versus's; None if either failed a check
+    p99_ns: float | None
+    versus_p99_ns: float | None
+
+
+@dataclass
 class Advice:
     recommendations: list[Recommendation]
     crossovers: list[Crossover]
     caches: list[Guide] = field(default_factory=list)  # empty unless cache workloads ran
+    overheads: list[Overhead] = field(default_factory=list)  # empty unless the redis workloads ran
 
 
 def _rankable(cell: Cell | None) -> bool:
@@ -264,9 +280,36 @@ def _cache_guides(result: BenchResult) -> list[Guide]:
     return [g for g in guides if g is not None and g.impls]
 
 
+# -- costs --------------------------------------------------------------------
+
+
+def _advised(workload: str) -> bool:
+    w = workloads.by_name().get(workload)
+    return w is None or w.advised  # a workload this version does not know: as before
+
+
+def _overheads(result: BenchResult) -> list[Overhead]:
+    """Each cell of a workload that measures a cost, against its reference at the same variant and threads."""
+    out = []
+    for workload, param in result.variants():
+        w = workloads.by_name().get(workload)
+        if w is None or w.advised or not w.versus:
+            continue
+        for c in result.cells:
+            if (c.workload, c.param) != (workload, param) or c.impl == w.versus or not c.rounds:
+                continue
+            base = result.find(workload, param, c.threads, w.versus)
+            if base is None or not base.rounds:
+                continue
+            ok = c.safe and base.safe and bool(base.median)
+            out.append(Overhead(workload, param, c.threads, c.impl, w.versus,
+                                c.median / base.median if ok else None, c.p99_ns, base.p99_ns))
+    return out
+
+
 def advise(result: BenchResult) -> Advice:
     """Recommendations from medians of safe cells; ties go to the simplest (BASELINE)."""
-    recs = [_recommend(result, w, p) for w, p in result.variants()]
+    recs = [_recommend(result, w, p) for w, p in result.variants() if _advised(w)]
     threads = sorted({c.threads for c in result.cells})
     crossovers = [x for x in (_crossover(result, t) for t in threads) if x is not None]
-    return Advice(recs, crossovers, _cache_guides(result))
+    return Advice(recs, crossovers, _cache_guides(result), _overheads(result))

@@ -15,6 +15,7 @@ DESCRIPTION = (
     "side by side on this machine, check every result for correctness, and recommend one per workload. "
     "'--workloads cache' compares caches instead: mapsafe.Cache and @mapsafe.cached against functools.lru_cache, "
     "cachetools and cereggii (stampede loader runs, hit rates, throughput at 90% and 99% hits, bytes per entry). "
+    "'--redis URL' adds RedisMap against plain redis-py HGET/HSET/HINCRBY on that server, in the same run. "
     "'mapsafe bench compare OLD.json NEW.json' compares two saved runs."
 )
 
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workloads", "-w", metavar="NAME,...",
                         help="workloads to run, or a group: maps, cache, all (default: maps)")
     parser.add_argument("--seed", metavar="N", help="seed of the operation sequences (default 0)")
+    parser.add_argument("--redis", metavar="URL",
+                        help="also run the redis workloads on this server (redis://host:port/db): RedisMap against "
+                        "plain redis-py, ops/s and p99; each round uses a throwaway hash and removes it")
     parser.add_argument("--quick", action="store_true",
                         help=f"threads {QUICK['threads']}, {QUICK['rounds']} rounds of {QUICK['duration']} s, "
                         f"at most {QUICK['keys']} keys: under a minute")
@@ -75,16 +79,24 @@ def _pick(names: list[str], table: dict, what: str, where: str, groups: dict | N
     return picked
 
 
+def _need_server(names: list[str], where: str) -> None:
+    if names:
+        raise UsageError(f"{where}: {', '.join(names)} run{'s' if len(names) == 1 else ''} on a Redis server: "
+                         "pass --redis URL (or set bench.redis)")
+
+
 def settings_from_args(args: argparse.Namespace):
     """Resolve config and flags into runner Settings; every bad value is a UsageError naming it."""
     from . import impls, workloads
     from .results import ImplStatus
     from .runner import Settings
+    from .server import check as check_server
 
     cfg = config.load(["bench"], flags={
         "bench_threads": args.threads, "bench_read_ratio": args.read_ratio, "bench_keys": args.keys,
         "bench_duration": args.duration, "bench_rounds": args.rounds,
         "bench_implementations": args.implementations, "bench_workloads": args.workloads, "bench_seed": args.seed,
+        "bench_redis": args.redis,
     })
     threads = list(dict.fromkeys(cfg.bench_threads))
     if not all(1 <= t <= MAX_THREADS for t in threads):
@@ -103,15 +115,31 @@ def settings_from_args(args: argparse.Namespace):
     loads = (_pick(cfg.bench_workloads, workloads.by_name(), "workload", _where(cfg, "bench_workloads", "--workloads"),
                    workloads.GROUPS)
              if cfg.bench_workloads else list(workloads.DEFAULT))
-    if cfg.bench_implementations:
-        chosen = _pick(cfg.bench_implementations, impls.by_name(), "implementation",
-                       _where(cfg, "bench_implementations", "--implementations"))
-        if not any(w.accepts(i) for w in loads for i in chosen):
+    picked = (_pick(cfg.bench_implementations, impls.by_name(), "implementation",
+                    _where(cfg, "bench_implementations", "--implementations"))
+              if cfg.bench_implementations else None)
+    url, server = cfg.bench_redis, None
+    if url:
+        if not any(w.kind == "redis" for w in loads):
+            loads += workloads.GROUPS["redis"]  # --redis adds the rows it is for
+    else:
+        _need_server([w.name for w in loads if w.kind == "redis"], _where(cfg, "bench_workloads", "--workloads"))
+        _need_server([i.name for i in picked or () if i.server_build is not None],
+                     _where(cfg, "bench_implementations", "--implementations"))
+    if picked is not None:
+        chosen = picked
+        if not any(w.accepts(i) or (url and w.accepts(impls.on_server(i, url))) for w in loads for i in chosen):
             raise UsageError(f"{_where(cfg, 'bench_implementations', '--implementations')}: none of "
                              f"{', '.join(i.name for i in chosen)} runs any of the workloads "
-                             f"{', '.join(w.name for w in loads)} (caches run the cache workloads, maps the others)")
+                             f"{', '.join(w.name for w in loads)} (caches run the cache workloads, RedisMap and "
+                             "redis-py the redis ones, maps the others)")
     else:  # all that run at least one of the workloads: a map run does not list the caches as skipped
-        chosen = [i for i in impls.IMPLEMENTATIONS if any(w.accepts(i) for w in loads)]
+        chosen = [i for i in impls.IMPLEMENTATIONS
+                  if any(w.accepts(impls.on_server(i, url) if url else i) for w in loads)]
+    if url and any(i.server_build is not None for i in chosen):
+        # Last, after every cheap check: this one talks to the server.
+        server = check_server(url, _where(cfg, "bench_redis", "--redis"))
+        chosen = [impls.on_server(i, url) for i in chosen]
     usable, skipped = [], []
     for impl in chosen:
         ok, reason = impl.availability()
@@ -124,7 +152,7 @@ def settings_from_args(args: argparse.Namespace):
                          + "; ".join(f"{s.name}: {s.reason}" for s in skipped))
     s = Settings(threads=threads, duration=cfg.bench_duration, rounds=cfg.bench_rounds, keys=cfg.bench_keys,
                  read_ratio=cfg.bench_read_ratio, seed=cfg.bench_seed, impls=usable, workloads=loads,
-                 skipped=skipped)
+                 skipped=skipped, server=server.describe() if server else "")
     if args.quick:
         s.threads, s.rounds, s.duration = list(QUICK["threads"]), QUICK["rounds"], QUICK["duration"]
         s.keys, s.quick = min(s.keys, QUICK["keys"]), True
@@ -137,13 +165,19 @@ def _list() -> int:
     print("implementations:")
     for impl in impls.IMPLEMENTATIONS:
         ok, reason = impl.availability()
-        kinds = "map, cache" if impl.build and impl.cache else "cache" if impl.cache else "map"
-        print(f"  {impl.name:<24} {kinds:<10} {'available' if ok else 'skipped: ' + reason}")
+        kinds = ("redis" if impl.server_build else "map, cache" if impl.build and impl.cache
+                 else "cache" if impl.cache else "map")
+        status = "available" if ok else "skipped: " + reason
+        if ok and impl.server_build:
+            status += " with --redis URL"
+        print(f"  {impl.name:<24} {kinds:<10} {status}")
     print("workloads:")
     for w in workloads.WORKLOADS:
         print(f"  {w.name:<15} {w.kind:<5} {w.summary}")
     for name, group in workloads.GROUPS.items():
-        print(f"group {name}: {', '.join(w.name for w in group) if name != 'all' else 'every workload'}")
+        text = ", ".join(w.name for w in group) if name != "all" else "every workload but the redis ones"
+        print(f"group {name}: {text}")
+    print("--redis URL adds the redis group, unless --workloads names one of them")
     print(f"default: {', '.join(w.name for w in workloads.DEFAULT)}")
     return 0
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
 import sys
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Adapter", "CacheAdapter", "Impl", "IMPLEMENTATIONS", "BASELINE", "UNSAFE", "LRU", "by_name"]
+__all__ = ["Adapter", "ServerAdapter", "CacheAdapter", "Impl", "IMPLEMENTATIONS", "BASELINE", "UNSAFE", "LRU",
+           "RAW_REDIS", "REDIS_MAP", "THROWAWAY_PREFIX", "by_name", "on_server"]
 
 BASELINE = "dict+Lock"  # every ops/s ratio in the tables is against this one
 UNSAFE = "dict (unsafe)"  # shown to make lost updates visible; never recommended
 LRU = "lru_cache"  # functools.lru_cache: the hit-rate and memory tables' reference
+REDIS_MAP = "RedisMap"
+RAW_REDIS = "redis-py"  # plain HGET/HSET/HINCRBY on one hash: the Redis tables' reference
+THROWAWAY_PREFIX = "mapsafe-bench-"  # every Redis key a run makes has it (in RedisMap's {tag} or at the start)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,21 @@ class Adapter:
 
 
 @dataclass(frozen=True)
+class ServerAdapter(Adapter):
+    """An Adapter over a map that lives in a server (Redis), with two more calls, never timed.
+
+    * ``put_all(d)``: store every pair of ``d`` in a few round trips (the
+      fill; one round trip per key would take longer than the round);
+    * ``close()``: remove the map's keys from the server and let go of the
+      connections; the runner calls it once after each round, Ctrl-C
+      included, so a run leaves the server as it found it.
+    """
+
+    put_all: Callable[[dict], None] | None = None
+    close: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
 class CacheAdapter:
     """A cache in front of one loader, as the cache workloads call it.
 
@@ -85,7 +106,9 @@ class Impl:
     """A named implementation: how to build a fresh map or cache, and what it needs.
 
     ``build`` makes a map for the map workloads and ``cache`` a cache for the
-    cache workloads; an implementation has one or both.
+    cache workloads; an implementation has one or both. One that keeps its
+    map in a Redis server has ``server_build(url)`` instead, and no
+    ``build`` until :func:`on_server` gives it the ``--redis`` URL.
     """
 
     name: str
@@ -98,6 +121,7 @@ class Impl:
     bounded: bool = True  # its cache honours maxsize (the hit-rate workloads need a bound)
     workloads: tuple[str, ...] = ()  # only these workloads; (): every workload it can run
     check: Callable[[], str] | None = None  # after the import: why it cannot run here, or ""
+    server_build: Callable[[str], ServerAdapter] | None = None  # url -> a fresh, empty map on that server
 
     def availability(self) -> tuple[bool, str]:
         """``(True, "")`` when usable here, else ``(False, reason)``."""
@@ -384,6 +408,113 @@ def _lru_lock() -> Adapter:
     return bind()
 
 
+# -- on a Redis server (--redis URL) ------------------------------------------
+#
+# Both keep one hash of int fields and int values on the server and share
+# one client (one connection pool) between the threads, as a program would.
+# Every round's map has a name of its own, so a run never reads or writes a
+# key it did not make, and two runs on one server never meet.
+
+REDIS_FILL_BATCH = 10_000  # fields per fill command: --keys 10000000 must not be one huge request
+
+
+def _throwaway() -> str:
+    return f"{THROWAWAY_PREFIX}{uuid.uuid4().hex[:16]}"
+
+
+def _redis_map(url: str) -> ServerAdapter:
+    from mapsafe.redis import RedisMap
+
+    from .server import TIMEOUT
+
+    m = RedisMap(url, _throwaway(), timeout=TIMEOUT)
+
+    def put_all(d):
+        items = list(d.items())
+        for i in range(0, len(items), REDIS_FILL_BATCH):
+            m.update(items[i:i + REDIS_FILL_BATCH])  # one MULTI/EXEC each
+
+    def close():
+        # Its entries and its metadata key, all the map wrote
+        # (tests/test_bench_redis.py checks the server is left as it was).
+        try:
+            m.destroy()
+        finally:
+            m.close()
+
+    def bind() -> Adapter:
+        los = m.load_or_store
+
+        def load_or_store(k, v):
+            return los(k, v)[0]
+
+        return ServerAdapter(m.get, m.store, m.delete, m.add, load_or_store, m.range, m.snapshot, bind, put_all,
+                             close)
+
+    return bind()
+
+
+def _redis_py(url: str) -> ServerAdapter:
+    import redis
+
+    from .server import TIMEOUT
+
+    client = redis.Redis.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+    key = f"{_throwaway()}:raw"
+
+    def put_all(d):
+        items = list(d.items())
+        for i in range(0, len(items), REDIS_FILL_BATCH):
+            client.hset(key, mapping=dict(items[i:i + REDIS_FILL_BATCH]))
+
+    def close():
+        try:
+            client.delete(key)
+        finally:
+            client.close()
+
+    def bind() -> Adapter:
+        # What a program on plain redis-py writes: redis-py sends ints as
+        # decimal text, and replies are bytes, so a read converts back.
+        hget, hset, hdel, hincrby, hsetnx = client.hget, client.hset, client.hdel, client.hincrby, client.hsetnx
+
+        def get(k):
+            v = hget(key, k)
+            return None if v is None else int(v)
+
+        def put(k, v):
+            hset(key, k, v)
+
+        def delete(k):
+            hdel(key, k)
+
+        def incr(k):
+            hincrby(key, k, 1)
+
+        def load_or_store(k, v):
+            if hsetnx(key, k, v):
+                return v
+            return int(hget(key, k))  # the workloads never delete a key they load-or-store
+
+        def iterate(visit):
+            for f, v in client.hscan_iter(key):
+                visit(int(f), int(v))
+
+        def snapshot():
+            return {int(f): int(v) for f, v in client.hgetall(key).items()}
+
+        return ServerAdapter(get, put, delete, incr, load_or_store, iterate, snapshot, bind, put_all, close)
+
+    return bind()
+
+
+def on_server(impl: Impl, url: str) -> Impl:
+    """``impl`` building its maps on the Redis server at ``url``; one that needs no server, unchanged."""
+    if impl.server_build is None:
+        return impl
+    return dataclasses.replace(impl, build=functools.partial(impl.server_build, url))
+
+
 # -- caches -------------------------------------------------------------------
 #
 # Each builder takes (maxsize, loader) and returns the cache idiom a user
@@ -492,6 +623,8 @@ _PEERS_HINT = 'pip install "mapsafe[peers]"'
 _CEREGGII_NOTE = (f"{_PEERS_HINT} (wheels for Python >= 3.13)" if sys.version_info >= (3, 13)
                   else f"cereggii needs Python >= 3.13, this is {sys.version_info.major}.{sys.version_info.minor}")
 _HIT_RATES = ("cache_zipf", "cache_loopscan")  # workloads.ZipfHitRate and LoopScanHitRate
+_REDIS_HINT = 'pip install "mapsafe[redis]"'
+_ON_SERVER = ("redis_rw", "redis_counter")  # workloads.RedisReadWrite and RedisCounter
 
 IMPLEMENTATIONS: tuple[Impl, ...] = (
     Impl(BASELINE, _dict_lock, cache=_dict_lock_cache),
@@ -511,6 +644,10 @@ IMPLEMENTATIONS: tuple[Impl, ...] = (
         else f"ft_utils needs Python >= 3.12, this is {sys.version_info.major}.{sys.version_info.minor}",
     ),
     Impl("LRUCache+Lock", _lru_lock, requires="cachetools", note=_PEERS_HINT, cache=_cachetools_cached("LRUCache")),
+    # On the --redis server only: the plain client first, as the reference.
+    Impl(RAW_REDIS, None, requires="redis", note=_REDIS_HINT, workloads=_ON_SERVER, server_build=_redis_py),
+    Impl(REDIS_MAP, None, requires="mapsafe.redis", note=_REDIS_HINT, workloads=_ON_SERVER,
+         server_build=_redis_map),
     # The caches only: the stdlib's, cachetools' call-once form and LFU, cereggii's, and mapsafe's two.
     Impl(LRU, None, cache=_lru_cache),
     Impl("LRUCache+Condition", None, requires="cachetools", note=_PEERS_HINT,

@@ -68,6 +68,7 @@ class Settings:
     stress: bool = True  # one extra untimed round per cell with >= 2 threads, to catch races
     join_timeout: float = 60.0  # a round whose threads outlive this is reported as hung
     skipped: list[ImplStatus] = field(default_factory=list)  # asked for but unavailable
+    server: str = ""  # the --redis server the redis workloads run on, as shown (no password); "" for none
 
 
 def gil_state() -> str:
@@ -96,6 +97,7 @@ def _header(s: Settings) -> Header:
             "read_ratio": s.read_ratio,
             "seed": s.seed,
             "quick": s.quick,
+            **({"redis": s.server} if s.server else {}),
         },
     )
 
@@ -179,16 +181,40 @@ def _once(w: Workload, plan: Plan, ad: Adapter, duration: float | None, join_tim
     return tallies, elapsed, _failures(tallies) + w.verify(ad, plan, tallies)
 
 
+def _release(ad: Adapter) -> list[str]:
+    """Close ``ad`` (a map on a server removes its keys there); a failure to, as a failure of the cell."""
+    close = getattr(ad, "close", None)  # a ServerAdapter's; the others have nothing to release
+    if close is None:
+        return []
+    try:
+        close()
+    except Exception as exc:
+        return [f"removing the map afterwards failed: {type(exc).__name__}: {exc}"]
+    return []
+
+
 def _round(w: Workload, plan: Plan, impl: Impl, duration: float, join_timeout: float):
-    """One round of one cell: ``(its number in w.unit, latency samples, failures)``."""
+    """One round of one cell: ``(its number in w.unit, latency samples, failures)``.
+
+    Every map built is released before this returns, or before Ctrl-C
+    propagates: a map on a Redis server must not outlive its round there.
+    """
     if not w.fixed_work:
         try:
             ad = w.build(impl, plan)
-            w.setup(ad, plan)
         except Exception as exc:  # a broken peer must not end the whole run
             return 0.0, [], [f"building and filling the map failed: {type(exc).__name__}: {exc}"]
-        tallies, elapsed, failures = _once(w, plan, ad, None if w.once else duration, join_timeout)
-        return w.score(ad, plan, tallies, elapsed), [x for t in tallies for x in t.latencies], failures
+        try:
+            try:
+                w.setup(ad, plan)
+            except Exception as exc:
+                return 0.0, [], [f"building and filling the map failed: {type(exc).__name__}: {exc}"] + _release(ad)
+            tallies, elapsed, failures = _once(w, plan, ad, None if w.once else duration, join_timeout)
+            number = w.score(ad, plan, tallies, elapsed)
+        except BaseException:
+            _release(ad)
+            raise
+        return number, [x for t in tallies for x in t.latencies], failures + _release(ad)
     # A fixed job (growth) on a fresh map each time, repeated until the round's time is used.
     ops, elapsed, samples, failures = 0, 0.0, [], []
     while elapsed < duration and not failures:
@@ -196,7 +222,12 @@ def _round(w: Workload, plan: Plan, impl: Impl, duration: float, join_timeout: f
             ad = w.build(impl, plan)
         except Exception as exc:
             return 0.0, [], [f"building the map failed: {type(exc).__name__}: {exc}"]
-        tallies, seconds, failures = _once(w, plan, ad, None, join_timeout)
+        try:
+            tallies, seconds, failures = _once(w, plan, ad, None, join_timeout)
+        except BaseException:
+            _release(ad)
+            raise
+        failures = failures + _release(ad)
         ops += sum(t.ops for t in tallies)
         elapsed += seconds
         samples.extend(x for t in tallies for x in t.latencies)
@@ -210,6 +241,7 @@ def _peak_memory(w: Workload, impl: Impl, keys: int, param: float | None, seed: 
     plan = w.plan(keys, 1, param, seed)
     gc.collect()
     tracemalloc.start()
+    ad = None
     try:
         ad = w.build(impl, plan)
         w.fill(ad, plan)
@@ -218,6 +250,8 @@ def _peak_memory(w: Workload, impl: Impl, keys: int, param: float | None, seed: 
         return None  # the timed rounds report what is wrong with this implementation
     finally:
         tracemalloc.stop()
+        if ad is not None:
+            _release(ad)
 
 
 def _stress(w: Workload, plan: Plan, impl: Impl, s: Settings) -> list[str]:

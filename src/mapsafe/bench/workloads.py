@@ -13,7 +13,7 @@ from itertools import accumulate
 from time import perf_counter_ns
 from typing import Any, Callable
 
-from .impls import BASELINE, LRU, Adapter, Impl
+from .impls import BASELINE, LRU, RAW_REDIS, Adapter, Impl
 
 __all__ = ["Workload", "Plan", "Tally", "Loader", "WORKLOADS", "GROUPS", "DEFAULT", "by_name", "SWEEP_RATIOS", "M",
            "PREFILL", "cache_value", "zipf_trace", "loopscan_trace"]
@@ -118,6 +118,35 @@ def drive(chunk: Callable[[int, int], None], tally: Tally, stop: list[bool]) -> 
     tally.ops = ops
 
 
+def _timer_overhead() -> int:
+    """The median cost of reading perf_counter_ns twice: subtracted from every operation timed alone."""
+    empty = []
+    for _ in range(63):
+        t0 = perf_counter_ns()
+        empty.append(perf_counter_ns() - t0)
+    return sorted(empty)[31]
+
+
+def drive_each(op: Callable[[int], None], tally: Tally, stop: list[bool]) -> None:
+    """Call ``op(i)``, ``i`` cycling over the sequence, until ``stop[0]``; ``op`` times its own operation.
+
+    For operations slow enough (a network round trip) that timing every
+    one costs little: the percentiles then come from all of them. As in
+    drive(), the first call always runs.
+    """
+    i = ops = 0
+    while True:
+        try:
+            op(i)
+        except Exception as exc:  # an implementation failure, counted against it
+            tally.error(exc)
+        ops += 1
+        i = i + 1 if i + 1 < SEQ_LEN else 0
+        if stop[0]:
+            break
+    tally.ops = ops
+
+
 class Workload:
     """Base: a named workload with a plan, a thread body and a check."""
 
@@ -128,6 +157,7 @@ class Workload:
     fixed_work = False  # True: a round repeats a fixed job until the duration is used up
     once = False  # True: a round runs its job once, ignoring the duration, and score() rates it
     tracks_memory = True  # False: no peak-memory measure (it would only measure the harness)
+    advised = True  # False: the advisor recommends nothing for it (it measures a cost, not a choice)
 
     @property
     def summary(self) -> str:
@@ -505,11 +535,7 @@ class Growth(Workload):
         put, lat = ad.put, tally.latencies
         seq = plan.seqs[tid]
         done = 0
-        empty = []
-        for _ in range(63):
-            t0 = perf_counter_ns()
-            empty.append(perf_counter_ns() - t0)
-        overhead = sorted(empty)[31]  # the cost of the timer itself, subtracted
+        overhead = _timer_overhead()
         for start in range(0, len(seq), 256):
             if stop[0]:
                 break
@@ -530,6 +556,90 @@ class Growth(Workload):
             wrong = sum(1 for k, v in final.items() if expected.get(k) != v)
             return [f"after inserting {plan.keys} keys: {missing} missing, {wrong} wrong"]
         return []
+
+
+# -- on a Redis server ---------------------------------------------------------
+
+
+class _OnServer(Workload):
+    """Base: RedisMap against plain redis-py on the --redis server, in one run, every operation timed."""
+
+    kind = "redis"
+    versus = RAW_REDIS
+    tracks_memory = False  # the map's memory is the server's
+    advised = False  # it measures what the API costs over the plain client; there is nothing to choose
+
+    def accepts(self, impl):
+        return impl.server_build is not None and super().accepts(impl)
+
+    def setup(self, ad, plan):
+        """Fill the map in a few commands, not one round trip per key."""
+        put_all = getattr(ad, "put_all", None)  # a ServerAdapter's; a test's plain Adapter has none
+        if put_all is None:
+            super().setup(ad, plan)
+        elif plan.prefill:
+            put_all(plan.prefill)
+
+
+class RedisReadWrite(_OnServer, ReadRatio):
+    """Redis reads and writes: RedisMap get/store against redis-py HGET/HSET, at 100%, 0% and --read-ratio reads.
+
+    The keys, operations and checks are read_ratio's, on one hash on the
+    server; each round uses a new throwaway hash, removed after it.
+    """
+
+    name = "redis_rw"
+
+    def params(self, read_ratio):
+        return sorted({0.0, read_ratio, 1.0})
+
+    def detail(self, keys):
+        return (f"RedisMap get/store against redis-py HGET/HSET (int(reply) on reads), one hash of {keys} int keys "
+                "on the --redis server; every operation timed")
+
+    def body(self, ad, plan, tid, tally, stop):
+        get, put, seq, rd = ad.get, ad.put, plan.seqs[tid], plan.reads[tid]
+        lat, clock, overhead = tally.latencies.append, perf_counter_ns, _timer_overhead()
+        tags = plan.threads
+
+        def op(i):
+            k = seq[i]
+            if rd[i]:
+                t0 = clock()
+                v = get(k)
+                lat(max(0, clock() - t0 - overhead))
+                # Keys are never deleted, and every value stored for k is k*M + tag.
+                if v is None or v // M != k or (v % M >= tags and v % M != PREFILL):
+                    tally.fail(f"load({k}) returned {v!r}, which was never stored for {k}")
+            else:
+                v = k * M + tid
+                t0 = clock()
+                put(k, v)
+                lat(max(0, clock() - t0 - overhead))
+
+        drive_each(op, tally, stop)
+
+
+class RedisCounter(_OnServer, Counter):
+    """Redis counters: RedisMap.add (one EVALSHA of its increment script) against HINCRBY; totals must be exact."""
+
+    name = "redis_counter"
+
+    def detail(self, keys):
+        return (f"RedisMap.add, i.e. merge(k, 1, operator.add): one EVALSHA, against redis-py HINCRBY, on "
+                f"{max(1, min(keys, self.hot))} counters shared by all threads; every operation timed")
+
+    def body(self, ad, plan, tid, tally, stop):
+        incr, seq = ad.incr, plan.seqs[tid]
+        lat, clock, overhead = tally.latencies.append, perf_counter_ns, _timer_overhead()
+
+        def op(i):
+            k = seq[i]
+            t0 = clock()
+            incr(k)
+            lat(max(0, clock() - t0 - overhead))
+
+        drive_each(op, tally, stop)
 
 
 # -- caches -------------------------------------------------------------------
@@ -878,13 +988,17 @@ WORKLOADS: tuple[Workload, ...] = (
     CacheHit90(),
     CacheHit99(),
     CacheMemory(),
+    RedisReadWrite(),
+    RedisCounter(),
 )
 
 # Names that select several workloads at once (--workloads cache).
 GROUPS: dict[str, tuple[Workload, ...]] = {
     "maps": tuple(w for w in WORKLOADS if w.kind == "map"),
     "cache": tuple(w for w in WORKLOADS if w.kind == "cache"),
-    "all": WORKLOADS,
+    "redis": tuple(w for w in WORKLOADS if w.kind == "redis"),
+    # Every workload that runs in this process: the redis ones need a server, and --redis adds them.
+    "all": tuple(w for w in WORKLOADS if w.kind != "redis"),
 }
 DEFAULT = GROUPS["maps"]  # what a run without --workloads runs
 

@@ -551,6 +551,18 @@ class RedisMap(MutableMapping):
             with self._translate:
                 self._client.unlink(*batch)
 
+    def destroy(self) -> None:
+        """Remove the map from the server: every entry (as ``clear``) and its metadata key.
+
+        Afterwards the name is free: a new ``RedisMap`` of that name may pick
+        another serializer or layout. Do not use it while other processes
+        still use the map: their next write recreates entries without the
+        metadata, and their checks against it are lost.
+        """
+        self.clear()
+        with self._translate:
+            self._client.delete(self._meta)
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, RedisMap):
             return self.snapshot() == other.snapshot()
