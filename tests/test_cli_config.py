@@ -159,3 +159,31 @@ def test_find_pyproject_walks_up(tmp_path):
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
     assert config.find_pyproject(deep) == tmp_path / "pyproject.toml"
+
+
+# -- the newcomer's rough edges (issue 15) ----------------------------------------
+
+
+@pytest.mark.parametrize("value", ["256", "300", "-1"])
+def test_rough_edge_2_exitcode_must_be_a_real_exit_status(tmp_path, value):
+    (tmp_path / "prog.py").write_text("print('ran')\n")
+    proc = subprocess.run([sys.executable, "-m", "mapsafe", "race", "--exitcode", value, "prog.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc  # refused before the program runs
+    assert proc.stderr.count("\n") == 1 and f"from 0 to 255, got {value}" in proc.stderr, proc.stderr
+    with pytest.raises(ConfigError, match="from 0 to 255"):
+        config.load(["race"], pyproject=write_pyproject(tmp_path, f"[tool.mapsafe.race]\nexitcode = {value}\n"),
+                    environ={})
+    assert config.load(["race"], pyproject=write_pyproject(tmp_path, "[tool.mapsafe.race]\nexitcode = 255\n"),
+                       environ={}).race_exitcode == 255
+
+
+def test_rough_edge_3_an_unknown_config_table_is_an_error(tmp_path):
+    path = write_pyproject(tmp_path, "[tool.mapsafe.lnit]\nselect = ['MS101']\n")
+    for sections in (["lint"], ["race"]):  # whichever command reads the file
+        with pytest.raises(ConfigError, match=r"unknown table \[tool\.mapsafe\.lnit\] \(known: .*\[tool\.mapsafe\.lint\]"):
+            config.load(sections, pyproject=path, environ={})
+    (tmp_path / "ok.py").write_text("x = 1\n")
+    proc = subprocess.run([sys.executable, "-m", "mapsafe", "lint", "ok.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "[tool.mapsafe.lnit]" in proc.stderr, proc

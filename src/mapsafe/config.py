@@ -42,6 +42,14 @@ def _as_positive_int(value: Any) -> int:
     return n
 
 
+def _as_exit_status(value: Any) -> int:
+    """An exit status a process can really have: 0..255 (256 would exit 0, 300 would exit 44)."""
+    n = _as_int(value)
+    if not 0 <= n <= 255:
+        raise ValueError(f"expected an exit status from 0 to 255, got {n}")
+    return n
+
+
 def _as_float(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got {value!r}")
@@ -108,7 +116,7 @@ class Option:
 # The table. Every configurable value of every subcommand is one row here.
 OPTIONS: tuple[Option, ...] = (
     # mapsafe race
-    Option("race_exitcode", "race:exitcode", _as_int, 66, "exit status when races were found"),
+    Option("race_exitcode", "race:exitcode", _as_exit_status, 66, "exit status when races were found (0..255)"),
     Option("race_include", "race:include", _as_list, [], "extra packages or path globs to instrument"),
     Option("race_suppress", "race:suppress", _as_str, "", "suppressions file"),
     Option("race_strip_path_prefix", "race:strip_path_prefix", _as_str, "", "prefix removed from reported paths"),
@@ -233,6 +241,11 @@ def load(
     path = pyproject if pyproject is not None else find_pyproject()
     if path is not None:
         table = _read_pyproject(path)
+        sections_known = sorted({opt.section for opt in OPTIONS})
+        for name in table:  # a misspelt table ([tool.mapsafe.lnit]) would silently do nothing
+            if name not in sections_known:
+                raise ConfigError(f"{path}: unknown table [tool.mapsafe.{name}] "
+                                  f"(known: {', '.join(f'[tool.mapsafe.{k}]' for k in sections_known)})")
         for section in sorted(wanted):
             sub = table.get(section, {})
             if not isinstance(sub, dict):
