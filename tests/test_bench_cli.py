@@ -60,15 +60,22 @@ def test_real_tiny_run_with_json_plot_and_compare(capsys, tmp_path):
     assert "mapsafe bench compare" in out and "x1.00" in out and "p=1.000" in out
 
 
-def test_quick_overrides_and_name_selection():
+def test_rough_edge_8_quick_keeps_explicit_flags_and_name_selection(monkeypatch):
     import argparse
 
     from mapsafe.bench import cli as bench_cli
 
     parser = argparse.ArgumentParser()
     bench_cli.add_arguments(parser)
+    # A flag given with --quick wins; the configured values are what --quick replaces.
     s = bench_cli.settings_from_args(parser.parse_args(["--quick", "--threads", "1,2,4,8", "--keys", "50000"]))
-    assert (s.threads, s.rounds, s.duration, s.keys, s.quick) == ([1, 2], 5, 0.015, 1000, True)
+    assert (s.threads, s.rounds, s.duration, s.keys, s.quick) == ([1, 2, 4, 8], 5, 0.015, 50000, True)
+    monkeypatch.setenv("MAPSAFE_BENCH_THREADS", "1,16")
+    monkeypatch.setenv("MAPSAFE_BENCH_ROUNDS", "20")
+    s = bench_cli.settings_from_args(parser.parse_args(["--quick"]))
+    assert (s.threads, s.rounds, s.duration, s.keys) == ([1, 2], 5, 0.015, 1000)
+    monkeypatch.delenv("MAPSAFE_BENCH_THREADS")
+    monkeypatch.delenv("MAPSAFE_BENCH_ROUNDS")
     s = bench_cli.settings_from_args(parser.parse_args(["-i", "syncmap,DICT+LOCK,SyncMap", "-w", "hits"]))
     assert [i.name for i in s.impls] == ["SyncMap", "dict+Lock"]  # case-insensitive, deduplicated
     assert [w.name for w in s.workloads] == ["hits"]

@@ -125,7 +125,8 @@ def test_compare_ratios_and_significance():
     assert by["counter"].p == 1.0 and not by["counter"].significant
     assert cmp.only_old == [("growth", None, 1, "SyncMap")]
     assert cmp.only_new == [("misses", None, 1, "SyncMap")]
-    assert cmp.differences == ["python: 3.11.7 (CPython) -> 3.13.0 (CPython)"]
+    assert cmp.differences == ["python: 3.11.7 (CPython) -> 3.13.0 (CPython)",
+                               "workloads: counter, growth, hits -> counter, hits, misses"]
 
 
 # -- schema --------------------------------------------------------------------------------
@@ -196,3 +197,40 @@ def test_validator_and_json_schema_reject_the_same_documents(name):
     assert message in str(info.value)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, json.loads(schema.SCHEMA_FILE.read_text()))
+
+
+def test_rough_edge_7_compare_warns_about_every_setting_the_runs_differ_in():
+    old = result_with([cell("hits", None, 1, "SyncMap", 100), cell("hits", None, 2, "SyncMap", 100)])
+    new = result_with([cell("hits", None, 1, "SyncMap", 100), cell("hits", None, 1, "LockedMap", 100)])
+    new.header = header(mapsafe="0.1.0 (pure-Python core)")
+    new.header.options = {**old.header.options, "threads": [1], "rounds": 9, "redis": "redis://h:1/0 (Redis 8)"}
+    assert compare(old, new).differences == [
+        f"mapsafe: {old.header.mapsafe} -> 0.1.0 (pure-Python core)",
+        f"threads: {','.join(map(str, old.header.options['threads']))} -> 1",
+        f"rounds: {old.header.options['rounds']} -> 9",
+        "redis: (not set) -> redis://h:1/0 (Redis 8)",
+        "implementations: SyncMap -> LockedMap, SyncMap",
+    ]
+    assert compare(old, old).differences == []
+
+
+def test_rough_edge_9_json_files_get_the_mode_open_would_give(tmp_path):
+    import os
+    import stat
+
+    old_mask = os.umask(0o022)
+    try:
+        fresh = tmp_path / "run.json"
+        schema.write(fresh, result_with([cell("hits", None, 1, "SyncMap", 100)]))
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644  # not mkstemp's 0600
+        os.umask(0o077)
+        other = tmp_path / "private.json"
+        schema.write(other, result_with([cell("hits", None, 1, "SyncMap", 100)]))
+        assert stat.S_IMODE(other.stat().st_mode) == 0o600  # the user's umask is honoured
+        fresh.chmod(0o664)
+        schema.write(fresh, result_with([cell("hits", None, 1, "SyncMap", 100)]))
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o664  # a file rewritten keeps its mode
+        assert schema.read(fresh).cells[0].impl == "SyncMap"
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+    finally:
+        os.umask(old_mask)

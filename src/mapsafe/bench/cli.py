@@ -154,8 +154,19 @@ def settings_from_args(args: argparse.Namespace):
                  read_ratio=cfg.bench_read_ratio, seed=cfg.bench_seed, impls=usable, workloads=loads,
                  skipped=skipped, server=server.describe() if server else "")
     if args.quick:
-        s.threads, s.rounds, s.duration = list(QUICK["threads"]), QUICK["rounds"], QUICK["duration"]
-        s.keys, s.quick = min(s.keys, QUICK["keys"]), True
+        # --quick replaces the configured values, but a flag given with it wins:
+        # `--quick --threads 1,4` is a quick run at 1 and 4 threads.
+        given = {name for name in ("bench_threads", "bench_rounds", "bench_duration", "bench_keys")
+                 if cfg.source[name] == "flag"}
+        if "bench_threads" not in given:
+            s.threads = list(QUICK["threads"])
+        if "bench_rounds" not in given:
+            s.rounds = QUICK["rounds"]
+        if "bench_duration" not in given:
+            s.duration = QUICK["duration"]
+        if "bench_keys" not in given:
+            s.keys = min(s.keys, QUICK["keys"])
+        s.quick = True
     return s
 
 
@@ -190,7 +201,10 @@ def _compare(args: argparse.Namespace) -> int:
     if not 0 < args.alpha < 1:
         raise UsageError(f"--alpha: must be between 0 and 1, got {args.alpha:g}")
     old, new = read(args.old), read(args.new)
-    render_compare(compare(old, new, args.alpha))
+    result = compare(old, new, args.alpha)
+    for difference in result.differences:  # on stderr too, where a script that keeps only stdout sees it
+        print(f"mapsafe bench compare: warning: the runs differ in {difference}", file=sys.stderr)
+    render_compare(result)
     return 0
 
 

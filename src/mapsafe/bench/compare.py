@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from .results import BenchResult
 from .stats import mann_whitney_u
 
-__all__ = ["Delta", "Comparison", "compare"]
+__all__ = ["Delta", "Comparison", "compare", "differences"]
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Comparison:
     deltas: list[Delta]
     only_old: list[tuple]  # cell keys measured only in OLD
     only_new: list[tuple]
-    differences: list[str]  # header facts that differ (interpreter, GIL, CPUs...)
+    differences: list[str]  # settings that differ: machine, interpreter, options, workloads, implementations
     alpha: float
 
 
@@ -54,15 +54,39 @@ def compare(old: BenchResult, new: BenchResult, alpha: float = 0.05) -> Comparis
             continue
         _, p = mann_whitney_u(b.rounds, a.rounds)
         deltas.append(Delta(*key, b.median, a.median, p, p < alpha, not (a.safe and b.safe), a.unit))
-    differences = [
-        f"{name}: {getattr(old.header, name)} -> {getattr(new.header, name)}"
-        for name in ("python", "gil", "cpus", "platform")
-        if getattr(old.header, name) != getattr(new.header, name)
-    ]
     return Comparison(
         deltas,
         [k for k in before if k not in after],
         [k for k in after if k not in before],
-        differences,
+        differences(old, new),
         alpha,
     )
+
+
+def differences(old: BenchResult, new: BenchResult) -> list[str]:
+    """Every setting the two runs differ in, as "name: old -> new": the machine and interpreter (python,
+    GIL, CPUs, platform, mapsafe and its core), the run's options (threads, rounds, keys, ...), and the
+    workloads and implementations measured. A ratio between unlike runs measures the difference too."""
+    found = [
+        f"{name}: {getattr(old.header, name)} -> {getattr(new.header, name)}"
+        for name in ("python", "gil", "cpus", "platform", "mapsafe")
+        if getattr(old.header, name) != getattr(new.header, name)
+    ]
+    a, b = old.header.options, new.header.options
+    for name in [*a, *(n for n in b if n not in a)]:
+        if a.get(name) != b.get(name):
+            found.append(f"{name}: {_shown(a.get(name))} -> {_shown(b.get(name))}")
+    for what, of in (("workloads", lambda c: c.workload), ("implementations", lambda c: c.impl)):
+        was, now = sorted({of(c) for c in old.cells}), sorted({of(c) for c in new.cells})
+        if was != now:
+            found.append(f"{what}: {', '.join(was) or 'none'} -> {', '.join(now) or 'none'}")
+    return found
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "(not set)"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+

@@ -363,7 +363,7 @@ def _compare_columns(cmp: Comparison) -> tuple[str, ...]:
 
 def _compare_notes(cmp: Comparison) -> list[str]:
     notes = [f"'~': not significant at alpha={cmp.alpha} (two-sided Mann-Whitney U over the rounds)"]
-    notes += [f"note: the runs differ in {d}" for d in cmp.differences]
+    notes += [f"warning: the runs differ in {d}: the ratios measure that too" for d in cmp.differences]
     notes += [f"only in OLD: {variant_title(k[0], k[1])} x{k[2]} {k[3]}" for k in cmp.only_old]
     notes += [f"only in NEW: {variant_title(k[0], k[1])} x{k[2]} {k[3]}" for k in cmp.only_new]
     return notes
