@@ -119,7 +119,7 @@ def test_compare_rejects_unreadable_and_wrong_files(capsys, tmp_path):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"machine_info": {}, "benchmarks": []}))
     one_line_error(capsys, ["bench", "compare", str(other), str(other)], "other.json: not a mapsafe bench result",
-                   "[bench-schema]")
+                   "(give two files that 'mapsafe bench --json FILE' wrote)")
     one_line_error(capsys, ["bench", "compare", str(other)], "required: NEW.json")
 
 
@@ -171,7 +171,7 @@ def test_module_entry_point_bad_input_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "mapsafe: error: --threads: thread counts must be 1..512, got -1 [usage]"
+        "mapsafe bench: error: --threads: thread counts must be 1..512, got -1 (see 'mapsafe bench --help')"
     ]
 
 

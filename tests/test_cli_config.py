@@ -70,15 +70,34 @@ def test_internal_error_is_one_line(monkeypatch, capsys):
 
     assert run_lint_with(monkeypatch, boom) == cli.EXIT_USAGE
     err = capsys.readouterr().err
-    assert err.startswith("mapsafe: internal error: KeyError") and err.count("\n") == 1
+    assert err.startswith("mapsafe lint: internal error: KeyError") and err.count("\n") == 1
 
 
-def test_mapsafe_error_prints_slug(monkeypatch, capsys):
+def test_rough_edge_13_every_error_is_one_line_in_one_format(monkeypatch, capsys):
+    # mapsafe <cmd>: error: <what> (<hint>), whichever command and error kind.
     def bad(args):
         raise ConfigError("bad value for lint.format")
 
     assert run_lint_with(monkeypatch, bad) == 2
-    assert capsys.readouterr().err == "mapsafe: error: bad value for lint.format [config]\n"
+    assert capsys.readouterr().err == "mapsafe lint: error: bad value for lint.format (see 'mapsafe lint --help')\n"
+
+    def prefixed(args):
+        raise ConfigError("mapsafe lint: already prefixed")
+
+    assert run_lint_with(monkeypatch, prefixed) == 2
+    assert capsys.readouterr().err == "mapsafe lint: error: already prefixed (see 'mapsafe lint --help')\n"
+    for args, line in [
+        (["race", "--exitcode", "x", "p.py"],
+         "mapsafe race: error: argument --exitcode: invalid int value: 'x' (see 'mapsafe race --help')"),
+        (["race", "--bogus", "p.py"], "mapsafe race: error: unrecognized arguments: --bogus (see 'mapsafe race --help')"),
+        (["lint", "--select", "MS999", "p.py"], "mapsafe lint: error: unknown rule code 'MS999' in select (known: "),
+        (["bench", "--threads", "0"], "mapsafe bench: error: --threads: thread counts must be 1..512, got 0 (see "),
+        (["--bogus"], "mapsafe: error: unrecognized arguments: --bogus (see 'mapsafe --help')"),
+    ]:
+        out = run_cli(*args)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, (args, out.stderr)
+        assert out.stderr.startswith(line) and out.stderr.rstrip().endswith(")"), (args, out.stderr)
+        assert "[usage]" not in out.stderr and "[config]" not in out.stderr
 
 
 def test_import_mapsafe_needs_only_the_stdlib():

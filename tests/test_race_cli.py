@@ -231,7 +231,7 @@ def test_bad_suppressions_file_is_one_line_exit_2(tmp_path):
     (tmp_path / "supp.txt").write_text("bogus rule\n")
     proc = _mapsafe("--suppress", "supp.txt", "prog.py", cwd=str(tmp_path))
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "supp.txt:1" in proc.stderr and "race-suppress" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "supp.txt:1" in proc.stderr and "(one rule per line: file:GLOB" in proc.stderr
 
 
 def test_inline_ignore_comment():

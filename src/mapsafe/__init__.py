@@ -25,7 +25,10 @@ except ConfigError as _exc:
     if _sys.argv[:1] and _sys.argv[0].rsplit("/", 1)[-1] == "mapsafe" or getattr(_sys, "orig_argv", [])[1:3] == [
         "-m", "mapsafe",
     ]:
-        _sys.stderr.write(f"mapsafe: error: {_exc} [config]\n")
+        from .cli import command_of as _command_of, error_line as _error_line
+
+        _exc.hint = "set MAPSAFE_CORE to auto, c or python, or unset it"
+        _sys.stderr.write(_error_line(_exc, _command_of(_sys.argv[1:])) + "\n")
         raise SystemExit(2) from None
     raise
 from .cache import Cache, CacheInfo, CacheStats, CacheView

@@ -8,11 +8,10 @@ import os
 import sys
 from typing import Sequence
 
-from ._core import LABEL as CORE_LABEL
 from ._version import __version__
 from .errors import MapsafeError
 
-__all__ = ["main", "EXIT_OK", "EXIT_FINDINGS", "EXIT_USAGE", "EXIT_RACES", "EXIT_INTERRUPTED"]
+__all__ = ["main", "command_of", "error_line", "EXIT_OK", "EXIT_FINDINGS", "EXIT_USAGE", "EXIT_RACES", "EXIT_INTERRUPTED"]
 
 EXIT_OK = 0  # nothing found, or the user's program exited 0
 EXIT_FINDINGS = 1  # lint found something
@@ -31,8 +30,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the command, exit 2."""
 
+    command: str | None = None  # on the top-level parser: the subcommand being parsed, for its errors
+
     def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        # The top-level parser reports a subcommand's unrecognized arguments: under that command's name.
+        prog = f"mapsafe {self.command}" if self.command and self.prog == "mapsafe" else self.prog
+        self.exit(EXIT_USAGE, f"{prog}: error: {message} (see '{prog} --help')\n")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -42,6 +45,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Go-grade map safety for Python threads.",
         epilog="Exit codes: 0 ok, 1 lint findings, 2 usage or internal error, 66 data races found.",
     )
+    from ._core import LABEL as CORE_LABEL  # here, not at import: `import mapsafe` reports a bad MAPSAFE_CORE itself
+
+    parser.command = command if command in COMMANDS else None
     parser.add_argument("--version", action="version", version=f"mapsafe {__version__} ({CORE_LABEL})")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module_name, summary) in COMMANDS.items():
@@ -54,11 +60,28 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names: top-level options are all flags, so it is the first other word."""
+    word = next((arg for arg in argv if not arg.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def error_line(exc: BaseException, command: str | None) -> str:
+    """The one line every deliberate error is printed as: ``mapsafe <cmd>: error: <what> (<hint>)``."""
+    prog = f"mapsafe {command}" if command else "mapsafe"
+    what = str(exc)
+    for prefix in (f"{prog}: ", "mapsafe: "):  # a message written with its own prefix is not prefixed twice
+        if what.startswith(prefix):
+            what = what[len(prefix):]
+    hint = getattr(exc, "hint", "") or f"see '{prog} --help'"
+    return f"{prog}: error: {what} ({hint})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and ``python -m mapsafe``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Top-level options are all flags, so the first other word is the command.
-    parser = build_parser(next((arg for arg in argv if not arg.startswith("-")), None))
+    command = command_of(argv)
+    parser = build_parser(command)
     try:
         args = parser.parse_args(argv)
         if args.command is None:
@@ -66,16 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         return int(args._run(args))
     except MapsafeError as exc:
-        print(f"mapsafe: error: {exc} [{exc.slug}]", file=sys.stderr)
+        print(error_line(exc, command), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("mapsafe: interrupted", file=sys.stderr)
+        print(f"{'mapsafe ' + command if command else 'mapsafe'}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # never a traceback from mapsafe's internals
         if os.environ.get("MAPSAFE_DEBUG"):
             raise
         print(
-            f"mapsafe: internal error: {type(exc).__name__}: {exc} "
+            f"{'mapsafe ' + command if command else 'mapsafe'}: internal error: {type(exc).__name__}: {exc} "
             "(please report it; set MAPSAFE_DEBUG=1 for the traceback)",
             file=sys.stderr,
         )

@@ -20,13 +20,16 @@ __all__ = [
 class MapsafeError(Exception):
     """Base of every error mapsafe raises on purpose.
 
-    ``slug`` is a short, stable name for the error kind: the CLI prints it so
-    users can search the README for it. ``exit_code`` is what the CLI exits
-    with when this error ends a command.
+    ``slug`` is a short, stable name for the error kind. ``exit_code`` is
+    what the CLI exits with when this error ends a command, and ``hint``
+    what it prints after the message (see ``mapsafe.cli.error_line``).
     """
 
     slug = "error"
     exit_code = 2
+    # What to do about it, printed in parentheses after the message by the
+    # CLI; "" gives "see 'mapsafe <command> --help'".
+    hint = ""
 
 
 class UsageError(MapsafeError):
@@ -88,6 +91,7 @@ class RedisUnavailable(MapsafeError, ConnectionError):
     """
 
     slug = "redis-unavailable"
+    hint = "check that a Redis server is running and reachable at that address; nothing is retried"
 
 
 class RedisTimeout(RedisUnavailable, TimeoutError):

@@ -30,6 +30,7 @@ class SchemaError(UsageError):
     """A results file is not mapsafe bench JSON of a version this mapsafe reads."""
 
     slug = "bench-schema"
+    hint = "give two files that 'mapsafe bench --json FILE' wrote"
 
 
 def to_json(result: BenchResult, advice: Advice | None = None) -> dict[str, Any]:

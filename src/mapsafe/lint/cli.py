@@ -118,13 +118,14 @@ def run(args: argparse.Namespace) -> int:
 
     if result.checked == 0 and len(result.errors) == 1:
         path, reason = result.errors[0]
-        print(f"mapsafe lint: error: {path}: {reason}", file=sys.stderr)  # misuse: one line
+        print(f"mapsafe lint: error: {path}: {reason} (see 'mapsafe lint --help')", file=sys.stderr)  # misuse
         return EXIT_USAGE
     for path, reason in result.errors:
         print(f"mapsafe lint: {path}: {reason}", file=sys.stderr)
     if result.checked == 0 and not result.errors:
         where = ", ".join(args.paths or ["."])
-        print(f"mapsafe lint: error: no Python files checked in {where} (empty, or everything excluded)",
+        print(f"mapsafe lint: error: no Python files checked in {where} (it is empty, or --exclude and "
+              "lint.exclude leave nothing)",
               file=sys.stderr)
         return EXIT_USAGE
     report = FORMATS[fmt].render(result.findings, result.errors)
@@ -143,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     if result.internal_errors:
         return EXIT_USAGE
     if result.errors and result.checked == 0:
-        print(f"mapsafe lint: error: none of the {len(result.errors)} path(s) could be checked", file=sys.stderr)
+        print(f"mapsafe lint: error: none of the {len(result.errors)} path(s) could be checked (the lines above "
+              "say why)", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_FINDINGS if result.findings else EXIT_OK
 

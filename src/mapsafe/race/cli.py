@@ -54,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
     from .runner import Options, Session  # imported late: `mapsafe --help` stays light
 
     if args.code is not None and args.as_module:
-        raise UsageError("mapsafe race: -c and -m cannot be used together")
+        raise UsageError("-c and -m cannot be used together")
     if not args.target and args.code is None:
-        raise UsageError("mapsafe race: expected SCRIPT [ARGS...], -m MODULE [ARGS...] or -c CODE [ARGS...]")
+        raise UsageError("expected SCRIPT [ARGS...], -m MODULE [ARGS...] or -c CODE [ARGS...]")
     cfg = config.load(
         ["race"],
         flags={
@@ -104,4 +104,4 @@ def _check_writable(path: str) -> None:
         reason = f"permission denied in {directory!r}"
     else:
         return
-    raise UsageError(f"mapsafe race: cannot write the --json report to {path!r}: {reason}")
+    raise UsageError(f"cannot write the --json report to {path!r}: {reason}")

@@ -322,7 +322,8 @@ class Session:
             try:
                 write_json(path, races, self.frames, self.detector.suppressed_count, forgotten)
             except OSError as exc:
-                self.stderr.write(f"mapsafe race: error: cannot write {path}: {exc.strerror}\n")
+                self.stderr.write(f"mapsafe race: error: cannot write the --json report {path}: {exc.strerror} "
+                                  "(the races above are all there is of it)\n")
                 return None
         return races
 

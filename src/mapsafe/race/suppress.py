@@ -18,6 +18,7 @@ class SuppressionFileError(UsageError):
     """The --suppress file could not be read or has a bad line."""
 
     slug = "race-suppress"
+    hint = "one rule per line: file:GLOB, func:GLOB, line:FILE:LINE or race:GLOB; # starts a comment"
 
 
 @dataclass(frozen=True)
