@@ -234,3 +234,27 @@ def test_rough_edge_9_json_files_get_the_mode_open_would_give(tmp_path):
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
     finally:
         os.umask(old_mask)
+
+
+def test_rough_edge_17_the_plot_shows_every_workload_from_zero_with_its_spread_and_a_legend_aside():
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
+
+    from mapsafe.bench.plot import figure
+
+    cells = [cell(w, None, t, impl, base * t) for w, base in (("hits", 2e6), ("counter", 1e6))
+             for t in (1, 2) for impl in ("dict+Lock", "SyncMap")]
+    fig = figure(result_with(cells))
+    try:
+        shown = [ax for ax in fig.axes if ax.get_visible()]
+        assert [ax.get_title() for ax in shown] == ["hits: throughput vs threads", "counter: throughput vs threads"]
+        for ax in shown:
+            assert ax.get_ylim()[0] == 0  # from 0
+            assert isinstance(ax.yaxis.get_major_formatter(), EngFormatter)  # 2M, not 2 and a 1e6 offset
+            assert ax.get_legend() is None  # no legend over the data
+            assert len(ax.collections) == 2  # a min-to-max band per implementation
+            band = ax.collections[0].get_paths()[0].vertices[:, 1]
+            assert band.min() < band.max()
+        assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == ["dict+Lock", "SyncMap"]
+    finally:
+        plt.close(fig)
