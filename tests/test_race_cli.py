@@ -790,3 +790,32 @@ def test_rough_edge_14_suppressed_races_are_counted_on_stderr(tmp_path):
     (tmp_path / "ok.supp").write_text("func:nothing_here\n")
     proc = _mapsafe("--suppress", "ok.supp", "prog.py", cwd=str(tmp_path))
     assert proc.returncode == 66 and "suppressed" not in proc.stderr
+
+
+def test_rough_edge_15_mappings_the_detector_cannot_see_inside_are_named_at_exit(tmp_path):
+    (tmp_path / "prog.py").write_text(textwrap.dedent("""\
+        import collections.abc, os, threading, weakref
+        import mapsafe
+        class K: pass
+        key = K()
+        w = weakref.WeakKeyDictionary()
+        class Store(collections.abc.MutableMapping):  # instrumented code over a dict: tracked through it
+            def __init__(self): self._d = {}
+            def __getitem__(self, k): return self._d[k]
+            def __setitem__(self, k, v): self._d[k] = v
+            def __delitem__(self, k): del self._d[k]
+            def __iter__(self): return iter(self._d)
+            def __len__(self): return len(self._d)
+        s, sm = Store(), mapsafe.SyncMap()
+        def f():
+            w[key] = 1; s["a"] = 1; sm["a"] = 1; os.environ.get("HOME")
+        t = threading.Thread(target=f); t.start(); t.join()
+        print(w[key], s["a"], sm["a"])
+    """))
+    proc = _mapsafe("prog.py", cwd=str(tmp_path))
+    assert proc.returncode == 0 and proc.stdout == "1 1 1\n", proc
+    assert proc.stderr == ("mapsafe race: not tracked: weakref.WeakKeyDictionary objects, a mutable mapping or set "
+                           "the detector cannot see inside: races on them are not reported\n"), proc.stderr
+    (tmp_path / "prog.py").write_text("d = {}\nd['a'] = 1\nprint(d)\n")
+    proc = _mapsafe("prog.py", cwd=str(tmp_path))
+    assert proc.stderr == "" and proc.returncode == 0  # nothing untracked: nothing said

@@ -18,17 +18,23 @@ A *kind* says how an object's operations touch the shadow state:
 
 Frozen sets, mapping proxies and C-extension mappings are not tracked
 (``NONE``): they are immutable, or the detector cannot see inside them.
+The mutable ones among them (a ``WeakKeyDictionary``, a ``shelve`` shelf, a
+C-extension mapping) are remembered in ``UNTRACKED``, so that a run can say
+that they were used and that races on them are not reported.
 """
 
 from __future__ import annotations
 
 import collections
+import collections.abc
 import gc
+import os
 import weakref
 from typing import Any
 
 __all__ = ["NONE", "DICT", "DEFAULT", "ORDERED", "COUNTER", "SET", "DATA", "CHAIN", "VIEW", "kind_of",
-           "CONTAINER", "view_source", "hashable", "has_key", "data_of", "DICT_KINDS", "TRACKED"]
+           "CONTAINER", "view_source", "hashable", "has_key", "data_of", "DICT_KINDS", "TRACKED", "UNTRACKED",
+           "untracked"]
 
 # Maps are > 0, so `_KINDS.get(t, 1) > 0` is the one fast test of "maybe a map"
 # (an unseen type defaults to 1, and is classified on the slow path).
@@ -46,7 +52,45 @@ _KINDS: dict = {dict: DICT, set: SET, list: CONTAINER, tuple: CONTAINER, frozens
                 int: NONE, bytes: NONE, float: NONE, type(None): NONE, bool: NONE}
 
 
+# Mutable mapping and set types the program used that are NONE: type -> None,
+# in the order first seen. Filled by _classify (once per type, a single dict
+# store), read at exit; bounded by the program's classes.
+UNTRACKED: dict = {}
+# The process environment: a MutableMapping over putenv, not the program's own
+# data, and used by most programs; listing it would only be noise.
+_NOT_LISTED = (os._Environ,)
+
+
 def _classify(t: type) -> int:
+    k = _classify_kind(t)
+    if k == NONE and issubclass(t, (collections.abc.MutableMapping, collections.abc.MutableSet)) \
+            and not issubclass(t, _NOT_LISTED):
+        UNTRACKED[t] = None  # noqa: MS301  (one entry per type)
+    return k
+
+
+def untracked() -> list[str]:
+    """The UNTRACKED types whose entries no instrumented code keeps: named at exit, in the order seen.
+
+    Left out: mapsafe's own maps (synchronised, and ordered by the hooks),
+    and a class whose writes are instrumented code (a program's own
+    MutableMapping over a dict: that dict is tracked).
+    """
+    from .helpers import NAMESPACE
+
+    names = []
+    for t in list(UNTRACKED):
+        if t.__module__.partition(".")[0] == "mapsafe":
+            continue
+        write = getattr(t, "__setitem__", None) or getattr(t, "add", None)
+        code = getattr(write, "__code__", None)
+        if code is not None and NAMESPACE in code.co_names:
+            continue
+        names.append(f"{t.__module__}.{t.__qualname__}" if t.__module__ != "builtins" else t.__qualname__)
+    return names
+
+
+def _classify_kind(t: type) -> int:
     if t in _VIEWS:
         return VIEW
     if issubclass(t, dict):

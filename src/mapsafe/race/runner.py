@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import DataRaceError, UsageError
-from . import helpers, hooks, runtime
+from . import helpers, hooks, kinds, runtime
 from .report import Frames, format_race, format_summary, write_json
 from .rewrite import RaceImportHook, compile_instrumented
 from .shadow import HISTORY
@@ -315,7 +315,10 @@ class Session:
         if races or forgotten or suppressed:
             self.stderr.write(format_summary(len(races), forgotten, self.options.history, suppressed,
                                              self.options.suppress))
-            self.stderr.flush()
+        for name in kinds.untracked():
+            self.stderr.write(f"mapsafe race: not tracked: {name} objects, a mutable mapping or set the detector "
+                              "cannot see inside: races on them are not reported\n")
+        self.stderr.flush()
         if self.options.json:
             # A forked child writes its own report, FILE.PID, never the parent's FILE.
             path = f"{self.options.json}.{os.getpid()}" if self.forked else self.options.json
