@@ -21,6 +21,7 @@ import jsonschema
 import pytest
 import redis
 from _redis_server import start_or_fail
+from test_bench_cli import one_line_error
 
 from mapsafe.bench import cli as bench_cli
 from mapsafe.bench import render, runner, schema, workloads
@@ -76,20 +77,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def one_line_error(capsys, argv, *needles) -> str:
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's own errors exit from inside the parser
-        code = exc.code
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def settings(*argv):
