@@ -92,21 +92,42 @@ class RedisServer:
         raise RuntimeError(f"{self.binary} did not start on 127.0.0.1:{self.port}: {self._log_tail()}")
 
     def _wait_ready(self) -> bool:
+        """Until the server answers and has finished loading its data (a restart replays the AOF:
+        meanwhile it answers INFO but refuses other commands with LOADING)."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"INFO server\r\n")
-                    reply = sock.recv(65536).decode(errors="replace")
-                if "redis_version:" in reply:
-                    self.version = reply.split("redis_version:", 1)[1].split()[0]
+                server, persistence = self._info("server"), self._info("persistence")
+                if "redis_version:" in server and "\nloading:0" in persistence:
+                    self.version = server.split("redis_version:", 1)[1].split()[0]
                     return True
             except OSError:
                 pass
             time.sleep(0.05)
         return False
+
+    def _info(self, section: str) -> str:
+        """The text of ``INFO section``, read whole (a RESP bulk string), on a connection of its own."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            sock.sendall(f"INFO {section}\r\n".encode())
+            data = b""
+            while b"\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return ""
+                data += chunk
+            header, _, body = data.partition(b"\r\n")
+            if not header.startswith(b"$"):
+                return ""
+            size = int(header[1:])
+            while len(body) < size:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+        return body[:size].decode(errors="replace")
 
     def _log_tail(self) -> str:
         try:
