@@ -35,7 +35,8 @@ def _thread(m: RedisMap, n: int, tag: str, barrier, out: dict) -> None:
         for i in range(n):
             out["add"].append(m.merge("add", 1, operator.add))  # an int: one HINCRBY / INCRBY
             out["float"].append(m.merge("float", 0.5, operator.add))  # a float: the float-sum script
-            out["mixed"].append(m.merge("mixed", 1, operator.add))  # HINCRBY refused (a float is stored), then the float-sum script
+            # HINCRBY refused (a float is stored), then the float-sum script
+            out["mixed"].append(m.merge("mixed", 1, operator.add))
             for attempt in range(CAS_ATTEMPTS):
                 value, found = m.load("cas")
                 if m.compare_and_swap("cas", value, value + 1):
@@ -55,7 +56,7 @@ def _thread(m: RedisMap, n: int, tag: str, barrier, out: dict) -> None:
 
 
 def run(url: str, name: str, layout: str, n: int, threads: int, barrier, results) -> None:
-    """Open map ``name`` at ``url``, run ``threads`` threads of ``n`` rounds, put ``(pid, [records])`` on ``results``."""
+    """Open map ``name`` at ``url``, run ``threads`` threads of ``n`` rounds; ``(pid, [records])`` to ``results``."""
     records: list[dict] = [{} for _ in range(threads)]
     try:
         # Enough retries that contention on four processes' worth of threads

@@ -207,7 +207,8 @@ def test_list_names_the_redis_rows(capsys):
 @pytest.mark.parametrize(
     "argv, needles",
     [
-        (["--redis", "localhost:6379"], ["--redis: 'localhost:6379' is not a Redis URL", "redis://", "(see 'mapsafe bench --help')"]),
+        (["--redis", "localhost:6379"],
+         ["--redis: 'localhost:6379' is not a Redis URL", "redis://", "(see 'mapsafe bench --help')"]),
         (["--redis", "redis://127.0.0.1:notaport/0"], ["'redis://127.0.0.1:notaport/0' is not a Redis URL",
                                                        "notaport"]),
         (["--redis", "redis://127.0.0.1:6379/sessions"], ["is not a Redis URL", "database must be a number"]),
@@ -222,7 +223,8 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, needles):
 def test_closed_port_is_one_line_naming_the_url_and_hiding_its_password(capsys):
     port = _free_port()
     line = one_line_error(capsys, ["bench", "--redis", f"redis://127.0.0.1:{port}/0", "-w", "redis"],
-                          f"--redis redis://127.0.0.1:{port}/0: the server cannot be used", "(check that a Redis server is running")
+                          f"--redis redis://127.0.0.1:{port}/0: the server cannot be used",
+                          "(check that a Redis server is running")
     assert "refused" in line.lower()
     line = one_line_error(capsys, ["bench", "--redis", f"redis://:hunter2@127.0.0.1:{port}/0", "-w", "redis"],
                           f"redis://:***@127.0.0.1:{port}/0")

@@ -89,7 +89,8 @@ def test_rough_edge_13_every_error_is_one_line_in_one_format(monkeypatch, capsys
     for args, line in [
         (["race", "--exitcode", "x", "p.py"],
          "mapsafe race: error: argument --exitcode: invalid int value: 'x' (see 'mapsafe race --help')"),
-        (["race", "--bogus", "p.py"], "mapsafe race: error: unrecognized arguments: --bogus (see 'mapsafe race --help')"),
+        (["race", "--bogus", "p.py"],
+         "mapsafe race: error: unrecognized arguments: --bogus (see 'mapsafe race --help')"),
         (["lint", "--select", "MS999", "p.py"], "mapsafe lint: error: unknown rule code 'MS999' in select (known: "),
         (["bench", "--threads", "0"], "mapsafe bench: error: --threads: thread counts must be 1..512, got 0 (see "),
         (["--bogus"], "mapsafe: error: unrecognized arguments: --bogus (see 'mapsafe --help')"),
@@ -200,7 +201,8 @@ def test_rough_edge_2_exitcode_must_be_a_real_exit_status(tmp_path, value):
 def test_rough_edge_3_an_unknown_config_table_is_an_error(tmp_path):
     path = write_pyproject(tmp_path, "[tool.mapsafe.lnit]\nselect = ['MS101']\n")
     for sections in (["lint"], ["race"]):  # whichever command reads the file
-        with pytest.raises(ConfigError, match=r"unknown table \[tool\.mapsafe\.lnit\] \(known: .*\[tool\.mapsafe\.lint\]"):
+        known = r"unknown table \[tool\.mapsafe\.lnit\] \(known: .*\[tool\.mapsafe\.lint\]"
+        with pytest.raises(ConfigError, match=known):
             config.load(sections, pyproject=path, environ={})
     (tmp_path / "ok.py").write_text("x = 1\n")
     proc = subprocess.run([sys.executable, "-m", "mapsafe", "lint", "ok.py"], cwd=tmp_path, capture_output=True,

@@ -146,7 +146,8 @@ def test_usage_errors_exit_2_with_one_line(project, capsys):
 
 def test_missing_path_exits_2_when_nothing_could_be_checked(project, capsys):
     assert run("nope.py") == EXIT_USAGE
-    assert capsys.readouterr().err == "mapsafe lint: error: nope.py: no such file or directory (see 'mapsafe lint --help')\n"
+    err = capsys.readouterr().err
+    assert err == "mapsafe lint: error: nope.py: no such file or directory (see 'mapsafe lint --help')\n"
     assert run("nope.py", "gone") == EXIT_USAGE
     assert capsys.readouterr().err.splitlines() == [
         "mapsafe lint: nope.py: no such file or directory",

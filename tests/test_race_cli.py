@@ -231,7 +231,8 @@ def test_bad_suppressions_file_is_one_line_exit_2(tmp_path):
     (tmp_path / "supp.txt").write_text("bogus rule\n")
     proc = _mapsafe("--suppress", "supp.txt", "prog.py", cwd=str(tmp_path))
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "supp.txt:1" in proc.stderr and "(one rule per line: file:GLOB" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "supp.txt:1" in proc.stderr
+    assert "(one rule per line: file:GLOB" in proc.stderr
 
 
 def test_inline_ignore_comment():
@@ -766,8 +767,9 @@ def test_rough_edge_5_a_directory_stdin_and_c_run_as_python_runs_them(tmp_path):
     app = tmp_path / "app"
     app.mkdir()
     (app / "__main__.py").write_text(show.format(str(app)) + RACY)
-    for args, stdin, argv0, path0 in [(("app", "x"), None, "app", str(app)), (("-", "x"), show.format("") + RACY, "-", ""),
-                                      (("-c", show.format("") + RACY, "x"), None, "-c", "")]:
+    cases = [(("app", "x"), None, "app"), (("-", "x"), show.format("") + RACY, "-"),
+             (("-c", show.format("") + RACY, "x"), None, "-c")]
+    for args, stdin, argv0 in cases:
         proc = _mapsafe(*args, cwd=str(tmp_path), stdin=stdin)
         plain = subprocess.run([sys.executable, *args], cwd=str(tmp_path), capture_output=True, text=True,
                                timeout=60, input=stdin)

@@ -11,7 +11,8 @@ from typing import Sequence
 from ._version import __version__
 from .errors import MapsafeError
 
-__all__ = ["main", "command_of", "error_line", "EXIT_OK", "EXIT_FINDINGS", "EXIT_USAGE", "EXIT_RACES", "EXIT_INTERRUPTED"]
+__all__ = ["main", "command_of", "error_line", "EXIT_OK", "EXIT_FINDINGS", "EXIT_USAGE", "EXIT_RACES",
+           "EXIT_INTERRUPTED"]
 
 EXIT_OK = 0  # nothing found, or the user's program exited 0
 EXIT_FINDINGS = 1  # lint found something

@@ -94,7 +94,8 @@ class RedisMap(MutableMapping):
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, not {name!r}")
         if "{" in name or "}" in name:
-            raise ValueError(f"name {name!r} must not contain '{{' or '}}': the name is the map's Redis Cluster hash tag")
+            raise ValueError(f"name {name!r} must not contain '{{' or '}}': "
+                             "the name is the map's Redis Cluster hash tag")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < math.inf):
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 1:
@@ -160,7 +161,8 @@ class RedisMap(MutableMapping):
         if asked is None and usable:
             return existing  # an automatic choice follows the map as it was made
         raise MapMismatchError(f"RedisMap {self.name!r} was created with layout {existing!r}, "
-                               f"which cannot serve layout {chosen!r}" + (" with a ttl on this server" if self._ttl else ""))
+                               f"which cannot serve layout {chosen!r}"
+                               + (" with a ttl on this server" if self._ttl else ""))
 
     # -- encoding ------------------------------------------------------------
 
