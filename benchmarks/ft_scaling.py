@@ -15,6 +15,14 @@ free-threaded 3.13 makes immortal, so that no read changes the reference
 count of a key or a value. The difference between the two is what
 CPython's handling of shared keys and values costs, not the map.
 
+What limits the int and str rows on free-threaded 3.13 is CPython's dict,
+not the maps (``benchmarks/ft_perf.py`` shows it with ``perf``): a lookup
+with an equal key that is not the stored object falls back to the dict's own
+lock when the stored key belongs to another thread, and two readers then
+contend that lock; ``dict.get`` also nests it (CPython gh-129336, fixed in
+3.14), which is why the dict.get and dict+Lock rows are so slow there. The
+README's "Free-threaded CPython" paragraph has the details.
+
 CPU/wall is the threads' CPU time over the run's wall time (first start to
 last end). Two threads running in parallel give close to 2.0; less means
 the threads waited for a lock or for a CPU, and on a busy machine (see the

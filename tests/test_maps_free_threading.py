@@ -36,3 +36,63 @@ def test_the_gil_stays_disabled_after_importing_mapsafe(core):
         pytest.fail(f"the C core is not built for {sysconfig.get_config_var('EXT_SUFFIX')}: {r.stderr}")
     assert r.stdout.split() == [core, "False"], r.stdout + r.stderr
     assert "GIL" not in r.stderr, r.stderr  # no RuntimeWarning about enabling the GIL
+
+
+# -- _dictget: dict.get without free-threaded 3.13's nested dict lock ---------------------
+
+from mapsafe import _dictget  # noqa: E402
+
+
+class _Key:
+    """A key whose __hash__ or __eq__ raises what it is told to (a user's bug)."""
+
+    def __init__(self, name, hash_raises=None, eq_raises=None):
+        self.name, self.hash_raises, self.eq_raises = name, hash_raises, eq_raises
+
+    def __hash__(self):
+        if self.hash_raises is not None:
+            raise self.hash_raises
+        return 7
+
+    def __eq__(self, other):
+        if self.eq_raises is not None:
+            raise self.eq_raises
+        if not isinstance(other, _Key) or other.eq_raises is not None:
+            return NotImplemented  # the dict then asks the other key, which raises
+        return other.name == self.name
+
+
+def test_dict_get_is_subscript_get_exactly_on_free_threaded_3_13():
+    slow = FREE_THREADED and sys.version_info < (3, 14)
+    assert _dictget.SLOW_DICT_GET is slow
+    assert (_dictget.dict_get is _dictget.subscript_get) is slow
+    assert (_dictget.dict_get is dict.get) is not slow
+
+
+@pytest.mark.parametrize("get", [_dictget.subscript_get, dict.get], ids=["subscript_get", "dict.get"])
+def test_subscript_get_answers_and_raises_as_dict_get_does(get):
+    stored = _Key("a")
+    d = {1: "one", stored: "a", None: 0}
+    assert get(d, 1) == "one"
+    assert get(d, 2) is None
+    assert get(d, 2, "dflt") == "dflt"
+    assert get(d, None, "dflt") == 0
+    assert get(d, _Key("a")) == "a"  # an equal key, not the stored object
+    with pytest.raises(TypeError, match="unhashable"):
+        get(d, [1])
+    # The user's own KeyError from __hash__ or __eq__ is theirs: it propagates, not a miss.
+    with pytest.raises(KeyError, match="from hash"):
+        get(d, _Key("b", hash_raises=KeyError("from hash")))
+    with pytest.raises(KeyError, match="from eq"):
+        get(d, _Key("b", eq_raises=KeyError("from eq")))
+    with pytest.raises(ValueError, match="from eq"):
+        get(d, _Key("b", eq_raises=ValueError("from eq")))
+    assert d == {1: "one", stored: "a", None: 0}
+
+
+def test_bound_get_reads_the_dict_it_was_bound_to():
+    d = {"k": 1}
+    get = _dictget.bound_get(d)
+    assert get("k") == 1 and get("x") is None and get("x", 5) == 5
+    d["x"] = 2
+    assert get("x") == 2

@@ -32,6 +32,7 @@ from time import monotonic, perf_counter
 from typing import Any
 
 from . import _faults
+from ._dictget import bound_get, dict_get
 
 __all__ = [
     "RWCore", "SyncCore", "LockedCore", "ShardedCore", "ProfiledRLock", "RWHold",
@@ -564,7 +565,7 @@ class SyncReader:
         if type(d) is not dict:
             raise TypeError("SyncReader needs exactly a dict")
         self._d = d  # the SyncMap's dict; set once
-        self.get = d.get  # one dict operation; set once
+        self.get = bound_get(d)  # one dict operation (see _dictget); set once
 
     def __getitem__(self, key: Any) -> Any:
         return self._d[key]
@@ -600,7 +601,7 @@ class SyncCore:
 
     def get(self, key: Any, default: Any = None, /) -> Any:
         """The value for ``key``, else ``default``. Lock-free."""
-        return self._d.get(key, default)  # one dict operation
+        return dict_get(self._d, key, default)  # one dict operation (see _dictget)
 
     # The compound operations (merge, add, pop, ...) are MapBase's here; the
     # C core has them in C, with the same semantics.
@@ -618,7 +619,7 @@ class SyncCore:
                 _faults.point("sync.setitem.locked")
             if self._computing and key in self._computing:
                 self._check_not_computing(key)
-            old = d.get(key)  # released after the lock: its __del__ may use the map
+            old = dict_get(d, key)  # released after the lock: its __del__ may use the map
             d[key] = value
         del old
 
@@ -649,7 +650,7 @@ class LockedCore:
                 _faults.point("locked.get.locked")
             if self._rw._writer is not None:
                 self._rw._wait_readable_locked()
-            return self._d.get(key, default)
+            return dict_get(self._d, key, default)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         d = self._d
@@ -661,7 +662,7 @@ class LockedCore:
                 rw._wait_writable_locked()
             if self._computing and key in self._computing:
                 self._check_not_computing(key)
-            old = d.get(key)  # released after the lock
+            old = dict_get(d, key)  # released after the lock
             d[key] = value
         del old
 
@@ -693,7 +694,7 @@ class ShardedCore:
         return self._len_slow()
 
     def _get_plain(self, key: Any, default: Any = None, /) -> Any:
-        return self._maps[hash(key) % self._n].get(key, default)  # one dict operation
+        return dict_get(self._maps[hash(key) % self._n], key, default)  # one dict operation (see _dictget)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         lock, _, _, d, put_locked = self._stripes[hash(key) % self._n]
@@ -703,7 +704,7 @@ class ShardedCore:
             if self._computing and key in self._computing:
                 self._check_not_computing(key)
             if put_locked is None:
-                old = d.get(key)  # released after the lock
+                old = dict_get(d, key)  # released after the lock
                 d[key] = value
             else:
                 old = put_locked(key, value)  # what it replaced or evicted

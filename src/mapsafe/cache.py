@@ -15,6 +15,7 @@ from typing import Any, Callable, NamedTuple
 
 from . import _forks
 from ._core import CacheCore, MapLock
+from ._dictget import dict_get
 from ._loading import RETRY, Flight
 from ._s3fifo import DEAD, FREQ_MAX, SMALL, S3Fifo
 from .mapbase import check_flag
@@ -267,7 +268,7 @@ class Cache(CacheCore):
                     "Cache.get() needs a loader: pass get(key, loader), give the Cache loader=, "
                     "or read without loading with get_if_present(key)"
                 )
-        entry = self._data.get(key)  # lock-free: one dict op
+        entry = dict_get(self._data, key)  # lock-free: one dict op
         if entry is not None:
             if not self._timed:
                 # _use, inlined for the commonest hit: no clock, no refresh,
@@ -284,7 +285,7 @@ class Cache(CacheCore):
 
     def _hit_slow(self, key: Any) -> Any:
         """A hit's value (counted), or MISSING, not counted: the caller goes on to ``_load``."""
-        entry = self._data.get(key)
+        entry = dict_get(self._data, key)
         if entry is not None:
             if not self._timed:
                 freq = entry[FREQ]  # as in get()
@@ -303,7 +304,7 @@ class Cache(CacheCore):
 
     def get_if_present(self, key: Any, default: Any = None) -> Any:
         """The cached value of ``key`` (counted as a hit or a miss), else ``default``; never loads."""
-        entry = self._data.get(key)
+        entry = dict_get(self._data, key)
         if entry is not None:
             now = self._clock() if self._timed else 0.0
             if not self._timed or not self._expired(entry, now):
@@ -329,7 +330,7 @@ class Cache(CacheCore):
 
     def _peek(self, key: Any) -> Any:
         """The live value of ``key``, or MISSING; no side effects."""
-        entry = self._data.get(key)
+        entry = dict_get(self._data, key)
         if entry is None or type(entry[VALUE]) is _Failure:
             return MISSING
         if self._timed and self._expired(entry, self._clock()):
@@ -370,7 +371,7 @@ class Cache(CacheCore):
                 with self._lock:
                     # Re-check: another thread may have stored the key, or started
                     # loading it, since our lock-free read.
-                    hit = self._data.get(key)
+                    hit = dict_get(self._data, key)
                     if hit is not None and self._timed and self._expired(hit, self._clock()):
                         self._remove_locked(hit, released)
                         self._evictions[1] += 1
@@ -466,7 +467,7 @@ class Cache(CacheCore):
             return
         flight = Flight()
         with self._lock:
-            if self._data.get(key) is not entry or key in self._refreshing:
+            if dict_get(self._data, key) is not entry or key in self._refreshing:
                 return
             self._refreshing[key] = flight
         try:
@@ -490,7 +491,7 @@ class Cache(CacheCore):
             released: list = []
             with self._lock:
                 # Only if unchanged: a put or invalidate meanwhile wins.
-                if new is not None and self._data.get(key) is entry:
+                if new is not None and dict_get(self._data, key) is entry:
                     self._store_locked(key, new, released)
             self._tally.add(_REFRESHED)
             self._tally.add(_LOAD_OK)
@@ -524,7 +525,7 @@ class Cache(CacheCore):
         now = self._clock() if self._timed else 0.0
         with self._lock:
             self._flights.pop(key, None)
-            entry = self._data.get(key)
+            entry = dict_get(self._data, key)
             if entry is not None:
                 self._remove_locked(entry, released)
         live = entry is not None and not (self._timed and self._expired(entry, now))
@@ -581,7 +582,7 @@ class Cache(CacheCore):
 
     def _store_locked(self, key: Any, entry: list, released: list) -> None:
         """Publish ``entry`` for ``key``, then evict down to the bound; removed entries go to ``released``."""
-        old = self._data.get(key)
+        old = dict_get(self._data, key)
         if old is not None:
             self._remove_locked(old, released)
         if self._capacity is not None and entry[WEIGHT] > self._capacity:
@@ -600,7 +601,7 @@ class Cache(CacheCore):
 
     def _remove_locked(self, entry: list, released: list) -> None:
         key = entry[KEY]
-        if self._data.get(key) is entry:
+        if dict_get(self._data, key) is entry:
             del self._data[key]
             self._weight -= entry[WEIGHT]
         if self._policy is not None:
@@ -622,7 +623,7 @@ class Cache(CacheCore):
                 return
             victim, was_expired = taken
             key = victim[KEY]
-            if self._data.get(key) is victim:
+            if dict_get(self._data, key) is victim:
                 del self._data[key]
                 self._weight -= victim[WEIGHT]
             evictions[1 if was_expired else 0] += 1

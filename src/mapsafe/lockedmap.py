@@ -8,6 +8,7 @@ from typing import Any
 
 from . import _forks
 from ._core import LockedCore, ProfiledRLock, RWHold
+from ._dictget import dict_get
 from .mapbase import OneSectionMap, check_flag, copy_of, dropper, pairs_of
 from .rwlock import RWLock
 from .sentinels import MISSING
@@ -136,7 +137,7 @@ class LockedMap(LockedCore, OneSectionMap):
         with self._lock:
             if self._rw._writer is not None:
                 self._rw._wait_readable_locked()
-            value = self._d.get(key, MISSING)
+            value = dict_get(self._d, key, MISSING)
             self._counts[value is MISSING] += 1
         return default if value is MISSING else value
 

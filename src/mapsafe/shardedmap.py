@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 from . import _faults, _forks
 from ._core import MapLock, ProfiledRLock, ShardedCore, call_if_free, hold_all
+from ._dictget import bound_get, dict_get
 from .mapbase import MapBase, check_flag, copy_of, dropper, pairs_of
 from .sentinels import MISSING
 from .stats import Tally
@@ -48,7 +49,7 @@ class _Shard:
         self.ready = None  # nothing to wait for once the lock is held
         # What compound operations call holding the lock; in plain mode the
         # dict's own methods, in cache mode the wrapping ones below.
-        self.peek = self.d.get
+        self.peek = bound_get(self.d)
         self.put = self.d.__setitem__
         self.drop = dropper(self.d)
 
@@ -110,7 +111,7 @@ class _CacheShard(_Shard):
         return trash
 
     def peek_locked(self, key: Any, default: Any = None) -> Any:
-        entry = self.d.get(key)
+        entry = dict_get(self.d, key)
         if entry is None:
             return default
         if entry[1] <= monotonic():
@@ -134,7 +135,7 @@ class _CacheShard(_Shard):
         if self.capacity is not None and len(d) >= self.capacity and key not in d:
             self._evict_one_locked()  # before inserting, so the new entry is never the victim
         entry = [value, expires_at, False]
-        old = d.get(key)
+        old = dict_get(d, key)
         if old is not None:
             self.trash.append(old)
         # The queues first and the dict last: an interrupt in between leaves
@@ -154,7 +155,7 @@ class _CacheShard(_Shard):
         by_expiry = self.by_expiry
         while by_expiry:
             key, entry = by_expiry[0]
-            if d.get(key) is not entry:
+            if dict_get(d, key) is not entry:
                 trash.append(by_expiry.popleft())  # stale
                 continue
             if entry[1] <= now:
@@ -167,7 +168,7 @@ class _CacheShard(_Shard):
         while order:
             pair = order.popleft()
             key, entry = pair
-            if d.get(key) is not entry:
+            if dict_get(d, key) is not entry:
                 trash.append(pair)
                 continue  # stale: replaced or deleted since
             if entry[2]:
@@ -187,13 +188,13 @@ class _CacheShard(_Shard):
     def _compact_locked(self) -> None:
         d = self.d
         self.trash.append((self.order, self.by_expiry))
-        self.order = deque((k, e) for k, e in self.order if d.get(k) is e)
-        self.by_expiry = deque((k, e) for k, e in self.by_expiry if d.get(k) is e)
+        self.order = deque((k, e) for k, e in self.order if dict_get(d, k) is e)
+        self.by_expiry = deque((k, e) for k, e in self.by_expiry if dict_get(d, k) is e)
 
     def expire_locked(self, key: Any, entry: list) -> list | None:
         # Re-check: another thread may have replaced the entry since the
         # lock-free read saw it expired.
-        if self.d.get(key) is entry:
+        if dict_get(self.d, key) is entry:
             self.trash.append(self.d.pop(key))
             self.expirations += 1
         return self._take_trash_locked()
@@ -207,7 +208,7 @@ class _CacheShard(_Shard):
     def live_in_order_locked(self) -> list[tuple[Any, list]]:
         """Live (key, entry) pairs: in expiry order with a ttl, else CLOCK order."""
         d = self.d
-        live = [(k, e) for k, e in self.order if d.get(k) is e]
+        live = [(k, e) for k, e in self.order if dict_get(d, k) is e]
         if len(live) < len(d):  # entries an interrupt left out of order (see _evict_one_locked)
             queued = {id(e) for _, e in live}
             live.extend((k, e) for k, e in d.items() if id(e) not in queued)
@@ -362,7 +363,7 @@ class ShardedMap(ShardedCore, MapBase):
 
     # get: ShardedCore's, which comes here for caches and with stats on.
     def _get_slow(self, key: Any, default: Any = None, /) -> Any:
-        value = self._maps[hash(key) % self._n].get(key, MISSING)
+        value = dict_get(self._maps[hash(key) % self._n], key, MISSING)
         if self._cache and value is not MISSING:
             value = self._unwrap(key, value)
         if self._tally is not None:
@@ -382,7 +383,7 @@ class ShardedMap(ShardedCore, MapBase):
 
     # `in` and len(): ShardedCore's, which come here for caches and with stats on.
     def _contains_slow(self, key: object) -> bool:
-        entry = self._maps[hash(key) % self._n].get(key, MISSING)
+        entry = dict_get(self._maps[hash(key) % self._n], key, MISSING)
         if entry is MISSING:
             return False
         return not self._cache or entry[1] > monotonic()
@@ -506,7 +507,7 @@ class ShardedMap(ShardedCore, MapBase):
             for i in order:
                 shard, group = self._shards[i], by_shard[i]
                 d = shard.d
-                olds = [(key, d.get(key, MISSING)) for key, _ in group]
+                olds = [(key, dict_get(d, key, MISSING)) for key, _ in group]
                 started.append((d, olds))
                 if _FAULTS:
                     _faults.point("sharded.put_many.locked")

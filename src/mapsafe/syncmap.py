@@ -6,6 +6,7 @@ from typing import Any
 
 from . import _forks
 from ._core import MapLock, ProfiledRLock, SyncCore, SyncReader
+from ._dictget import dict_get
 from .mapbase import MapBase, OneSectionMap, check_flag, copy_of, dropper, pairs_of
 from .sentinels import MISSING
 from .stats import Tally
@@ -138,7 +139,7 @@ class _CountingSyncMap(SyncMap):
     __slots__ = ()
 
     def __getitem__(self, key: Any) -> Any:
-        value = self._d.get(key, MISSING)
+        value = dict_get(self._d, key, MISSING)
         if value is MISSING:
             self._tally.add(1)
             raise KeyError(key)
@@ -146,7 +147,7 @@ class _CountingSyncMap(SyncMap):
         return value
 
     def get(self, key: Any, default: Any = None, /) -> Any:
-        value = self._d.get(key, MISSING)
+        value = dict_get(self._d, key, MISSING)
         if value is MISSING:
             self._tally.add(1)
             return default
