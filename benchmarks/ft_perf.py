@@ -59,7 +59,8 @@ def child(objects: str, how: str, threads: int, reads: int) -> None:
         import mapsafe
 
         target = mapsafe.SyncMap(d)
-    ready, go = threading.Barrier(threads + 1), threading.Barrier(threads + 1)
+    # Bounded waits: a reader that fails breaks the barriers instead of hanging the others.
+    ready, go = threading.Barrier(threads + 1, timeout=300), threading.Barrier(threads + 1, timeout=300)
     rates: list[float] = []
 
     def work(tid: int) -> None:
