@@ -96,3 +96,15 @@ def test_bound_get_reads_the_dict_it_was_bound_to():
     assert get("k") == 1 and get("x") is None and get("x", 5) == 5
     d["x"] = 2
     assert get("x") == 2
+
+
+@pytest.mark.parametrize("cls", ["SyncMap", "LockedMap", "ShardedMap"])
+def test_a_keys_own_keyerror_propagates_from_map_reads(cls):
+    import mapsafe
+
+    m = getattr(mapsafe, cls)()
+    m[_Key("a")] = 1
+    assert m.get(_Key("a")) == 1 and m.get(_Key("zz")) is None and m.get(_Key("zz"), 5) == 5
+    with pytest.raises(KeyError, match="from eq"):
+        m.get(_Key("b", eq_raises=KeyError("from eq")))
+    assert [(k.name, v) for k, v in m.items()] == [("a", 1)]
