@@ -8,7 +8,7 @@ from typing import Any
 
 from . import _forks
 from ._core import LockedCore, ProfiledRLock, RWHold
-from ._dictget import dict_get
+from ._dictget import bound_get, dict_get
 from .mapbase import OneSectionMap, check_flag, copy_of, dropper, pairs_of
 from .rwlock import RWLock
 from .sentinels import MISSING
@@ -28,7 +28,7 @@ class _WriteSection:
     def __init__(self, owner: "LockedMap") -> None:
         self.lock = owner._lock  # the RWLock's mutex (or its profiled wrapper); C enter and exit
         self._rw = owner._rw
-        self.peek = owner._d.get
+        self.peek = bound_get(owner._d)
         self.put = owner._d.__setitem__
         self.drop = dropper(owner._d)
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, TypeVar
 
 from . import _faults
 from ._core import thread_token
+from ._dictget import bound_get
 from .errors import RecursiveUpdateError
 from .sentinels import DELETE, MISSING
 
@@ -583,6 +584,6 @@ class OneSectionMap(MapBase):
             if self._computing:
                 for key in new:
                     self._check_not_computing(key)
-            released = list(map(d.get, new))  # replaced values, released after the lock
+            released = list(map(bound_get(d), new))  # replaced values, released after the lock
             d.update(new)
         del released

@@ -6,7 +6,7 @@ from typing import Any
 
 from . import _forks
 from ._core import MapLock, ProfiledRLock, SyncCore, SyncReader
-from ._dictget import dict_get
+from ._dictget import bound_get, dict_get
 from .mapbase import MapBase, OneSectionMap, check_flag, copy_of, dropper, pairs_of
 from .sentinels import MISSING
 from .stats import Tally
@@ -26,7 +26,7 @@ class _DictSection:
     def __init__(self, d: dict, lock: Any) -> None:
         self.lock = lock  # entered with `with`; C-level enter and exit
         self.ready = None  # nothing to wait for once the lock is held
-        self.peek = d.get
+        self.peek = bound_get(d)
         self.put = d.__setitem__
         self.drop = dropper(d)
 
