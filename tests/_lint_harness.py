@@ -9,9 +9,10 @@ from mapsafe.lint.messages import Finding
 
 
 def lint(source: str, select: list[str] | None = None, ignore: list[str] | None = None,
-         path: str = "example.py") -> list[Finding]:
-    """Findings for a dedented source string (no files, no config)."""
-    return lint_source(textwrap.dedent(source), path, Selection(select or (), ignore or ()))
+         path: str = "example.py", target: tuple[int, int] | None = None) -> list[Finding]:
+    """Findings for a dedented source string (no files, no config); ``target``: the oldest
+    Python the code runs on (default: the running one)."""
+    return lint_source(textwrap.dedent(source), path, Selection(select or (), ignore or ()), target=target)
 
 
 def codes(findings: list[Finding]) -> list[str]:

@@ -208,3 +208,17 @@ def test_rough_edge_3_an_unknown_config_table_is_an_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mapsafe", "lint", "ok.py"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "[tool.mapsafe.lnit]" in proc.stderr, proc
+
+
+def test_lint_target_version_comes_from_requires_python_unless_set(tmp_path):
+    path = write_pyproject(tmp_path, '[project]\nname = "x"\nrequires-python = ">=3.9, <4"\n')
+    cfg = config.load(["lint"], pyproject=path, environ={})
+    assert cfg.lint_target_version == "3.9" and "requires-python" in cfg.source["lint_target_version"]
+    path = write_pyproject(tmp_path, '[project]\nrequires-python = ">=3.9"\n[tool.mapsafe.lint]\ntarget-version = "3.12"\n')
+    assert config.load(["lint"], pyproject=path, environ={}).lint_target_version == "3.12"
+    cfg = config.load(["lint"], pyproject=path, environ={"MAPSAFE_LINT_TARGET_VERSION": "3.13"})
+    assert cfg.lint_target_version == "3.13" and cfg.source["lint_target_version"] == "MAPSAFE_LINT_TARGET_VERSION"
+    assert config.load(["lint"], pyproject=write_pyproject(tmp_path, ""), environ={}).lint_target_version == ""
+    with pytest.raises(ConfigError, match="bad value for lint.target_version: expected a Python version"):
+        config.load(["lint"], pyproject=write_pyproject(tmp_path, '[tool.mapsafe.lint]\ntarget-version = "py3"\n'),
+                    environ={})

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from _lint_harness import codes, lines, lint
+from _lint_harness import codes, lines
+from _lint_harness import lint as _lint
+
+
+def lint(source: str):
+    """MS301 is opt-in: these tests name it (with every other rule, as --select MS does)."""
+    return _lint(source, select=["MS"])
 from test_lint_program import lint_tree, where
 
 # Every way a module can name mapsafe.Cache: (imports, the constructor's name).

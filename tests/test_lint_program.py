@@ -617,11 +617,11 @@ def test_a_tree_of_5000_files_finishes_and_reports_progress(tmp_path):
     for i in range(5000):
         (tmp_path / f"m{i}.py").write_text(f"import threading\nX{i} = {{}}\ndef f():\n    X{i}[1] = 1\n")
     (tmp_path / "m0.py").write_text("import threading\nd = {}\ndef w():\n    d[1] = 1\n"
-                                    "def main():\n    threading.Thread(target=w).start()\n    d[1] = 2\n")
+                                    "def main():\n    threading.Thread(target=w).start()\n    for k in d:\n        pass\n")
     steps = []
     result = lint_paths([str(tmp_path)], Selection(("MS",)), progress=lambda *a: steps.append(a))
     assert result.checked == 5000 and not result.errors
-    assert [(f.line, f.code) for f in result.findings] == [(4, "MS201")]
+    assert [(f.line, f.code) for f in result.findings] == [(4, "MS201"), (7, "MS202")]
     assert steps[-1] == ("analysing the whole program", 5000, 5000)
     assert ("parsing", 2500, 5000) in steps
 
@@ -816,3 +816,17 @@ def test_two_files_with_one_module_name_keep_their_maps_apart(tmp_path):
         """,
     })
     assert where(result) == []
+
+
+def test_a_run_collects_garbage_less_often_and_gives_the_callers_thresholds_back(tmp_path, monkeypatch):
+    import gc
+
+    from mapsafe.lint import checker
+    (tmp_path / "a.py").write_text("d = {}\nfor k in d:\n    del d[k]\n")
+    before = gc.get_threshold()
+    seen = []
+    real = checker._lint_sources
+    monkeypatch.setattr(checker, "_lint_sources", lambda *a: (seen.append(gc.get_threshold()), real(*a))[1])
+    result = lint_paths([str(tmp_path)], Selection(("MS",)))
+    assert [(f.line, f.code) for f in result.findings] == [(3, "MS101")]
+    assert seen[0][0] >= 100_000 and gc.get_threshold() == before

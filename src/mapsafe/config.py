@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -66,6 +67,19 @@ def _as_str(value: Any) -> str:
     raise ValueError(f"expected a string, got {value!r}")
 
 
+def _as_python_version(value: Any) -> str:
+    """'3.11': the oldest Python the checked code runs on ('' means: find it out)."""
+    if isinstance(value, str) and (value.strip() == "" or re.fullmatch(r"3\.\d{1,2}", value.strip())):
+        return value.strip()
+    raise ValueError(f"expected a Python version such as '3.11', got {value!r}")
+
+
+def requires_python_floor(spec: str) -> str:
+    """'3.9' for '>=3.9' (or '~=3.9', '==3.9.*', '>=3.9,<4'); '' when the specifier names no floor."""
+    found = re.search(r"(?:>=|~=|==)\s*3\.(\d{1,2})", spec)
+    return f"3.{found.group(1)}" if found else ""
+
+
 def _as_list(value: Any) -> list[str]:
     """A list of strings; from the environment or a flag, comma-separated."""
     if isinstance(value, str):
@@ -127,13 +141,16 @@ OPTIONS: tuple[Option, ...] = (
         "key states remembered per map; past it the oldest are forgotten",
     ),
     # mapsafe lint
-    Option("lint_select", "lint:select", _as_list, [], "rule codes or prefixes to run (default: all)"),
+    Option("lint_select", "lint:select", _as_list, [], "rule codes or prefixes to run (default: all but the opt-in MS301)"),
     Option("lint_ignore", "lint:ignore", _as_list, [], "rule codes or prefixes to skip"),
     Option("lint_exclude", "lint:exclude", _as_list, [], "path globs not to lint"),
     Option("lint_format", "lint:format", _as_str, "text", "text, json or sarif"),
     Option("lint_max_call_depth", "lint:max_call_depth", _as_int, 16,
            "calls followed from a thread's entry when deciding what runs on it"),
     Option("lint_cache", "lint:cache", _as_bool, True, "keep findings in .mapsafe_cache/ to skip unchanged files"),
+    Option("lint_target_version", "lint:target_version", _as_python_version, "",
+           "oldest Python the checked code runs on, such as 3.11 (default: the floor of "
+           "[project] requires-python, else the running Python)"),
     Option("lint_thread_entries", "lint:thread_entries", _as_list, [],
            "thread entries the linter cannot see: 'pkg.mod:func' runs on a thread; "
            "'lib.Client.add_callback' runs its first argument on one"),
@@ -205,7 +222,9 @@ def _read_pyproject(path: Path) -> dict[str, Any]:
     table = data.get("tool", {}).get("mapsafe", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [tool.mapsafe] must be a table")
-    return table
+    project = data.get("project", {})
+    requires = project.get("requires-python", "") if isinstance(project, dict) else ""
+    return table, requires if isinstance(requires, str) else ""
 
 
 def _convert(opt: Option, raw: Any, where: str) -> Any:
@@ -240,7 +259,11 @@ def load(
 
     path = pyproject if pyproject is not None else find_pyproject()
     if path is not None:
-        table = _read_pyproject(path)
+        table, requires = _read_pyproject(path)
+        floor = requires_python_floor(requires)
+        if floor and "lint_target_version" in values:  # the project says which Pythons it runs on
+            values["lint_target_version"] = floor
+            source["lint_target_version"] = f"{path} [project] requires-python"
         sections_known = sorted({opt.section for opt in OPTIONS})
         for name in table:  # a misspelt table ([tool.mapsafe.lnit]) would silently do nothing
             if name not in sections_known:

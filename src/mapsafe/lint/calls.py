@@ -7,7 +7,7 @@ import ast
 from .classes import class_of
 from .scopes import ClassInfo, Scope
 
-__all__ = ["callables", "param_slot", "bound_argument"]
+__all__ = ["callables", "param_slot", "bound_argument", "thread_arguments"]
 
 _PARTIAL = frozenset({"functools.partial"})
 
@@ -171,3 +171,19 @@ def bound_argument(call: ast.Call, slot: tuple[int, str]) -> ast.expr | None:
     if 0 <= position < len(call.args) and not starred:
         return call.args[position]
     return None
+
+
+def thread_arguments(call: ast.Call, how: str) -> list[ast.expr]:
+    """The positional arguments a thread start passes to its target, where they are plain."""
+    if how.startswith("executor.submit"):
+        values = call.args[1:]
+    else:
+        values = None
+        for keyword in call.keywords:
+            if keyword.arg == "args":
+                values = keyword.value
+        if values is None:  # Thread/Process(group, target, name, args), Timer(interval, function, args)
+            position = 3 if how.startswith(("Thread", "Process")) else 2 if how.startswith("Timer") else None
+            values = call.args[position] if position is not None and len(call.args) > position else None
+        values = list(values.elts) if type(values) in (ast.Tuple, ast.List) else []
+    return [] if any(type(v) is ast.Starred for v in values) else list(values)

@@ -64,7 +64,12 @@ def instance_made_by(program, call: ast.Call, scope: Scope, depth: int = 0) -> t
     info = program.resolve_class(call.func, scope)
     if info is not None:
         return info, True
-    for fn in _functions(program, call.func, scope):
+    for fn in _functions(program, call.func, scope, depth):
+        annotation = getattr(fn.node, "returns", None)
+        if annotation is not None:  # def get_store(...) -> Store: what its author says it returns
+            got = _annotated(program, annotation, fn)
+            if got is not None:
+                return got
         returns = [n.value for n in program.returns(fn) if n.value is not None]
         made = [class_of(program, v, fn, depth + 1) for v in returns]
         kinds = {(id(r[0]), r[1]) for r in made if r is not None}
@@ -73,7 +78,7 @@ def instance_made_by(program, call: ast.Call, scope: Scope, depth: int = 0) -> t
     return None
 
 
-def _functions(program, func: ast.AST, scope: Scope) -> list[Scope]:
+def _functions(program, func: ast.AST, scope: Scope, depth: int) -> list[Scope]:
     if type(func) is ast.Name:
         _, bindings = program.bindings_of(scope, func.id)
         found = [b.value for b in bindings if b.kind == "def"]
@@ -83,6 +88,12 @@ def _functions(program, func: ast.AST, scope: Scope) -> list[Scope]:
         target = program.resolve_node(func, scope)
         if isinstance(target, Scope) and target.kind == "function":
             return [target]
+    if type(func) is ast.Attribute:  # self.get_store(), client.make_pool(): a method of a known class
+        owner = class_of(program, func.value, scope, depth + 1)
+        if owner is not None:
+            method = program.method(owner[0], func.attr)
+            if method is not None:
+                return [method]
     return []
 
 
@@ -130,8 +141,13 @@ def _annotated(program, annotation: ast.AST, scope: Scope) -> tuple[ClassInfo, b
             annotation = ast.parse(annotation.value, mode="eval").body
         except SyntaxError:
             return None
-    if type(annotation) is ast.Subscript:  # Optional[Foo]
-        annotation = annotation.slice
+    if type(annotation) is ast.Subscript:
+        got = _annotated(program, annotation.value, scope)  # Store[K, V]: a generic project class
+        if got is not None:
+            return got
+        annotation = annotation.slice  # Optional[Foo]
+        if type(annotation) is ast.Tuple and annotation.elts:  # Union[Foo, None]
+            annotation = annotation.elts[0]
     if type(annotation) is ast.BinOp and type(annotation.op) is ast.BitOr:  # Foo | None
         annotation = annotation.left
     info = program.resolve_class(annotation, scope.parent or scope)

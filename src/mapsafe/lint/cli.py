@@ -19,7 +19,7 @@ DESCRIPTION = (
     "Statically check Python code for unsafe dict use: changing a dict while iterating it (MS101), "
     "unprotected writes, iteration and check-then-act on dicts shared between threads (MS201-MS203), "
     "one shared dict guarded by different locks (MS204), "
-    "and unbounded memo caches (MS301). The code is parsed, never imported or run."
+    "and, opt-in, unbounded memo caches (MS301). The code is parsed, never imported or run."
 )
 FORMATS = {"text": report_text, "json": report_json, "sarif": report_sarif}
 _FORMAT_OF_EXTENSION = {".json": "json", ".sarif": "sarif"}
@@ -36,8 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="report format (default: from --output's extension, .json or .sarif, else text; "
                              "config lint.format)")
     parser.add_argument("--output", "-o", metavar="FILE", default=None, help="write the report here, not stdout")
+    parser.add_argument("--target-version", metavar="3.N", default=None,
+                        help="oldest Python the checked code runs on (default: the floor of [project] "
+                             "requires-python, else the running Python; config lint.target-version)")
     parser.add_argument("--select", metavar="CODES", default=None,
-                        help="comma-separated rule codes or prefixes to report (default: all)")
+                        help="comma-separated rule codes or prefixes to report (default: all but the "
+                             "opt-in MS301; MS for every rule)")
     parser.add_argument("--ignore", metavar="CODES", default=None,
                         help="comma-separated rule codes or prefixes not to report")
     parser.add_argument("--exclude", metavar="GLOBS", default=None,
@@ -89,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         "lint_max_call_depth": args.max_call_depth,
         "lint_thread_entries": args.thread_entries,
         "lint_cache": args.cache,
+        "lint_target_version": args.target_version,
     })
     if cfg.lint_max_call_depth < 1:
         raise UsageError(f"max-call-depth must be at least 1, got {cfg.lint_max_call_depth} "
@@ -100,16 +105,17 @@ def run(args: argparse.Namespace) -> int:
     if args.output and cfg.source["lint_format"] == "default":
         fmt = _FORMAT_OF_EXTENSION.get(os.path.splitext(args.output)[1].lower(), fmt)  # -o out.sarif: SARIF
     selection = Selection(cfg.lint_select, cfg.lint_ignore)
+    target = tuple(int(part) for part in cfg.lint_target_version.split(".")) if cfg.lint_target_version else None
     if "-" in args.paths:
         if args.paths != ["-"]:
             raise UsageError("'-' (stdin) cannot be linted together with other paths")
-        result = _lint_stdin(selection, cfg.lint_max_call_depth)
+        result = _lint_stdin(selection, cfg.lint_max_call_depth, target)
     else:
         cache = Cache(".") if cfg.lint_cache else None
         progress = _Progress() if sys.stderr.isatty() else None
         try:
             result = lint_paths(args.paths or ["."], selection, cfg.lint_exclude, cfg.lint_max_call_depth,
-                                cfg.lint_thread_entries, cache, progress)
+                                cfg.lint_thread_entries, cache, progress, target)
         finally:
             if progress is not None:
                 progress.clear()
@@ -150,11 +156,12 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if result.findings else EXIT_OK
 
 
-def _lint_stdin(selection: Selection, max_depth: int) -> LintResult:
+def _lint_stdin(selection: Selection, max_depth: int, target: tuple[int, int] | None) -> LintResult:
     """`mapsafe lint -`: one module read from stdin, reported as ``<stdin>``."""
     data = sys.stdin.buffer.read()
     try:
         source = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return LintResult(errors=[("<stdin>", f"not UTF-8 text ({exc.reason} at byte {exc.start})")])
-    return LintResult(findings=lint_source(source, "<stdin>", selection, max_depth=max_depth), checked=1)
+    return LintResult(findings=lint_source(source, "<stdin>", selection, max_depth=max_depth, target=target),
+                      checked=1)

@@ -82,9 +82,23 @@ class MapIdentity:
         if all(b.kind == "param" for b in bindings) and hops < _MAX_ALIAS:
             # A parameter: the one map every known call site passes for it.
             passed = program.call_args.get((owner.id, name), ())
-            targets = {id(t): t for t in (self.target_of(arg, caller, hops + 1) for arg, caller in passed)}
-            if len(targets) == 1 and None not in targets.values():
-                return next(iter(targets.values()))
+            targets: dict[int, Target | None] = {}
+            for arg, caller in passed:
+                if type(arg) in (ast.Dict, ast.DictComp):
+                    continue  # a map the call makes for itself: that call's own
+                if caller is owner and type(arg) is ast.Name and arg.id == name:
+                    continue  # passed on to itself (a Timer that re-arms with its own argument)
+                found = self.target_of(arg, caller, hops + 1)
+                targets[id(found)] = found
+            if None in targets.values():
+                return None
+            shared = [t for t in targets.values() if t is not None and t.closure_owner is None]
+            if len(targets) == 1 or len(shared) == 1:
+                # The one map every call site passes; or, where some callers pass a map of
+                # their own call (a test's local dict), the one shared map the others pass:
+                # the function may touch it, and a local map cannot be reached by another thread
+                # through this parameter unless the caller hands it on, which it then shows.
+                return shared[0] if shared else next(iter(targets.values()))
             return None
         # A local alias: every binding is an expression that denotes one and the same map.
         if owner.kind in ("function", "lambda") and hops < _MAX_ALIAS and all(
@@ -116,7 +130,9 @@ class MapIdentity:
             return self._global(found, f"{found.index.name.rsplit('.', 1)[-1]}.{attr}")
         owner = class_of(program, node.value, scope)
         if owner is None:
-            return None
+            owner = _by_attribute_name(program, node, scope)
+            if owner is None:
+                return None
         info, is_instance = owner
         if is_instance and type(node.value) is ast.Name and _fresh_local(program, node.value.id, scope):
             # An object this call makes and keeps to itself (until it returns it): its maps
@@ -183,3 +199,27 @@ def _fresh_local(program, name: str, scope: Scope) -> bool:
             return False  # result.start(), result.add(...): its own methods might share it
         todo.extend(ast.iter_child_nodes(node))
     return True
+
+
+def _by_attribute_name(program, node: ast.Attribute, scope: Scope):
+    """(class, True) for ``obj.start_time_by_pid`` where the program cannot tell ``obj``'s class
+    (an item of a list of tuples, say), but exactly one class of the program binds
+    ``self.start_time_by_pid``: that class's instances are the only ones that have it.
+
+    Only for names a library object is unlikely to share: private (``_cache``) or compound
+    (``start_time_by_pid``) names, not ``data`` or ``headers``; and never through a name the
+    module imports, whose attributes belong to code outside the program.
+    """
+    attr = node.attr
+    if not (attr.startswith("_") and not attr.startswith("__")) and "_" not in attr.strip("_"):
+        return None
+    base = node.value
+    while type(base) is ast.Attribute:
+        base = base.value
+    if type(base) is not ast.Name:
+        return None
+    _, bindings = program.bindings_of(scope, base.id)
+    if not bindings or any(b.kind in ("import", "class", "def") for b in bindings):
+        return None
+    info = program.only_class_binding(attr)
+    return (info, True) if info is not None else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
 from typing import Iterable
 
 from .scopes import Binding, ClassInfo, Index, Scope
@@ -51,7 +52,10 @@ class Program:
     distinct across modules, so ``scopes[i].id == i``.
     """
 
-    def __init__(self, indexes: Iterable[Index] = ()) -> None:
+    def __init__(self, indexes: Iterable[Index] = (), target: tuple[int, int] | None = None) -> None:
+        # the oldest Python the code runs on: what is one step there (list(d.items()) is not,
+        # before 3.12, whose cyclic GC could run, and let other threads in, mid-copy)
+        self.target = target or sys.version_info[:2]
         self.modules: dict[str, Index] = {}
         self.indexes: list[Index] = []
         self.scopes: list[Scope] = []
@@ -65,6 +69,7 @@ class Program:
         self._returns: dict[int, list[ast.Return]] = {}  # function scope id -> its own returns
         # answers that depend on call_args (class_of, callables): cleared whenever call_args changes
         self.memo: dict[tuple, object] = {}
+        self._attr_classes: dict[str, list[ClassInfo]] | None = None  # attribute -> classes binding it via self
         for index in indexes:
             self.add(index)
 
@@ -148,6 +153,24 @@ class Program:
             else:
                 return None
         return obj
+
+    def only_class_binding(self, attr: str) -> ClassInfo | None:
+        """The one class of the program that binds ``self.<attr>``, when exactly one does
+        (subclasses that bind it again count as that class's), else None."""
+        table = self._attr_classes
+        if table is None:
+            table = self._attr_classes = {}
+            for info in self.classes:
+                for name in info.instance_attrs:
+                    table.setdefault(name, []).append(info)
+            self._attr_owner: dict[str, ClassInfo | None] = {}
+        if attr not in self._attr_owner:
+            found = table.get(attr, [])
+            ids = {id(info) for info in found}
+            roots = [info for info in found
+                     if not any(base is not info and id(base) in ids for base in self.mro(info))]
+            self._attr_owner[attr] = roots[0] if len(roots) == 1 else None
+        return self._attr_owner[attr]
 
     def returns(self, fn: Scope) -> list[ast.Return]:
         """The ``return`` statements of a function's own code (not of functions nested in it)."""

@@ -49,7 +49,7 @@ def check(program: Program, contexts: dict[int, FileContext], max_depth: int = D
             name = access.target.display
             here = model.path_of(access.scope)
             if access.kind == "compound":
-                other = _first_conflict(model, access, writes)
+                other = _first_conflict(model, access, [w for w in writes if w.breaks(access)])
                 if other is not None:
                     yield place(CheckThenAct, access, access.pattern, name,
                                 _because(model, access, other, "writes"), access.fix)
@@ -58,10 +58,12 @@ def check(program: Program, contexts: dict[int, FileContext], max_depth: int = D
                 mine = model.thread_contexts(access)
                 if not mine:
                     continue
-                # A rival that only reads single keys cannot be harmed: one dict read or
-                # write is atomic. Writes (lost updates and invalidations), iteration and
-                # check-then-act can be.
-                rivals = [a for a in accesses if a.kind != "read"]
+                # One dict read or write is atomic (on free-threaded builds too), so a rival
+                # that only reads or writes single keys, or clears, is never broken by this
+                # write: every interleaving of two single operations is some serial order.
+                # What a write can break is another thread's iteration (RuntimeError, skipped
+                # keys) or its check-then-act and read-modify-write (a lost update).
+                rivals = [a for a in accesses if a.kind == "iter" or (a.kind == "compound" and access.breaks(a))]
                 if access.idempotent:  # two memo stores of one key, or two adds, cannot harm each other
                     rivals = [a for a in rivals if not a.idempotent]
                 other = _first_conflict(model, access, rivals, mine)

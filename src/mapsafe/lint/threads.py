@@ -27,7 +27,7 @@ class Entry:
     """One place where a function is handed to another thread."""
 
     __slots__ = ("id", "scope", "how", "line", "starter", "multi", "multi_self", "start_line", "join_line", "path",
-                 "own_args", "scoped_join", "via", "started_at")
+                 "own_args", "scoped_join", "via", "started_at", "loop")
 
     def __init__(self, ident: int, scope: Scope, how: str, line: int, starter: Scope | None, multi: bool,
                  multi_self: bool, start_line: int, path: str = "") -> None:
@@ -47,9 +47,12 @@ class Entry:
         # The line messages name: the thread's start() call where it is found (what
         # `mapsafe race` and Go report as where a thread was created), else ``line``.
         self.started_at = line
+        self.loop = False  # the event loop's context: coroutines and loop callbacks, one thread
 
     def describe(self, here: str = "") -> str:
         """'worker() runs via Thread(target=...) at line 6', with the file when it is not ``here``."""
+        if self.loop:
+            return "async code runs on the event loop's thread"
         if not self.line:
             return f"{self.scope.qualname}() runs via {self.how}"
         where = f"line {self.started_at}" if self.path == here else f"{self.path}:{self.started_at}"
@@ -93,6 +96,7 @@ class ThreadModel:
         if not self.entries:
             return
         self._finalizers()
+        self._event_loop()
         for entry in self.entries:
             joins = [line for line in self._joins.get(entry.starter.id if entry.starter else -1, ())
                      if line > entry.line]
@@ -126,6 +130,8 @@ class ThreadModel:
         self._lock_effects: dict[int, tuple[frozenset, frozenset]] = {}  # lock_effect, per walk
         self._joins: dict[int, list[int]] = {}  # scope id -> lines after which started threads are joined
         self._instantiated_in_loop: set[int] = set()  # id() of classes called inside a loop
+        self.loop_callbacks: list[Scope] = []  # functions handed to loop.call_soon(...) and the like
+        self.loop_ctx: int | None = None  # the event loop's context id, when the program has async code
         self._compound_nodes: set[int] = set()
 
     def _call_args(self) -> dict[tuple[int, str], list[tuple[ast.expr, Scope]]]:
@@ -146,7 +152,7 @@ class ThreadModel:
                         out.setdefault((fn.id, arg.arg), []).append((value, caller))
         # Thread(target=f, args=(a, b)), Timer(t, f, args=[...]), executor.submit(f, a, b)
         for call, how, starter, targets in self.thread_calls:
-            passed = _thread_arguments(call, how)
+            passed = calls.thread_arguments(call, how)
             for fn in targets:
                 if type(fn.node) not in (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda):
                     continue
@@ -207,6 +213,13 @@ class ThreadModel:
             self.wrappers.setdefault(owner.id, []).append(
                 (slot, how, multi, start_line, own_args, (self.path_of(starter), call.lineno)))
 
+    def pass_arguments(self, target: ast.AST, how: str, call: ast.Call, starter: Scope) -> None:
+        """A call that runs ``target`` elsewhere (a child process) with the call's ``args``: no
+        entry, but the target's parameters denote what is passed (``program.call_args``)."""
+        found = self.callables(target, starter)
+        if found:
+            self.thread_calls.append((call, how, starter, found))
+
     def lock_effect(self, fn: Scope) -> tuple[frozenset, frozenset]:
         """(locks ``fn`` acquires and returns holding, locks it releases that it did not take):
         ``def openDB(self): self.mx.acquire() ...`` and ``def closeDB(self): ... self.mx.release()``."""
@@ -242,6 +255,20 @@ class ThreadModel:
                 # many requests at once, each with a handler object of its own (not one shared self)
                 self.entries.append(Entry(ident, method, f"a threading server's handler {info.name}", call.lineno,
                                           starter, True, False, call.lineno, self.path_of(starter)))
+
+    def _event_loop(self) -> None:
+        """Coroutines and loop callbacks run on the event loop's one thread, not on the thread
+        that creates the coroutine (``run_coroutine_threadsafe(self.async_add(), loop)``):
+        one context for all of them, which does not race with itself."""
+        if not any(type(scope.node) is ast.AsyncFunctionDef for scope in self.program.scopes) \
+                and not self.loop_callbacks:
+            return
+        ident = len(self.entries) + 1
+        sentinel = Scope("function", ast.Pass(lineno=0, col_offset=0), "<event loop>", None, -1)
+        entry = Entry(ident, sentinel, "the event loop", 0, None, False, False, 0)
+        entry.loop = True
+        self.entries.append(entry)
+        self.loop_ctx = ident
 
     def _finalizers(self) -> None:
         """__del__ runs in whichever thread drops the last reference (or the GC runs in),
@@ -393,9 +420,19 @@ class ThreadModel:
             for caller, _, line in callers:
                 callees.setdefault(caller.id, []).append((program.scopes[callee_id], line))
         entry_scopes = {entry.scope.id for entry in self.entries}
+        loop = self.loop_ctx
+        coroutines = {scope.id for scope in program.scopes if type(scope.node) is ast.AsyncFunctionDef}
         todo: list[tuple[Scope, int, int]] = []  # (scope, context, calls from the entry)
         for entry in self.entries:
-            todo.append((entry.scope, entry.id, 0))
+            if not entry.loop:
+                todo.append((entry.scope, entry.id, 0))
+        if loop is not None:
+            for scope in program.scopes:
+                if scope.id in coroutines:
+                    todo.append((scope, loop, 0))
+            for scope in self.loop_callbacks:
+                todo.append((scope, loop, 0))
+            entry_scopes |= coroutines | {scope.id for scope in self.loop_callbacks}
         for scope in program.scopes:
             if scope.kind in ("module", "class"):
                 todo.append((scope, MAIN, 0))
@@ -418,6 +455,8 @@ class ThreadModel:
                 if depth >= self.max_depth:
                     continue
                 for callee, line in callees.get(scope.id, ()):
+                    if callee.id in coroutines and ctx != loop:
+                        continue  # calling a coroutine function only makes the coroutine; the loop runs it
                     if ctx not in contexts[callee.id] and (callee.id, ctx) not in via:
                         via[(callee.id, ctx)] = (scope, line)
                     queue.append((callee, ctx, depth + 1))
@@ -448,6 +487,12 @@ class ThreadModel:
             caller, line = hop
             steps.append((scope.qualname, self.path_of(caller), line))
             scope = caller
+        if entry.loop:  # the chain ends at the coroutine or loop callback it starts from
+            steps.append((f"{scope.qualname} (on the event loop)", self.path_of(scope), scope.line))
+            steps.reverse()
+            here = self.path_of(access.scope)
+            steps.append((f"{here}:{access.line}", here, access.line))
+            return steps
         entry_path = entry.path or self.path_of(entry.scope)
         steps.append((f"{entry.scope.qualname} (thread via {entry.how})", entry_path,
                       entry.started_at or entry.scope.line))
@@ -606,6 +651,12 @@ class ThreadModel:
         b_ctx = self.contexts.get(b.scope.id, ())
         for ca in a_ctx:
             for cb in b_ctx:
+                if {ca, cb} == {MAIN, self.loop_ctx}:
+                    # Assumed not to overlap: a program that runs asyncio.run(main()) interleaves
+                    # its coroutines with no other main-thread code; one whose loop has a thread
+                    # of its own hands work to it (run_coroutine_threadsafe, call_soon_threadsafe)
+                    # rather than touching the loop's maps from the main thread.
+                    continue
                 if target.instance and (self._finalizing(ca) or self._finalizing(cb)):
                     continue  # __del__: nobody else holds the object any more, so its own maps are private
                 if ca == cb:
@@ -624,7 +675,7 @@ class ThreadModel:
     def _confinement(self) -> Confinement:
         found = self.__dict__.get("_confined")
         if found is None:
-            found = self._confined = Confinement(self.program, self.call_sites)
+            found = self._confined = Confinement(self.program, self.call_sites, self.thread_calls)
         return found
 
     def _finalizing(self, ctx: int) -> bool:
@@ -647,22 +698,6 @@ def _distinct_keys(model: ThreadModel, a: Access, b: Access) -> bool:
         return a.key.value != b.key.value
     a_own, b_own = model.own_key(a), model.own_key(b)
     return (a_own and b_own) or (a_own and b_literal) or (b_own and a_literal)
-
-
-def _thread_arguments(call: ast.Call, how: str) -> list[ast.expr]:
-    """The positional arguments a thread start passes to its target, where they are plain."""
-    if how.startswith("executor.submit"):
-        values = call.args[1:]
-    else:
-        values = None
-        for keyword in call.keywords:
-            if keyword.arg == "args":
-                values = keyword.value
-        if values is None:  # Thread(group, target, name, args), Timer(interval, function, args)
-            position = 3 if how.startswith("Thread") else 2 if how.startswith("Timer") else None
-            values = call.args[position] if position is not None and len(call.args) > position else None
-        values = list(values.elts) if type(values) in (ast.Tuple, ast.List) else []
-    return [] if any(type(v) is ast.Starred for v in values) else list(values)
 
 
 def _start_call_line(call: ast.Call, starter: Scope) -> int:

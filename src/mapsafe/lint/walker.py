@@ -26,6 +26,11 @@ _PROCESS_POOLS = frozenset(
      "multiprocessing.pool.Pool"}
 )
 _TO_THREAD = frozenset({"asyncio.to_thread"})
+# loop.<method>(..., callback, ...): the callback's position; it runs on the loop's thread.
+_LOOP_CALLBACKS = {"call_soon": 0, "call_soon_threadsafe": 0, "call_later": 1, "call_at": 1}
+# A child process's target is no thread entry, but the arguments it is started with are what
+# its parameters denote there (a map the child's own threads then share).
+_PROCESSES = frozenset({"multiprocessing.Process", "multiprocessing.context.Process"})
 _THREADING_SERVERS = frozenset({"socketserver.ThreadingMixIn", "socketserver.ThreadingTCPServer",
                                 "socketserver.ThreadingUDPServer", "socketserver.ThreadingUnixStreamServer",
                                 "socketserver.ThreadingUnixDatagramServer", "http.server.ThreadingHTTPServer",
@@ -42,6 +47,9 @@ _WRITERS = frozenset({"pop", "popitem", "clear", "update", "setdefault", "__seti
                       "add", "discard", "remove", "difference_update", "intersection_update",
                       "symmetric_difference_update"})
 _VIEWS = frozenset({"keys", "items", "values"})
+_DELETERS = frozenset({"pop", "popitem", "clear", "remove", "discard"})  # writes that take keys out
+# Builtins that consume an iterable whole, in C.
+_CONSUMERS = frozenset({"list", "tuple", "sorted", "set", "frozenset", "dict", "any", "all", "sum", "min", "max"})
 _ONE_KEY = frozenset({"get", "pop", "setdefault", "add", "discard", "remove", "__getitem__", "__setitem__",
                       "__delitem__", "__contains__"})
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
@@ -50,7 +58,8 @@ _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 class Access:
     """One use of a target: kind is 'read', 'write', 'iter' or 'compound' (check-then-act, read-modify-write)."""
 
-    __slots__ = ("target", "kind", "node", "scope", "held", "pattern", "fix", "in_compound", "key", "idempotent")
+    __slots__ = ("target", "kind", "node", "scope", "held", "pattern", "fix", "in_compound", "key", "idempotent",
+                 "harmed_by")
 
     def __init__(self, target: Target, kind: str, node: ast.AST, scope: Scope, held: frozenset) -> None:
         self.target = target
@@ -62,6 +71,10 @@ class Access:
         self.fix = ""
         self.in_compound = False  # the write half of a compound access (reported as MS203, not MS201)
         self.idempotent = False
+        # for a check-then-act: the rival writes that can break it. "delete" for `if k in d:
+        # del d[k]` (only another delete makes its del fail), "store" for `if k not in d:
+        # d[k] = v` (only another store is lost); "any" for a read-modify-write (d[k] += 1)
+        self.harmed_by = "any"
         self.key: ast.AST | None = None  # the key expression of a one-key access (d[k], d.get(k), ...)
         # a write that two threads can both make without harm: a memo store (the key was looked
         # up first in the same function) or a set add (grow-only); see ThreadModel._idempotent
@@ -69,6 +82,20 @@ class Access:
     @property
     def line(self) -> int:
         return self.node.lineno  # type: ignore[attr-defined]
+
+    def breaks(self, check: "Access") -> bool:
+        """Can this write break the check-then-act ``check`` (another thread's)?"""
+        needed = check.harmed_by
+        if needed == "any":
+            return True
+        if self.kind == "compound":
+            return self.harmed_by in ("any", needed)  # a read-modify-write stores; a check-then-del deletes
+        node = self.node
+        if type(node) is ast.Subscript:
+            deletes = type(node.ctx) is ast.Del
+        else:  # a method call (pop, clear, update, setdefault, ...) or `d |= other`
+            deletes = type(node) is ast.Call and getattr(node.func, "attr", None) in _DELETERS
+        return deletes == (needed == "delete")
 
 
 def _same(a: ast.AST, b: ast.AST) -> bool:
@@ -84,6 +111,8 @@ class ScopeWalker:
         self.scope = scope
         self.loop_line: int | None = None  # line of the outermost loop we are in, within this scope
         self.counters: list[str] = []  # loop variables that take a new value each time (range, enumerate)
+        self.item_copies: set[int] = set()  # id() of the argument of list(...), sorted(...) and the like
+        self.gc_mid_copy = model.program.target < (3, 12)  # see expr(): list(d.items()) is not one step
         self.locks: list[tuple] = []  # identities (lock_key) of the locks held here, outermost first
 
     def run(self) -> None:
@@ -289,6 +318,7 @@ class ScopeWalker:
             return
         access = self.record(target, "compound", test)
         access.key = key
+        access.harmed_by = "store" if absent else "delete"
         if absent:
             k = _source_of(key)
             access.pattern = f'"if {k} not in {target.display}: {target.display}[{k}] = ..."'
@@ -400,13 +430,23 @@ class ScopeWalker:
                 if type(func) is ast.Attribute:
                     target = self.model.target_of(func.value, self.scope)
                     if target is not None:
-                        access = self.record(target, "write" if func.attr in _WRITERS else "read", node)
+                        kind_here = "write" if func.attr in _WRITERS else "read"
+                        if func.attr == "items" and id(node) in self.item_copies and self.gc_mid_copy:
+                            # list(d.items()) makes a tuple per entry; before 3.12 any allocation
+                            # could run the cyclic GC, and a finalizer it runs lets other threads
+                            # in mid-copy ('dictionary changed size during iteration'). From 3.12
+                            # the GC runs only between bytecodes (gh-97922): one step, as list(d),
+                            # d.copy() and list(d.values()) always are.
+                            kind_here = "iter"
+                        access = self.record(target, kind_here, node)
                         if func.attr in _ONE_KEY and node.args:
                             access.key = node.args[0]
                     else:
                         stack.append(func.value)
                 else:
                     stack.append(func)
+                    if type(func) is ast.Name and func.id in _CONSUMERS and node.args:
+                        self.item_copies.add(id(node.args[0]))  # list(d.items()): see above
                 stack.extend(node.args)
                 stack.extend(k.value for k in node.keywords)
                 continue
@@ -477,6 +517,11 @@ class ScopeWalker:
                 own = self._distinct_args(_keyword(node, "args") or (args[3] if len(args) > 3 else None))
                 model.add_entry(target, "Thread(target=...)", node, scope, in_loop, start_line, own)
             return
+        if qualified in _PROCESSES:
+            target = _keyword(node, "target") or (args[1] if len(args) > 1 else None)
+            if target is not None:
+                model.pass_arguments(target, "Process(target=...)", node, scope)
+            return
         if qualified == "weakref.finalize" and len(args) > 1:
             model.add_entry(args[1], "weakref.finalize() (runs in whichever thread collects the object)", node,
                             scope, True, start_line)
@@ -500,6 +545,11 @@ class ScopeWalker:
             return
         method = func.attr
         receiver = func.value
+        if method in _LOOP_CALLBACKS:  # loop.call_soon_threadsafe(cb): cb runs on the loop's thread
+            position = _LOOP_CALLBACKS[method]
+            if len(args) > position:
+                model.loop_callbacks.extend(model.callables(args[position], scope))
+            return
         if method == "submit" and model.is_thread_pool(receiver, scope, by_name=True):
             model.add_entry(args[0], "executor.submit()", node, scope, in_loop, start_line)
         elif method in _MAP_METHODS and model.is_thread_pool(receiver, scope, by_name=False):
