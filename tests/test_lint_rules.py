@@ -363,10 +363,39 @@ def test_ms2xx_lock_recognised_by_constructor_and_by_name():
                 table[k] = 1
         def w2(k):
             with state_mutex:
+                for key in table:
+                    print(key)
+        threading.Thread(target=w1, args=(1,)).start()
+        threading.Thread(target=w2, args=(1,)).start()
+    """)) == ["MS204"]  # both are locks (no MS201/MS202); but two different ones (MS204)
+
+
+def test_ms204_two_locks_around_single_operations_cannot_harm_each_other():
+    # A store under one lock and a pop under another interleave as some serial order; a
+    # get-then-del under each can both pass the get, and one del raises KeyError.
+    src = """
+        import threading
+        a_lock, b_lock = threading.Lock(), threading.Lock()
+        table = {}
+        def w1(k):
+            with a_lock:
+                table[k] = 1
+        def w2(k):
+            with b_lock:
                 table.pop(k, None)
         threading.Thread(target=w1, args=(1,)).start()
         threading.Thread(target=w2, args=(1,)).start()
-    """)) == ["MS204"]  # both are locks (no MS201); but two different ones (MS204)
+    """
+    assert lint(src) == []
+    findings = lint(src + """
+        def w3(k):
+            with a_lock:
+                info = table.get(k)
+                if info:
+                    del table[k]
+        threading.Thread(target=w3, args=(1,)).start()
+    """)
+    assert codes(findings) == ["MS204"] and findings[0].line == 17  # the get-then-del's test
 
 
 def test_ms2xx_lock_held_by_every_caller_or_locked_suffix():

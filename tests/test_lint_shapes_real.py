@@ -254,3 +254,20 @@ def test_copying_items_is_a_walk_before_3_12_and_one_step_after():
     assert lines(lint(_ITEMS_COPY, target=(3, 11))) == [(5, "MS201"), (7, "MS202")]
     assert lint(_ITEMS_COPY, target=(3, 12)) == []
     assert lint(_ITEMS_COPY.replace("pending.items()", "pending"), target=(3, 11)) == []  # list(d): one step
+
+
+def test_a_get_then_delete_is_a_check_then_act():
+    # Pyro5: info = d.get(k); if info: ... del d[k], in two threads that delete the same ids.
+    findings = lint("""
+        import threading
+        streams = {}
+        def expire(k):
+            info = streams.get(k, None)
+            if info:
+                del streams[k]
+        for i in range(2):
+            threading.Thread(target=expire, args=("s",)).start()
+    """)
+    assert lines(findings) == [(6, "MS203")]
+    assert findings[0].message.startswith(
+        '"info" (a streams.get(k) read earlier), then "del streams[k]" on shared dict \'streams\'')

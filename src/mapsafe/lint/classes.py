@@ -6,7 +6,7 @@ import ast
 
 from .scopes import ClassInfo, Scope
 
-__all__ = ["class_of"]
+__all__ = ["class_of", "distinctive_member"]
 
 _MAX_DEPTH = 6  # attribute chains (a.b.c.d) and aliases followed for one expression
 
@@ -152,3 +152,19 @@ def _annotated(program, annotation: ast.AST, scope: Scope) -> tuple[ClassInfo, b
         annotation = annotation.left
     info = program.resolve_class(annotation, scope.parent or scope)
     return (info, True) if info is not None else None
+
+
+def distinctive_member(program, node: ast.Attribute, scope: Scope) -> bool:
+    """May ``obj.<name>`` be matched by its name alone: a private (``_cache``) or compound
+    (``start_time_by_pid``) name, on an object that is not an imported name, a class or a
+    function (whose attributes belong to code outside the program or are not instances')?"""
+    attr = node.attr
+    if not (attr.startswith("_") and not attr.startswith("__")) and "_" not in attr.strip("_"):
+        return False
+    base = node.value
+    while type(base) in (ast.Attribute, ast.Subscript):
+        base = base.value
+    if type(base) is not ast.Name:
+        return False
+    _, bindings = program.bindings_of(scope, base.id)
+    return bool(bindings) and not any(b.kind in ("import", "class", "def") for b in bindings)

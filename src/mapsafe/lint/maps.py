@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 
 from .calls import callables
-from .classes import class_of
+from .classes import class_of, distinctive_member
 from .program import Global
 from .scopes import Scope
 
@@ -210,16 +210,8 @@ def _by_attribute_name(program, node: ast.Attribute, scope: Scope):
     (``start_time_by_pid``) names, not ``data`` or ``headers``; and never through a name the
     module imports, whose attributes belong to code outside the program.
     """
-    attr = node.attr
-    if not (attr.startswith("_") and not attr.startswith("__")) and "_" not in attr.strip("_"):
+    if not distinctive_member(program, node, scope):
         return None
-    base = node.value
-    while type(base) is ast.Attribute:
-        base = base.value
-    if type(base) is not ast.Name:
-        return None
-    _, bindings = program.bindings_of(scope, base.id)
-    if not bindings or any(b.kind in ("import", "class", "def") for b in bindings):
-        return None
-    info = program.only_class_binding(attr)
+    info = program.only_class_binding(node.attr)
     return (info, True) if info is not None else None
+

@@ -69,7 +69,10 @@ class Program:
         self._returns: dict[int, list[ast.Return]] = {}  # function scope id -> its own returns
         # answers that depend on call_args (class_of, callables): cleared whenever call_args changes
         self.memo: dict[tuple, object] = {}
-        self._attr_classes: dict[str, list[ClassInfo]] | None = None  # attribute -> classes binding it via self
+        # ("attr" | "method", name) -> the classes that bind self.<name> / define the method, and
+        # the one class hierarchy among them (None: several, or none)
+        self._by_member: dict[tuple[str, str], list[ClassInfo]] | None = None
+        self._only: dict[tuple[str, str], ClassInfo | None] = {}
         for index in indexes:
             self.add(index)
 
@@ -157,20 +160,30 @@ class Program:
     def only_class_binding(self, attr: str) -> ClassInfo | None:
         """The one class of the program that binds ``self.<attr>``, when exactly one does
         (subclasses that bind it again count as that class's), else None."""
-        table = self._attr_classes
-        if table is None:
-            table = self._attr_classes = {}
+        return self._only_class("attr", attr)
+
+    def only_method(self, name: str) -> Scope | None:
+        """The method ``name`` of the one class of the program that defines it, when exactly one
+        does (a subclass's override counts as its base's), else None."""
+        info = self._only_class("method", name)
+        return info.methods[name] if info is not None else None
+
+    def _only_class(self, kind: str, name: str) -> ClassInfo | None:
+        if self._by_member is None:
+            self._by_member = {}
             for info in self.classes:
-                for name in info.instance_attrs:
-                    table.setdefault(name, []).append(info)
-            self._attr_owner: dict[str, ClassInfo | None] = {}
-        if attr not in self._attr_owner:
-            found = table.get(attr, [])
+                for attr in info.instance_attrs:
+                    self._by_member.setdefault(("attr", attr), []).append(info)
+                for method in info.methods:
+                    self._by_member.setdefault(("method", method), []).append(info)
+        key = (kind, name)
+        if key not in self._only:
+            found = self._by_member.get(key, [])
             ids = {id(info) for info in found}
             roots = [info for info in found
                      if not any(base is not info and id(base) in ids for base in self.mro(info))]
-            self._attr_owner[attr] = roots[0] if len(roots) == 1 else None
-        return self._attr_owner[attr]
+            self._only[key] = roots[0] if len(roots) == 1 else None
+        return self._only[key]
 
     def returns(self, fn: Scope) -> list[ast.Return]:
         """The ``return`` statements of a function's own code (not of functions nested in it)."""

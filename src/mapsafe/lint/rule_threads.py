@@ -89,13 +89,21 @@ def _mixed_locks(model: ThreadModel, accesses: list[Access], place) -> Iterator[
     reported: set[int] = set()
     for i, (a, a_locks) in enumerate(known):
         for b, b_locks in known[i + 1:]:
-            if a_locks & b_locks or not ({a.kind, b.kind} & {"write", "compound"}) or id(b) in reported:
-                continue  # a shared lock, or nothing that changes the map
+            if a_locks & b_locks or id(b) in reported or not (_harms(a, b) or _harms(b, a)):
+                continue  # a shared lock, or nothing either side does can break the other's
             if model.conflict(a, b) or model.conflict(b, a):
                 reported.add(id(b))
                 there = model.path_of(a.scope)
                 where = f"line {a.line}" if there == model.path_of(b.scope) else f"{there}:{a.line}"
                 yield place(InconsistentLocking, b, b.target.display, _names(b_locks), _names(a_locks), where)
+
+
+def _harms(writer: Access, other: Access) -> bool:
+    """Can ``writer`` break ``other`` when they overlap: a write against a walk, or against a
+    check-then-act it can break? (Single reads and writes are atomic, as for MS201.)"""
+    if writer.kind not in ("write", "compound"):
+        return False
+    return other.kind == "iter" or (other.kind == "compound" and writer.breaks(other))
 
 
 def _names(locks: frozenset) -> str:

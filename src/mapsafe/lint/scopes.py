@@ -490,10 +490,11 @@ class Index:
         if owner is None:
             head = node.id  # a builtin, or a name from a star import
         else:
-            imports = [b.value for b in bindings if b.kind == "import"]
-            if len(imports) != 1 or len(bindings) != 1:
+            imports = {str(b.value) for b in bindings if b.kind == "import"}
+            # `import pkg.a` and `import pkg.b` both bind pkg to the package: one meaning
+            if len(imports) != 1 or not all(b.kind == "import" for b in bindings):
                 return None
-            head = self.absolute(str(imports[0]))
+            head = self.absolute(imports.pop())
         parts.append(head)
         return ".".join(reversed(parts))
 

@@ -7,6 +7,7 @@ from collections import deque
 from typing import Sequence
 
 from . import calls
+from .classes import class_of, distinctive_member
 from .escape import Confinement
 from .locks import lock_key
 from .maps import MapIdentity, Target
@@ -188,6 +189,13 @@ class ThreadModel:
         # below), each with its own loop: spawn(f) called in a loop starts f many times.
         param = type(target) is ast.Name and starter.kind == "function" and calls.param_slot(starter, target.id)
         found = [] if param else self.callables(target, starter)
+        if not found and type(target) is ast.Attribute and class_of(program, target.value, starter) is None \
+                and distinctive_member(program, target, starter):
+            # Thread(target=d1._client_disconnect), where d1's class is unknown: the one class that
+            # defines that method (thread starts only: a call edge guessed by name would add more
+            # code to a thread than a wrong entry does)
+            method = program.only_method(target.attr)
+            found = [method] if method is not None else []
         if found:
             self.thread_calls.append((call, how, starter, found))
         for scope in found:

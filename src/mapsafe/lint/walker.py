@@ -296,6 +296,10 @@ class ScopeWalker:
             if (type(left) is ast.Call and type(left.func) is ast.Attribute and left.func.attr == "get"
                     and left.args and type(test.comparators[0]) is ast.Constant and test.comparators[0].value is None):
                 key, dict_node = left.args[0], left.func.value
+        got = None
+        if key is None:
+            key, dict_node, absent = self._got_then_test(test)
+            got = test
         if key is None or dict_node is None:
             return
         if type(dict_node) is ast.Call and type(dict_node.func) is ast.Attribute and dict_node.func.attr == "keys":
@@ -319,15 +323,39 @@ class ScopeWalker:
         access = self.record(target, "compound", test)
         access.key = key
         access.harmed_by = "store" if absent else "delete"
-        if absent:
-            k = _source_of(key)
-            access.pattern = f'"if {k} not in {target.display}: {target.display}[{k}] = ..."'
-            access.fix = "use setdefault(), or mapsafe's compute_if_absent()"
+        k, d = _source_of(key), target.display
+        act = f"{d}[{k}] = ..." if absent else f"del {d}[{k}]"
+        if got is not None:  # info = d.get(k) ... if info: del d[k]
+            access.pattern = f'"{_source_of(got)}" (a {d}.get({k}) read earlier), then "{act}"'
         else:
-            k = _source_of(key)
-            access.pattern = f'"if {k} in {target.display}: del {target.display}[{k}]"'
-            access.fix = "use pop(key, None), or mapsafe's compute_if_present()"
+            access.pattern = f'"if {k} {"not in" if absent else "in"} {d}: {act}"'
+        access.fix = ("use setdefault(), or mapsafe's compute_if_absent()" if absent
+                      else "use pop(key, None), or mapsafe's compute_if_present()")
         self.model._compound_nodes.update(id(w) for w in writes)
+
+    def _got_then_test(self, test: ast.expr) -> tuple[ast.expr | None, ast.expr | None, bool]:
+        """(key, dict, absent) for a test of a local bound once to ``d.get(k)``: ``info =
+        d.get(k)`` then ``if info:`` / ``if info is not None:`` (present) or ``if not info:`` /
+        ``if info is None:`` (absent); else (None, None, True)."""
+        absent = False
+        if type(test) is ast.UnaryOp and type(test.op) is ast.Not:
+            test, absent = test.operand, True
+        elif (type(test) is ast.Compare and len(test.ops) == 1 and type(test.ops[0]) in (ast.Is, ast.IsNot)
+              and type(test.comparators[0]) is ast.Constant and test.comparators[0].value is None):
+            absent = type(test.ops[0]) is ast.Is
+            test = test.left
+        if type(test) is not ast.Name:
+            return None, None, True
+        owner, bindings = self.index.bindings_of(self.scope, test.id)
+        if owner is not self.scope or not bindings:
+            return None, None, True
+        gets = [b.value for b in bindings
+                if b.kind == "assign" and type(b.value) is ast.Call and type(b.value.func) is ast.Attribute
+                and b.value.func.attr == "get" and b.value.args]
+        if len(gets) != len(bindings) or len({ast.dump(g.func.value) + ast.dump(g.args[0]) for g in gets}) != 1:
+            return None, None, True  # bound otherwise too, or to reads of different keys or maps
+        value = gets[0]
+        return value.args[0], value.func.value, absent
 
     def compound(self, target: Target, node: ast.AST, key: ast.expr, pattern: str, fix: str) -> None:
         """Record a read-modify-write of ``target[key]``, and walk the key expression."""
