@@ -95,9 +95,9 @@ class MapIdentity:
             shared = [t for t in targets.values() if t is not None and t.closure_owner is None]
             if len(targets) == 1 or len(shared) == 1:
                 # The one map every call site passes; or, where some callers pass a map of
-                # their own call (a test's local dict), the one shared map the others pass:
-                # the function may touch it, and a local map cannot be reached by another thread
-                # through this parameter unless the caller hands it on, which it then shows.
+                # their own call (a test's local dict) and the others one shared map, that
+                # shared map: the function may touch it from any of its contexts. (The local
+                # maps' own accesses here are then not followed: a may-alias of one target.)
                 return shared[0] if shared else next(iter(targets.values()))
             return None
         # A local alias: every binding is an expression that denotes one and the same map.

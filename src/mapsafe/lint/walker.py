@@ -88,8 +88,8 @@ class Access:
         needed = check.harmed_by
         if needed == "any":
             return True
-        if self.kind == "compound":
-            return self.harmed_by in ("any", needed)  # a read-modify-write stores; a check-then-del deletes
+        if self.kind == "compound":  # a check-then-del deletes; a check-then-store or a read-modify-write stores
+            return ("delete" if self.harmed_by == "delete" else "store") == needed
         node = self.node
         if type(node) is ast.Subscript:
             deletes = type(node.ctx) is ast.Del
@@ -334,9 +334,9 @@ class ScopeWalker:
         self.model._compound_nodes.update(id(w) for w in writes)
 
     def _got_then_test(self, test: ast.expr) -> tuple[ast.expr | None, ast.expr | None, bool]:
-        """(key, dict, absent) for a test of a local bound once to ``d.get(k)``: ``info =
-        d.get(k)`` then ``if info:`` / ``if info is not None:`` (present) or ``if not info:`` /
-        ``if info is None:`` (absent); else (None, None, True)."""
+        """(key, dict, absent) for a test of a local bound only to ``d.get(k)`` (one map, one
+        key): ``info = d.get(k)`` then ``if info:`` / ``if info is not None:`` (present) or
+        ``if not info:`` / ``if info is None:`` (absent); else (None, None, True)."""
         absent = False
         if type(test) is ast.UnaryOp and type(test.op) is ast.Not:
             test, absent = test.operand, True
