@@ -247,6 +247,7 @@ def test_list_rules(capsys):
     assert run("--list-rules") == EXIT_OK
     out = capsys.readouterr().out
     assert [line.split()[0] for line in out.splitlines()] == [rule.code for rule in RULES]
+    assert [line.split()[0] for line in out.splitlines() if "(opt-in: --select MS301)" in line] == ["MS301"]
 
 
 def test_real_subprocess_exit_codes_and_never_imports_the_checked_code(project):

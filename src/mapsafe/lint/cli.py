@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list_rules:
         for rule in RULES:
-            print(f"{rule.code}  {rule.name:34} {rule.summary}")
+            print(f"{rule.code}  {rule.name:34} {'(opt-in: --select ' + rule.code + ') ' if rule.opt_in else ''}"
+                  f"{rule.summary}")
         return EXIT_OK
     cfg = load(["lint"], flags={
         "lint_select": args.select,

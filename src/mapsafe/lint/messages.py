@@ -120,12 +120,14 @@ class UnprotectedSharedWrite(Finding):
         "unprotected write to shared dict %r from thread code (%s), and %s: "
         "guard every use with one lock, or use mapsafe.SyncMap"
     )
-    summary = "A dict that several threads use is written by thread code without holding a lock."
+    summary = ("Thread code writes a shared dict without a lock while another thread walks it or "
+               "checks-then-acts on it.")
     explanation = (
         "A single dict operation is atomic, but nothing orders this write against the other "
-        "thread's use: a reader may iterate while it happens (RuntimeError), or see the dict between "
-        "two related writes. Protect every access with the same threading.Lock, or replace the dict "
-        "with mapsafe.SyncMap / LockedMap, whose operations are safe to share."
+        "thread's walk (which may raise RuntimeError or skip keys while it happens) or between its "
+        "check and its act (whose update is then lost). Another thread's single reads and writes are "
+        "not at risk. Protect every access with the same threading.Lock, or replace the dict with "
+        "mapsafe.SyncMap / LockedMap, whose operations are safe to share."
     )
 
 
@@ -168,10 +170,12 @@ class InconsistentLocking(Finding):
         "shared dict %r is guarded by %s here but by %s at %s, and another thread runs that code: "
         "two different locks do not exclude each other; guard every use with the same lock"
     )
-    summary = "Two uses of one shared dict, in different threads, hold different locks."
+    summary = ("Two uses of one shared dict, in different threads, hold different locks, and one can "
+               "break the other.")
     explanation = (
         "A lock only protects a dict if every thread that uses the dict holds the same lock. Here "
-        "two uses hold different locks, so they can run at the same time (Eraser's lockset rule). "
+        "two uses hold different locks, so they can run at the same time (Eraser's lockset rule), "
+        "and one of them writes what the other walks or checks-then-acts on. "
         "Pick one lock for the dict and take it everywhere, or use mapsafe.SyncMap / LockedMap."
     )
 
