@@ -141,7 +141,8 @@ OPTIONS: tuple[Option, ...] = (
         "key states remembered per map; past it the oldest are forgotten",
     ),
     # mapsafe lint
-    Option("lint_select", "lint:select", _as_list, [], "rule codes or prefixes to run (default: all but the opt-in MS301)"),
+    Option("lint_select", "lint:select", _as_list, [],
+           "rule codes or prefixes to run (default: all but the opt-in MS301)"),
     Option("lint_ignore", "lint:ignore", _as_list, [], "rule codes or prefixes to skip"),
     Option("lint_exclude", "lint:exclude", _as_list, [], "path globs not to lint"),
     Option("lint_format", "lint:format", _as_str, "text", "text, json or sarif"),
