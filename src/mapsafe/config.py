@@ -212,7 +212,8 @@ def find_pyproject(start: Path | None = None) -> Path | None:
     return None
 
 
-def _read_pyproject(path: Path) -> dict[str, Any]:
+def _read_pyproject(path: Path) -> tuple[dict[str, Any], str]:
+    """([tool.mapsafe], [project] requires-python or '') of one pyproject.toml."""
     import tomllib  # stdlib on 3.11+; imported late to keep `import mapsafe` light
 
     try:
