@@ -63,7 +63,7 @@ def check(program: Program, contexts: dict[int, FileContext], max_depth: int = D
                 # write: every interleaving of two single operations is some serial order.
                 # What a write can break is another thread's iteration (RuntimeError, skipped
                 # keys) or its check-then-act and read-modify-write (a lost update).
-                rivals = [a for a in accesses if a.kind == "iter" or (a.kind == "compound" and access.breaks(a))]
+                rivals = [a for a in accesses if _harms(access, a)]
                 if access.idempotent:  # two memo stores of one key, or two adds, cannot harm each other
                     rivals = [a for a in rivals if not a.idempotent]
                 other = _first_conflict(model, access, rivals, mine)
