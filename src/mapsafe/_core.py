@@ -11,6 +11,7 @@ import importlib
 import os
 import warnings
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
 
@@ -51,16 +52,35 @@ def _load(choice: str) -> tuple[str, ModuleType]:
 CHOICE = os.environ.get("MAPSAFE_CORE", "auto").strip().lower() or "auto"
 NAME, _impl = _load(CHOICE)
 LABEL = {"c": "C core", "python": "pure-Python core"}[NAME]  # for --version and bench headers
-RWCore = _impl.RWCore
-SyncCore = _impl.SyncCore
-LockedCore = _impl.LockedCore
-ShardedCore = _impl.ShardedCore
-ProfiledRLock = _impl.ProfiledRLock
-RWHold = _impl.RWHold
-SyncReader = _impl.SyncReader
-CacheCore = _impl.CacheCore
-CachedCore = _impl.CachedCore
-MapLock = _impl.MapLock
-hold_all = _impl.hold_all
-call_if_free = _impl.call_if_free
-thread_token = _impl.thread_token
+if TYPE_CHECKING:
+    # The checker sees the pure-Python core: the C core (_speedups) has the
+    # same classes and functions, with the same signatures.
+    from ._pycore import (
+        CacheCore as CacheCore,
+        CachedCore as CachedCore,
+        LockedCore as LockedCore,
+        MapLock as MapLock,
+        ProfiledRLock as ProfiledRLock,
+        RWCore as RWCore,
+        RWHold as RWHold,
+        ShardedCore as ShardedCore,
+        SyncCore as SyncCore,
+        SyncReader as SyncReader,
+        call_if_free as call_if_free,
+        hold_all as hold_all,
+        thread_token as thread_token,
+    )
+else:
+    RWCore = _impl.RWCore
+    SyncCore = _impl.SyncCore
+    LockedCore = _impl.LockedCore
+    ShardedCore = _impl.ShardedCore
+    ProfiledRLock = _impl.ProfiledRLock
+    RWHold = _impl.RWHold
+    SyncReader = _impl.SyncReader
+    CacheCore = _impl.CacheCore
+    CachedCore = _impl.CachedCore
+    MapLock = _impl.MapLock
+    hold_all = _impl.hold_all
+    call_if_free = _impl.call_if_free
+    thread_token = _impl.thread_token

@@ -34,7 +34,7 @@ __all__ = ["SLOW_DICT_GET", "dict_get", "bound_get"]
 SLOW_DICT_GET = bool(sysconfig.get_config_var("Py_GIL_DISABLED")) and sys.version_info < (3, 14)
 
 
-def subscript_get(d: dict, key: Any, default: Any = None, /) -> Any:
+def subscript_get(d: dict[Any, Any], key: Any, default: Any = None, /) -> Any:
     """``d.get(key, default)`` as one ``d[key]``: the same result, and the same errors.
 
     A ``KeyError`` raised by the key's own ``__hash__`` or ``__eq__`` is the
@@ -54,6 +54,6 @@ def subscript_get(d: dict, key: Any, default: Any = None, /) -> Any:
 dict_get: Callable[..., Any] = subscript_get if SLOW_DICT_GET else dict.get
 
 
-def bound_get(d: dict) -> Callable[..., Any]:
+def bound_get(d: dict[Any, Any]) -> Callable[..., Any]:
     """``d.get``, or on free-threaded 3.13 the same through ``subscript_get``."""
     return partial(subscript_get, d) if SLOW_DICT_GET else d.get

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from functools import partial
 from typing import Any
 
 __all__ = ["register", "reinit_lock", "drop_dead_tokens"]
@@ -31,7 +32,11 @@ _live: dict[int, "weakref.ref[Any]"] = {}
 def register(obj: Any) -> None:
     """Have ``obj._after_fork_child()`` run in every forked child while ``obj`` lives."""
     key = id(obj)
-    _live[key] = weakref.ref(obj, lambda _, key=key: _live.pop(key, None))
+    _live[key] = weakref.ref(obj, partial(_forget, key))
+
+
+def _forget(key: int, _ref: object) -> None:
+    _live.pop(key, None)
 
 
 def _after_fork_child() -> None:
@@ -48,7 +53,7 @@ def reinit_lock(lock: Any) -> None:
         raw._at_fork_reinit()
 
 
-def drop_dead_tokens(computing: dict) -> None:
+def drop_dead_tokens(computing: dict[Any, Any]) -> None:
     """Forget the entries of a ``_computing`` table whose thread did not survive the fork."""
     for key, token in list(computing.items()):
         if token() is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from _thread import allocate_lock
 from time import monotonic
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ._core import thread_token
 from .errors import RecursiveLoadError
@@ -116,7 +116,7 @@ class Flight:
         raise result
 
     def _check_cycle(self, me: Any, key: Any) -> None:
-        flight: Flight | None = self
+        flight: Flight = self
         for _ in range(_MAX_CHAIN):
             if flight.owner is me:
                 if flight is self:
@@ -131,9 +131,10 @@ class Flight:
             owner = flight.owner
             if owner() is None:
                 return  # the owner ended: nothing waits on this thread through it (and a dead ref may not hash)
-            flight = _waiting.get(owner)
-            if flight is None or not flight.running():
+            waited = _waiting.get(owner)
+            if waited is None or not waited.running():
                 return
+            flight = waited
 
     def after_fork_child(self) -> None:
         """In a forked child: a flight whose thread did not survive ends, abandoned."""
@@ -141,7 +142,10 @@ class Flight:
             self.abandon()
 
 
-def run_flight(flight: Flight, load: Callable[[], Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def run_flight(flight: Flight, load: Callable[[], _T]) -> _T:
     """Run ``load()`` as ``flight``'s owner and publish its outcome to the waiters.
 
     An ``Exception`` reaches every waiter. KeyboardInterrupt, SystemExit and

@@ -19,7 +19,7 @@ be made safe in pure Python, and the C core does them in C instead:
 * a second asynchronous exception landing inside the clean-up of a first.
 
 Here both are handled as well as Python allows (clean-ups check the lock's
-recursion count instead of trusting a local), and the README says so.
+recursion count instead of trusting a local), and docs/maps/semantics.md says so.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import threading
 import weakref
 from collections import deque
 from time import monotonic, perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeAlias, TypeVar, cast, overload
 
 from . import _faults
 from ._dictget import bound_get, dict_get
@@ -41,9 +41,34 @@ __all__ = [
 
 _FAULTS = _faults.ENABLED
 _allocate_lock = threading.Lock  # a raw lock whose acquire/release are C
+_RawLock = threading.Lock
 # The maps' reentrant write lock. The C core has its own, which its C paths
 # take without a Python call; here it is threading's RLock.
-MapLock = threading.RLock
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    class MapLock:
+        """What the checker knows of the maps' reentrant lock: CPython's RLock,
+        with the private methods both it and the C core's MapLock have (and
+        typeshed does not list)."""
+
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+        def release(self) -> None: ...
+        def __enter__(self) -> bool: ...
+        def __exit__(
+            self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None, /
+        ) -> None: ...
+        def _is_owned(self) -> bool: ...
+        def _recursion_count(self) -> int: ...
+        def _release_save(self) -> tuple[int, int]: ...
+        def _acquire_restore(self, state: tuple[int, int], /) -> None: ...
+        def _at_fork_reinit(self) -> None: ...
+
+    class _PerThread(Protocol):
+        token: _Token
+        ref: weakref.ref[_Token]
+else:
+    MapLock = threading.RLock
 
 
 def _check_fresh(obj: object, field: str) -> None:
@@ -67,7 +92,7 @@ class _Token:
     __slots__ = ("__weakref__",)
 
 
-_tokens = threading.local()  # per thread: .token (a _Token) and .ref (a weakref to it)
+_tokens = cast("_PerThread", threading.local())  # per thread: .token (a _Token) and .ref (a weakref to it)
 
 
 def thread_token() -> "weakref.ref[_Token]":
@@ -99,8 +124,9 @@ class ProfiledRLock:
 
     __slots__ = ("_raw", "acquisitions", "contended", "wait_seconds")
 
-    def __init__(self, raw: Any = None) -> None:
-        self._raw = threading.RLock() if raw is None else raw  # the lock itself; set once
+    def __init__(self, raw: MapLock | None = None) -> None:
+        # The lock itself; set once. (CPython's RLock has MapLock's private methods.)
+        self._raw: MapLock = threading.RLock() if raw is None else raw  # type: ignore[assignment]
         self.acquisitions = 0  # successful acquisitions; guarded by _raw
         self.contended = 0  # acquisitions that had to wait; guarded by _raw
         self.wait_seconds = 0.0  # total time spent waiting; guarded by _raw
@@ -151,7 +177,16 @@ class ProfiledRLock:
         return {"acquisitions": self.acquisitions, "contended": self.contended, "wait_seconds": self.wait_seconds}
 
 
-def hold_all(locks: tuple, fn: Any, /) -> Any:
+_T = TypeVar("_T")
+_D = TypeVar("_D")
+_Lock: TypeAlias = "MapLock | ProfiledRLock"  # what the maps lock with
+# A ShardedMap shard's (lock, acquire, release, dict, put_locked or None), for the hot paths.
+_Stripe: TypeAlias = (
+    "tuple[_Lock, Callable[..., bool], Callable[[], None], dict[Any, Any], Callable[[Any, Any], Any] | None]"
+)
+
+
+def hold_all(locks: tuple[_Lock, ...], fn: Callable[[], _T], /) -> _T:
     """``fn()`` holding every lock of ``locks``, taken in order; all are released whatever happens.
 
     Nested ``with`` statements, eight locks each, so every release is the
@@ -166,7 +201,7 @@ _MAX_NESTED_LOCKS = 4096  # keeps _hold_from's recursion (one frame per 8 locks)
 _NO_LOCK = contextlib.nullcontext()  # pads the last group of eight; holds nothing
 
 
-def _hold_from(locks: tuple, start: int, fn: Any) -> Any:
+def _hold_from(locks: tuple[_Lock, ...], start: int, fn: Callable[[], _T]) -> _T:
     group = locks[start:start + 8]
     if not group:
         return fn()
@@ -175,7 +210,7 @@ def _hold_from(locks: tuple, start: int, fn: Any) -> Any:
         return _hold_from(locks, start + 8, fn)
 
 
-def _hold_all_flat(locks: tuple, fn: Any) -> Any:
+def _hold_all_flat(locks: tuple[_Lock, ...], fn: Callable[[], _T]) -> _T:
     # For very many locks: each lock's recursion count, taken before, says
     # whether this call holds it, so an exception between an acquire and the
     # next line releases it too (a second one during this clean-up cannot be
@@ -192,7 +227,7 @@ def _hold_all_flat(locks: tuple, fn: Any) -> Any:
                 raw.release()
 
 
-def call_if_free(lock: Any, fn: Any, default: Any, /) -> Any:
+def call_if_free(lock: _Lock, fn: Callable[[], _T], default: _D, /) -> _T | _D:
     """``fn()`` holding ``lock`` if it can be taken without waiting, else ``default``."""
     raw = getattr(lock, "_raw", lock)
     depth = raw._recursion_count()
@@ -231,14 +266,14 @@ class RWCore:
         "_profile": "ProfiledRLock-like counters (add_wait) when stats are on, else None; guarded by _mu",
     }
 
-    def _core_init(self, mu: Any, profile: Any, /) -> None:
+    def _core_init(self, mu: MapLock, profile: ProfiledRLock | None, /) -> None:
         _check_fresh(self, "_mu")
-        self._writer = None
+        self._writer: weakref.ref[_Token] | None = None
         self._write_depth = 0
-        self._readers = {}
+        self._readers: dict[weakref.ref[_Token], int] = {}
         self._waiting_writers = self._waiting_readers = self._read_passes = self._read_gen = 0
-        self._rq = deque()
-        self._wq = deque()
+        self._rq: deque[_RawLock] = deque()
+        self._wq: deque[_RawLock] = deque()
         self._profile = profile
         self._mu = mu
 
@@ -411,7 +446,9 @@ class RWCore:
         for token in [t for t in self._readers if t() is None]:
             del self._readers[token]
 
-    def _wait_locked(self, queue: deque, blocked: Any, arg: Any, timeout: float) -> bool:
+    def _wait_locked(
+        self, queue: deque[_RawLock], blocked: Callable[[Any], bool], arg: Any, timeout: float
+    ) -> bool:
         """Wait (``_mu`` held, reentrantly or not) until ``blocked(arg)`` is false; False on timeout."""
         start = perf_counter()
         deadline = None if timeout is None or timeout < 0 else monotonic() + timeout
@@ -451,7 +488,7 @@ class RWCore:
 
     # -- waking (caller holds _mu) ----------------------------------------------------
 
-    def _notify_locked(self, queue: deque, n: int) -> None:
+    def _notify_locked(self, queue: deque[_RawLock], n: int) -> None:
         for _ in range(min(n, len(queue))):
             queue.popleft().release()
 
@@ -543,7 +580,16 @@ class CacheCore:
 
     __slots__ = ()
 
-    def _core_init(self, data: dict, cells: dict, clock: Any, failure: type, loader: Any, fast: bool, /) -> None:
+    def _core_init(
+        self,
+        data: dict[Any, Any],
+        cells: dict[Any, Any],
+        clock: Callable[[], float] | None,
+        failure: type,
+        loader: Callable[[Any], Any] | None,
+        fast: bool,
+        /,
+    ) -> None:
         pass  # the Python methods read the Cache's own attributes
 
 
@@ -561,7 +607,7 @@ class SyncReader:
 
     __slots__ = ("get", "_d")
 
-    def __init__(self, d: dict) -> None:
+    def __init__(self, d: dict[Any, Any]) -> None:
         if type(d) is not dict:
             raise TypeError("SyncReader needs exactly a dict")
         self._d = d  # the SyncMap's dict; set once
@@ -591,13 +637,24 @@ class SyncCore:
         "_lock": "the write lock (an RLock or a ProfiledRLock); set once",
     }
 
-    def _core_init(self, d: dict, lock: Any, computing: dict, /) -> None:
+    if TYPE_CHECKING:
+        # The map's own methods, which these hot paths fall back on (MapBase's,
+        # or the map class's).
+        def _check_not_computing(self, key: Any) -> None: ...
+
+    def _core_init(self, d: dict[Any, Any], lock: _Lock, computing: dict[Any, Any], /) -> None:
         _check_fresh(self, "_d")
         self._lock, self._acquire, self._release = lock, lock.acquire, lock.release
         self._d, self._computing = d, computing
 
     def __getitem__(self, key: Any) -> Any:
         return self._d[key]  # one dict operation: atomic with or without the GIL
+
+    # Overloaded as the maps' get is, with any key and value: they give the types.
+    @overload
+    def get(self, key: Any, /) -> Any: ...
+    @overload
+    def get(self, key: Any, default: Any, /) -> Any: ...
 
     def get(self, key: Any, default: Any = None, /) -> Any:
         """The value for ``key``, else ``default``. Lock-free."""
@@ -635,11 +692,25 @@ class LockedCore:
         "_counting": "True when stats are on: get() counts, in _get_slow; set once",
     }
 
-    def _core_init(self, d: dict, rw: Any, lock: Any, computing: dict, counting: bool, /) -> None:
+    if TYPE_CHECKING:
+        # The map's own methods, which these hot paths fall back on (MapBase's,
+        # or the map class's).
+        def _check_not_computing(self, key: Any) -> None: ...
+        def _get_slow(self, key: Any, default: Any = None, /) -> Any: ...
+
+    def _core_init(
+        self, d: dict[Any, Any], rw: RWCore, lock: _Lock, computing: dict[Any, Any], counting: bool, /
+    ) -> None:
         _check_fresh(self, "_d")
         _check_bool("counting", counting)
         self._d, self._rw, self._lock = d, rw, lock
         self._computing, self._counting = computing, counting
+
+    # Overloaded as the maps' get is, with any key and value: they give the types.
+    @overload
+    def get(self, key: Any, /) -> Any: ...
+    @overload
+    def get(self, key: Any, default: Any, /) -> Any: ...
 
     def get(self, key: Any, default: Any = None, /) -> Any:
         """The value for ``key``, else ``default``."""
@@ -678,7 +749,25 @@ class ShardedCore:
         "get": "m.get(key, default=None, /): the value for key, else default. Lock-free.",
     }
 
-    def _core_init(self, maps: tuple, stripes: tuple, computing: dict, all_locks: tuple, plain_get: bool, /) -> None:
+    if TYPE_CHECKING:
+        # The map's own methods, which these hot paths fall back on (MapBase's,
+        # or the map class's).
+        def _check_not_computing(self, key: Any) -> None: ...
+        def _get_slow(self, key: Any, default: Any = None, /) -> Any: ...
+        def _contains_slow(self, key: object) -> bool: ...
+        def _len_slow(self) -> int: ...
+
+        get: Callable[..., Any]
+
+    def _core_init(
+        self,
+        maps: tuple[dict[Any, Any], ...],
+        stripes: tuple[_Stripe, ...],
+        computing: dict[Any, Any],
+        all_locks: tuple[_Lock, ...],
+        plain_get: bool,
+        /,
+    ) -> None:
         _check_fresh(self, "_maps")
         _check_bool("plain_get", plain_get)
         self._maps, self._stripes, self._computing, self._n = maps, stripes, computing, len(maps)

@@ -47,8 +47,8 @@ class S3Fifo:
         # Entries in FIFO order, oldest at the left. An entry removed by other
         # means (invalidated, replaced) stays queued marked DEAD until popped
         # or compacted away; `dead` counts those.
-        self.small: deque[list] = deque()
-        self.main: deque[list] = deque()
+        self.small: deque[list[Any]] = deque()
+        self.main: deque[list[Any]] = deque()
         self.small_weight = 0  # total weight of the live entries in `small`
         self.main_weight = 0  # total weight of the live entries in `main`
         # Keys recently evicted from `small`, oldest at the left, as a queue
@@ -57,7 +57,7 @@ class S3Fifo:
         self.ghost_queue: deque[Any] = deque()
         self.dead = 0
 
-    def admit_locked(self, entry: list) -> None:
+    def admit_locked(self, entry: list[Any]) -> None:
         """Queue a new entry: into main if its key is a recent ghost, else into small."""
         if entry[KEY] in self.ghost:
             entry[QUEUE] = MAIN
@@ -68,7 +68,7 @@ class S3Fifo:
             self.small.append(entry)
             self.small_weight += entry[WEIGHT]
 
-    def forget_locked(self, entry: list) -> None:
+    def forget_locked(self, entry: list[Any]) -> None:
         """An entry left the cache by other means than eviction: unqueue it lazily."""
         where = entry[QUEUE]
         if where == SMALL:
@@ -89,7 +89,7 @@ class S3Fifo:
         self.ghost.clear()
         self.ghost_queue.clear()
 
-    def victim_locked(self, expired: Callable[[list, float], bool], now: float) -> tuple[list, bool] | None:
+    def victim_locked(self, expired: Callable[[list[Any], float], bool], now: float) -> tuple[list[Any], bool] | None:
         """Take the next entry to evict out of the queues: ``(entry, was_expired)``, None if empty.
 
         A small-queue entry that was read since it was queued moves to main

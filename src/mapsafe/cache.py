@@ -11,20 +11,24 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import count
 from time import perf_counter_ns
-from typing import Any, Callable, NamedTuple
+from types import GenericAlias
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeAlias, TypeVar, overload
 
 from . import _forks
 from ._core import CacheCore, MapLock
 from ._dictget import dict_get
 from ._loading import RETRY, Flight
 from ._s3fifo import DEAD, FREQ_MAX, SMALL, S3Fifo
-from .mapbase import check_flag
+from .mapbase import K, TypedOnlyGeneric, V, check_flag
 from .sentinels import MISSING
 from .stats import Tally
 
 __all__ = ["Cache", "CacheStats", "CacheInfo", "CacheView"]
 
 _log = logging.getLogger("mapsafe.cache")
+
+T = TypeVar("T")
+_Entry: TypeAlias = "list[Any]"  # [value, key, weight, expires, accessed, freq, queue, written, loader]
 
 # An entry is a list, so that the two slots readers write without the lock
 # (FREQ, ACCESSED) are single list stores, atomic on free-threaded CPython.
@@ -125,7 +129,7 @@ def _start_thread(fn: Callable[..., Any], *args: Any) -> None:
     threading.Thread(target=fn, args=args, name="mapsafe-cache-refresh", daemon=True).start()
 
 
-class Cache(CacheCore):
+class Cache(CacheCore, TypedOnlyGeneric[K, V]):
     """A thread-safe loading cache: ``get(key, loader)`` loads each key at most once.
 
     Use it for memoising expensive loads shared by threads: configuration,
@@ -176,18 +180,20 @@ class Cache(CacheCore):
         "_refresh_after", "_negative_ttl", "_loader", "_cache_none", "_clock", "_timed",
         "_submit", "_capacity", "__weakref__",
     )
+    if not TYPE_CHECKING:
+        __class_getitem__ = classmethod(GenericAlias)  # Cache[str, int]: the checker's Generic gives it that
 
     def __init__(
         self,
         maxsize: int | None = _MAXSIZE_NOT_GIVEN,
         *,
         max_weight: int | None = None,
-        weigher: Callable[[Any, Any], int] | None = None,
+        weigher: Callable[[K, V], int] | None = None,
         ttl: float | None = None,
         tti: float | None = None,
         refresh_after: float | None = None,
         negative_ttl: float | None = None,
-        loader: Callable[[Any], Any] | None = None,
+        loader: Callable[[K], V] | None = None,
         cache_none: bool = True,
         clock: Callable[[], float] = time.monotonic,
         executor: Any = None,
@@ -227,7 +233,7 @@ class Cache(CacheCore):
         # dict op); changed only holding _lock. Invariant: every entry here
         # is queued in _policy (or _order), and _weight is the sum of their
         # WEIGHT slots.
-        self._data: dict[Any, list] = {}
+        self._data: dict[Any, _Entry] = {}
         # key -> Flight of the load in progress for it, under _lock. A load
         # stores its value only if its flight is still the registered one,
         # so put() and invalidate() during a load win by unregistering it.
@@ -237,7 +243,7 @@ class Cache(CacheCore):
         self._policy = S3Fifo(self._capacity) if self._capacity is not None else None
         # An unbounded cache with expiry: its entries in write order, swept a
         # few at a time on each write, under _lock; None otherwise.
-        self._order: deque[list] | None = deque() if self._policy is None and self._timed else None
+        self._order: deque[_Entry] | None = deque() if self._policy is None and self._timed else None
         self._weight = 0  # sum of the entries' weights, under _lock
         self._evictions = [0, 0]  # entries evicted for size, and expired entries removed; under _lock
         self._tally = Tally(*_STAT_NAMES)  # per-thread counters, no lock (see Tally)
@@ -253,7 +259,7 @@ class Cache(CacheCore):
 
     # -- reads ----------------------------------------------------------------
 
-    def _get_slow(self, key: Any, loader: Callable[[Any], Any] | None = None, *, timeout: float | None = None) -> Any:
+    def _get_slow(self, key: K, loader: Callable[[K], V] | None = None, *, timeout: float | None = None) -> V:
         """The value of ``key``, running ``loader(key)`` (or the cache's loader) once if absent.
 
         ``timeout`` bounds only the wait for another thread's load
@@ -277,13 +283,13 @@ class Cache(CacheCore):
                 if freq < FREQ_MAX:
                     entry[FREQ] = freq + 1  # lossy, see _use
                 self._tally.add(_HITS)
-                return entry[VALUE]
+                return entry[VALUE]  # type: ignore[no-any-return]  # an entry's VALUE is a V
             now = self._clock()
             if not self._expired(entry, now):
                 return self._use(entry, now, loader)
         return self._load(key, loader, timeout)
 
-    def _hit_slow(self, key: Any) -> Any:
+    def _hit_slow(self, key: K) -> Any:
         """A hit's value (counted), or MISSING, not counted: the caller goes on to ``_load``."""
         entry = dict_get(self._data, key)
         if entry is not None:
@@ -302,7 +308,14 @@ class Cache(CacheCore):
         get = _get_slow
         _hit = _hit_slow
 
-    def get_if_present(self, key: Any, default: Any = None) -> Any:
+    @overload
+    def get_if_present(self, key: K) -> V | None: ...
+    @overload
+    def get_if_present(self, key: K, default: V) -> V: ...
+    @overload
+    def get_if_present(self, key: K, default: T) -> V | T: ...
+
+    def get_if_present(self, key: K, default: Any = None) -> Any:
         """The cached value of ``key`` (counted as a hit or a miss), else ``default``; never loads."""
         entry = dict_get(self._data, key)
         if entry is not None:
@@ -312,23 +325,23 @@ class Cache(CacheCore):
         self._tally.add(_MISSES)
         return default
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: K) -> V:
         value = self.get_if_present(key, MISSING)
         if value is MISSING:
             raise KeyError(key)
         return value
 
-    def __contains__(self, key: Any) -> bool:
+    def __contains__(self, key: object) -> bool:
         return self._peek(key) is not MISSING
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def as_map(self) -> "CacheView":
+    def as_map(self) -> CacheView[K, V]:
         """A read-only Mapping over the live entries (no loading, no stats, no effect on eviction)."""
         return CacheView(self)
 
-    def _peek(self, key: Any) -> Any:
+    def _peek(self, key: object) -> Any:
         """The live value of ``key``, or MISSING; no side effects."""
         entry = dict_get(self._data, key)
         if entry is None or type(entry[VALUE]) is _Failure:
@@ -337,10 +350,10 @@ class Cache(CacheCore):
             return MISSING
         return entry[VALUE]
 
-    def _expired(self, entry: list, now: float) -> bool:
+    def _expired(self, entry: _Entry, now: float) -> bool:
         return entry[EXPIRES] <= now or (self._tti is not None and now - entry[ACCESSED] >= self._tti)
 
-    def _use(self, entry: list, now: float, loader: Callable[[Any], Any] | None) -> Any:
+    def _use(self, entry: _Entry, now: float, loader: Callable[[K], V] | None) -> V:
         """A hit on ``entry``: note it for eviction and stats, refresh if due; its value."""
         # Lock-free, lossy updates: two readers may both store freq + 1, or
         # an older access time may land last. Both only nudge eviction and
@@ -356,17 +369,17 @@ class Cache(CacheCore):
             raise value.error.with_traceback(value.traceback)
         if self._refresh_after is not None and now - entry[WRITTEN] >= self._refresh_after:
             self._start_refresh(entry, loader if loader is not None else entry[LOADER] or self._loader)
-        return value
+        return value  # type: ignore[no-any-return]  # an entry's VALUE is a V (or a _Failure, raised above)
 
     # -- loading ----------------------------------------------------------------
 
-    def _load(self, key: Any, loader: Callable[[Any], Any], timeout: float | None) -> Any:
+    def _load(self, key: K, loader: Callable[[K], V], timeout: float | None) -> V:
         """The slow path of get(): re-check under the lock, then load or wait for a load."""
         self._tally.add(_MISSES)
         for _ in count():
-            released: list = []
+            released: list[_Entry] = []
             mine = Flight()  # made before the lock: no allocation the GC tracks runs under it
-            flight = None
+            flight: Flight | None = None
             try:
                 with self._lock:
                     # Re-check: another thread may have stored the key, or started
@@ -384,10 +397,10 @@ class Cache(CacheCore):
                 del released  # after the lock
                 if hit is not None:
                     # Loaded by another thread just now: this call's miss stays a miss.
-                    value = hit[VALUE]
-                    if type(value) is _Failure:
-                        raise value.error.with_traceback(value.traceback)
-                    return value
+                    loaded: V | _Failure = hit[VALUE]
+                    if type(loaded) is _Failure:
+                        raise loaded.error.with_traceback(loaded.traceback)
+                    return loaded  # type: ignore[return-value]  # not a _Failure: `type() is` does not narrow
                 if flight is mine:
                     return self._run_load(key, loader, mine)
             except BaseException:
@@ -397,9 +410,9 @@ class Cache(CacheCore):
                     self._unregister(key, mine)
                     mine.abandon()
                 raise
-            value = flight.join(key, timeout)
-            if value is not RETRY:
-                return value
+            joined: V = flight.join(key, timeout)  # type: ignore[union-attr]  # set unless hit, which returned
+            if joined is not RETRY:
+                return joined
             # The loading thread was interrupted or ended: load again.
         raise AssertionError("unreachable")
 
@@ -408,7 +421,7 @@ class Cache(CacheCore):
             if self._flights.get(key) is flight:
                 del self._flights[key]
 
-    def _run_load(self, key: Any, loader: Callable[[Any], Any], flight: Flight) -> Any:
+    def _run_load(self, key: K, loader: Callable[[K], V], flight: Flight) -> V:
         """Run ``loader(key)`` as ``flight``'s owner; store the value; tell the waiters."""
         start = perf_counter_ns()
         try:
@@ -432,7 +445,7 @@ class Cache(CacheCore):
     def _store_loaded(self, key: Any, value: Any, loader: Any, flight: Flight, start: int) -> None:
         store = value is not None or self._cache_none
         entry = self._new_entry(key, value, loader) if store else None
-        released: list = []
+        released: list[_Entry] = []
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
@@ -447,7 +460,7 @@ class Cache(CacheCore):
         if self._negative_ttl is not None:
             now = self._clock()
             failure = [_Failure(error), key, 1, now + self._negative_ttl, now, 0, DEAD, now, None]
-        released: list = []
+        released: list[_Entry] = []
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
@@ -459,7 +472,7 @@ class Cache(CacheCore):
 
     # -- refresh ----------------------------------------------------------------
 
-    def _start_refresh(self, entry: list, loader: Callable[[Any], Any] | None) -> None:
+    def _start_refresh(self, entry: _Entry, loader: Callable[[K], V] | None) -> None:
         if loader is None:
             return
         key = entry[KEY]
@@ -476,7 +489,7 @@ class Cache(CacheCore):
             _log.warning("could not start the refresh of key %r; keeping the old value", key, exc_info=True)
             self._end_refresh(key, flight)
 
-    def _refresh(self, key: Any, entry: list, loader: Callable[[Any], Any], flight: Flight) -> None:
+    def _refresh(self, key: K, entry: _Entry, loader: Callable[[K], V], flight: Flight) -> None:
         start = perf_counter_ns()
         try:
             try:
@@ -488,7 +501,7 @@ class Cache(CacheCore):
                 self._tally.add(_LOAD_NS, perf_counter_ns() - start)
                 _log.warning("refresh of key %r failed; keeping the old value", key, exc_info=True)
                 return
-            released: list = []
+            released: list[_Entry] = []
             with self._lock:
                 # Only if unchanged: a put or invalidate meanwhile wins.
                 if new is not None and dict_get(self._data, key) is entry:
@@ -508,10 +521,10 @@ class Cache(CacheCore):
 
     # -- writes -------------------------------------------------------------------
 
-    def put(self, key: Any, value: Any) -> None:
+    def put(self, key: K, value: V) -> None:
         """Store ``value`` for ``key``, replacing any entry; a load of ``key`` in progress is not stored."""
         entry = self._new_entry(key, value, None)
-        released: list = []
+        released: list[_Entry] = []
         with self._lock:
             self._flights.pop(key, None)
             self._store_locked(key, entry, released)
@@ -519,9 +532,9 @@ class Cache(CacheCore):
 
     __setitem__ = put
 
-    def invalidate(self, key: Any) -> bool:
+    def invalidate(self, key: K) -> bool:
         """Remove ``key``; True if a live entry was removed. A load in progress is not stored."""
-        released: list = []
+        released: list[_Entry] = []
         now = self._clock() if self._timed else 0.0
         with self._lock:
             self._flights.pop(key, None)
@@ -533,7 +546,7 @@ class Cache(CacheCore):
             self._tally.add(_INVALIDATED)
         return live
 
-    def __delitem__(self, key: Any) -> None:
+    def __delitem__(self, key: K) -> None:
         if not self.invalidate(key):
             raise KeyError(key)
 
@@ -557,7 +570,7 @@ class Cache(CacheCore):
         """Remove every expired entry now; how many were removed. O(n)."""
         if not self._timed:
             return 0
-        released: list = []
+        released: list[_Entry] = []
         now = self._clock()
         with self._lock:
             for entry in list(self._data.values()):
@@ -566,7 +579,7 @@ class Cache(CacheCore):
                     self._evictions[1] += 1
         return len(released)
 
-    def _new_entry(self, key: Any, value: Any, loader: Any) -> list:
+    def _new_entry(self, key: Any, value: Any, loader: Any) -> _Entry:
         """A new entry for ``value``, weighed and timed; built with no lock held (weighers are user code)."""
         weight = 1
         if self._weigher is not None:
@@ -580,7 +593,7 @@ class Cache(CacheCore):
         refresh_loader = loader if self._refresh_after is not None else None
         return [value, key, weight, expires, now, 0, DEAD, now, refresh_loader]
 
-    def _store_locked(self, key: Any, entry: list, released: list) -> None:
+    def _store_locked(self, key: Any, entry: _Entry, released: list[_Entry]) -> None:
         """Publish ``entry`` for ``key``, then evict down to the bound; removed entries go to ``released``."""
         old = dict_get(self._data, key)
         if old is not None:
@@ -592,14 +605,14 @@ class Cache(CacheCore):
         policy = self._policy
         if policy is not None:
             policy.admit_locked(entry)
-            if self._weight > self._capacity:
+            if self._weight > self._capacity:  # type: ignore[operator]  # a policy: a capacity
                 self._evict_locked(released)
         elif self._order is not None:
             entry[QUEUE] = SMALL  # queued; DEAD once removed
             self._order.append(entry)
             self._sweep_locked(released)
 
-    def _remove_locked(self, entry: list, released: list) -> None:
+    def _remove_locked(self, entry: _Entry, released: list[_Entry]) -> None:
         key = entry[KEY]
         if dict_get(self._data, key) is entry:
             del self._data[key]
@@ -610,15 +623,15 @@ class Cache(CacheCore):
             entry[QUEUE] = DEAD
         released.append(entry)
 
-    def _evict_locked(self, released: list) -> None:
+    def _evict_locked(self, released: list[_Entry]) -> None:
         now = self._clock() if self._timed else 0.0
         expired = self._expired if self._timed else _never_expired
         policy = self._policy
         evictions = self._evictions
         for _ in range(len(self._data) + 1):
-            if self._weight <= self._capacity:
+            if self._weight <= self._capacity:  # type: ignore[operator]  # only bounded caches evict
                 return
-            taken = policy.victim_locked(expired, now)
+            taken = policy.victim_locked(expired, now)  # type: ignore[union-attr]  # bounded: a policy
             if taken is None:
                 return
             victim, was_expired = taken
@@ -629,7 +642,7 @@ class Cache(CacheCore):
             evictions[1 if was_expired else 0] += 1
             released.append(victim)
 
-    def _sweep_locked(self, released: list) -> None:
+    def _sweep_locked(self, released: list[_Entry]) -> None:
         """Remove up to four expired entries from the head of the write order (unbounded caches)."""
         order = self._order
         now = self._clock()
@@ -715,11 +728,11 @@ class Cache(CacheCore):
                     table.pop(key, None)  # its thread did not survive the fork
 
 
-def _never_expired(entry: list, now: float) -> bool:
+def _never_expired(entry: _Entry, now: float) -> bool:
     return False
 
 
-class CacheView(Mapping):
+class CacheView(Mapping[K, V]):
     """A read-only view of a Cache's live entries: no loading, no stats, no effect on eviction.
 
     Lookups take no lock. Iteration, ``len`` and ``==`` work on a copy
@@ -729,11 +742,11 @@ class CacheView(Mapping):
 
     __slots__ = ("_cache",)
 
-    def __init__(self, cache: Cache) -> None:
+    def __init__(self, cache: Cache[K, V]) -> None:
         self._cache = cache
 
-    def __getitem__(self, key: Any) -> Any:
-        value = self._cache._peek(key)
+    def __getitem__(self, key: K) -> V:
+        value: V = self._cache._peek(key)
         if value is MISSING:
             raise KeyError(key)
         return value
@@ -741,7 +754,7 @@ class CacheView(Mapping):
     def __contains__(self, key: object) -> bool:
         return self._cache._peek(key) is not MISSING
 
-    def _live(self) -> dict:
+    def _live(self) -> dict[K, V]:
         cache = self._cache
         entries = dict(cache._data)  # one atomic dict op
         now = cache._clock() if cache._timed else 0.0
@@ -751,7 +764,7 @@ class CacheView(Mapping):
             if type(e[VALUE]) is not _Failure and not (cache._timed and cache._expired(e, now))
         }
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[K]:
         return iter(self._live())
 
     def __len__(self) -> int:

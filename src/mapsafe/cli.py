@@ -6,7 +6,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from ._version import __version__
 from .errors import MapsafeError
@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
     command: str | None = None  # on the top-level parser: the subcommand being parsed, for its errors
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         # The top-level parser reports a subcommand's unrecognized arguments: under that command's name.
         prog = f"mapsafe {self.command}" if self.command and self.prog == "mapsafe" else self.prog
         self.exit(EXIT_USAGE, f"{prog}: error: {message} (see '{prog} --help')\n")

@@ -5,26 +5,33 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, MutableMapping
 from itertools import count
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, TypeVarTuple, Unpack, overload
 
 from . import _forks
 from ._core import MapLock, thread_token
 from .errors import RecursiveUpdateError
-from .mapbase import _ItemsView, _ValuesView, pairs_of
+from .mapbase import K, V, _ItemsView, _ValuesView, pairs_of
 from .sentinels import MISSING
 
 __all__ = ["CopyOnWriteMap"]
 
+T = TypeVar("T")
+R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 _NO_DEFAULT: Any = object()  # pop() called without a default
 
 
-def _popitem(d: dict) -> tuple[Any, Any]:
+def _popitem(d: dict[K, V]) -> tuple[K, V]:
     if not d:
         raise KeyError("popitem(): CopyOnWriteMap is empty")
     return d.popitem()
 
 
-class CopyOnWriteMap(MutableMapping):
+class CopyOnWriteMap(MutableMapping[K, V]):
     """A map whose every write publishes a new immutable version: Go's ``atomic.Value`` holding a map.
 
     It is wrong for maps that are written often, or that are large and
@@ -66,10 +73,10 @@ class CopyOnWriteMap(MutableMapping):
         "__weakref__": "",
     }
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: V) -> None:
         if args and isinstance(args[0], CopyOnWriteMap):
             args = (args[0].snapshot(),)
-        self._cell: list[MappingProxyType] = [MappingProxyType(dict(pairs_of(type(self).__name__, args, kwargs)))]
+        self._cell: list[MappingProxyType[K, V]] = [MappingProxyType(dict(pairs_of(type(self).__name__, args, kwargs)))]
         self._lock = MapLock()
         self._updating: dict[Any, bool] = {}
         _forks.register(self)
@@ -82,14 +89,21 @@ class CopyOnWriteMap(MutableMapping):
 
     # -- reads: one version each, lock-free -------------------------------------------
 
-    def snapshot(self) -> Mapping:
+    def snapshot(self) -> Mapping[K, V]:
         """The current version: read-only (a ``MappingProxyType``), and it never changes."""
         return self._cell[0]
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: K) -> V:
         return self._cell[0][key]  # KeyError(key) from the version itself
 
-    def get(self, key: Any, default: Any = None) -> Any:
+    @overload
+    def get(self, key: K, /) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V, /) -> V: ...
+    @overload
+    def get(self, key: K, default: T, /) -> V | T: ...
+
+    def get(self, key: K, default: Any = None) -> Any:
         return self._cell[0].get(key, default)
 
     def __contains__(self, key: object) -> bool:
@@ -98,19 +112,19 @@ class CopyOnWriteMap(MutableMapping):
     def __len__(self) -> int:
         return len(self._cell[0])
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[K]:
         return iter(self._cell[0])
 
-    def __reversed__(self) -> Iterator[Any]:
+    def __reversed__(self) -> Iterator[K]:
         return reversed(self._cell[0])
 
-    def _iter_items(self) -> Iterator[tuple[Any, Any]]:
+    def _iter_items(self) -> Iterator[tuple[K, V]]:
         return iter(self._cell[0].items())
 
-    def items(self) -> _ItemsView:
+    def items(self) -> _ItemsView[K, V]:
         return _ItemsView(self)  # one version per walk, never a key looked up again
 
-    def values(self) -> _ValuesView:
+    def values(self) -> _ValuesView[V]:
         return _ValuesView(self)
 
     def __eq__(self, other: object) -> bool:
@@ -128,7 +142,7 @@ class CopyOnWriteMap(MutableMapping):
 
     # -- writes: copy, change, publish ---------------------------------------------------
 
-    def _write(self, edit: Callable[..., Any], *args: Any) -> Any:
+    def _write(self, edit: Callable[[dict[K, V], Unpack[Ts]], R], *args: Unpack[Ts]) -> R:
         """Publish a copy of the current version changed by ``edit(copy, *args)``; return its result.
 
         ``edit`` is this module's code, never the user's. If it raises,
@@ -156,15 +170,22 @@ class CopyOnWriteMap(MutableMapping):
                 "(its update would retry forever); return the change from fn instead"
             )
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: K, value: V) -> None:
         self._write(dict.__setitem__, key, value)
 
-    def __delitem__(self, key: Any) -> None:
+    def __delitem__(self, key: K) -> None:
         if key not in self._cell[0]:
             raise KeyError(key)  # lock-free: linearized at this read, and no copy made
         self._write(dict.__delitem__, key)  # KeyError(key) if another write removed it meanwhile
 
-    def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:
+    @overload
+    def pop(self, key: K, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: V, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: T, /) -> V | T: ...
+
+    def pop(self, key: K, default: Any = _NO_DEFAULT) -> Any:
         """Remove ``key`` and return its value; ``default`` or KeyError if absent."""
         if key not in self._cell[0]:
             # Lock-free: an absent key is a read, linearized at this load.
@@ -178,7 +199,7 @@ class CopyOnWriteMap(MutableMapping):
             return default
         return value
 
-    def popitem(self) -> tuple[Any, Any]:
+    def popitem(self) -> tuple[K, V]:
         """Remove and return the most recently inserted pair; KeyError if empty."""
         return self._write(_popitem)  # KeyError publishes nothing
 
@@ -189,14 +210,19 @@ class CopyOnWriteMap(MutableMapping):
         """Like ``dict.update``, published as one version; every pair is checked first."""
         self._write(dict.update, pairs_of(type(self).__name__, args, kwargs))
 
-    def setdefault(self, key: Any, default: Any = None) -> Any:
+    @overload
+    def setdefault(self: CopyOnWriteMap[K, T | None], key: K, default: None = None, /) -> T | None: ...
+    @overload
+    def setdefault(self, key: K, default: V, /) -> V: ...
+
+    def setdefault(self, key: K, default: Any = None) -> Any:
         """Atomically: the value of ``key``, inserting ``default`` if absent."""
         value = self._cell[0].get(key, MISSING)  # lock-free fast path
         if value is not MISSING:
             return value
         return self._write(dict.setdefault, key, default)  # re-checked on the copy, under the lock
 
-    def update_with(self, fn: Callable[[dict], Mapping | None]) -> Mapping:
+    def update_with(self, fn: Callable[[dict[K, V]], Mapping[K, V] | None]) -> Mapping[K, V]:
         """Apply ``fn`` to the current version atomically; return the version published.
 
         ``fn`` receives a mutable ``dict`` copy of the current version and
@@ -236,7 +262,7 @@ class CopyOnWriteMap(MutableMapping):
 
     # -- copies -------------------------------------------------------------------------
 
-    def copy(self) -> "CopyOnWriteMap":
+    def copy(self) -> Self:
         """A new CopyOnWriteMap starting from the current version, in O(1)."""
         new = type(self)()
         new._cell[0] = self._cell[0]  # immutable: safe to share until either map writes

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import threading
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _forks
-from ._core import LockedCore, ProfiledRLock, RWHold
+from ._core import LockedCore, MapLock, ProfiledRLock, RWHold
 from ._dictget import bound_get, dict_get
-from .mapbase import OneSectionMap, check_flag, copy_of, dropper, pairs_of
+from .mapbase import K, OneSectionMap, V, check_flag, copy_of, dropper, pairs_of
 from .rwlock import RWLock
 from .sentinels import MISSING
 
 __all__ = ["LockedMap"]
+
+T = TypeVar("T")
 
 
 class _WriteSection:
@@ -25,7 +27,7 @@ class _WriteSection:
 
     __slots__ = ("lock", "_rw", "peek", "put", "drop")
 
-    def __init__(self, owner: "LockedMap") -> None:
+    def __init__(self, owner: LockedMap[Any, Any]) -> None:
         self.lock = owner._lock  # the RWLock's mutex (or its profiled wrapper); C enter and exit
         self._rw = owner._rw
         self.peek = bound_get(owner._d)
@@ -39,7 +41,7 @@ class _WriteSection:
             rw._wait_writable_locked()
 
 
-class LockedMap(LockedCore, OneSectionMap):
+class LockedMap(LockedCore, OneSectionMap[K, V]):
     """A dict behind one readers-writer lock: the simple, predictable choice.
 
     Use it when you need transactions over several keys (``with
@@ -79,11 +81,13 @@ class LockedMap(LockedCore, OneSectionMap):
         "__weakref__": "",
     }
 
-    def __init__(self, *args: Any, stats: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, stats: bool = False, **kwargs: V) -> None:
         pairs = pairs_of(type(self).__name__, args, kwargs)
         d = dict(pairs)
-        self._counts = None
-        mu = threading.RLock()
+        self._counts: list[int] | None = None
+        # CPython's RLock has the private methods MapLock lists (typeshed omits them).
+        mu: MapLock = threading.RLock()  # type: ignore[assignment]
+        lock: MapLock | ProfiledRLock
         if check_flag("stats", stats):
             lock = ProfiledRLock(mu)
             rw = RWLock._with_profile(mu, lock)
@@ -111,14 +115,14 @@ class LockedMap(LockedCore, OneSectionMap):
 
     # -- transactions -----------------------------------------------------------
 
-    def read(self) -> Any:
+    def read(self) -> RWHold:
         """``with m.read() as view:`` a read-only view no other thread changes meanwhile.
 
         The view is live: do not keep it after the block.
         """
         return self._read_view
 
-    def write(self) -> Any:
+    def write(self) -> RWHold:
         """``with m.write() as d:`` exclusive access to the underlying dict.
 
         Other threads see the block's changes all at once. Do not keep ``d``
@@ -138,7 +142,7 @@ class LockedMap(LockedCore, OneSectionMap):
             if self._rw._writer is not None:
                 self._rw._wait_readable_locked()
             value = dict_get(self._d, key, MISSING)
-            self._counts[value is MISSING] += 1
+            self._counts[value is MISSING] += 1  # type: ignore[index]  # counting: _counts is set
         return default if value is MISSING else value
 
     def __contains__(self, key: object) -> bool:
@@ -153,7 +157,7 @@ class LockedMap(LockedCore, OneSectionMap):
                 self._rw._wait_readable_locked()
             return len(self._d)
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[K, V]:
         with self._lock:
             if self._rw._writer is not None:
                 self._rw._wait_readable_locked()
@@ -164,6 +168,21 @@ class LockedMap(LockedCore, OneSectionMap):
         out: dict[str, Any] = {"type": "LockedMap", "size": len(self), "enabled": self._counts is not None}
         if self._counts is not None:
             with self._lock:
-                out["lock"] = self._lock.as_dict()
+                out["lock"] = self._lock.as_dict()  # type: ignore[union-attr]  # stats on: a ProfiledRLock
                 out["hits"], out["misses"] = self._counts
         return out
+
+    if TYPE_CHECKING:
+        # LockedCore's get and m[k] = v, with the map's types (the core's own
+        # signatures take any key and value).
+        _d: dict[K, V]
+        _rw: RWLock
+
+        @overload
+        def get(self, key: K, /) -> V | None: ...
+        @overload
+        def get(self, key: K, default: V, /) -> V: ...
+        @overload
+        def get(self, key: K, default: T, /) -> V | T: ...
+        def get(self, key: K, default: Any = None, /) -> Any: ...
+        def __setitem__(self, key: K, value: V, /) -> None: ...

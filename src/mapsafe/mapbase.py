@@ -7,7 +7,10 @@ import operator
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
 from functools import partial
 from itertools import count
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, TypeVar, overload
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from . import _faults
 from ._core import thread_token
@@ -15,7 +18,7 @@ from ._dictget import bound_get
 from .errors import RecursiveUpdateError
 from .sentinels import DELETE, MISSING
 
-__all__ = ["MapBase", "OneSectionMap", "check_flag", "dropper", "pairs_of"]
+__all__ = ["MapBase", "OneSectionMap", "TypedOnlyGeneric", "check_flag", "dropper", "pairs_of"]
 
 _NO_DEFAULT: Any = object()  # pop() called without a default; compare_and_delete's 'no new value'
 _COMPUTE, _IF_ABSENT, _IF_PRESENT, _MERGE = range(4)  # _compute modes
@@ -23,6 +26,48 @@ _FAULTS = _faults.ENABLED
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
+_KT = TypeVar("_KT")
+_VT = TypeVar("_VT")
+
+if TYPE_CHECKING:
+    from .sentinels import Delete, Missing
+
+
+if TYPE_CHECKING:
+    from typing import Generic as TypedOnlyGeneric
+else:
+
+    class _NoBase:
+        __slots__ = ()
+
+        def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[()]:
+            return ()  # PEP 560: contributes no base at all
+
+    class TypedOnlyGeneric:
+        """``class C(Base, TypedOnlyGeneric[K, V])``: generic for the checker, with no
+        runtime base (C's MRO is what it would be without it). Give C
+        ``__class_getitem__ = classmethod(GenericAlias)`` for ``C[str, int]``."""
+
+        __slots__ = ()
+
+        def __class_getitem__(cls, params: Any) -> _NoBase:
+            return _NoBase()
+
+
+class Section(Protocol):
+    """What ``MapBase._section(key)`` returns: see MapBase."""
+
+    @property
+    def lock(self) -> ContextManager[Any]: ...
+    @property
+    def ready(self) -> Callable[[], None] | None: ...
+    @property
+    def peek(self) -> Callable[[Any, Any], Any]: ...
+    @property
+    def put(self) -> Callable[[Any, Any], Any]: ...
+    @property
+    def drop(self) -> Callable[[Any], Any]: ...
 
 
 def check_flag(name: str, value: Any) -> bool:
@@ -31,7 +76,7 @@ def check_flag(name: str, value: Any) -> bool:
     return value
 
 
-def copy_of(d: dict) -> dict:
+def copy_of(d: dict[_KT, _VT]) -> dict[_KT, _VT]:
     """A copy of the built-in dict ``d`` taken in one step, with or without the GIL.
 
     ``dict(d)``, never ``d.copy()``: CPython 3.11's ``dict.copy`` allocates the
@@ -45,11 +90,11 @@ def copy_of(d: dict) -> dict:
     return dict(d)
 
 
-def _drop(d: dict, key: Any) -> Any:
+def _drop(d: dict[Any, Any], key: Any) -> Any:
     return d.pop(key, None)
 
 
-def dropper(d: dict) -> Callable[[Any], Any]:
+def dropper(d: dict[Any, Any]) -> Callable[[Any], Any]:
     """A section's ``drop`` for a plain dict: removes ``key`` and returns what it removed.
 
     It tolerates a key that is already gone: a finalizer run by the cyclic
@@ -60,7 +105,7 @@ def dropper(d: dict) -> Callable[[Any], Any]:
     return partial(_drop, d)
 
 
-def pairs_of(cls_name: str, args: tuple, kwargs: dict) -> list[tuple[Any, Any]]:
+def pairs_of(cls_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[Any, Any]]:
     """What ``dict(*args, **kwargs)`` would insert, in order, as a list.
 
     Materialised before any lock is taken, so a bad argument (an iterable of
@@ -93,21 +138,40 @@ def pairs_of(cls_name: str, args: tuple, kwargs: dict) -> list[tuple[Any, Any]]:
     return pairs
 
 
-class _ItemsView(ItemsView):
+_K_co = TypeVar("_K_co", covariant=True)
+_V_co = TypeVar("_V_co", covariant=True)
+
+
+class Walkable(Protocol[_K_co, _V_co]):
+    """What the views below walk: a map with ``_iter_items()``."""
+
+    def __len__(self) -> int: ...
+    def _iter_items(self) -> Iterator[tuple[_K_co, _V_co]]: ...
+
+
+class _ItemsView(ItemsView[K, V]):
     """items() over a copy taken when iteration starts: never raises for concurrent writes."""
 
     __slots__ = ()
+    _mapping: Walkable[K, V]  # ItemsView's (typeshed does not list it)
 
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+    if TYPE_CHECKING:
+        def __init__(self, mapping: Walkable[K, V]) -> None: ...
+
+    def __iter__(self) -> Iterator[tuple[K, V]]:
         return self._mapping._iter_items()
 
 
-class _ValuesView(ValuesView):
+class _ValuesView(ValuesView[V]):
     """values() over a copy taken when iteration starts: never raises for concurrent writes."""
 
     __slots__ = ()
+    _mapping: Walkable[Any, V]  # ValuesView's (typeshed does not list it)
 
-    def __iter__(self) -> Iterator[Any]:
+    if TYPE_CHECKING:
+        def __init__(self, mapping: Walkable[Any, V]) -> None: ...
+
+    def __iter__(self) -> Iterator[V]:
         return (value for _, value in self._mapping._iter_items())
 
 
@@ -141,6 +205,10 @@ class MapBase(MutableMapping[K, V]):
 
     # -- construction, copying, pickling -----------------------------------
 
+    if TYPE_CHECKING:
+        # Every map takes dict's arguments, and keyword options of its own.
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
     def _options(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -153,33 +221,33 @@ class MapBase(MutableMapping[K, V]):
         self._put_many(list(state))
 
     @classmethod
-    def _from_export(cls, options: dict[str, Any], state: Any) -> "MapBase":
+    def _from_export(cls, options: dict[str, Any], state: Any) -> Self:
         new = cls(**options)
         new._import(state)
         return new
 
-    def _public_type(self) -> type:
+    def _public_type(self) -> type[Self]:
         """The class users constructed (a map may pick a private subclass)."""
         return type(self)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[..., MapBase[Any, Any]], tuple[Any, ...]]:
         # Locks are recreated by the constructor, never pickled.
         return (_rebuild, (self._public_type(), self._options(), self._export()))
 
-    def copy(self):
+    def copy(self) -> Self:
         """A shallow copy of the same class with the same options."""
         return self._public_type()(self.snapshot(), **self._options())
 
     __copy__ = copy
 
-    def __deepcopy__(self, memo: dict):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         new = self._public_type()(**self._options())
         memo[id(self)] = new  # before copying contents, which may refer back to self
         new._import(_copy.deepcopy(self._export(), memo))
         return new
 
     @classmethod
-    def fromkeys(cls, iterable: Iterable[Any], value: Any = None):
+    def fromkeys(cls, iterable: Iterable[Any], value: Any = None) -> Self:
         """A new map with keys from ``iterable``, each set to ``value``.
 
         As ``dict.fromkeys`` does for a subclass: ``cls()``, then ``m[key] =
@@ -192,7 +260,7 @@ class MapBase(MutableMapping[K, V]):
 
     # -- whole-map reads ----------------------------------------------------
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[K, V]:
         """A point-in-time ``dict`` copy of the contents."""
         raise NotImplementedError
 
@@ -204,17 +272,17 @@ class MapBase(MutableMapping[K, V]):
     def __reversed__(self) -> Iterator[K]:
         return reversed(list(self.snapshot()))
 
-    def _iter_items(self) -> Iterator[tuple[Any, Any]]:
+    def _iter_items(self) -> Iterator[tuple[K, V]]:
         """(key, value) pairs of a copy taken now; what every walk uses."""
         return iter(self.snapshot().items())
 
-    def items(self) -> ItemsView:
+    def items(self) -> ItemsView[K, V]:
         return _ItemsView(self)
 
-    def values(self) -> ValuesView:
+    def values(self) -> ValuesView[V]:
         return _ValuesView(self)
 
-    def range(self, fn: Callable[[Any, Any], Any]) -> None:
+    def range(self, fn: Callable[[K, V], object]) -> None:
         """Call ``fn(key, value)`` for each entry; stop when it returns ``False``.
 
         Like Go's ``Range``: it walks a snapshot, so ``fn`` may read and
@@ -238,40 +306,40 @@ class MapBase(MutableMapping[K, V]):
     def __repr__(self) -> str:
         return f"{self._public_type().__name__}({self.snapshot()!r})"
 
-    def __or__(self, other: object):
+    def __or__(self, other: Mapping[K, V]) -> Self:
         if not isinstance(other, Mapping):
             return NotImplemented
         new = self.copy()
         new.update(other)
         return new
 
-    def __ror__(self, other: object):
+    def __ror__(self, other: Mapping[K, V]) -> Self:
         if not isinstance(other, Mapping):
             return NotImplemented
         new = self._public_type()(other, **self._options())
         new.update(self)
         return new
 
-    def __ior__(self, other: Any):
+    def __ior__(self, other: Mapping[K, V] | Iterable[tuple[K, V]]) -> Self:
         self.update(other)
         return self
 
     # -- Go sync.Map methods ------------------------------------------------
 
-    def load(self, key: Any) -> tuple[Any, bool]:
+    def load(self, key: K) -> tuple[V | None, bool]:
         """``(value, True)`` if ``key`` is present, else ``(None, False)``."""
         value = self.get(key, MISSING)
         return (None, False) if value is MISSING else (value, True)
 
-    def store(self, key: Any, value: Any) -> None:
+    def store(self, key: K, value: V) -> None:
         """Set ``key`` to ``value``."""
         self[key] = value
 
-    def delete(self, key: Any) -> None:
+    def delete(self, key: K) -> None:
         """Remove ``key`` if present; an absent key is fine."""
         self.pop(key, None)
 
-    def load_or_store(self, key: Any, value: Any) -> tuple[Any, bool]:
+    def load_or_store(self, key: K, value: V) -> tuple[V, bool]:
         """``(existing, True)`` if present, else store ``value`` and return ``(value, False)``."""
         current = self.get(key, MISSING)  # lock-free fast path for present keys
         if current is not MISSING:
@@ -291,12 +359,12 @@ class MapBase(MutableMapping[K, V]):
         del released  # after the lock
         return value, False
 
-    def load_and_delete(self, key: Any) -> tuple[Any, bool]:
+    def load_and_delete(self, key: K) -> tuple[V | None, bool]:
         """Remove ``key``; ``(old, True)`` if it was present, else ``(None, False)``."""
         value = self.pop(key, MISSING)
         return (None, False) if value is MISSING else (value, True)
 
-    def swap(self, key: Any, value: Any) -> tuple[Any, bool]:
+    def swap(self, key: K, value: V) -> tuple[V | None, bool]:
         """Store ``value``; return ``(previous, True)``, or ``(None, False)`` if absent."""
         section = self._section(key)
         with section.lock:
@@ -310,11 +378,11 @@ class MapBase(MutableMapping[K, V]):
         del released
         return (None, False) if previous is MISSING else (previous, True)
 
-    def compare_and_swap(self, key: Any, old: Any, new: Any) -> bool:
+    def compare_and_swap(self, key: K, old: V, new: V) -> bool:
         """Store ``new`` if the current value ``== old``; False when absent."""
         return self._replace_if_equal(key, old, new)
 
-    def compare_and_delete(self, key: Any, old: Any) -> bool:
+    def compare_and_delete(self, key: K, old: V) -> bool:
         """Delete ``key`` if its value ``== old``; False when absent."""
         return self._replace_if_equal(key, old, _NO_DEFAULT)
 
@@ -350,13 +418,13 @@ class MapBase(MutableMapping[K, V]):
 
     # -- dict methods that are compound --------------------------------------
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: K) -> V:
         value = self.get(key, MISSING)
         if value is MISSING:
             raise KeyError(key)
         return value
 
-    def __delitem__(self, key: Any) -> None:
+    def __delitem__(self, key: K) -> None:
         section = self._section(key)
         with section.lock:
             if section.ready is not None:
@@ -374,7 +442,14 @@ class MapBase(MutableMapping[K, V]):
     # both m[k] = v and del m[k], and its __delitem__ comes first in the MRO.
     _delitem = __delitem__
 
-    def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:
+    @overload
+    def pop(self, key: K) -> V: ...
+    @overload
+    def pop(self, key: K, default: V) -> V: ...
+    @overload
+    def pop(self, key: K, default: T) -> V | T: ...
+
+    def pop(self, key: K, default: Any = _NO_DEFAULT) -> Any:
         """Remove ``key`` and return its value; ``default`` or KeyError if absent."""
         section = self._section(key)
         released = None
@@ -394,7 +469,12 @@ class MapBase(MutableMapping[K, V]):
             return default
         return value
 
-    def setdefault(self, key: Any, default: Any = None) -> Any:
+    @overload
+    def setdefault(self: MapBase[K, T | None], key: K, default: None = None) -> T | None: ...
+    @overload
+    def setdefault(self, key: K, default: V) -> V: ...
+
+    def setdefault(self, key: K, default: Any = None) -> Any:
         """Atomically: the value of ``key``, inserting ``default`` if absent."""
         return self.load_or_store(key, default)[0]
 
@@ -404,7 +484,7 @@ class MapBase(MutableMapping[K, V]):
 
     # -- ConcurrentHashMap-style atomic compound operations -------------------
 
-    def compute(self, key: Any, fn: Callable[[Any, Any], Any]) -> Any:
+    def compute(self, key: K, fn: Callable[[K, V | Missing], V | Delete]) -> V | None:
         """Atomically set ``key`` to ``fn(key, old)`` (``old`` is MISSING if absent).
 
         ``fn`` returns the new value, or ``DELETE`` to remove the key.
@@ -416,7 +496,7 @@ class MapBase(MutableMapping[K, V]):
         """
         return self._compute(key, fn, _COMPUTE)
 
-    def compute_if_absent(self, key: Any, factory: Callable[[Any], Any]) -> Any:
+    def compute_if_absent(self, key: K, factory: Callable[[K], V | Delete]) -> V | None:
         """The value of ``key``, computing ``factory(key)`` first if absent.
 
         ``factory`` runs at most once per absent key, even when many threads
@@ -428,18 +508,23 @@ class MapBase(MutableMapping[K, V]):
             return current
         return self._compute(key, factory, _IF_ABSENT)
 
-    def compute_if_present(self, key: Any, fn: Callable[[Any, Any], Any]) -> Any:
+    def compute_if_present(self, key: K, fn: Callable[[K, V], V | Delete]) -> V | None:
         """If ``key`` is present, set it to ``fn(key, old)``; None if absent or removed."""
         return self._compute(key, fn, _IF_PRESENT)
 
-    def merge(self, key: Any, value: Any, fn: Callable[[Any, Any], Any]) -> Any:
+    def merge(self, key: K, value: V, fn: Callable[[V, V], V | Delete]) -> V | None:
         """Store ``value`` if absent, else ``fn(old, value)``; return the new value.
 
         ``fn`` returning ``DELETE`` removes the key (and merge returns None).
         """
         return self._compute(key, fn, _MERGE, value)
 
-    def add(self, key: Any, n: Any = 1) -> Any:
+    @overload
+    def add(self: MapBase[K, int], key: K) -> int: ...
+    @overload
+    def add(self, key: K, n: V) -> V: ...
+
+    def add(self, key: K, n: Any = 1) -> Any:
         """Add ``n`` to the number stored for ``key`` (absent counts as 0); return the new value.
 
         The same as ``merge(key, n, operator.add)``, atomically, and what a
@@ -453,7 +538,7 @@ class MapBase(MutableMapping[K, V]):
         """
         return self.merge(key, n, operator.add)
 
-    def _compute(self, key: Any, fn: Callable[..., Any], mode: int, value: Any = None) -> Any:
+    def _compute(self, key: K, fn: Callable[..., Any], mode: int, value: Any = None) -> V | None:
         """The compute family: ``mode`` says which, ``value`` is merge's."""
         section = self._section(key)
         released = None
@@ -466,7 +551,9 @@ class MapBase(MutableMapping[K, V]):
         del released  # after the lock: a replaced value's __del__ may use the map
         return result
 
-    def _compute_locked(self, section: Any, key: Any, fn: Callable[..., Any], mode: int, value: Any) -> tuple:
+    def _compute_locked(
+        self, section: Section, key: K, fn: Callable[..., Any], mode: int, value: Any
+    ) -> tuple[V | None, Any]:
         """(result, what to release after the lock) of the compute family, holding key's section."""
         old = section.peek(key, MISSING)
         if old is MISSING:
@@ -514,9 +601,9 @@ class MapBase(MutableMapping[K, V]):
 
     # -- to be provided --------------------------------------------------------
 
-    _computing: dict
+    _computing: dict[Any, Any]  # key -> thread token (see the class doc)
 
-    def _section(self, key: Any) -> Any:
+    def _section(self, key: Any) -> Section:
         raise NotImplementedError
 
     def _put_many(self, pairs: list[tuple[Any, Any]]) -> None:
@@ -527,22 +614,22 @@ class MapBase(MutableMapping[K, V]):
         raise NotImplementedError
 
 
-def _rebuild(cls: type, options: dict[str, Any], state: Any) -> MapBase:
+def _rebuild(cls: type[MapBase[Any, Any]], options: dict[str, Any], state: Any) -> MapBase[Any, Any]:
     return cls._from_export(options, state)
 
 
-class OneSectionMap(MapBase):
+class OneSectionMap(MapBase[K, V]):
     """A map kept in one dict, ``_d``, written under one section, ``_sec``."""
 
     __slots__ = ()
 
-    _d: dict
-    _sec: Any
+    _d: dict[K, V]
+    _sec: Section
 
-    def _section(self, key: Any) -> Any:
+    def _section(self, key: Any) -> Section:
         return self._sec
 
-    def popitem(self) -> tuple[Any, Any]:
+    def popitem(self) -> tuple[K, V]:
         """Remove and return the most recently inserted pair; KeyError if empty."""
         sec = self._sec
         with sec.lock:

@@ -6,7 +6,7 @@ import functools
 import inspect
 import weakref
 from functools import partial
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, overload
 
 from .cache import _MAXSIZE_NOT_GIVEN, Cache, CacheInfo, CacheStats
 from ._core import CachedCore, MapLock
@@ -18,7 +18,7 @@ _KWD_MARK = object()  # separates positional from keyword arguments in a default
 _FAST_TYPES = frozenset({int, str})
 
 
-def make_key(args: tuple, kwargs: dict, typed: bool) -> Any:
+def make_key(args: tuple[Any, ...], kwargs: dict[str, Any], typed: bool) -> Any:
     """The default cache key of a call, as ``functools.lru_cache`` builds it.
 
     So the same calls share a key as there: keyword order counts
@@ -41,17 +41,29 @@ def make_key(args: tuple, kwargs: dict, typed: bool) -> Any:
     return _HashedKey(key)
 
 
-class _HashedKey(list):
+class _HashedKey(list[Any]):
     """A call's key, hashed once (a lookup may hash it several times); a list, as lru_cache's is."""
 
     __slots__ = ("hashvalue",)
 
-    def __init__(self, items: tuple) -> None:
+    def __init__(self, items: tuple[Any, ...]) -> None:
         super().__init__(items)
         self.hashvalue = hash(items)  # TypeError for an unhashable argument, as lru_cache
 
     def __hash__(self) -> int:  # type: ignore[override]
         return self.hashvalue
+
+
+@overload
+def cached(maxsize: Callable[..., Any], /) -> CachedFunction: ...
+@overload
+def cached(
+    maxsize: int | None = ...,
+    *,
+    key: Callable[..., Any] | None = None,
+    typed: bool = False,
+    **options: Any,
+) -> Callable[[Callable[..., Any]], CachedFunction]: ...
 
 
 def cached(
@@ -108,11 +120,11 @@ class _CachedCalls(CachedCore):
     are what it calls for the rest (and, on the pure core, all of it).
     """
 
-    cache: Cache
+    cache: Cache[Any, Any]
     _key: Any
     _typed: bool
 
-    def _key_of(self, args: tuple, kwargs: dict) -> Any:
+    def _key_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._key is not None:
             return self._key(*args, **kwargs)
         return make_key(args, kwargs, self._typed)
@@ -155,7 +167,12 @@ class _CachedCalls(CachedCore):
 class CachedFunction(_CachedCalls):
     """What ``@cached`` returns: the function, its cache, and lru_cache's helpers."""
 
-    def __init__(self, fn: Callable[..., Any], maxsize: Any, key: Any, typed: bool, options: dict) -> None:
+    if TYPE_CHECKING:
+        __qualname__: str  # the function's, set by functools.update_wrapper
+
+    def __init__(
+        self, fn: Callable[..., Any], maxsize: Any, key: Callable[..., Any] | None, typed: bool, options: dict[str, Any]
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"@cached needs a function, got {type(fn).__name__}")
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
@@ -180,7 +197,7 @@ class CachedFunction(_CachedCalls):
         # under _bind_lock, so an instance never gets two caches; an entry
         # is removed (one dict op) by its reference's callback when the
         # instance dies, before its id can be reused.
-        self._instances: dict[int, tuple] = {}
+        self._instances: dict[int, tuple[weakref.ref[Any], _BoundCached]] = {}
         self._bind_lock = MapLock()
         self._core_init(self.cache, key, self._instances, typed)
 
@@ -202,7 +219,7 @@ class CachedFunction(_CachedCalls):
         instances = self._instances
         key = id(instance)
         try:
-            ref = weakref.ref(instance, lambda _ref, key=key: instances.pop(key, None))
+            ref = weakref.ref(instance, partial(_forget, instances, key))
         except TypeError:
             raise TypeError(
                 f"@cached on the method {self._name} needs weakly referenceable instances, to keep "
@@ -229,10 +246,14 @@ class CachedFunction(_CachedCalls):
         return f"<mapsafe.cached {self._name} {self.cache!r}>"
 
 
+def _forget(instances: dict[int, Any], key: int, _ref: object) -> None:
+    instances.pop(key, None)
+
+
 class _BoundCached(_CachedCalls):
     """A cached method bound to one instance, with that instance's cache; holds the instance weakly."""
 
-    def __init__(self, function: CachedFunction, ref: "weakref.ref[Any]", cache: Cache) -> None:
+    def __init__(self, function: CachedFunction, ref: weakref.ref[Any], cache: Cache[Any, Any]) -> None:
         self._function = function
         self._ref = ref
         self._key = function._key

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import _forks
-from ._core import RWCore, RWHold
+from ._core import MapLock, ProfiledRLock, RWCore, RWHold
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["RWLock"]
 
@@ -61,9 +64,9 @@ class RWLock(RWCore):
     }
 
     def __init__(self) -> None:
-        self._init(threading.RLock(), None)
+        self._init(threading.RLock(), None)  # type: ignore[arg-type]  # CPython's RLock is a MapLock (private methods too)
 
-    def _init(self, mu: Any, profile: Any) -> None:
+    def _init(self, mu: MapLock, profile: ProfiledRLock | None) -> None:
         # mu guards every field; LockedMap also holds it for the whole of its
         # short operations (see _wait_readable_locked/_wait_writable_locked).
         # Reentrant so that user code running inside such an operation (a
@@ -74,7 +77,7 @@ class RWLock(RWCore):
         _forks.register(self)
 
     @classmethod
-    def _with_profile(cls, mu: Any, profile: Any) -> "RWLock":
+    def _with_profile(cls, mu: MapLock, profile: ProfiledRLock | None) -> Self:
         """An RWLock on ``mu`` whose waits are counted by ``profile`` (LockedMap with stats)."""
         new = cls.__new__(cls)
         new._init(mu, profile)
@@ -90,11 +93,11 @@ class RWLock(RWCore):
         """Take the write lock only if that needs no waiting."""
         return self.acquire_write(blocking=False)
 
-    def read(self) -> Any:
+    def read(self) -> RWHold:
         """``with lock.read():`` holds the read lock for the block."""
         return self._read_hold
 
-    def write(self) -> Any:
+    def write(self) -> RWHold:
         """``with lock.write():`` holds the write lock for the block."""
         return self._write_hold
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import Final
+
 __all__ = ["MISSING", "DELETE"]
 
 
@@ -22,7 +27,7 @@ class _Sentinel:
     def __copy__(self) -> "_Sentinel":
         return self
 
-    def __deepcopy__(self, memo: dict) -> "_Sentinel":
+    def __deepcopy__(self, memo: dict[int, Any]) -> "_Sentinel":
         return self
 
     def __bool__(self) -> bool:
@@ -30,5 +35,19 @@ class _Sentinel:
         raise TypeError(f"{self!r} has no truth value; compare it with 'is'")
 
 
-MISSING = _Sentinel("MISSING")  # passed to compute() callbacks when the key is absent
-DELETE = _Sentinel("DELETE")  # returned from compute() callbacks to remove the key
+if TYPE_CHECKING:
+    # What the checker sees: two one-member enums, so that `x is MISSING`
+    # narrows `V | Missing` to `V` (at runtime both are _Sentinel instances).
+    import enum
+
+    class Missing(enum.Enum):
+        MISSING = "MISSING"
+
+    class Delete(enum.Enum):
+        DELETE = "DELETE"
+
+    MISSING: Final = Missing.MISSING
+    DELETE: Final = Delete.DELETE
+else:
+    MISSING = _Sentinel("MISSING")  # passed to compute() callbacks when the key is absent
+    DELETE = _Sentinel("DELETE")  # returned from compute() callbacks to remove the key

@@ -7,16 +7,23 @@ import os
 from collections import deque
 from itertools import chain
 from time import monotonic
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeAlias, TypeVar, overload
 
 from . import _faults, _forks
 from ._core import MapLock, ProfiledRLock, ShardedCore, call_if_free, hold_all
 from ._dictget import bound_get, dict_get
-from .mapbase import MapBase, check_flag, copy_of, dropper, pairs_of
+from .mapbase import K, MapBase, V, check_flag, copy_of, dropper, pairs_of
 from .sentinels import MISSING
 from .stats import Tally
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 __all__ = ["ShardedMap"]
+
+T = TypeVar("T")
+_Entry: TypeAlias = "list[Any]"  # a cache-mode entry: [value, expires_at, referenced]
+_Pair: TypeAlias = "tuple[Any, _Entry]"  # (key, entry), as the CLOCK and expiry queues hold them
 
 _FAULTS = _faults.ENABLED
 _NEVER = math.inf  # expiry time of entries in maps without a ttl
@@ -42,16 +49,16 @@ class _Shard:
     __slots__ = ("d", "lock", "ready", "peek", "put", "drop")
 
     def __init__(self, stats: bool) -> None:
-        self.d: dict = {}  # the entries; read lock-free, written only with lock held
+        self.d: dict[Any, Any] = {}  # the entries; read lock-free, written only with lock held
         # Guards writes to d (and every field of subclasses); entered with
         # `with` (C enter and exit); a ProfiledRLock when stats are on.
-        self.lock: Any = ProfiledRLock() if stats else MapLock()
-        self.ready = None  # nothing to wait for once the lock is held
+        self.lock: MapLock | ProfiledRLock = ProfiledRLock() if stats else MapLock()
+        self.ready: None = None  # nothing to wait for once the lock is held
         # What compound operations call holding the lock; in plain mode the
         # dict's own methods, in cache mode the wrapping ones below.
-        self.peek = bound_get(self.d)
-        self.put = self.d.__setitem__
-        self.drop = dropper(self.d)
+        self.peek: Callable[..., Any] = bound_get(self.d)
+        self.put: Callable[[Any, Any], Any] = self.d.__setitem__
+        self.drop: Callable[[Any], Any] = dropper(self.d)
 
     def items_now(self) -> Any:
         """(key, value) pairs at one instant of this shard."""
@@ -95,15 +102,15 @@ class _CacheShard(_Shard):
         # (key, entry) pairs in insertion order; guarded by lock. Pairs whose
         # entry is no longer d[key] are stale and skipped. Kept at most about
         # twice len(d) by _compact_locked.
-        self.order: deque = deque()
+        self.order: deque[_Pair] = deque()
         # With a ttl, the same pairs in store order (never re-appended), so
         # the first live one expires first; guarded by lock; compacted with order.
-        self.by_expiry: deque = deque()
+        self.by_expiry: deque[_Pair] = deque()
         self.evictions = 0  # guarded by lock
         self.expirations = 0  # guarded by lock
-        self.trash: list = []  # what left d or the queues, to release after the lock; guarded by lock
+        self.trash: list[object] = []  # what left d or the queues, to release after the lock; guarded by lock
 
-    def _take_trash_locked(self) -> list | None:
+    def _take_trash_locked(self) -> list[object] | None:
         trash = self.trash
         if not trash:
             return None
@@ -121,16 +128,16 @@ class _CacheShard(_Shard):
         entry[2] = True
         return entry[0]
 
-    def drop_locked(self, key: Any) -> list | None:
+    def drop_locked(self, key: Any) -> list[object] | None:
         entry = self.d.pop(key, None)  # its pair in order goes stale; None: see mapbase.dropper
         if entry is not None:
             self.trash.append(entry)
         return self._take_trash_locked()
 
-    def put_locked(self, key: Any, value: Any) -> list | None:
+    def put_locked(self, key: Any, value: Any) -> list[object] | None:
         return self.put_entry_locked(key, value, monotonic() + self.ttl if self.ttl is not None else _NEVER)
 
-    def put_entry_locked(self, key: Any, value: Any, expires_at: float) -> list | None:
+    def put_entry_locked(self, key: Any, value: Any, expires_at: float) -> list[object] | None:
         d = self.d
         if self.capacity is not None and len(d) >= self.capacity and key not in d:
             self._evict_one_locked()  # before inserting, so the new entry is never the victim
@@ -191,7 +198,7 @@ class _CacheShard(_Shard):
         self.order = deque((k, e) for k, e in self.order if dict_get(d, k) is e)
         self.by_expiry = deque((k, e) for k, e in self.by_expiry if dict_get(d, k) is e)
 
-    def expire_locked(self, key: Any, entry: list) -> list | None:
+    def expire_locked(self, key: Any, entry: _Entry) -> list[object] | None:
         # Re-check: another thread may have replaced the entry since the
         # lock-free read saw it expired.
         if dict_get(self.d, key) is entry:
@@ -199,13 +206,13 @@ class _CacheShard(_Shard):
             self.expirations += 1
         return self._take_trash_locked()
 
-    def clear_locked(self) -> tuple:
+    def clear_locked(self) -> tuple[dict[Any, _Entry], deque[_Pair], deque[_Pair], list[object]]:
         released = (copy_of(self.d), self.order, self.by_expiry, self.trash)
         self.d.clear()
         self.order, self.by_expiry, self.trash = deque(), deque(), []
         return released
 
-    def live_in_order_locked(self) -> list[tuple[Any, list]]:
+    def live_in_order_locked(self) -> list[_Pair]:
         """Live (key, entry) pairs: in expiry order with a ttl, else CLOCK order."""
         d = self.d
         live = [(k, e) for k, e in self.order if dict_get(d, k) is e]
@@ -227,7 +234,7 @@ class _CacheShard(_Shard):
         return out
 
 
-class ShardedMap(ShardedCore, MapBase):
+class ShardedMap(ShardedCore, MapBase[K, V]):
     """A map striped over independent shards, each a dict with its own lock.
 
     Do not use it for small or read-mostly maps (a :class:`SyncMap` reads
@@ -306,7 +313,7 @@ class ShardedMap(ShardedCore, MapBase):
         ttl: float | None = None,
         capacity: int | None = None,
         stats: bool = False,
-        **kwargs: Any,
+        **kwargs: V,
     ) -> None:
         maxsize = _positive_int("maxsize", maxsize)
         capacity = _positive_int("capacity", capacity)
@@ -331,11 +338,11 @@ class ShardedMap(ShardedCore, MapBase):
         self._ttl = ttl
         self._cache = maxsize is not None or ttl is not None
         if self._cache:
-            caps = [None] * shards
+            caps: list[int | None] = [None] * shards
             if maxsize is not None:
                 base, extra = divmod(maxsize, shards)
                 caps = [base + (i < extra) for i in range(shards)]
-            self._shards = tuple(_CacheShard(stats, caps[i], ttl) for i in range(shards))
+            self._shards: tuple[_Shard, ...] = tuple(_CacheShard(stats, caps[i], ttl) for i in range(shards))
         else:
             self._shards = tuple(_Shard(stats) for _ in range(shards))
         stripes = tuple(
@@ -345,7 +352,7 @@ class ShardedMap(ShardedCore, MapBase):
         self._all_locks = (self._callback_lock, *(s.lock for s in self._shards))
         self._core_init(tuple(s.d for s in self._shards), stripes, {}, self._all_locks, not (self._cache or stats))
         _forks.register(self)
-        self._tally = Tally("hits", "misses") if stats else None
+        self._tally: Tally | None = Tally("hits", "misses") if stats else None
         self._pop_from = [0]
         if pairs:
             self._put_many(pairs)
@@ -370,13 +377,13 @@ class ShardedMap(ShardedCore, MapBase):
             self._tally.add(value is MISSING)
         return default if value is MISSING else value
 
-    def _unwrap(self, key: Any, entry: list) -> Any:
+    def _unwrap(self, key: Any, entry: _Entry) -> Any:
         if self._ttl is not None and entry[1] <= monotonic():
             shard = self._section(key)
             # Removing it now is a courtesy; never wait for it (the reader
             # may be a compute callback holding another shard's lock).
             # What it released is dropped on return, after the lock.
-            call_if_free(shard.lock, lambda: shard.expire_locked(key, entry), None)
+            call_if_free(shard.lock, lambda: shard.expire_locked(key, entry), None)  # type: ignore[attr-defined]  # a ttl: a _CacheShard
             return MISSING
         entry[2] = True  # CLOCK's referenced bit: one list item store, atomic
         return entry[0]
@@ -405,39 +412,39 @@ class ShardedMap(ShardedCore, MapBase):
     def _count_locked(self) -> int:
         return sum(map(len, self._maps))
 
-    def _copy_dicts_locked(self) -> list[dict]:
+    def _copy_dicts_locked(self) -> list[dict[Any, Any]]:
         return [copy_of(d) for d in self._maps]
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[K]:
         if not self._cache:
             return chain.from_iterable([copy_of(d) for d in self._maps])  # each copy is one atomic op
         return (key for key, _ in self._iter_items())
 
-    def _iter_items(self) -> Iterator[tuple[Any, Any]]:
+    def _iter_items(self) -> Iterator[tuple[K, V]]:
         # Per-shard copies, all taken before the walk starts: keys added
         # while the caller iterates are never visited, as with the others.
         return chain.from_iterable([shard.items_now() for shard in self._shards])
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[K, V]:
         # Every lock held (in the lock order) only while copying; merging the
         # copies into one dict hashes keys, which is user code, so it runs after.
         parts = hold_all(self._all_locks, self._items_locked)
-        out: dict = {}
+        out: dict[K, V] = {}
         for part in parts:
             out.update(part)
         return out
 
-    def _items_locked(self) -> list:
+    def _items_locked(self) -> list[Any]:
         return [shard.items_now() for shard in self._shards]
 
-    def _compute(self, key: Any, fn: Any, mode: int, value: Any = None) -> Any:
+    def _compute(self, key: K, fn: Callable[..., Any], mode: int, value: Any = None) -> V | None:
         # A callback holds its key's shard lock and may touch any other
         # shard. Two callbacks on different shards writing each other's
         # keys would deadlock, so callbacks run one at a time per map.
         with self._callback_lock:
             return MapBase._compute(self, key, fn, mode, value)
 
-    def popitem(self) -> tuple[Any, Any]:
+    def popitem(self) -> tuple[K, V]:
         """Remove and return some (key, value) pair; KeyError if empty."""
         start = self._pop_from[0]
         self._pop_from[0] = (start + 1) % self._n  # spreads pops; a lost rotation is harmless
@@ -465,7 +472,7 @@ class ShardedMap(ShardedCore, MapBase):
     def _clear_locked(self) -> None:
         # Every lock is held, so no other write interleaves; an interrupt
         # half-way puts back what was cleared (it happened or it did not).
-        cleared = []
+        cleared: list[tuple[_Shard, Any]] = []
         try:
             for shard in self._shards:
                 if _FAULTS:
@@ -498,10 +505,10 @@ class ShardedMap(ShardedCore, MapBase):
         released = hold_all(locks, lambda: self._put_groups_locked(order, by_shard))
         del released  # after the locks
 
-    def _put_groups_locked(self, order: list[int], by_shard: dict) -> list:
+    def _put_groups_locked(self, order: list[int], by_shard: dict[int, list[tuple[Any, Any]]]) -> list[object]:
         # Holding every involved shard: atomic with respect to other writes.
         # An interrupt half-way restores what each key held before.
-        released: list = []
+        released: list[object] = []
         started = []
         try:
             for i in order:
@@ -528,7 +535,7 @@ class ShardedMap(ShardedCore, MapBase):
 
     # -- copies, pickling, stats ------------------------------------------------------
 
-    def copy(self):
+    def copy(self) -> Self:
         """A shallow copy with the same options; entries keep their expiry times and order."""
         new = type(self)(**self._options())
         for i, shard in enumerate(self._shards):
@@ -536,9 +543,9 @@ class ShardedMap(ShardedCore, MapBase):
             with shard.lock:
                 if self._cache:
                     now = monotonic()
-                    for k, e in shard.live_in_order_locked():
+                    for k, e in shard.live_in_order_locked():  # type: ignore[attr-defined]  # a _CacheShard
                         if e[1] > now:
-                            target.put_entry_locked(k, e[0], e[1])
+                            target.put_entry_locked(k, e[0], e[1])  # type: ignore[attr-defined]  # a _CacheShard
                 else:
                     new._maps[i].update(shard.d)
         return new
@@ -555,12 +562,12 @@ class ShardedMap(ShardedCore, MapBase):
         out = []
         for shard in self._shards:
             with shard.lock:
-                live = shard.live_in_order_locked()
+                live = shard.live_in_order_locked()  # type: ignore[attr-defined]  # cache mode: a _CacheShard
             for key, entry in live:
                 if entry[1] > now:
                     out.append((key, entry[0], None if entry[1] == _NEVER else entry[1] - now))
         if self._ttl is not None:
-            out.sort(key=lambda item: item[2])  # stable
+            out.sort(key=lambda item: item[2])  # type: ignore[arg-type, return-value]  # stable; a ttl: all floats
         return out
 
     def _import(self, state: Any) -> None:
@@ -573,7 +580,9 @@ class ShardedMap(ShardedCore, MapBase):
             # so keys land in other shards, whose capacity must still hold.
             shard = self._section(key)
             with shard.lock:
-                released = shard.put_entry_locked(key, value, _NEVER if remaining is None else now + remaining)
+                released = shard.put_entry_locked(  # type: ignore[attr-defined]  # cache mode: a _CacheShard
+                    key, value, _NEVER if remaining is None else now + remaining
+                )
             del released
 
     def stats(self) -> dict[str, Any]:
@@ -598,13 +607,25 @@ class ShardedMap(ShardedCore, MapBase):
             out.update(self._tally.totals())
         return out
 
+    if TYPE_CHECKING:
+        # ShardedCore's get and m[k] = v, with the map's types (the core's own
+        # signatures take any key and value).
+        @overload
+        def get(self, key: K, /) -> V | None: ...
+        @overload
+        def get(self, key: K, default: V, /) -> V: ...
+        @overload
+        def get(self, key: K, default: T, /) -> V | T: ...
+        def get(self, key: K, default: Any = None, /) -> Any: ...
+        def __setitem__(self, key: K, value: V, /) -> None: ...
+
     def _after_fork_child(self) -> None:
         for lock in self._all_locks:
             _forks.reinit_lock(lock)
         _forks.drop_dead_tokens(self._computing)
 
 
-def _positive_int(name: str, value: Any) -> int | None:
+def _positive_int(name: str, value: object) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from . import _forks
 from ._core import MapLock, ProfiledRLock, SyncCore, SyncReader
 from ._dictget import bound_get, dict_get
-from .mapbase import MapBase, OneSectionMap, check_flag, copy_of, dropper, pairs_of
+from .mapbase import K, MapBase, OneSectionMap, V, check_flag, copy_of, dropper, pairs_of
 from .sentinels import MISSING
 from .stats import Tally
 
 __all__ = ["SyncMap"]
+
+T = TypeVar("T")
 
 
 class _DictSection:
@@ -23,15 +28,15 @@ class _DictSection:
 
     __slots__ = ("lock", "ready", "peek", "put", "drop")
 
-    def __init__(self, d: dict, lock: Any) -> None:
+    def __init__(self, d: dict[Any, Any], lock: MapLock | ProfiledRLock) -> None:
         self.lock = lock  # entered with `with`; C-level enter and exit
-        self.ready = None  # nothing to wait for once the lock is held
+        self.ready: None = None  # nothing to wait for once the lock is held
         self.peek = bound_get(d)
         self.put = d.__setitem__
         self.drop = dropper(d)
 
 
-class SyncMap(SyncCore, OneSectionMap):
+class SyncMap(SyncCore, OneSectionMap[K, V]):
     """A concurrent map whose reads never take a lock, like Go's ``sync.Map``.
 
     Most code should not use it: a plain ``dict`` owned by one thread, or a
@@ -73,10 +78,11 @@ class SyncMap(SyncCore, OneSectionMap):
         "__weakref__": "",
     }
 
-    def __init__(self, *args: Any, stats: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, stats: bool = False, **kwargs: V) -> None:
         pairs = pairs_of(type(self).__name__, args, kwargs)
         d = dict(pairs)
-        self._tally = None
+        self._tally: Tally | None = None
+        lock: MapLock | ProfiledRLock
         if check_flag("stats", stats):
             lock = ProfiledRLock()
             self._tally = Tally("hits", "misses")
@@ -93,7 +99,7 @@ class SyncMap(SyncCore, OneSectionMap):
     def _options(self) -> dict[str, Any]:
         return {"stats": self._tally is not None}
 
-    def reader(self) -> Any:
+    def reader(self) -> SyncReader:
         """A read handle for the calling thread: ``r = m.reader()`` then ``r[k]``, ``r.get(k)``, ``k in r``, ``len(r)``.
 
         It reads the same entries with the same guarantees as the map's own
@@ -110,33 +116,51 @@ class SyncMap(SyncCore, OneSectionMap):
 
     # -- reads: lock-free, one dict operation each ----------------------------
 
-    def __new__(cls, *args: Any, stats: bool = False, **kwargs: Any) -> "SyncMap":
+    def __new__(cls, *args: Any, stats: bool = False, **kwargs: Any) -> Self:
         # Counting reads needs a different __getitem__; choosing the class
         # here keeps the uncounted one free of even a flag test.
         if stats is True and cls is SyncMap:
-            cls = _CountingSyncMap
+            cls = _CountingSyncMap  # type: ignore[assignment]  # a private subclass, for SyncMap itself only
         return super().__new__(cls)
 
     # Each read below (and SyncCore's m[k], get, `in` and len) is a single
     # dict operation: atomic, and linearizable against the writes (made
     # under _lock), with or without the GIL.
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[K, V]:
         return copy_of(self._d)  # one atomic dict operation
+
+    if TYPE_CHECKING:
+        # SyncCore's m[k], get and m[k] = v, with the map's types (the core's
+        # own signatures take any key and value).
+        _d: dict[K, V]
+        _lock: MapLock | ProfiledRLock
+
+        def __getitem__(self, key: K, /) -> V: ...
+        @overload
+        def get(self, key: K, /) -> V | None: ...
+        @overload
+        def get(self, key: K, default: V, /) -> V: ...
+        @overload
+        def get(self, key: K, default: T, /) -> V | T: ...
+        def get(self, key: K, default: Any = None, /) -> Any: ...
+        def __setitem__(self, key: K, value: V, /) -> None: ...
 
     def stats(self) -> dict[str, Any]:
         """Counters: size, and with ``stats=True`` lock contention and hits/misses."""
         out: dict[str, Any] = {"type": "SyncMap", "size": len(self._d), "enabled": self._tally is not None}
         if self._tally is not None:
-            out["lock"] = self._lock.as_dict()
+            out["lock"] = self._lock.as_dict()  # type: ignore[union-attr]  # stats on: a ProfiledRLock
             out.update(self._tally.totals())
         return out
 
 
-class _CountingSyncMap(SyncMap):
+class _CountingSyncMap(SyncMap[K, V]):
     """SyncMap(stats=True): the same map, counting hits and misses of reads."""
 
     __slots__ = ()
+    if TYPE_CHECKING:
+        _tally: Tally  # always set here
 
     def __getitem__(self, key: Any) -> Any:
         value = dict_get(self._d, key, MISSING)

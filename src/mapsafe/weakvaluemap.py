@@ -7,20 +7,25 @@ from collections import deque
 from collections.abc import Iterator, MutableMapping
 from functools import partial
 from itertools import count
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 from weakref import KeyedRef
 
 from . import _forks
 from ._core import MapLock
 from ._loading import RETRY, Flight, run_flight
-from .mapbase import _ItemsView, _ValuesView, copy_of, pairs_of
+from .mapbase import K, V, _ItemsView, _ValuesView, copy_of, pairs_of
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["WeakValueMap"]
+
+T = TypeVar("T")
 
 _NO_DEFAULT: Any = object()  # pop() called without a default
 
 
-class WeakValueMap(MutableMapping):
+class WeakValueMap(MutableMapping[K, V]):
     """A map whose values are held by weak references: an entry goes when its value is collected.
 
     Most code should not use it: a map that holds its values strongly (a
@@ -84,11 +89,11 @@ class WeakValueMap(MutableMapping):
         "__weakref__": "",
     }
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._pending: deque = deque()
+    def __init__(self, *args: Any, **kwargs: V) -> None:
+        self._pending: deque[KeyedRef[K, V]] = deque()
         self._on_death = self._pending.append
-        self._data: dict[Any, KeyedRef] = {}
-        self._flights: dict[Any, Flight] = {}
+        self._data: dict[K, KeyedRef[K, V]] = {}
+        self._flights: dict[K, Flight] = {}
         self._lock = MapLock()
         self._data.update(self._refs(args, kwargs))
         _forks.register(self)
@@ -102,7 +107,7 @@ class WeakValueMap(MutableMapping):
 
     # -- weak references ------------------------------------------------------------
 
-    def _ref(self, key: Any, value: Any) -> KeyedRef:
+    def _ref(self, key: K, value: V) -> KeyedRef[K, V]:
         """A weak reference to ``value`` whose death queues it for removal from ``key``."""
         # Hashed first: a ref whose key cannot be hashed would, once its value
         # died, make the next drain raise in whatever operation ran it.
@@ -115,7 +120,7 @@ class WeakValueMap(MutableMapping):
                 f"cannot create a weak reference to a {type(value).__name__!r} object"
             ) from None
 
-    def _refs(self, args: tuple, kwargs: dict) -> dict[Any, KeyedRef]:
+    def _refs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[K, KeyedRef[K, V]]:
         """What ``dict(*args, **kwargs)`` would hold, as refs: every error before any change."""
         if args and isinstance(args[0], WeakValueMap):
             args = (args[0].snapshot(),)  # its keys() and [] disagree while values die
@@ -138,35 +143,42 @@ class WeakValueMap(MutableMapping):
 
     # -- reads: lock-free -------------------------------------------------------------
 
-    def get(self, key: Any, default: Any = None) -> Any:
+    @overload
+    def get(self, key: K, /) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V, /) -> V: ...
+    @overload
+    def get(self, key: K, default: T, /) -> V | T: ...
+
+    def get(self, key: K, default: Any = None) -> Any:
         ref = self._data.get(key)  # one dict operation: atomic with or without the GIL
         value = ref() if ref is not None else None  # None can never be a value: dead means absent
         return default if value is None else value
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: K) -> V:
         value = self.get(key)
         if value is None:
             raise KeyError(key)
         return value
 
     def __contains__(self, key: object) -> bool:
-        return self.get(key) is not None
+        return self.get(key) is not None  # type: ignore[arg-type]  # any object may be looked up
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[K, V]:
         """A plain ``dict`` of the live entries, holding their values strongly."""
         refs = copy_of(self._data)  # one atomic dict operation
         return {key: value for key, ref in refs.items() if (value := ref()) is not None}
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[K]:
         return iter(self.snapshot())
 
-    def _iter_items(self) -> Iterator[tuple[Any, Any]]:
+    def _iter_items(self) -> Iterator[tuple[K, V]]:
         return iter(self.snapshot().items())
 
-    def items(self) -> _ItemsView:
+    def items(self) -> _ItemsView[K, V]:
         return _ItemsView(self)  # walks one snapshot: never looks a key up again
 
-    def values(self) -> _ValuesView:
+    def values(self) -> _ValuesView[V]:
         return _ValuesView(self)
 
     def __len__(self) -> int:
@@ -179,7 +191,7 @@ class WeakValueMap(MutableMapping):
 
     # -- writes -------------------------------------------------------------------------
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: K, value: V) -> None:
         ref = self._ref(key, value)  # before the lock: it may raise, and it allocates
         with self._lock:
             self._drain_locked()
@@ -194,7 +206,7 @@ class WeakValueMap(MutableMapping):
             self._drain_locked()
             self._data.update(refs)
 
-    def setdefault(self, key: Any, default: Any = None) -> Any:
+    def setdefault(self, key: K, default: V = None) -> V:  # type: ignore[assignment]  # None raises TypeError (no weak ref)
         """Atomically: the live value of ``key``, storing ``default`` first if there is none."""
         value = self.get(key)  # lock-free fast path
         if value is not None:
@@ -209,10 +221,17 @@ class WeakValueMap(MutableMapping):
                 value = default
         return value
 
-    def __delitem__(self, key: Any) -> None:
+    def __delitem__(self, key: K) -> None:
         self.pop(key)
 
-    def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:
+    @overload
+    def pop(self, key: K, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: V, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: T, /) -> V | T: ...
+
+    def pop(self, key: K, default: Any = _NO_DEFAULT) -> Any:
         """Remove ``key`` and return its live value; ``default`` or KeyError if there is none."""
         with self._lock:
             self._drain_locked()
@@ -226,7 +245,7 @@ class WeakValueMap(MutableMapping):
             raise KeyError(key)
         return default
 
-    def popitem(self) -> tuple[Any, Any]:
+    def popitem(self) -> tuple[K, V]:
         """Remove and return the most recently inserted live pair; KeyError if there is none."""
         with self._lock:
             self._drain_locked()
@@ -246,7 +265,7 @@ class WeakValueMap(MutableMapping):
 
     # -- get_or_create ----------------------------------------------------------------
 
-    def get_or_create(self, key: Any, factory: Callable[[Any], Any], timeout: float | None = None) -> Any:
+    def get_or_create(self, key: K, factory: Callable[[K], V], timeout: float | None = None) -> V:
         """The live value of ``key``, made by ``factory(key)`` and stored if there is none.
 
         However many threads ask at once, ``factory`` runs once, in one of
@@ -289,13 +308,13 @@ class WeakValueMap(MutableMapping):
                 if flight is mine and mine.running():
                     mine.abandon()
                 raise
-            value = flight.join(key, timeout)
-            if value is not RETRY:
-                return value
+            joined: V = flight.join(key, timeout)  # the value, or RETRY
+            if joined is not RETRY:
+                return joined
             # The loading thread was interrupted or ended: load again.
         raise AssertionError("unreachable")
 
-    def _create(self, key: Any, factory: Callable[[Any], Any], flight: Flight) -> Any:
+    def _create(self, key: K, factory: Callable[[K], V], flight: Flight) -> V:
         """As ``flight``'s owner: ``factory(key)`` with no lock held, then store it."""
         try:
             value = factory(key)
@@ -320,13 +339,13 @@ class WeakValueMap(MutableMapping):
 
     # -- copies ----------------------------------------------------------------------
 
-    def copy(self) -> "WeakValueMap":
+    def copy(self) -> Self:
         """A new WeakValueMap of the live entries."""
         return type(self)(self.snapshot())
 
     __copy__ = copy
 
-    def __deepcopy__(self, memo: dict) -> "WeakValueMap":
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         # Keys are copied; values are not: a copied value would have no strong
         # reference but the copy's weak one and die at once.
         new = type(self)()

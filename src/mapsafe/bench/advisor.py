@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from . import workloads
 from .impls import BASELINE, LRU, UNSAFE
 from .results import HIGHER_IS_BETTER, BenchResult, Cell
-from .stats import mann_whitney_u
+from .stats import mann_whitney_u, median
 
 __all__ = ["Recommendation", "Crossover", "Guide", "Overhead", "Advice", "advise", "ALPHA", "CHALLENGER",
            "HIT_RATE_TIE"]
@@ -76,6 +76,11 @@ def _rankable(cell: Cell | None) -> bool:
     return cell is not None and cell.safe and cell.impl != UNSAFE and bool(cell.rounds)
 
 
+def _median(c: Cell) -> float:
+    """``c.median``, for a cell that has rounds (every cell ranked or divided by here has), so never None."""
+    return median(c.rounds)
+
+
 def _p_floor(a: Cell, b: Cell) -> float:
     """The smallest two-sided p-value a U test of these two round lists can give."""
     return 2 / math.comb(len(a.rounds) + len(b.rounds), len(a.rounds))
@@ -87,7 +92,7 @@ def _recommend(result: BenchResult, workload: str, param: float | None) -> Recom
     at = [c for c in cells if c.threads == threads]
     if at[0].unit != "ops/s":
         return _recommend_measure(workload, param, threads, at)
-    ranked = sorted((c for c in at if _rankable(c)), key=lambda c: c.median, reverse=True)
+    ranked = sorted((c for c in at if _rankable(c)), key=_median, reverse=True)
     if not ranked:
         return Recommendation(workload, param, threads, None, "no implementation passed the checks")
     best = ranked[0]
@@ -96,7 +101,7 @@ def _recommend(result: BenchResult, workload: str, param: float | None) -> Recom
         return Recommendation(workload, param, threads, best.impl, f"fastest that passed ({BASELINE} not measured)")
     if best is base:
         return Recommendation(workload, param, threads, BASELINE, "fastest, and the simplest")
-    ratio = best.median / base.median
+    ratio = _median(best) / _median(base)
     _, p = mann_whitney_u(best.rounds, base.rounds)
     if p < ALPHA:
         return Recommendation(workload, param, threads, best.impl, f"x{ratio:.2f} vs {BASELINE} (p={p:.3f})")
@@ -121,7 +126,7 @@ def _crossover(result: BenchResult, threads: int) -> Crossover | None:
         if ch is None or base is None or not ch.rounds or not base.rounds or not base.median:
             continue
         unsafe = unsafe or not (ch.safe and base.safe)
-        ratios[param] = ch.median / base.median
+        ratios[param] = _median(ch) / _median(base)
     if not ratios:
         return None
     measured = sorted(ratios)
@@ -178,27 +183,27 @@ def _best(cells: list[Cell]) -> list[Cell]:
         return []
     unit = ranked[0].unit
     if unit == "ops/s":
-        ranked.sort(key=lambda c: c.median, reverse=True)
+        ranked.sort(key=_median, reverse=True)
         top = ranked[0]
         # Tied: not measurably slower than the fastest. With too few rounds nothing is
         # measurable, and calling every one tied would say nothing: the fastest alone is named.
         return [top] + [c for c in ranked[1:]
                         if _separable(top, c) and mann_whitney_u(top.rounds, c.rounds)[1] >= ALPHA]
     if unit == "loads":
-        ranked.sort(key=lambda c: (_most_loads(c), c.median))
+        ranked.sort(key=lambda c: (_most_loads(c), _median(c)))
         return [c for c in ranked if _most_loads(c) == _most_loads(ranked[0])]
     if unit == "hit rate":
-        ranked.sort(key=lambda c: c.median, reverse=True)
-        return [c for c in ranked if ranked[0].median - c.median <= HIT_RATE_TIE]
-    ranked.sort(key=lambda c: c.median)  # B/entry
-    return [c for c in ranked if c.median <= ranked[0].median * (1 + MEMORY_TIE)]
+        ranked.sort(key=_median, reverse=True)
+        return [c for c in ranked if _median(ranked[0]) - _median(c) <= HIT_RATE_TIE]
+    ranked.sort(key=_median)  # B/entry
+    return [c for c in ranked if _median(c) <= _median(ranked[0]) * (1 + MEMORY_TIE)]
 
 
 def _versus(c: Cell, at: list[Cell], ref: str) -> str:
     other = next((x for x in at if x.impl == ref and x.rounds), None)
     if other is None or other is c or not other.median:
         return ""
-    return f", x{c.median / other.median:.2f} {ref}'s {_fmt(c.unit, other.median)}"
+    return f", x{_median(c) / _median(other):.2f} {ref}'s {_fmt(c.unit, _median(other))}"
 
 
 def _recommend_measure(workload: str, param: float | None, threads: int, at: list[Cell]) -> Recommendation:
@@ -213,9 +218,9 @@ def _recommend_measure(workload: str, param: float | None, threads: int, at: lis
         reason = (f"{n:g} load in every burst{also}" if n == 1
                   else f"fewest loads, still up to {n:g} per burst{also}")
     elif unit == "hit rate":
-        reason = f"highest hit rate, {_fmt(unit, top.median)}{_versus(top, at, LRU)}{also}"
+        reason = f"highest hit rate, {_fmt(unit, _median(top))}{_versus(top, at, LRU)}{also}"
     else:
-        reason = f"smallest, {_fmt(unit, top.median)} per entry{_versus(top, at, LRU)}{also}"
+        reason = f"smallest, {_fmt(unit, _median(top))} per entry{_versus(top, at, LRU)}{also}"
     return Recommendation(workload, param, threads, top.impl, reason)
 
 
@@ -253,11 +258,11 @@ def _ranked_guide(result: BenchResult, workload: str, when: str, threads: int | 
     unit = cells[0].unit
     ref = LRU if unit != "ops/s" or any(c.impl == LRU for c in cells) else BASELINE
     base = next((c for c in cells if c.impl == ref and c.rounds and c.median), None)
-    order = sorted((c for c in cells if _rankable(c)), key=lambda c: c.median, reverse=HIGHER_IS_BETTER[unit])
+    order = sorted((c for c in cells if _rankable(c)), key=_median, reverse=HIGHER_IS_BETTER[unit])
     parts = []
     for c in order:
-        ratio = f" x{c.median / base.median:.2f}" if base is not None and c is not base else ""
-        parts.append(f"{c.impl} {_fmt(unit, c.median)}{ratio}")
+        ratio = f" x{_median(c) / _median(base):.2f}" if base is not None and c is not base else ""
+        parts.append(f"{c.impl} {_fmt(unit, _median(c))}{ratio}")
     text = ", ".join(parts) + (f" (ratios to {ref})" if base is not None else "")
     if unit == "ops/s" and len(best) == 1 and len(order) > 1 and not _separable(best[0], order[1]):
         text += "; too few rounds to test the differences, so only the fastest is named"
@@ -303,7 +308,7 @@ def _overheads(result: BenchResult) -> list[Overhead]:
                 continue
             ok = c.safe and base.safe and bool(base.median)
             out.append(Overhead(workload, param, c.threads, c.impl, w.versus,
-                                c.median / base.median if ok else None, c.p99_ns, base.p99_ns))
+                                _median(c) / _median(base) if ok else None, c.p99_ns, base.p99_ns))
     return out
 
 

@@ -5,9 +5,24 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from .. import config
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import TypedDict
+
+    from .runner import Settings
+
+    class _Quick(TypedDict):
+        threads: list[int]
+        rounds: int
+        duration: float
+        keys: int
+
+_Item = TypeVar("_Item")  # what _pick picks: workloads or implementations
 
 DESCRIPTION = (
     "Benchmark dict+Lock, dict+RWLock, an unlocked dict, SyncMap (plain, and read through per-thread readers), "
@@ -20,7 +35,7 @@ DESCRIPTION = (
 )
 
 MAX_THREADS = 512  # thread tags must stay below workloads.PREFILL
-QUICK = {"threads": [1, 2], "rounds": 5, "duration": 0.015, "keys": 1000}  # 20-40 s in all
+QUICK: _Quick = {"threads": [1, 2], "rounds": 5, "duration": 0.015, "keys": 1000}  # 20-40 s in all
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
@@ -58,9 +73,11 @@ def _where(cfg: config.Config, attribute: str, flag: str) -> str:
     return flag if source == "flag" else f"bench.{attribute[len('bench_'):]} (from {source})"
 
 
-def _pick(names: list[str], table: dict, what: str, where: str, groups: dict | None = None) -> list:
+def _pick(names: list[str], table: Mapping[str, _Item], what: str, where: str,
+          groups: Mapping[str, Sequence[_Item]] | None = None) -> list[_Item]:
     """The items ``names`` name, in order, once each; a name in ``groups`` stands for its items."""
-    picked, unknown = [], []
+    picked: list[_Item] = []
+    unknown: list[str] = []
     groups = groups or {}
     for name in names:
         items = groups.get(name.lower())
@@ -85,7 +102,7 @@ def _need_server(names: list[str], where: str) -> None:
                          "pass --redis URL (or set bench.redis)")
 
 
-def settings_from_args(args: argparse.Namespace):
+def settings_from_args(args: argparse.Namespace) -> Settings:
     """Resolve config and flags into runner Settings; every bad value is a UsageError naming it."""
     from . import impls, workloads
     from .results import ImplStatus

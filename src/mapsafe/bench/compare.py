@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .results import BenchResult
-from .stats import mann_whitney_u
+from .stats import mann_whitney_u, median
+
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from .results import Cell
 
 __all__ = ["Delta", "Comparison", "compare", "differences"]
 
@@ -33,8 +39,8 @@ class Delta:
 @dataclass
 class Comparison:
     deltas: list[Delta]
-    only_old: list[tuple]  # cell keys measured only in OLD
-    only_new: list[tuple]
+    only_old: list[tuple[str, float | None, int, str]]  # cell keys (Cell.key) measured only in OLD
+    only_new: list[tuple[str, float | None, int, str]]
     differences: list[str]  # settings that differ: machine, interpreter, options, workloads, implementations
     alpha: float
 
@@ -53,7 +59,8 @@ def compare(old: BenchResult, new: BenchResult, alpha: float = 0.05) -> Comparis
         if a is None:
             continue
         _, p = mann_whitney_u(b.rounds, a.rounds)
-        deltas.append(Delta(*key, b.median, a.median, p, p < alpha, not (a.safe and b.safe), a.unit))
+        # median(rounds) is Cell.median, never None here: a results file's cells all have rounds.
+        deltas.append(Delta(*key, median(b.rounds), median(a.rounds), p, p < alpha, not (a.safe and b.safe), a.unit))
     return Comparison(
         deltas,
         [k for k in before if k not in after],
@@ -76,7 +83,9 @@ def differences(old: BenchResult, new: BenchResult) -> list[str]:
     for name in [*a, *(n for n in b if n not in a)]:
         if a.get(name) != b.get(name):
             found.append(f"{name}: {_shown(a.get(name))} -> {_shown(b.get(name))}")
-    for what, of in (("workloads", lambda c: c.workload), ("implementations", lambda c: c.impl)):
+    names: tuple[tuple[str, Callable[[Cell], str]], ...] = (
+        ("workloads", lambda c: c.workload), ("implementations", lambda c: c.impl))
+    for what, of in names:
         was, now = sorted({of(c) for c in old.cells}), sorted({of(c) for c in new.cells})
         if was != now:
             found.append(f"{what}: {', '.join(was) or 'none'} -> {', '.join(now) or 'none'}")

@@ -10,7 +10,28 @@ import sys
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Protocol
+
+    class _AtomicDict(Protocol):
+        """What the adapter calls on a cereggii.AtomicDict or its ThreadHandle (cereggii has no type hints)."""
+
+        def get(self, key: int, /) -> int | None: ...
+
+        def __getitem__(self, key: int, /) -> int: ...
+
+        def __setitem__(self, key: int, value: int, /) -> None: ...
+
+        def __delitem__(self, key: int, /) -> None: ...
+
+        def reduce_sum(self, pairs: Iterable[tuple[int, int]], /) -> None: ...
+
+        def compare_and_set(self, key: int, expected: object, desired: int, /) -> None: ...
+
+        def fast_iter(self) -> Iterable[tuple[int, int]]: ...
 
 __all__ = ["Adapter", "ServerAdapter", "CacheAdapter", "Impl", "IMPLEMENTATIONS", "BASELINE", "UNSAFE", "LRU",
            "RAW_REDIS", "REDIS_MAP", "THROWAWAY_PREFIX", "by_name", "on_server"]
@@ -31,6 +52,7 @@ class Adapter:
     so the harness around it costs the same for all implementations. Each
     worker thread calls :meth:`for_thread` before its timed loop and uses
     what it returns; building, filling and checking use the adapter itself.
+    Keys and values are ints, as the workloads make them.
 
     * ``get(k)``: the value, or None when absent (workloads never store None);
     * ``put(k, v)``, ``delete(k)`` (an absent key is fine);
@@ -40,13 +62,13 @@ class Adapter:
     * ``snapshot()``: a plain dict copy, used only to verify, never timed.
     """
 
-    get: Callable[[Any], Any]
-    put: Callable[[Any, Any], None]
-    delete: Callable[[Any], None]
-    incr: Callable[[Any], None]
-    load_or_store: Callable[[Any, Any], Any]
-    iterate: Callable[[Callable[[Any, Any], bool]], None]
-    snapshot: Callable[[], dict]
+    get: Callable[[int], int | None]
+    put: Callable[[int, int], None]
+    delete: Callable[[int], None]
+    incr: Callable[[int], object]  # what it returns is ignored
+    load_or_store: Callable[[int, int], int]
+    iterate: Callable[[Callable[[int, int], bool]], None]
+    snapshot: Callable[[], dict[int, int]]
     # Makes a thread its own adapter over the same map, called in that
     # thread; None: threads share these callables.
     per_thread: Callable[[], Adapter] | None = None
@@ -74,7 +96,7 @@ class ServerAdapter(Adapter):
       included, so a run leaves the server as it found it.
     """
 
-    put_all: Callable[[dict], None] | None = None
+    put_all: Callable[[dict[int, int]], None] | None = None
     close: Callable[[], None] | None = None
 
 
@@ -91,14 +113,16 @@ class CacheAdapter:
     workload that built the cache adds the rest, for its checks.
     """
 
-    get: Callable[[Any], Any]
+    get: Callable[[int], int]
     size: Callable[[], int]
     per_thread: Callable[[], CacheAdapter] | None = None
-    loader: Any = None  # the loader the cache was built around
+    loader: Any = None  # the loader the cache was built around (the workload's: a Loader, or any callable)
     call_once: bool = False  # the implementation promises one load per key, however many threads ask
     bound: int | None = None  # the most entries it may hold; None: unbounded
 
-    for_thread = Adapter.for_thread
+    def for_thread(self) -> CacheAdapter:
+        """As :meth:`Adapter.for_thread`: the calling thread's own callables, where they matter."""
+        return self if self.per_thread is None else self.per_thread()
 
 
 @dataclass(frozen=True)
@@ -116,7 +140,7 @@ class Impl:
     requires: str = ""  # module that must import, or "" for none
     note: str = ""  # why it might be missing, shown with the skip reason
     # (maxsize, loader) -> a fresh, empty cache of at most maxsize entries over loader
-    cache: Callable[[int, Callable[[Any], Any]], CacheAdapter] | None = None
+    cache: Callable[[int, Callable[[int], int]], CacheAdapter] | None = None
     call_once: bool = False  # its cache promises one load per key (the stampede workload checks it)
     bounded: bool = True  # its cache honours maxsize (the hit-rate workloads need a bound)
     workloads: tuple[str, ...] = ()  # only these workloads; (): every workload it can run
@@ -145,40 +169,40 @@ class Impl:
 
 
 def _dict_lock() -> Adapter:
-    d: dict = {}
+    d: dict[int, int] = {}
     lock = threading.Lock()
 
     def bind() -> Adapter:
         # Reads take the lock too: without the GIL, a dict read racing a write is
         # only safe because of CPython's per-dict locking, and the promise here is
         # "no GIL assumptions", so the baseline is the fully locked idiom.
-        def get(k):
+        def get(k: int) -> int | None:
             with lock:
                 return d.get(k)
 
-        def put(k, v):
+        def put(k: int, v: int) -> None:
             with lock:
                 d[k] = v
 
-        def delete(k):
+        def delete(k: int) -> None:
             with lock:
                 d.pop(k, None)
 
-        def incr(k):
+        def incr(k: int) -> None:
             with lock:
                 d[k] = d.get(k, 0) + 1
 
-        def load_or_store(k, v):
+        def load_or_store(k: int, v: int) -> int:
             with lock:
                 return d.setdefault(k, v)
 
-        def iterate(visit):
+        def iterate(visit: Callable[[int, int], bool]) -> None:
             with lock:  # copy under the lock, visit outside it: the usual idiom
                 items = list(d.items())
             for k, v in items:
                 visit(k, v)
 
-        def snapshot():
+        def snapshot() -> dict[int, int]:
             with lock:
                 return dict(d)
 
@@ -190,29 +214,29 @@ def _dict_lock() -> Adapter:
 def _dict_rwlock() -> Adapter:
     from mapsafe import RWLock
 
-    d: dict = {}
+    d: dict[int, int] = {}
     rw = RWLock()
 
     def bind() -> Adapter:
         read, write = rw.read, rw.write
 
-        def get(k):
+        def get(k: int) -> int | None:
             with read():
                 return d.get(k)
 
-        def put(k, v):
+        def put(k: int, v: int) -> None:
             with write():
                 d[k] = v
 
-        def delete(k):
+        def delete(k: int) -> None:
             with write():
                 d.pop(k, None)
 
-        def incr(k):
+        def incr(k: int) -> None:
             with write():
                 d[k] = d.get(k, 0) + 1
 
-        def load_or_store(k, v):
+        def load_or_store(k: int, v: int) -> int:
             # A read-locked fast path then a write-locked re-check: the idiom that
             # makes an RWLock worth having for mostly-present keys.
             with read():
@@ -222,13 +246,13 @@ def _dict_rwlock() -> Adapter:
             with write():
                 return d.setdefault(k, v)  # re-check under the write lock: another writer may have won
 
-        def iterate(visit):
+        def iterate(visit: Callable[[int, int], bool]) -> None:
             with read():
                 items = list(d.items())
             for k, v in items:
                 visit(k, v)
 
-        def snapshot():
+        def snapshot() -> dict[int, int]:
             with read():
                 return dict(d)
 
@@ -238,24 +262,24 @@ def _dict_rwlock() -> Adapter:
 
 
 def _dict_unsafe() -> Adapter:
-    d: dict = {}
+    d: dict[int, int] = {}
 
     def bind() -> Adapter:
         # The unlocked check-then-act idioms that look fine and are not: a thread
         # switch between the read and the write loses the other thread's update.
-        def incr(k):
+        def incr(k: int) -> None:
             d[k] = d.get(k, 0) + 1
 
-        def load_or_store(k, v):
+        def load_or_store(k: int, v: int) -> int:
             v0 = d.get(k)
             if v0 is None:
                 d[k] = v0 = v
             return v0
 
-        def delete(k):
+        def delete(k: int) -> None:
             d.pop(k, None)
 
-        def iterate(visit):
+        def iterate(visit: Callable[[int, int], bool]) -> None:
             for k, v in d.items():  # raises if another thread resizes d meanwhile
                 visit(k, v)
 
@@ -271,9 +295,10 @@ def _mapsafe_map(cls_name: str, reader: bool = False) -> Callable[[], Adapter]:
         m = getattr(mapsafe, cls_name)()
 
         def bind() -> Adapter:
-            los, incr = m.load_or_store, m.add  # add(k): absent counts as 0; in C on the C core
+            los: Callable[[int, int], tuple[int, bool]] = m.load_or_store
+            incr = m.add  # add(k): absent counts as 0; in C on the C core
 
-            def load_or_store(k, v):
+            def load_or_store(k: int, v: int) -> int:
                 return los(k, v)[0]
 
             # get: the Mapping method, the maps' fastest read (load() wraps it);
@@ -299,19 +324,19 @@ def _cereggii() -> Adapter:
     def bind() -> Adapter:
         # cereggii's per-thread handle (a ThreadHandle), where this version has one.
         get_handle = getattr(shared, "get_handle", None)
-        d = get_handle() if get_handle is not None else shared
+        d: _AtomicDict = get_handle() if get_handle is not None else shared
         reduce_sum, cas = d.reduce_sum, d.compare_and_set
 
-        def delete(k):
+        def delete(k: int) -> None:
             try:
                 del d[k]
             except KeyError:
                 pass
 
-        def incr(k):
+        def incr(k: int) -> None:
             reduce_sum(((k, 1),))  # cereggii's atomic aggregate; absent counts as 0
 
-        def load_or_store(k, v):
+        def load_or_store(k: int, v: int) -> int:
             v0 = d.get(k)
             if v0 is not None:
                 return v0
@@ -321,11 +346,11 @@ def _cereggii() -> Adapter:
             except expectation_failed:
                 return d[k]  # another thread inserted first; workloads never delete these keys
 
-        def iterate(visit):
+        def iterate(visit: Callable[[int, int], bool]) -> None:
             for k, v in d.fast_iter():
                 visit(k, v)
 
-        def snapshot():
+        def snapshot() -> dict[int, int]:
             return dict(d.fast_iter())
 
         return Adapter(d.get, d.__setitem__, delete, incr, load_or_store, iterate, snapshot, bind)
@@ -342,21 +367,21 @@ def _ft_utils() -> Adapter:
         # Bound methods made in the thread: what ft_utils' LocalWrapper is for, without its proxy.
         get, setdefault = d.get, d.setdefault
 
-        def delete(k):
+        def delete(k: int) -> None:
             d.pop(k, None)
 
-        def incr(k):
+        def incr(k: int) -> None:
             # ft_utils' counter idiom: the dict holds AtomicInt64 cells, created once.
             cell = get(k)
             if cell is None:
                 cell = setdefault(k, AtomicInt64(0))  # thread-safe insert-if-absent
             cell.incr()
 
-        def iterate(visit):
+        def iterate(visit: Callable[[int, int], bool]) -> None:
             for k, v in d.items():  # a list, built without a consistent snapshot
                 visit(k, v)
 
-        def snapshot():
+        def snapshot() -> dict[int, int]:
             return {k: (v.get() if isinstance(v, AtomicInt64) else v) for k, v in d.as_dict().items()}
 
         return Adapter(get, d.__setitem__, delete, incr, setdefault, iterate, snapshot, bind)
@@ -369,37 +394,37 @@ def _lru_lock() -> Adapter:
 
     # Unbounded: an eviction would read as a lost update, and the workloads
     # measure the cache's bookkeeping cost, not its hit rate.
-    c = cachetools.LRUCache(maxsize=sys.maxsize)
+    c: cachetools.LRUCache[int, int] = cachetools.LRUCache(maxsize=sys.maxsize)
     lock = threading.Lock()
 
     def bind() -> Adapter:
-        def get(k):
+        def get(k: int) -> int | None:
             with lock:  # an LRU read reorders the cache, so it is a write
                 return c.get(k)
 
-        def put(k, v):
+        def put(k: int, v: int) -> None:
             with lock:
                 c[k] = v
 
-        def delete(k):
+        def delete(k: int) -> None:
             with lock:
                 c.pop(k, None)
 
-        def incr(k):
+        def incr(k: int) -> None:
             with lock:
                 c[k] = c.get(k, 0) + 1
 
-        def load_or_store(k, v):
+        def load_or_store(k: int, v: int) -> int:
             with lock:
                 return c.setdefault(k, v)
 
-        def iterate(visit):
+        def iterate(visit: Callable[[int, int], bool]) -> None:
             with lock:
                 items = list(c.items())
             for k, v in items:
                 visit(k, v)
 
-        def snapshot():
+        def snapshot() -> dict[int, int]:
             with lock:
                 return dict(c.items())
 
@@ -427,14 +452,14 @@ def _redis_map(url: str) -> ServerAdapter:
 
     from .server import TIMEOUT
 
-    m = RedisMap(url, _throwaway(), timeout=TIMEOUT)
+    m: RedisMap[int, int] = RedisMap(url, _throwaway(), timeout=TIMEOUT)
 
-    def put_all(d):
+    def put_all(d: dict[int, int]) -> None:
         items = list(d.items())
         for i in range(0, len(items), REDIS_FILL_BATCH):
             m.update(items[i:i + REDIS_FILL_BATCH])  # one MULTI/EXEC each
 
-    def close():
+    def close() -> None:
         # Its entries and its metadata key, all the map wrote
         # (tests/test_bench_redis.py checks the server is left as it was).
         try:
@@ -442,13 +467,14 @@ def _redis_map(url: str) -> ServerAdapter:
         finally:
             m.close()
 
-    def bind() -> Adapter:
-        los = m.load_or_store
+    def bind() -> ServerAdapter:
+        los: Callable[[int, int], tuple[int, bool]] = m.load_or_store
 
-        def load_or_store(k, v):
+        def load_or_store(k: int, v: int) -> int:
             return los(k, v)[0]
 
-        return ServerAdapter(m.get, m.store, m.delete, m.add, load_or_store, m.range, m.snapshot, bind, put_all,
+        get: Callable[[int], int | None] = m.get
+        return ServerAdapter(get, m.store, m.delete, m.add, load_or_store, m.range, m.snapshot, bind, put_all,
                              close)
 
     return bind()
@@ -462,45 +488,46 @@ def _redis_py(url: str) -> ServerAdapter:
     client = redis.Redis.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
     key = f"{_throwaway()}:raw"
 
-    def put_all(d):
+    def put_all(d: dict[int, int]) -> None:
         items = list(d.items())
         for i in range(0, len(items), REDIS_FILL_BATCH):
             client.hset(key, mapping=dict(items[i:i + REDIS_FILL_BATCH]))
 
-    def close():
+    def close() -> None:
         try:
             client.delete(key)
         finally:
             client.close()
 
-    def bind() -> Adapter:
+    def bind() -> ServerAdapter:
         # What a program on plain redis-py writes: redis-py sends ints as
         # decimal text, and replies are bytes, so a read converts back.
         hget, hset, hdel, hincrby, hsetnx = client.hget, client.hset, client.hdel, client.hincrby, client.hsetnx
 
-        def get(k):
+        def get(k: int) -> int | None:
             v = hget(key, k)
             return None if v is None else int(v)
 
-        def put(k, v):
+        def put(k: int, v: int) -> None:
             hset(key, k, v)
 
-        def delete(k):
+        def delete(k: int) -> None:
             hdel(key, k)
 
-        def incr(k):
+        def incr(k: int) -> None:
             hincrby(key, k, 1)
 
-        def load_or_store(k, v):
+        def load_or_store(k: int, v: int) -> int:
             if hsetnx(key, k, v):
                 return v
-            return int(hget(key, k))  # the workloads never delete a key they load-or-store
+            # Never None: the workloads never delete a key they load-or-store.
+            return int(hget(key, k))  # type: ignore[arg-type]
 
-        def iterate(visit):
+        def iterate(visit: Callable[[int, int], bool]) -> None:
             for f, v in client.hscan_iter(key):
                 visit(int(f), int(v))
 
-        def snapshot():
+        def snapshot() -> dict[int, int]:
             return {int(f): int(v) for f, v in client.hgetall(key).items()}
 
         return ServerAdapter(get, put, delete, incr, load_or_store, iterate, snapshot, bind, put_all, close)
@@ -521,18 +548,18 @@ def on_server(impl: Impl, url: str) -> Impl:
 # of it would write, over that loader.
 
 
-def _dict_lock_cache(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
-    d: dict = {}
+def _dict_lock_cache(maxsize: int, loader: Callable[[int], int]) -> CacheAdapter:
+    d: dict[int, int] = {}
     lock = threading.Lock()
-    missing = object()
+    missing: Any = object()  # a sentinel no loader returns (Any: mypy does not narrow on `is not missing`)
 
     def bind() -> CacheAdapter:
         # The memo people write by hand: look up under the lock, load outside
         # it (so two threads may load one key), evict the oldest insertion
         # (FIFO: dicts keep insertion order) when full.
-        def get(k):
+        def get(k: int) -> int:
             with lock:
-                v = d.get(k, missing)
+                v: int = d.get(k, missing)  # or missing, which is typed Any
             if v is not missing:
                 return v
             v = loader(k)
@@ -547,14 +574,14 @@ def _dict_lock_cache(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter
     return bind()
 
 
-def _lru_cache(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
+def _lru_cache(maxsize: int, loader: Callable[[int], int]) -> CacheAdapter:
     # One wrapper for all threads: that is how a decorated function is shared.
     f = functools.lru_cache(maxsize=maxsize)(loader)
     return CacheAdapter(f, lambda: f.cache_info().currsize)
 
 
-def _cachetools_cached(policy: str, condition: bool = False) -> Callable[[int, Callable], CacheAdapter]:
-    def build(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
+def _cachetools_cached(policy: str, condition: bool = False) -> Callable[[int, Callable[[int], int]], CacheAdapter]:
+    def build(maxsize: int, loader: Callable[[int], int]) -> CacheAdapter:
         import cachetools
 
         c = getattr(cachetools, policy)(maxsize=maxsize)
@@ -578,15 +605,15 @@ def _has_condition() -> str:
     return f"cachetools {cachetools.__version__} has no cached(condition=) (it came in 6.0)"
 
 
-def _mapsafe_cache(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
+def _mapsafe_cache(maxsize: int, loader: Callable[[int], int]) -> CacheAdapter:
     from mapsafe.cache import Cache
 
-    c = Cache(maxsize)
+    c: Cache[int, int] = Cache(maxsize)
 
     def bind() -> CacheAdapter:
-        cget = c.get
+        cget: Callable[[int, Callable[[int], int]], int] = c.get
 
-        def get(k):
+        def get(k: int) -> int:
             return cget(k, loader)
 
         return CacheAdapter(get, c.__len__, bind)
@@ -594,14 +621,14 @@ def _mapsafe_cache(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
     return bind()
 
 
-def _mapsafe_cached(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
+def _mapsafe_cached(maxsize: int, loader: Callable[[int], int]) -> CacheAdapter:
     from mapsafe.memo import cached
 
     f = cached(maxsize=maxsize)(loader)
     return CacheAdapter(f, f.cache.__len__)
 
 
-def _cereggii_cache(maxsize: int, loader: Callable[[Any], Any]) -> CacheAdapter:
+def _cereggii_cache(maxsize: int, loader: Callable[[int], int]) -> CacheAdapter:
     import cereggii
 
     # Unbounded: AtomicCache has no maxsize (its ttl is not a bound either).

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import UsageError
 from .impls import UNSAFE
 from .results import BenchResult
+from .stats import median
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["require_matplotlib", "plot", "figure"]
 
@@ -34,7 +40,8 @@ def _series(result: BenchResult, workload: str, param: float | None, by: str) ->
         if by == "ratio" and c.threads != most:
             continue
         x = c.threads if by == "threads" else (c.param or 0.0) * 100
-        out.setdefault(c.impl, []).append((x, c.median, min(c.rounds), max(c.rounds)))
+        # median(c.rounds) is c.median, never None here: c has rounds.
+        out.setdefault(c.impl, []).append((x, median(c.rounds), min(c.rounds), max(c.rounds)))
     return {k: sorted(v) for k, v in out.items()}
 
 
@@ -72,7 +79,7 @@ def plot(result: BenchResult, path: str) -> None:
         plt.close(fig)
 
 
-def figure(result: BenchResult):
+def figure(result: BenchResult) -> Figure:
     """One panel per throughput workload (median ops/s against threads, the band from the slowest to
     the fastest round), the read-ratio sweep, one legend outside the panels, y axes from 0."""
     require_matplotlib()
@@ -80,6 +87,7 @@ def figure(result: BenchResult):
 
     matplotlib.use("Agg")  # no display needed; must come before pyplot
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import EngFormatter, MaxNLocator
 
     # Only throughputs are plotted: the cache workloads' other numbers have their own tables.
@@ -109,7 +117,7 @@ def figure(result: BenchResult):
         ax.grid(True, alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    handles = [plt.Line2D([], [], color=colors[i], marker="o", linestyle=":" if i == UNSAFE else "-") for i in impls]
+    handles = [Line2D([], [], color=colors[i], marker="o", linestyle=":" if i == UNSAFE else "-") for i in impls]
     fig.legend(handles, impls, loc="lower center", ncol=min(len(impls), 5), fontsize="small", frameon=False)
     h = result.header
     fig.suptitle(f"mapsafe bench - Python {h.python}, GIL {h.gil}, {h.cpus} CPUs, {h.date}", fontsize="small")

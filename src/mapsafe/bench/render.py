@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import impls, workloads
 from .advisor import Advice
@@ -11,6 +11,13 @@ from .compare import Comparison
 from .impls import BASELINE
 from .results import BenchResult
 from .runner import NoProgress
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rich.console import Console
+
+    from .runner import Progress
 
 __all__ = ["have_rich", "make_progress", "render_result", "render_compare", "NO_RICH"]
 
@@ -123,7 +130,7 @@ class _RichProgress:
         self._bar.stop()
 
 
-def make_progress(enabled: bool = True):
+def make_progress(enabled: bool = True) -> Progress:
     """A Progress for the runner: rich on a terminal, else nothing (the CLI says why once)."""
     if not enabled or not sys.stderr.isatty() or not have_rich():
         return NoProgress()
@@ -158,6 +165,7 @@ _COLUMNS = ("implementation", "thr", "ops/s", "min", "max", "p50", "p99", "max l
 
 def _columns(unit: str, versus: str) -> tuple[str, ...]:
     title = UNIT_FORMATS[unit][0]
+    head: tuple[str, ...]
     if unit == "ops/s":
         head = _COLUMNS
     elif unit == "loads":  # counted per burst: the spread and how often it was more than one matter
@@ -167,7 +175,8 @@ def _columns(unit: str, versus: str) -> tuple[str, ...]:
     return head + ((f"vs {versus}",) if versus else ()) + ("check",)
 
 
-def _rows(result: BenchResult, workload: str, param: float | None, advice: Advice | None):
+def _rows(result: BenchResult, workload: str, param: float | None,
+          advice: Advice | None) -> tuple[tuple[str, ...], list[list[str]], list[str]]:
     """(columns, rows, notes): one row per cell, failures as numbered notes."""
     chosen = {}
     if advice:
@@ -177,11 +186,12 @@ def _rows(result: BenchResult, workload: str, param: float | None, advice: Advic
     unit = cells[0].unit if cells else "ops/s"
     fmt = UNIT_FORMATS[unit][1]
     versus = _versus(workload)
-    rows, notes = [], []
+    rows: list[list[str]] = []
+    notes: list[str] = []
     for c in sorted(cells, key=lambda c: c.threads):
         base = result.find(workload, param, c.threads, versus) if versus else None
         ratio = "-"
-        if base is not None and base.median:
+        if base is not None and base.median and c.median is not None:  # a result's cells all have rounds
             ratio = f"x{c.median / base.median:.2f}"
             if not c.safe:
                 ratio = f"({ratio})"  # shown, but not ranked
@@ -279,7 +289,7 @@ def _advice_lines(advice: Advice, result: BenchResult) -> list[str]:
     return lines
 
 
-def _console(out: IO[str]):
+def _console(out: IO[str]) -> Console:
     from rich.console import Console
 
     # Piped output (a file, a CI log) gets a fixed width so tables are not squeezed.
@@ -314,7 +324,7 @@ def render_result(result: BenchResult, advice: Advice | None, out: IO[str] | Non
             con.print(line, markup=False, soft_wrap=True)
 
 
-def _plain_table(title: str, columns, rows, out: IO[str]) -> None:
+def _plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], out: IO[str]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows)]
     print(title, file=out)
     for row in (columns, *rows):

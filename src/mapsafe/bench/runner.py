@@ -12,14 +12,14 @@ import time
 import tracemalloc
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 from .._core import LABEL as CORE_LABEL
 from .._version import __version__
-from .impls import Adapter, Impl
+from .impls import Adapter, CacheAdapter, Impl
 from .results import BenchResult, Cell, Header, ImplStatus
 from .stats import percentile
-from .workloads import Plan, Tally, Workload
+from .workloads import AdT, Plan, Tally, Workload
 
 __all__ = ["Settings", "Progress", "NoProgress", "run", "gil_state", "STRESS_SWITCH_INTERVAL"]
 
@@ -63,7 +63,7 @@ class Settings:
     read_ratio: float
     seed: int
     impls: list[Impl]
-    workloads: list[Workload]
+    workloads: list[Workload[Any]]  # each on maps or on caches
     quick: bool = False
     stress: bool = True  # one extra untimed round per cell with >= 2 threads, to catch races
     join_timeout: float = 60.0  # a round whose threads outlive this is reported as hung
@@ -120,7 +120,8 @@ def _stop_all(stops: list[list[bool]]) -> None:
         stop[0] = True
 
 
-def _once(w: Workload, plan: Plan, ad: Adapter, duration: float | None, join_timeout: float):
+def _once(w: Workload[AdT], plan: Plan, ad: AdT, duration: float | None,
+          join_timeout: float) -> tuple[list[Tally], float, list[str]]:
     """Run the threads once; ``(tallies, seconds, failures)``.
 
     With a duration, threads run until it has passed; without, until their
@@ -136,6 +137,7 @@ def _once(w: Workload, plan: Plan, ad: Adapter, duration: float | None, join_tim
     barrier = threading.Barrier(plan.threads + 1)
 
     def work(tid: int) -> None:
+        mine: AdT | None
         try:
             mine = ad.for_thread()
         except Exception as exc:  # counted against the implementation; the round still starts
@@ -181,7 +183,7 @@ def _once(w: Workload, plan: Plan, ad: Adapter, duration: float | None, join_tim
     return tallies, elapsed, _failures(tallies) + w.verify(ad, plan, tallies)
 
 
-def _release(ad: Adapter) -> list[str]:
+def _release(ad: Adapter | CacheAdapter) -> list[str]:
     """Close ``ad`` (a map on a server removes its keys there); a failure to, as a failure of the cell."""
     close = getattr(ad, "close", None)  # a ServerAdapter's; the others have nothing to release
     if close is None:
@@ -193,12 +195,14 @@ def _release(ad: Adapter) -> list[str]:
     return []
 
 
-def _round(w: Workload, plan: Plan, impl: Impl, duration: float, join_timeout: float):
+def _round(w: Workload[AdT], plan: Plan, impl: Impl, duration: float,
+           join_timeout: float) -> tuple[float, list[int], list[str]]:
     """One round of one cell: ``(its number in w.unit, latency samples, failures)``.
 
     Every map built is released before this returns, or before Ctrl-C
     propagates: a map on a Redis server must not outlive its round there.
     """
+    failures: list[str]  # declared once for both paths (mypy misreads the first as used before definition)
     if not w.fixed_work:
         try:
             ad = w.build(impl, plan)
@@ -216,7 +220,8 @@ def _round(w: Workload, plan: Plan, impl: Impl, duration: float, join_timeout: f
             raise
         return number, [x for t in tallies for x in t.latencies], failures + _release(ad)
     # A fixed job (growth) on a fresh map each time, repeated until the round's time is used.
-    ops, elapsed, samples, failures = 0, 0.0, [], []
+    samples: list[int] = []
+    ops, elapsed, failures = 0, 0.0, []
     while elapsed < duration and not failures:
         try:
             ad = w.build(impl, plan)
@@ -234,14 +239,14 @@ def _round(w: Workload, plan: Plan, impl: Impl, duration: float, join_timeout: f
     return ops / elapsed, samples, failures
 
 
-def _peak_memory(w: Workload, impl: Impl, keys: int, param: float | None, seed: int) -> int | None:
+def _peak_memory(w: Workload[AdT], impl: Impl, keys: int, param: float | None, seed: int) -> int | None:
     """tracemalloc's peak while building and filling one map for ``w``, untimed, one thread."""
     if not w.tracks_memory or tracemalloc.is_tracing():
         return None  # nothing worth measuring; or someone else is tracing, whose numbers would mix with ours
     plan = w.plan(keys, 1, param, seed)
     gc.collect()
     tracemalloc.start()
-    ad = None
+    ad: AdT | None = None
     try:
         ad = w.build(impl, plan)
         w.fill(ad, plan)
@@ -254,7 +259,7 @@ def _peak_memory(w: Workload, impl: Impl, keys: int, param: float | None, seed: 
             _release(ad)
 
 
-def _stress(w: Workload, plan: Plan, impl: Impl, s: Settings) -> list[str]:
+def _stress(w: Workload[AdT], plan: Plan, impl: Impl, s: Settings) -> list[str]:
     """Correctness only: one round with frequent thread switches."""
     old = sys.getswitchinterval()
     sys.setswitchinterval(STRESS_SWITCH_INTERVAL)

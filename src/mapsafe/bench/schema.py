@@ -146,7 +146,7 @@ def from_json(doc: Any) -> BenchResult:
 # -- files --------------------------------------------------------------------
 
 
-def write(path: str | os.PathLike, result: BenchResult, advice: Advice | None = None) -> None:
+def write(path: str | os.PathLike[str], result: BenchResult, advice: Advice | None = None) -> None:
     """Write atomically: a reader never sees half a file."""
     target = Path(path)
     text = json.dumps(to_json(result, advice), indent=1, sort_keys=False) + "\n"
@@ -188,7 +188,7 @@ def _umask() -> int:
     return mask
 
 
-def read(path: str | os.PathLike) -> BenchResult:
+def read(path: str | os.PathLike[str]) -> BenchResult:
     """Read and validate a results file; every problem is a SchemaError/UsageError naming the file."""
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -11,9 +11,12 @@ import tracemalloc
 from dataclasses import dataclass, field
 from itertools import accumulate
 from time import perf_counter_ns
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
-from .impls import BASELINE, LRU, RAW_REDIS, Adapter, Impl
+from .impls import BASELINE, LRU, RAW_REDIS, Adapter, CacheAdapter, Impl
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["Workload", "Plan", "Tally", "Loader", "WORKLOADS", "GROUPS", "DEFAULT", "by_name", "SWEEP_RATIOS", "M",
            "PREFILL", "cache_value", "zipf_trace", "loopscan_trace"]
@@ -31,6 +34,10 @@ SAMPLE_EVERY = 32  # time one operation in this many for the latency percentiles
 SEQ_LEN = 4096  # length of each thread's pre-generated, cycled operation sequence
 SWEEP_RATIOS = (0.5, 0.8, 0.95, 0.99)  # read fractions of the read_ratio sweep
 
+# What a workload's rounds run on: a map (Adapter, map and redis workloads) or a cache (CacheAdapter).
+AdT = TypeVar("AdT", Adapter, CacheAdapter)
+_T = TypeVar("_T")
+
 
 @dataclass
 class Tally:
@@ -42,7 +49,7 @@ class Tally:
     errors: int = 0  # exceptions raised by the implementation
     first_error: str = ""
     latencies: list[int] = field(default_factory=list)  # sampled single-op times, ns
-    seen: list[tuple[Any, Any]] = field(default_factory=list)  # load_or_store results to cross-check
+    seen: list[tuple[int, int]] = field(default_factory=list)  # load_or_store results to cross-check
     measured: float | None = None  # what a one-shot workload's thread measured itself (bytes)
 
     def fail(self, message: str) -> None:
@@ -78,7 +85,7 @@ def _rng(seed: int, name: str, param: float | None, threads: int, tid: int) -> r
     return random.Random(f"{seed}/{name}/{param}/{threads}/{tid}")
 
 
-def _wrap(seq: list) -> list:
+def _wrap(seq: list[_T]) -> list[_T]:
     return seq + seq[:SAMPLE_EVERY]
 
 
@@ -147,8 +154,8 @@ def drive_each(op: Callable[[int], None], tally: Tally, stop: list[bool]) -> Non
     tally.ops = ops
 
 
-class Workload:
-    """Base: a named workload with a plan, a thread body and a check."""
+class Workload(Generic[AdT]):
+    """Base: a named workload with a plan, a thread body and a check, on a map or a cache (``AdT``)."""
 
     name = ""
     kind = "map"  # "map": runs Impl.build's maps; "cache": Impl.cache's caches
@@ -163,7 +170,7 @@ class Workload:
     def summary(self) -> str:
         return (type(self).__doc__ or "").strip().splitlines()[0]
 
-    def params(self, read_ratio: float) -> list[float | None]:
+    def params(self, read_ratio: float) -> Sequence[float | None]:
         """The variants to run; most workloads have one."""
         return [None]
 
@@ -187,8 +194,36 @@ class Workload:
     def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
         raise NotImplementedError
 
-    def build(self, impl: Impl, plan: Plan) -> Any:
+    def build(self, impl: Impl, plan: Plan) -> AdT:
         """A fresh, empty map (or cache) of ``impl`` for one round."""
+        raise NotImplementedError
+
+    def setup(self, ad: AdT, plan: Plan) -> None:
+        """Fill the map (or warm the cache) before the timed phase."""
+        raise NotImplementedError
+
+    def fill(self, ad: AdT, plan: Plan) -> None:
+        """Build the map's contents without timing anything (for the memory measure)."""
+        self.setup(ad, plan)
+
+    def body(self, ad: AdT, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
+        raise NotImplementedError
+
+    def verify(self, ad: AdT, plan: Plan, tallies: list[Tally]) -> list[str]:
+        """Failures found after the threads joined (the per-op checks are in the tallies)."""
+        return []
+
+    def score(self, ad: AdT, plan: Plan, tallies: list[Tally], elapsed: float) -> float:
+        """A round's number, in ``unit``: here operations per second."""
+        return sum(t.ops for t in tallies) / elapsed
+
+
+class _MapWorkload(Workload[Adapter]):
+    """Base of the map workloads: a fresh map of ``impl.build`` per round, filled with ``plan.prefill``."""
+
+    def build(self, impl: Impl, plan: Plan) -> Adapter:
+        """A fresh, empty map of ``impl`` for one round."""
+        assert impl.build is not None  # accepts() runs only implementations that build maps
         return impl.build()
 
     def setup(self, ad: Adapter, plan: Plan) -> None:
@@ -197,28 +232,13 @@ class Workload:
         for k, v in plan.prefill.items():
             put(k, v)
 
-    def fill(self, ad: Adapter, plan: Plan) -> None:
-        """Build the map's contents without timing anything (for the memory measure)."""
-        self.setup(ad, plan)
 
-    def body(self, ad: Adapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
-        raise NotImplementedError
-
-    def verify(self, ad: Adapter, plan: Plan, tallies: list[Tally]) -> list[str]:
-        """Failures found after the threads joined (the per-op checks are in the tallies)."""
-        return []
-
-    def score(self, ad: Any, plan: Plan, tallies: list[Tally], elapsed: float) -> float:
-        """A round's number, in ``unit``: here operations per second."""
-        return sum(t.ops for t in tallies) / elapsed
-
-
-class _Loads(Workload):
+class _Loads(_MapWorkload):
     """Loads only; one in 64 is the rare case (a miss for hits, a hit for misses)."""
 
     mostly_hits = True
 
-    def plan(self, keys, threads, param, seed):
+    def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
         seqs = []
         for tid in range(threads):
             rng = _rng(seed, self.name, param, threads, tid)
@@ -230,11 +250,11 @@ class _Loads(Workload):
         prefill = {k: k * M + PREFILL for k in range(keys)}
         return Plan(keys, threads, param, seqs, [], prefill)
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: Adapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         get, seq = ad.get, plan.seqs[tid]
         expect = [k * M + PREFILL for k in range(plan.keys)] + [None] * plan.keys
 
-        def chunk(i, n):
+        def chunk(i: int, n: int) -> None:
             for k in seq[i:i + n]:
                 v = get(k)
                 if v != expect[k]:
@@ -257,7 +277,7 @@ class MostlyMisses(_Loads):
     mostly_hits = False
 
 
-class LoadOrStoreBalanced(Workload):
+class LoadOrStoreBalanced(_MapWorkload):
     """Balanced load-or-store (Go's LoadOrStoreBalanced): half find their key, half race to store a new one.
 
     Every thread walks the same sequence of new keys, so threads collide on
@@ -267,7 +287,7 @@ class LoadOrStoreBalanced(Workload):
 
     name = "load_or_store"
 
-    def plan(self, keys, threads, param, seed):
+    def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
         seqs, reads = [], []
         for tid in range(threads):
             rng = _rng(seed, self.name, param, threads, tid)
@@ -276,14 +296,14 @@ class LoadOrStoreBalanced(Workload):
         prefill = {k: k * M + PREFILL for k in range(keys)}
         return Plan(keys, threads, param, seqs, reads, prefill)
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: Adapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         los, seq, old = ad.load_or_store, plan.seqs[tid], plan.reads[tid]
         seen = tally.seen.append
         # Every thread walks the same new keys in the same order, so they
         # collide on them: the first stores, the others must load its value.
         fresh = [plan.keys]
 
-        def chunk(i, n):
+        def chunk(i: int, n: int) -> None:
             nxt = fresh[0]
             for k, prefilled in zip(seq[i:i + n], old[i:i + n]):
                 if prefilled:
@@ -298,7 +318,7 @@ class LoadOrStoreBalanced(Workload):
 
         drive(chunk, tally, stop)
 
-    def verify(self, ad, plan, tallies):
+    def verify(self, ad: Adapter, plan: Plan, tallies: list[Tally]) -> list[str]:
         final = ad.snapshot()
         lost = 0
         example = ""
@@ -312,7 +332,7 @@ class LoadOrStoreBalanced(Workload):
         return []
 
 
-class DisjointKeys(Workload):
+class DisjointKeys(_MapWorkload):
     """Disjoint key sets per thread: each reads and writes only its own keys, at --read-ratio reads.
 
     Models per-thread state kept in one shared map. Only the owner writes a
@@ -321,10 +341,11 @@ class DisjointKeys(Workload):
 
     name = "disjoint"
 
-    def params(self, read_ratio):
+    def params(self, read_ratio: float) -> list[float]:
         return [read_ratio]
 
-    def plan(self, keys, threads, param, seed):
+    def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
+        assert param is not None  # params() gives every variant its read ratio
         seqs, reads = [], []
         for tid in range(threads):
             rng = _rng(seed, self.name, param, threads, tid)
@@ -335,10 +356,10 @@ class DisjointKeys(Workload):
         prefill = {k: k * M + k % threads for k in range(owners)}
         return Plan(keys, threads, param, seqs, reads, prefill)
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: Adapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         get, put, seq, rd = ad.get, ad.put, plan.seqs[tid], plan.reads[tid]
 
-        def chunk(i, n):
+        def chunk(i: int, n: int) -> None:
             for k, is_read in zip(seq[i:i + n], rd[i:i + n]):
                 if is_read:
                     v = get(k)
@@ -349,7 +370,7 @@ class DisjointKeys(Workload):
 
         drive(chunk, tally, stop)
 
-    def verify(self, ad, plan, tallies):
+    def verify(self, ad: Adapter, plan: Plan, tallies: list[Tally]) -> list[str]:
         final = ad.snapshot()
         if final != plan.prefill:
             wrong = sum(1 for k, v in plan.prefill.items() if final.get(k) != v) + len(final.keys() - plan.prefill)
@@ -357,7 +378,7 @@ class DisjointKeys(Workload):
         return []
 
 
-class ReadRatio(Workload):
+class ReadRatio(_MapWorkload):
     """Read ratio sweep: loads and stores of shared keys at 50/80/95/99 % reads (and --read-ratio).
 
     The advisor reads the SyncMap / dict+Lock crossover off this sweep.
@@ -365,10 +386,11 @@ class ReadRatio(Workload):
 
     name = "read_ratio"
 
-    def params(self, read_ratio):
+    def params(self, read_ratio: float) -> list[float]:
         return sorted(set(SWEEP_RATIOS) | {read_ratio})
 
-    def plan(self, keys, threads, param, seed):
+    def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
+        assert param is not None  # params() gives every variant its read ratio
         seqs, reads = [], []
         for tid in range(threads):
             rng = _rng(seed, self.name, param, threads, tid)
@@ -377,11 +399,11 @@ class ReadRatio(Workload):
         prefill = {k: k * M + PREFILL for k in range(keys)}
         return Plan(keys, threads, param, seqs, reads, prefill)
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: Adapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         get, put, seq, rd = ad.get, ad.put, plan.seqs[tid], plan.reads[tid]
         tags = plan.threads
 
-        def chunk(i, n):
+        def chunk(i: int, n: int) -> None:
             for k, is_read in zip(seq[i:i + n], rd[i:i + n]):
                 if is_read:
                     v = get(k)
@@ -393,14 +415,14 @@ class ReadRatio(Workload):
 
         drive(chunk, tally, stop)
 
-    def verify(self, ad, plan, tallies):
+    def verify(self, ad: Adapter, plan: Plan, tallies: list[Tally]) -> list[str]:
         final = ad.snapshot()
         if len(final) != plan.keys:
             return [f"map holds {len(final)} keys after the run, expected {plan.keys}"]
         return []
 
 
-class Counter(Workload):
+class Counter(_MapWorkload):
     """Counter increments: all threads increment 64 shared counters; totals must be exact.
 
     The maps use merge(); the idioms get-and-set under their lock (the
@@ -410,7 +432,7 @@ class Counter(Workload):
     name = "counter"
     hot = 64  # counters shared by all threads
 
-    def plan(self, keys, threads, param, seed):
+    def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
         hot = max(1, min(keys, self.hot))
         seqs = []
         for tid in range(threads):
@@ -418,16 +440,16 @@ class Counter(Workload):
             seqs.append(_wrap([rng.randrange(hot) for _ in range(SEQ_LEN)]))
         return Plan(keys, threads, param, seqs, [], {})
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: Adapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         incr, seq = ad.incr, plan.seqs[tid]
 
-        def chunk(i, n):
+        def chunk(i: int, n: int) -> None:
             for k in seq[i:i + n]:
                 incr(k)
 
         drive(chunk, tally, stop)
 
-    def verify(self, ad, plan, tallies):
+    def verify(self, ad: Adapter, plan: Plan, tallies: list[Tally]) -> list[str]:
         expected: dict[int, int] = {}
         for tid, tally in enumerate(tallies):
             if tally.errors:
@@ -445,7 +467,7 @@ class Counter(Workload):
         return []
 
 
-class IterateWhileWriting(Workload):
+class IterateWhileWriting(_MapWorkload):
     """Iteration while writing: one thread iterates the map while the others insert and delete.
 
     ops = entries visited + writes. Iteration must not raise, and every entry
@@ -456,7 +478,7 @@ class IterateWhileWriting(Workload):
     name = "iterate"
     solo_writes = 256  # with one thread: writes between two iterations
 
-    def plan(self, keys, threads, param, seed):
+    def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
         seqs, reads = [], []
         for tid in range(threads):
             rng = _rng(seed, self.name, param, threads, tid)
@@ -465,11 +487,11 @@ class IterateWhileWriting(Workload):
         prefill = {k: k * M + PREFILL for k in range(keys)}
         return Plan(keys, threads, param, seqs, reads, prefill)
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: Adapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         put, delete, iterate = ad.put, ad.delete, ad.iterate
         seq, dels = plan.seqs[tid], plan.reads[tid]
 
-        def writes(i, n):
+        def writes(i: int, n: int) -> None:
             for k, is_delete in zip(seq[i:i + n], dels[i:i + n]):
                 if is_delete:
                     delete(k)
@@ -481,7 +503,7 @@ class IterateWhileWriting(Workload):
             return
         visited = [0]
 
-        def visit(k, v):
+        def visit(k: int, v: int) -> bool:
             visited[0] += 1
             if v // M != k:
                 tally.fail(f"iteration yielded {k!r}: {v!r}, which was never stored for it")
@@ -502,7 +524,7 @@ class IterateWhileWriting(Workload):
         tally.ops = visited[0] + written
 
 
-class Growth(Workload):
+class Growth(_MapWorkload):
     """Growth: threads insert --keys new keys into an empty map, every insert timed.
 
     The p99 and maximum single-insert latency show resize pauses. A round
@@ -512,7 +534,7 @@ class Growth(Workload):
     name = "growth"
     fixed_work = True
 
-    def plan(self, keys, threads, param, seed):
+    def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
         # Threads insert interleaved keys, each in its own seeded order, so
         # they all drive the same table through every resize.
         seqs = []
@@ -522,16 +544,16 @@ class Growth(Workload):
             seqs.append(own)
         return Plan(keys, threads, param, seqs, [], {})
 
-    def setup(self, ad, plan):
+    def setup(self, ad: Adapter, plan: Plan) -> None:
         pass  # growth starts from an empty map
 
-    def fill(self, ad, plan):
+    def fill(self, ad: Adapter, plan: Plan) -> None:
         put = ad.put
         for tid, seq in enumerate(plan.seqs):
             for k in seq:
                 put(k, k * M + tid)
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: Adapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         put, lat = ad.put, tally.latencies
         seq = plan.seqs[tid]
         done = 0
@@ -546,7 +568,7 @@ class Growth(Workload):
             done += len(seq[start:start + 256])
         tally.ops += done
 
-    def verify(self, ad, plan, tallies):
+    def verify(self, ad: Adapter, plan: Plan, tallies: list[Tally]) -> list[str]:
         if any(t.errors for t in tallies) or sum(t.ops for t in tallies) != plan.keys:
             return []  # interrupted or failed mid-way: nothing to compare against
         final = ad.snapshot()
@@ -561,7 +583,7 @@ class Growth(Workload):
 # -- on a Redis server ---------------------------------------------------------
 
 
-class _OnServer(Workload):
+class _OnServer(_MapWorkload):
     """Base: RedisMap against plain redis-py on the --redis server, in one run, every operation timed."""
 
     kind = "redis"
@@ -569,10 +591,10 @@ class _OnServer(Workload):
     tracks_memory = False  # the map's memory is the server's
     advised = False  # it measures what the API costs over the plain client; there is nothing to choose
 
-    def accepts(self, impl):
+    def accepts(self, impl: Impl) -> bool:
         return impl.server_build is not None and super().accepts(impl)
 
-    def setup(self, ad, plan):
+    def setup(self, ad: Adapter, plan: Plan) -> None:
         """Fill the map in a few commands, not one round trip per key."""
         put_all = getattr(ad, "put_all", None)  # a ServerAdapter's; a test's plain Adapter has none
         if put_all is None:
@@ -590,19 +612,19 @@ class RedisReadWrite(_OnServer, ReadRatio):
 
     name = "redis_rw"
 
-    def params(self, read_ratio):
+    def params(self, read_ratio: float) -> list[float]:
         return sorted({0.0, read_ratio, 1.0})
 
-    def detail(self, keys):
+    def detail(self, keys: int) -> str:
         return (f"RedisMap get/store against redis-py HGET/HSET (int(reply) on reads), one hash of {keys} int keys "
                 "on the --redis server; every operation timed")
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: Adapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         get, put, seq, rd = ad.get, ad.put, plan.seqs[tid], plan.reads[tid]
         lat, clock, overhead = tally.latencies.append, perf_counter_ns, _timer_overhead()
         tags = plan.threads
 
-        def op(i):
+        def op(i: int) -> None:
             k = seq[i]
             if rd[i]:
                 t0 = clock()
@@ -625,15 +647,15 @@ class RedisCounter(_OnServer, Counter):
 
     name = "redis_counter"
 
-    def detail(self, keys):
+    def detail(self, keys: int) -> str:
         return (f"RedisMap.add, i.e. merge(k, 1, operator.add): one EVALSHA, against redis-py HINCRBY, on "
                 f"{max(1, min(keys, self.hot))} counters shared by all threads; every operation timed")
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: Adapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         incr, seq = ad.incr, plan.seqs[tid]
         lat, clock, overhead = tally.latencies.append, perf_counter_ns, _timer_overhead()
 
-        def op(i):
+        def op(i: int) -> None:
             k = seq[i]
             t0 = clock()
             incr(k)
@@ -693,7 +715,7 @@ def _cache_size(keys: int) -> int:
     return max(8, keys // 20)
 
 
-class _CacheWorkload(Workload):
+class _CacheWorkload(Workload[CacheAdapter]):
     """Base of the cache workloads: a fresh cache per round, bounded by ``plan.maxsize``."""
 
     kind = "cache"
@@ -701,19 +723,21 @@ class _CacheWorkload(Workload):
     def loader(self, plan: Plan) -> Callable[[int], int]:
         return cache_value  # cheap and uncounted: no lock on the timed miss path
 
-    def build(self, impl: Impl, plan: Plan) -> Any:
+    def build(self, impl: Impl, plan: Plan) -> CacheAdapter:
         loader = self.loader(plan)
+        # accepts() runs only implementations that build caches; every cache plan has a maxsize.
+        assert impl.cache is not None and plan.maxsize is not None
         ad = impl.cache(plan.maxsize, loader)
         return dataclasses.replace(ad, loader=loader, call_once=impl.call_once,
                                    bound=plan.maxsize if impl.bounded else None)
 
-    def setup(self, ad, plan):
+    def setup(self, ad: CacheAdapter, plan: Plan) -> None:
         """Warm the cache: load the pre-filled keys."""
         get = ad.get
         for k in plan.prefill:
             get(k)
 
-    def verify(self, ad, plan, tallies):
+    def verify(self, ad: CacheAdapter, plan: Plan, tallies: list[Tally]) -> list[str]:
         n = ad.size()
         if ad.bound is not None and n > ad.bound:
             return [f"holds {n} entries after the run, over its maxsize of {ad.bound}"]
@@ -738,28 +762,28 @@ class Stampede(_CacheWorkload):
     tracks_memory = False
     delay = 0.02  # the loader's sleep: longer than it takes every thread to arrive
 
-    def detail(self, keys):
+    def detail(self, keys: int) -> str:
         return (f"loader runs per burst of simultaneous requests for one cold key ({self.delay * 1000:g} ms "
                 "loader, a fresh cache each round); 1 is call-once")
 
-    def plan(self, keys, threads, param, seed):
+    def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
         cold = _rng(seed, self.name, param, threads, 0).randrange(keys, 2 * keys)
         return Plan(keys, threads, param, [[cold]] * threads, [], {}, maxsize=keys)
 
-    def loader(self, plan):
+    def loader(self, plan: Plan) -> Loader:
         return Loader(self.delay)
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: CacheAdapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         k = plan.seqs[tid][0]
         v = ad.get(k)
         if v != cache_value(k):
             tally.fail(f"get({k}) returned {v!r}, expected {cache_value(k)!r}")
         tally.ops = 1
 
-    def score(self, ad, plan, tallies, elapsed):
+    def score(self, ad: CacheAdapter, plan: Plan, tallies: list[Tally], elapsed: float) -> float:
         return float(ad.loader.calls)
 
-    def verify(self, ad, plan, tallies):
+    def verify(self, ad: CacheAdapter, plan: Plan, tallies: list[Tally]) -> list[str]:
         failures = super().verify(ad, plan, tallies)
         calls = ad.loader.calls
         if ad.call_once and calls != 1:
@@ -774,10 +798,10 @@ class _Deterministic(_CacheWorkload):
     once = True
     tracks_memory = False
 
-    def thread_counts(self, threads):
+    def thread_counts(self, threads: list[int]) -> list[int]:
         return [1]
 
-    def round_count(self, rounds):
+    def round_count(self, rounds: int) -> int:
         return 1
 
 
@@ -790,20 +814,20 @@ class _HitRate(_Deterministic):
 
     unit = "hit rate"
 
-    def accepts(self, impl):
+    def accepts(self, impl: Impl) -> bool:
         return impl.bounded and super().accepts(impl)  # without a bound nothing is evicted: no policy to compare
 
     def trace(self, keys: int, rng: random.Random) -> list[int]:
         raise NotImplementedError
 
-    def plan(self, keys, threads, param, seed):
+    def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
         trace = self.trace(keys, _rng(seed, self.name, param, 1, 0))
         return Plan(keys, threads, param, [trace] * threads, [], {}, maxsize=_cache_size(keys))
 
-    def loader(self, plan):
+    def loader(self, plan: Plan) -> Loader:
         return Loader()
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: CacheAdapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         get, trace = ad.get, plan.seqs[tid]
         for k in trace:
             v = get(k)
@@ -811,8 +835,9 @@ class _HitRate(_Deterministic):
                 tally.fail(f"get({k}) returned {v!r}, expected {k * M + PREFILL!r}")
         tally.ops = len(trace)
 
-    def score(self, ad, plan, tallies, elapsed):
-        return 1.0 - ad.loader.calls / len(plan.seqs[0])
+    def score(self, ad: CacheAdapter, plan: Plan, tallies: list[Tally], elapsed: float) -> float:
+        calls: int = ad.loader.calls  # the Loader of this workload's loader()
+        return 1.0 - calls / len(plan.seqs[0])
 
 
 class ZipfHitRate(_HitRate):
@@ -826,11 +851,11 @@ class ZipfHitRate(_HitRate):
     name = "cache_zipf"
     alpha = 0.99
 
-    def detail(self, keys):
+    def detail(self, keys: int) -> str:
         return (f"hit rate on a Zipf({self.alpha}) trace over {keys} keys, {20 * keys} requests, "
                 f"maxsize {_cache_size(keys)}; one thread, seeded")
 
-    def trace(self, keys, rng):
+    def trace(self, keys: int, rng: random.Random) -> list[int]:
         return zipf_trace(rng, keys, self.alpha, 20 * keys)
 
 
@@ -846,7 +871,7 @@ class LoopScanHitRate(_HitRate):
 
     name = "cache_loopscan"
 
-    def detail(self, keys):
+    def detail(self, keys: int) -> str:
         c = _cache_size(keys)
         return (f"hit rate on cycles of 2 loops over {c // 2} hot keys then a scan of {2 * c} new keys, "
                 f"{self._cycles(keys)} cycles, maxsize {c}; one thread, seeded; at most "
@@ -856,7 +881,7 @@ class LoopScanHitRate(_HitRate):
         c = _cache_size(keys)
         return max(3, 20 * keys // (c // 2 * 2 + 2 * c))  # about as long as the Zipf trace
 
-    def trace(self, keys, rng):
+    def trace(self, keys: int, rng: random.Random) -> list[int]:
         c = _cache_size(keys)
         return loopscan_trace(rng, c // 2, 2, 2 * c, self._cycles(keys))
 
@@ -866,11 +891,11 @@ class _CacheHits(_CacheWorkload):
 
     hit_fraction = 0.9
 
-    def detail(self, keys):
+    def detail(self, keys: int) -> str:
         return (f"ops/s of cache reads, {self.hit_fraction:.0%} of them on {max(1, keys // 2)} warm keys and the "
                 f"rest on new keys (a cheap loader), maxsize {keys}")
 
-    def plan(self, keys, threads, param, seed):
+    def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
         hot = max(1, keys // 2)
         misses = round(SEQ_LEN * (1 - self.hit_fraction))
         seqs, reads = [], []
@@ -883,13 +908,13 @@ class _CacheHits(_CacheWorkload):
         prefill = {k: cache_value(k) for k in range(hot)}
         return Plan(keys, threads, param, seqs, reads, prefill, maxsize=keys)
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: CacheAdapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         get, seq, warm = ad.get, plan.seqs[tid], plan.reads[tid]
         expect = [cache_value(k) for k in range(len(plan.prefill))]
         # New keys are negative, distinct between threads and never repeated.
         fresh, step = [-1 - tid], plan.threads
 
-        def chunk(i, n):
+        def chunk(i: int, n: int) -> None:
             new = fresh[0]
             for k, is_warm in zip(seq[i:i + n], warm[i:i + n]):
                 if is_warm:
@@ -931,22 +956,22 @@ class CacheMemory(_Deterministic):
     name = "cache_memory"
     unit = "B/entry"
 
-    def detail(self, keys):
+    def detail(self, keys: int) -> str:
         return f"bytes per entry after loading {keys} int keys with int values into a cache of maxsize {keys}"
 
-    def plan(self, keys, threads, param, seed):
+    def plan(self, keys: int, threads: int, param: float | None, seed: int) -> Plan:
         order = list(range(keys))
         _rng(seed, self.name, param, 1, 0).shuffle(order)
         prefill = {k: cache_value(k) for k in range(keys)}  # the values, made before measuring
         return Plan(keys, threads, param, [order] * threads, [], prefill, maxsize=keys)
 
-    def loader(self, plan):
+    def loader(self, plan: Plan) -> Callable[[int], int]:
         return plan.prefill.__getitem__  # returns values that already exist: only the cache's memory is counted
 
-    def setup(self, ad, plan):
+    def setup(self, ad: CacheAdapter, plan: Plan) -> None:
         pass  # the body loads, measuring
 
-    def body(self, ad, plan, tid, tally, stop):
+    def body(self, ad: CacheAdapter, plan: Plan, tid: int, tally: Tally, stop: list[bool]) -> None:
         if tracemalloc.is_tracing():
             tally.error(RuntimeError("tracemalloc was already tracing, so bytes per entry were not measured"))
             return
@@ -962,18 +987,18 @@ class CacheMemory(_Deterministic):
             tracemalloc.stop()
         tally.ops = len(order)
 
-    def score(self, ad, plan, tallies, elapsed):
+    def score(self, ad: CacheAdapter, plan: Plan, tallies: list[Tally], elapsed: float) -> float:
         used = tallies[0].measured
         return max(0.0, used) / plan.keys if used is not None else 0.0
 
-    def verify(self, ad, plan, tallies):
+    def verify(self, ad: CacheAdapter, plan: Plan, tallies: list[Tally]) -> list[str]:
         n = ad.size()
         if n != plan.keys:
             return [f"holds {n} of the {plan.keys} entries loaded into it, so bytes per entry are not comparable"]
         return []
 
 
-WORKLOADS: tuple[Workload, ...] = (
+WORKLOADS: tuple[Workload[Any], ...] = (
     ReadMostlyHits(),
     MostlyMisses(),
     LoadOrStoreBalanced(),
@@ -993,7 +1018,7 @@ WORKLOADS: tuple[Workload, ...] = (
 )
 
 # Names that select several workloads at once (--workloads cache).
-GROUPS: dict[str, tuple[Workload, ...]] = {
+GROUPS: dict[str, tuple[Workload[Any], ...]] = {
     "maps": tuple(w for w in WORKLOADS if w.kind == "map"),
     "cache": tuple(w for w in WORKLOADS if w.kind == "cache"),
     "redis": tuple(w for w in WORKLOADS if w.kind == "redis"),
@@ -1003,7 +1028,7 @@ GROUPS: dict[str, tuple[Workload, ...]] = {
 DEFAULT = GROUPS["maps"]  # what a run without --workloads runs
 
 
-def by_name() -> dict[str, Workload]:
+def by_name() -> dict[str, Workload[Any]]:
     """Name -> Workload; hyphens may stand for underscores (cache-stampede)."""
     table = {w.name: w for w in WORKLOADS}
     table.update({w.name.replace("_", "-"): w for w in WORKLOADS})

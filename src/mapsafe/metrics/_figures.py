@@ -97,7 +97,7 @@ def _lock_figures(profile: dict[str, Any], shard: str | None) -> Iterator[tuple[
         yield key, shard, profile[name]
 
 
-def _read_syncmap(m: SyncMap) -> Iterator[tuple[str, str | None, float]]:
+def _read_syncmap(m: SyncMap[Any, Any]) -> Iterator[tuple[str, str | None, float]]:
     # SyncMap.stats() takes no lock: len() of its dict, Tally.totals() and
     # the profiled lock's as_dict().
     stats = m.stats()
@@ -108,19 +108,19 @@ def _read_syncmap(m: SyncMap) -> Iterator[tuple[str, str | None, float]]:
         yield "misses", None, stats["misses"]
 
 
-def _read_lockedmap(m: LockedMap) -> Iterator[tuple[str, str | None, float]]:
+def _read_lockedmap(m: LockedMap[Any, Any]) -> Iterator[tuple[str, str | None, float]]:
     # Not stats(), which takes the RWLock's mutex and waits out a write()
     # block. _d, _counts and _lock are set once. len(_d) without the lock
     # is one atomic dict op; it may count part of a write() block.
     yield "size", None, len(m._d)
     counts = m._counts  # [hits, misses], bumped holding the mutex; each item read is one list op
     if counts is not None:
-        yield from _lock_figures(m._lock.as_dict(), None)
+        yield from _lock_figures(m._lock.as_dict(), None)  # type: ignore[union-attr]  # stats on: a ProfiledRLock
         yield "hits", None, counts[0]
         yield "misses", None, counts[1]
 
 
-def _read_shardedmap(m: ShardedMap) -> Iterator[tuple[str, str | None, float]]:
+def _read_shardedmap(m: ShardedMap[Any, Any]) -> Iterator[tuple[str, str | None, float]]:
     # Not stats(), which takes every shard's lock in turn and then all of
     # them for len(). _Shard.counters() reads only len(d), the lock's
     # as_dict() and, for cache shards, two int slots: no lock needed.
@@ -140,7 +140,7 @@ def _read_shardedmap(m: ShardedMap) -> Iterator[tuple[str, str | None, float]]:
         yield "misses", None, totals["misses"]
 
 
-def _read_cache(c: Cache) -> Iterator[tuple[str, str | None, float]]:
+def _read_cache(c: Cache[Any, Any]) -> Iterator[tuple[str, str | None, float]]:
     # Not stats(), which takes the cache's lock. Since construction, not
     # since cache_clear() as stats() counts: an exported counter only rises.
     totals = c._tally.totals()

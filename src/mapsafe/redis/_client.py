@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -12,7 +13,50 @@ from redis.retry import Retry
 
 from ..errors import RedisTimeout, RedisUnavailable
 
-__all__ = ["client_for", "Translate"]
+__all__ = ["client_for", "Translate", "BytesRedis"]
+
+if TYPE_CHECKING:
+    from redis.commands.core import Script
+
+
+class BytesPipeline(Protocol):
+    """The part of a redis-py transaction pipeline RedisMap uses."""
+
+    def __enter__(self) -> BytesPipeline: ...
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None: ...
+    def hset(self, name: bytes, *, mapping: dict[bytes, bytes]) -> Any: ...
+    def set(self, name: bytes, value: bytes, px: int | None = None) -> Any: ...
+    def execute_command(self, *args: Any) -> Any: ...
+    def execute(self) -> list[Any]: ...
+
+
+class BytesRedis(Protocol):
+    """The part of ``redis.Redis`` RedisMap uses, on a pool with ``decode_responses=False``.
+
+    redis-py types replies as ``bytes | str`` (str when a pool decodes);
+    client_for's pools never decode, so here they are bytes.
+    """
+
+    @property
+    def connection_pool(self) -> redis.ConnectionPool: ...
+    def execute_command(self, *args: Any) -> Any: ...
+    def register_script(self, script: str) -> Script: ...
+    def pipeline(self, transaction: bool = True) -> BytesPipeline: ...
+    def get(self, name: bytes) -> bytes | None: ...
+    def getdel(self, name: bytes) -> bytes | None: ...
+    def set(self, name: bytes, value: bytes, px: int | None = None) -> Any: ...
+    def exists(self, *names: bytes) -> int: ...
+    def delete(self, *names: bytes | str) -> int: ...
+    def unlink(self, *names: bytes) -> int: ...
+    def mget(self, keys: list[bytes]) -> list[bytes | None]: ...
+    def scan(self, cursor: int = 0, match: str | None = None, count: int | None = None) -> tuple[int, list[bytes]]: ...
+    def hget(self, name: bytes, key: bytes) -> bytes | None: ...
+    def hset(self, name: bytes, key: bytes, value: bytes) -> int: ...
+    def hexists(self, name: bytes, key: bytes) -> bool: ...
+    def hdel(self, name: bytes, *keys: bytes) -> int: ...
+    def hlen(self, name: bytes) -> int: ...
+    def hgetall(self, name: bytes) -> dict[bytes, bytes]: ...
+    def hscan(self, name: bytes, cursor: int = 0, count: int | None = None) -> tuple[int, dict[bytes, bytes]]: ...
 
 # Source pool -> the pool RedisMaps built from it, so maps made from one
 # client share one pool. Guarded by _pools_lock; entries die with the
@@ -27,7 +71,7 @@ def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-def client_for(client_or_url: Any, timeout: float) -> tuple[redis.Redis, str]:
+def client_for(client_or_url: Any, timeout: float) -> tuple[BytesRedis, str]:
     """``(client, where)``: a client on a pool with retries off, and the server's address for messages.
 
     A URL gets a new pool with ``timeout`` as its socket and connect
@@ -46,22 +90,23 @@ def client_for(client_or_url: Any, timeout: float) -> tuple[redis.Redis, str]:
     elif isinstance(client_or_url, redis.Redis):
         source = client_or_url.connection_pool
         with _pools_lock:
-            pool = _pools.get(source)
-            if pool is None:
+            shared = _pools.get(source)
+            if shared is None:
                 kwargs = dict(source.connection_kwargs)
                 kwargs.update(retry=_no_retry(), decode_responses=False)
                 if kwargs.get("socket_timeout") is None:
                     kwargs["socket_timeout"] = timeout
                 if kwargs.get("socket_connect_timeout") is None:
                     kwargs["socket_connect_timeout"] = timeout
-                pool = _pools[source] = type(source)(connection_class=source.connection_class,
-                                                     max_connections=source.max_connections, **kwargs)
+                shared = _pools[source] = type(source)(connection_class=source.connection_class,
+                                                       max_connections=source.max_connections, **kwargs)
+            pool = shared
         client = redis.Redis(connection_pool=pool)
     else:
         raise TypeError(f"RedisMap needs a redis.Redis client or a redis:// URL, not {type(client_or_url).__name__}")
     kwargs = pool.connection_kwargs
     where = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
-    return client, where
+    return cast("BytesRedis", client), where  # its pool never decodes: replies are bytes
 
 
 class Translate:
@@ -79,7 +124,9 @@ class Translate:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
         if kind is None:
             return False
         if issubclass(kind, redis.exceptions.TimeoutError):

@@ -103,7 +103,8 @@ class MsgpackSerializer(Serializer):
     def dumps(self, value: Any) -> bytes:
         try:
             # strict_types: a tuple is not packed as a list (it would come back as one).
-            return self._msgpack.packb(value, strict_types=True, use_bin_type=True)
+            data: bytes = self._msgpack.packb(value, strict_types=True, use_bin_type=True)
+            return data
         except TypeError:
             raise TypeError(f"value of type {_describe(value)} (or something inside it) is not serializable "
                             "by the msgpack serializer") from None

@@ -7,17 +7,23 @@ import operator
 import random
 import time
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, MutableMapping, ValuesView
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 
 import redis
 
 from ..errors import ContentionError, MapMismatchError, PayloadError
+from ..mapbase import K, V
 from ..sentinels import DELETE, MISSING
 from . import _scripts
 from ._client import Translate, client_for
 from ._codecs import JSONSerializer, decode_key, encode_key, serializer_for
 
 __all__ = ["RedisMap"]
+
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from ..sentinels import Delete, Missing
 
 _FORMAT = "1"  # the layout version written to the metadata key
 _DEFAULT = object()  # "ttl= not given": use the map's default
@@ -26,7 +32,7 @@ _BACKOFF_BASE = 0.0005  # seconds: the first retry waits up to this; doubles eac
 _BACKOFF_CAP = 0.02  # seconds: no retry waits longer than this
 
 
-def _ttl_ms(ttl: Any, what: str = "ttl") -> int:
+def _ttl_ms(ttl: object, what: str = "ttl") -> int:
     """Seconds (int or float, > 0) to whole milliseconds, rounded up; None is 0 (no expiry)."""
     if ttl is None:
         return 0
@@ -41,7 +47,7 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
-class RedisMap(MutableMapping):
+class RedisMap(MutableMapping[K, V]):
     """A map that lives in a Redis server, with SyncMap's API: share a dict between processes.
 
     Do not use it for a map that one process owns: every operation is a
@@ -143,7 +149,7 @@ class RedisMap(MutableMapping):
             raise
         return True
 
-    def _settle_layout(self, chosen: str, asked: str | None, stored: list) -> str:
+    def _settle_layout(self, chosen: str, asked: str | None, stored: list[bytes]) -> str:
         """The layout to use, given the metadata another opener may have written first."""
         if not stored:
             return chosen
@@ -158,7 +164,7 @@ class RedisMap(MutableMapping):
         if existing == chosen:
             return chosen
         usable = existing == "keys" or (existing == "hash" and (not self._ttl or self._field_ttl))
-        if asked is None and usable:
+        if asked is None and usable and existing is not None:
             return existing  # an automatic choice follows the map as it was made
         raise MapMismatchError(f"RedisMap {self.name!r} was created with layout {existing!r}, "
                                f"which cannot serve layout {chosen!r}"
@@ -166,7 +172,7 @@ class RedisMap(MutableMapping):
 
     # -- encoding ------------------------------------------------------------
 
-    def _dumps(self, value: Any) -> bytes:
+    def _dumps(self, value: V) -> bytes:
         try:
             data = self._codec.dumps(value)
         except (TypeError, ValueError) as exc:
@@ -175,9 +181,10 @@ class RedisMap(MutableMapping):
             raise TypeError(f"serializer {self._codec.name!r} returned {type(data).__name__}, not bytes")
         return data
 
-    def _loads(self, data: bytes, field: bytes) -> Any:
+    def _loads(self, data: bytes, field: bytes) -> V:
         try:
-            return self._codec.loads(data)
+            value: V = self._codec.loads(data)
+            return value
         except PayloadError as exc:
             raise PayloadError(f"RedisMap {self.name!r}, key {field.decode(errors='replace')}: {exc}") from None
         except Exception as exc:
@@ -193,7 +200,7 @@ class RedisMap(MutableMapping):
                              "(Redis 7.4); create the map with ttl= to use the keys layout")
         return ms
 
-    def _where(self, field: bytes) -> tuple[list, list]:
+    def _where(self, field: bytes) -> tuple[list[bytes], list[bytes]]:
         """``(keys, leading args)`` addressing one entry in a script call."""
         if self.layout == "hash":
             return [self._hash], [field]
@@ -207,18 +214,25 @@ class RedisMap(MutableMapping):
                 return self._client.hget(self._hash, field)
             return self._client.get(self._prefix + field)
 
-    def get(self, key: Any, default: Any = None) -> Any:
+    @overload
+    def get(self, key: K, /) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V, /) -> V: ...
+    @overload
+    def get(self, key: K, default: T, /) -> V | T: ...
+
+    def get(self, key: K, default: Any = None) -> Any:
         field = encode_key(key)
         raw = self._get_raw(field)
         return default if raw is None else self._loads(raw, field)
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: K) -> V:
         value = self.get(key, MISSING)
         if value is MISSING:
             raise KeyError(key)
         return value
 
-    def __contains__(self, key: Any) -> bool:
+    def __contains__(self, key: object) -> bool:
         try:
             field = encode_key(key)
         except (TypeError, ValueError):
@@ -228,14 +242,14 @@ class RedisMap(MutableMapping):
                 return bool(self._client.hexists(self._hash, field))
             return bool(self._client.exists(self._prefix + field))
 
-    def load(self, key: Any) -> tuple[Any, bool]:
+    def load(self, key: K) -> tuple[V | None, bool]:
         """``(value, True)`` if ``key`` is present, else ``(None, False)``."""
         value = self.get(key, MISSING)
         return (None, False) if value is MISSING else (value, True)
 
     # -- single-key writes ---------------------------------------------------
 
-    def store(self, key: Any, value: Any, *, ttl: Any = _DEFAULT) -> None:
+    def store(self, key: K, value: V, *, ttl: Any = _DEFAULT) -> None:
         """Set ``key`` to ``value``; ``ttl`` (seconds) overrides the map's default for this entry."""
         field, data, ms = encode_key(key), self._dumps(value), self._ttl_of(ttl)
         with self._translate:
@@ -246,10 +260,10 @@ class RedisMap(MutableMapping):
             else:
                 self._client.hset(self._hash, field, data)
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: K, value: V) -> None:
         self.store(key, value)
 
-    def load_or_store(self, key: Any, value: Any, *, ttl: Any = _DEFAULT) -> tuple[Any, bool]:
+    def load_or_store(self, key: K, value: V, *, ttl: Any = _DEFAULT) -> tuple[V, bool]:
         """``(existing, True)`` if present, else store ``value`` and return ``(value, False)``; one script."""
         field, data, ms = encode_key(key), self._dumps(value), self._ttl_of(ttl)
         keys, args = self._where(field)
@@ -257,10 +271,15 @@ class RedisMap(MutableMapping):
             reply = self._scripts["load_or_store"](keys=keys, args=[*args, data, ms])
         return (self._loads(reply[1], field), True) if reply[0] else (value, False)
 
-    def setdefault(self, key: Any, default: Any = None) -> Any:
+    @overload
+    def setdefault(self: RedisMap[K, T | None], key: K, default: None = None) -> T | None: ...
+    @overload
+    def setdefault(self, key: K, default: V) -> V: ...
+
+    def setdefault(self, key: K, default: Any = None) -> Any:
         return self.load_or_store(key, default)[0]
 
-    def swap(self, key: Any, value: Any, *, ttl: Any = _DEFAULT) -> tuple[Any, bool]:
+    def swap(self, key: K, value: V, *, ttl: Any = _DEFAULT) -> tuple[V | None, bool]:
         """Store ``value``; return ``(previous, True)``, or ``(None, False)`` if absent."""
         field, data, ms = encode_key(key), self._dumps(value), self._ttl_of(ttl)
         keys, args = self._where(field)
@@ -268,7 +287,7 @@ class RedisMap(MutableMapping):
             previous = self._scripts["swap"](keys=keys, args=[*args, data, ms])
         return (None, False) if previous is None else (self._loads(previous, field), True)
 
-    def compare_and_swap(self, key: Any, old: Any, new: Any, *, ttl: Any = _DEFAULT) -> bool:
+    def compare_and_swap(self, key: K, old: V, new: V, *, ttl: Any = _DEFAULT) -> bool:
         """Store ``new`` if the stored bytes equal ``old``'s; False when absent or different."""
         field, old_data, new_data, ms = encode_key(key), self._dumps(old), self._dumps(new), self._ttl_of(ttl)
         return self._cas_raw(field, old_data, new_data, ms)
@@ -278,7 +297,7 @@ class RedisMap(MutableMapping):
         with self._translate:
             return bool(self._scripts["cas"](keys=keys, args=[*args, old_data, new_data, ms]))
 
-    def compare_and_delete(self, key: Any, old: Any) -> bool:
+    def compare_and_delete(self, key: K, old: V) -> bool:
         """Delete ``key`` if the stored bytes equal ``old``'s; False when absent or different."""
         return self._cad_raw(encode_key(key), self._dumps(old))
 
@@ -291,15 +310,23 @@ class RedisMap(MutableMapping):
         with self._translate:
             if self.layout == "keys":
                 return self._client.getdel(self._prefix + field)
-            return self._scripts["getdel"](keys=[self._hash], args=[field])
+            raw: bytes | None = self._scripts["getdel"](keys=[self._hash], args=[field])
+            return raw
 
-    def load_and_delete(self, key: Any) -> tuple[Any, bool]:
+    def load_and_delete(self, key: K) -> tuple[V | None, bool]:
         """Remove ``key``; ``(old, True)`` if it was present, else ``(None, False)``."""
         field = encode_key(key)
         raw = self._getdel(field)
         return (None, False) if raw is None else (self._loads(raw, field), True)
 
-    def pop(self, key: Any, default: Any = MISSING) -> Any:
+    @overload
+    def pop(self, key: K) -> V: ...
+    @overload
+    def pop(self, key: K, default: V) -> V: ...
+    @overload
+    def pop(self, key: K, default: T) -> V | T: ...
+
+    def pop(self, key: K, default: Any = MISSING) -> Any:
         """Remove ``key`` and return its value; ``default`` or KeyError if absent."""
         value, found = self.load_and_delete(key)
         if found:
@@ -308,7 +335,7 @@ class RedisMap(MutableMapping):
             raise KeyError(key)
         return default
 
-    def delete(self, key: Any) -> None:
+    def delete(self, key: K) -> None:
         """Remove ``key`` if present; an absent key is fine."""
         field = encode_key(key)
         with self._translate:
@@ -317,7 +344,7 @@ class RedisMap(MutableMapping):
             else:
                 self._client.delete(self._prefix + field)
 
-    def __delitem__(self, key: Any) -> None:
+    def __delitem__(self, key: K) -> None:
         field = encode_key(key)
         with self._translate:
             if self.layout == "hash":
@@ -327,13 +354,13 @@ class RedisMap(MutableMapping):
         if not removed:
             raise KeyError(key)
 
-    def popitem(self) -> tuple[Any, Any]:
+    def popitem(self) -> tuple[K, V]:
         """Remove and return some ``(key, value)``; KeyError if empty. Which entry is unspecified."""
         for _ in range(self._max_retries):
             for key in self:
                 value, found = self.load_and_delete(key)
                 if found:
-                    return key, value
+                    return key, value  # type: ignore[return-value]  # found: a V
                 break  # another client took it: look again
             else:
                 raise KeyError("popitem(): RedisMap is empty")
@@ -341,7 +368,7 @@ class RedisMap(MutableMapping):
 
     # -- compound updates ----------------------------------------------------
 
-    def _optimistic(self, key: Any, step: Callable[[Any], Any], ttl: Any) -> Any:
+    def _optimistic(self, key: K, step: Callable[[Any], Any], ttl: Any) -> V | None:
         """Read, ``step(old)`` here, then commit if the entry is still what was read; retry if not.
 
         ``step`` gets the stored value (or MISSING) and returns the value to
@@ -354,9 +381,9 @@ class RedisMap(MutableMapping):
         for attempt in range(self._max_retries):
             raw = self._get_raw(field)
             old = MISSING if raw is None else self._loads(raw, field)
-            new = step(old)
+            new: V = step(old)  # or DELETE, or _KEEP
             if new is _KEEP:
-                return old
+                return old  # type: ignore[return-value]  # MISSING only to compute_if_present, which checks
             if new is DELETE:
                 if raw is None or self._cad_raw(field, raw):
                     return None
@@ -375,7 +402,7 @@ class RedisMap(MutableMapping):
         raise ContentionError(f"RedisMap {self.name!r}: key {key!r} changed under every one of "
                               f"{self._max_retries} attempts to update it")
 
-    def compute(self, key: Any, fn: Callable[[Any, Any], Any], *, ttl: Any = _DEFAULT) -> Any:
+    def compute(self, key: K, fn: Callable[[K, V | Missing], V | Delete], *, ttl: Any = _DEFAULT) -> V | None:
         """Set ``key`` to ``fn(key, old)`` (``old`` is MISSING if absent); DELETE removes it.
 
         Returns the new value, or None if the key ends up absent. ``fn`` may
@@ -384,7 +411,7 @@ class RedisMap(MutableMapping):
         """
         return self._optimistic(key, lambda old: fn(key, old), ttl)
 
-    def compute_if_absent(self, key: Any, factory: Callable[[Any], Any], *, ttl: Any = _DEFAULT) -> Any:
+    def compute_if_absent(self, key: K, factory: Callable[[K], V | Delete], *, ttl: Any = _DEFAULT) -> V | None:
         """The value of ``key``, storing ``factory(key)`` first if absent.
 
         Of the clients that find the key absent at once, each runs
@@ -400,7 +427,7 @@ class RedisMap(MutableMapping):
 
         return self._optimistic(key, step, ttl)
 
-    def compute_if_present(self, key: Any, fn: Callable[[Any, Any], Any], *, ttl: Any = _DEFAULT) -> Any:
+    def compute_if_present(self, key: K, fn: Callable[[K, V], V | Delete], *, ttl: Any = _DEFAULT) -> V | None:
         """If ``key`` is present, set it to ``fn(key, old)``; None if absent or removed."""
         def step(old: Any) -> Any:
             return _KEEP if old is MISSING else fn(key, old)
@@ -408,7 +435,7 @@ class RedisMap(MutableMapping):
         result = self._optimistic(key, step, ttl)
         return None if result is MISSING else result
 
-    def merge(self, key: Any, value: Any, fn: Callable[[Any, Any], Any], *, ttl: Any = _DEFAULT) -> Any:
+    def merge(self, key: K, value: V, fn: Callable[[V, V], V | Delete], *, ttl: Any = _DEFAULT) -> V | None:
         """Store ``value`` if absent, else ``fn(old, value)``; return the new value.
 
         With ``operator.add`` and a number (on the json serializer) it is one
@@ -421,10 +448,12 @@ class RedisMap(MutableMapping):
         if fn is operator.add and self._json_ints and type(value) in (int, float):
             field, ms = encode_key(key), self._ttl_of(ttl)
             keys, args = self._where(field)
-            if type(value) is int and -(2 ** 63) <= value < 2 ** 63:
+            if type(value) is int and -(2 ** 63) <= value < 2 ** 63:  # type: ignore[operator]  # an int
                 try:
                     with self._translate:
-                        return self._scripts["incr"](keys=keys, args=[*args, value, ms, int(self._field_ttl)])
+                        return self._scripts["incr"](  # type: ignore[no-any-return]  # the new int
+                            keys=keys, args=[*args, value, ms, int(self._field_ttl)]  # type: ignore[list-item]
+                        )
                 except redis.exceptions.ResponseError as exc:
                     # Nothing was written: Redis checks before it changes the value.
                     if "not an integer" not in str(exc) and "overflow" not in str(exc):
@@ -440,7 +469,12 @@ class RedisMap(MutableMapping):
                     return self._loads(reply[1], field)
         return self._optimistic(key, lambda old: value if old is MISSING else fn(old, value), ttl)
 
-    def add(self, key: Any, n: Any = 1, *, ttl: Any = _DEFAULT) -> Any:
+    @overload
+    def add(self: RedisMap[K, int], key: K, *, ttl: Any = ...) -> int: ...
+    @overload
+    def add(self, key: K, n: V, *, ttl: Any = ...) -> V: ...
+
+    def add(self, key: K, n: Any = 1, *, ttl: Any = _DEFAULT) -> Any:
         """Add ``n`` to the number stored for ``key`` (absent counts as 0); return the new value."""
         return self.merge(key, n, operator.add, ttl=ttl)
 
@@ -487,38 +521,38 @@ class RedisMap(MutableMapping):
                 cursor, names = self._client.scan(cursor, match=self._pattern, count=_SCAN_COUNT)
                 fresh = [name for name in names if name not in seen]
                 values = self._client.mget(fresh) if fresh else []
-            for name, raw in zip(fresh, values):
+            for name, data in zip(fresh, values):
                 seen.add(name)
-                yield name[cut:], raw
+                yield name[cut:], data
             if not cursor:
                 return
 
-    def _iter_items(self) -> Iterator[tuple[Any, Any]]:
+    def _iter_items(self) -> Iterator[tuple[K, V]]:
         for field, raw in self._scan_raw():
             if raw is not None:
                 yield decode_key(field), self._loads(raw, field)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[K]:
         for field, raw in self._scan_raw():
             if raw is not None:
                 yield decode_key(field)
 
-    def keys(self) -> KeysView:
+    def keys(self) -> KeysView[K]:
         return KeysView(self)
 
-    def items(self) -> ItemsView:
+    def items(self) -> ItemsView[K, V]:
         return _ItemsView(self)
 
-    def values(self) -> ValuesView:
+    def values(self) -> ValuesView[V]:
         return _ValuesView(self)
 
-    def range(self, fn: Callable[[Any, Any], Any]) -> None:
+    def range(self, fn: Callable[[K, V], object]) -> None:
         """Call ``fn(key, value)`` for each entry (weakly consistent); stop when it returns ``False``."""
         for key, value in self._iter_items():
             if fn(key, value) is False:
                 return
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[K, V]:
         """A ``dict`` copy: point in time on the hash layout (one HGETALL), weakly consistent on keys."""
         if self.layout == "hash":
             with self._translate:
@@ -577,7 +611,7 @@ class RedisMap(MutableMapping):
     def __repr__(self) -> str:
         return f"RedisMap({self._translate.where!r}, {self.name!r}, layout={self.layout!r})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         raise TypeError("a RedisMap cannot be pickled: open it by name in the other process "
                         "(RedisMap(url, name)); its data is already shared")
 
@@ -589,17 +623,23 @@ class RedisMap(MutableMapping):
 _KEEP = object()  # _optimistic's "change nothing" result
 
 
-class _ItemsView(ItemsView):
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+class _ItemsView(ItemsView[K, V]):
+    _mapping: RedisMap[K, V]  # ItemsView's (typeshed does not list it)
+
+    def __iter__(self) -> Iterator[tuple[K, V]]:
         return self._mapping._iter_items()
 
     def __contains__(self, item: object) -> bool:
-        key, value = item  # type: ignore[misc]
+        key: Any
+        value: Any
+        key, value = item  # type: ignore[misc]  # item is a (key, value) pair to look up
         found = self._mapping.get(key, MISSING)
         return found is not MISSING and found == value
 
 
-class _ValuesView(ValuesView):
-    def __iter__(self) -> Iterator[Any]:
+class _ValuesView(ValuesView[V]):
+    _mapping: RedisMap[Any, V]  # ValuesView's (typeshed does not list it)
+
+    def __iter__(self) -> Iterator[V]:
         for _, value in self._mapping._iter_items():
             yield value
