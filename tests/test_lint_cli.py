@@ -121,6 +121,40 @@ def test_sarif_schema_rejects_a_broken_log():
     assert list(jsonschema.Draft4Validator(schema).iter_errors(broken)) != []
 
 
+def _rules_of(log: dict) -> list[dict]:
+    return log["runs"][0]["tool"]["driver"]["rules"]
+
+
+def test_sarif_rules_link_their_docs_pages_only_when_told_where_they_are(project, capsys):
+    log = _sarif_log(project, capsys)
+    assert all("helpUri" not in rule for rule in _rules_of(log))  # no site named: no dead links
+    assert run("--format", "sarif", "--docs-url", "https://docs.example.org/mapsafe/", "bad.py") == EXIT_FINDINGS
+    log = json.loads(capsys.readouterr().out)
+    assert [rule["helpUri"] for rule in _rules_of(log)] == [
+        f"https://docs.example.org/mapsafe/lint/{rule.code.lower()}/#{rule.code.lower()}" for rule in RULES
+    ]
+    jsonschema = pytest.importorskip("jsonschema")
+    assert list(jsonschema.Draft4Validator(_sarif_schema()).iter_errors(log)) == []
+
+
+def test_docs_url_comes_from_pyproject_too(project, capsys):
+    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n[tool.mapsafe.lint]\n"
+                                            "docs-url = 'http://127.0.0.1:8000'\n")
+    (project / "bad.py").write_text(BAD)
+    assert run("--format", "sarif", "bad.py") == EXIT_FINDINGS
+    log = json.loads(capsys.readouterr().out)
+    assert _rules_of(log)[1]["helpUri"] == "http://127.0.0.1:8000/lint/ms101/#ms101"
+
+
+@pytest.mark.parametrize("url", ["ftp://docs.example.org", "docs.example.org", "https://", "https://a b.org"])
+def test_a_bad_docs_url_is_a_one_line_usage_error(project, capsys, url):
+    (project / "bad.py").write_text(BAD)
+    assert run("--format", "sarif", "--docs-url", url, "bad.py") == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "--docs-url" in captured.err and "http" in captured.err
+
+
 # -- exit codes ------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -72,6 +73,18 @@ def _as_python_version(value: Any) -> str:
     if isinstance(value, str) and (value.strip() == "" or re.fullmatch(r"3\.\d{1,2}", value.strip())):
         return value.strip()
     raise ValueError(f"expected a Python version such as '3.11', got {value!r}")
+
+
+def _as_http_url(value: Any) -> str:
+    """An http(s) URL with a host, such as 'https://docs.example.org/mapsafe' ('' means none)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "":
+            return ""
+        parts = urlsplit(text)
+        if parts.scheme in ("http", "https") and parts.netloc and not any(c.isspace() for c in text):
+            return text
+    raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
 
 
 def requires_python_floor(spec: str) -> str:
@@ -155,6 +168,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("lint_thread_entries", "lint:thread_entries", _as_list, [],
            "thread entries the linter cannot see: 'pkg.mod:func' runs on a thread; "
            "'lib.Client.add_callback' runs its first argument on one"),
+    Option("lint_docs_url", "lint:docs_url", _as_http_url, "",
+           "where this documentation site is served; SARIF rules then link their pages (helpUri)"),
     # mapsafe bench
     Option("bench_threads", "bench:threads", _as_int_list, [1, 2, 4, 8], "thread counts"),
     Option("bench_duration", "bench:duration", _as_float, 0.5, "seconds per round"),
@@ -276,32 +291,32 @@ def load(
             if not isinstance(sub, dict):
                 raise ConfigError(f"{path}: [tool.mapsafe.{section}] must be a table")
             for name, raw in sub.items():
-                opt = _BY_KEY.get(f"{section}:{name.replace('-', '_')}")
-                if opt is None:
+                found = _BY_KEY.get(f"{section}:{name.replace('-', '_')}")
+                if found is None:
                     known = ", ".join(o.name for o in OPTIONS if o.section == section)
                     raise ConfigError(
                         f"{path}: unknown option {name!r} in [tool.mapsafe.{section}] (known: {known})"
                     )
-                values[opt.attribute] = _convert(opt, raw, str(path))
-                source[opt.attribute] = str(path)
+                values[found.attribute] = _convert(found, raw, str(path))
+                source[found.attribute] = str(path)
 
     env_names = {opt.env: opt for opt in OPTIONS if opt.section in wanted}
     prefixes = tuple(f"MAPSAFE_{s.upper()}_" for s in wanted)
     for name, raw in environ.items():
         if not name.startswith(prefixes):
             continue
-        opt = env_names.get(name)
-        if opt is None:
+        by_env = env_names.get(name)
+        if by_env is None:
             raise ConfigError(f"unknown environment variable {name} (known: {', '.join(sorted(env_names))})")
-        values[opt.attribute] = _convert(opt, raw, name)
-        source[opt.attribute] = name
+        values[by_env.attribute] = _convert(by_env, raw, name)
+        source[by_env.attribute] = name
 
     for attribute, raw in (flags or {}).items():
         if raw is None:
             continue
-        opt = _BY_ATTR.get(attribute)
-        if opt is None:
+        by_attr = _BY_ATTR.get(attribute)
+        if by_attr is None:
             raise ConfigError(f"unknown option {attribute!r}")
-        values[attribute] = _convert(opt, raw, "--" + opt.name.replace("_", "-"))
+        values[attribute] = _convert(by_attr, raw, "--" + by_attr.name.replace("_", "-"))
         source[attribute] = "flag"
     return Config(values, source)

@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thread-entries", metavar="NAMES", default=None,
                         help="comma-separated thread entries the linter cannot see: 'pkg.mod:func' runs on a "
                              "thread, 'lib.Client.add_callback' runs its first argument on one")
+    parser.add_argument("--docs-url", metavar="URL", default=None,
+                        help="where the mapsafe docs site is served: each SARIF rule links its page "
+                             "(helpUri, URL/lint/ms201/); config lint.docs-url")
     parser.add_argument("--no-cache", dest="cache", action="store_const", const=False, default=None,
                         help="neither read nor write .mapsafe_cache/ (config lint.cache)")
     parser.add_argument("--list-rules", action="store_true", help="print the rules and exit")
@@ -95,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         "lint_thread_entries": args.thread_entries,
         "lint_cache": args.cache,
         "lint_target_version": args.target_version,
+        "lint_docs_url": args.docs_url,
     })
     if cfg.lint_max_call_depth < 1:
         raise UsageError(f"max-call-depth must be at least 1, got {cfg.lint_max_call_depth} "
@@ -135,7 +139,10 @@ def run(args: argparse.Namespace) -> int:
               "lint.exclude leave nothing)",
               file=sys.stderr)
         return EXIT_USAGE
-    report = FORMATS[fmt].render(result.findings, result.errors)
+    if fmt == "sarif":  # only SARIF links rules to their pages
+        report = report_sarif.render(result.findings, result.errors, docs_url=cfg.lint_docs_url)
+    else:
+        report = FORMATS[fmt].render(result.findings, result.errors)
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8") as fh:

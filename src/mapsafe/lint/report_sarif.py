@@ -16,8 +16,8 @@ SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVELS = {"error": "error", "warning": "warning", "note": "note"}
 
 
-def _rule(rule: type[Finding]) -> dict[str, object]:
-    return {
+def _rule(rule: type[Finding], docs_url: str) -> dict[str, object]:
+    entry: dict[str, object] = {
         "id": rule.code,
         "name": rule.name,
         "shortDescription": {"text": rule.summary},
@@ -27,14 +27,24 @@ def _rule(rule: type[Finding]) -> dict[str, object]:
         "properties": {"tags": ["concurrency" if rule.code.startswith("MS2") else "correctness"],
                        "precision": "high" if rule.code in ("MS000", "MS101") else "medium"},
     }
+    if docs_url:  # the rule's page on the docs site (docs/lint/msNNN.md), anchored at the rule
+        page = rule.code.lower()
+        entry["helpUri"] = f"{docs_url.rstrip('/')}/lint/{page}/#{page}"
+    return entry
 
 
 def _uri(path: str) -> str:
     return quote(Path(path).as_posix())
 
 
-def build(findings: Iterable[Finding], errors: Iterable[tuple[str, str]] = ()) -> dict[str, object]:
-    """The SARIF log as a dict (render() dumps it)."""
+def build(findings: Iterable[Finding], errors: Iterable[tuple[str, str]] = (), *,
+          docs_url: str = "") -> dict[str, object]:
+    """The SARIF log as a dict (render() dumps it).
+
+    *docs_url* is where the docs site is served ('' for nowhere): each rule's
+    ``helpUri`` is then its page there. Without it the rules carry their full
+    help text only, since a link to a site nobody serves would be a dead one.
+    """
     index_of = {rule.code: i for i, rule in enumerate(RULES)}
     results = []
     for f in findings:
@@ -73,7 +83,7 @@ def build(findings: Iterable[Finding], errors: Iterable[tuple[str, str]] = ()) -
                 "name": "mapsafe",
                 "semanticVersion": __version__,
                 "version": __version__,
-                "rules": [_rule(rule) for rule in RULES],
+                "rules": [_rule(rule, docs_url) for rule in RULES],
             }},
             "originalUriBaseIds": {"%SRCROOT%": {"uri": root}},
             "columnKind": "unicodeCodePoints",
@@ -84,5 +94,5 @@ def build(findings: Iterable[Finding], errors: Iterable[tuple[str, str]] = ()) -
     }
 
 
-def render(findings: Iterable[Finding], errors: Iterable[tuple[str, str]] = ()) -> str:
-    return json.dumps(build(findings, errors), indent=2) + "\n"
+def render(findings: Iterable[Finding], errors: Iterable[tuple[str, str]] = (), *, docs_url: str = "") -> str:
+    return json.dumps(build(findings, errors, docs_url=docs_url), indent=2) + "\n"
