@@ -96,7 +96,7 @@ STORM = textwrap.dedent(
         "ShardedMap": mapsafe.ShardedMap(shards=4),
         "ShardedMap(maxsize,ttl)": mapsafe.ShardedMap(shards=2, maxsize=32, ttl=3600),
     }
-    if c_core:  # the pure core's profiled locks and RWLock releases are Python (see the README)
+    if c_core:  # the pure core's profiled locks and RWLock releases are Python (see docs/maps/semantics.md, "The two cores")
         maps["SyncMap(stats)"] = mapsafe.SyncMap(stats=True)
         maps["ShardedMap(stats)"] = mapsafe.ShardedMap(shards=4, stats=True)
         maps["LockedMap(stats)"] = mapsafe.LockedMap(stats=True)
@@ -358,7 +358,7 @@ class CallsBack:
     bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
     reason="free-threaded builds may defer a deallocation to the object's owning thread, which then runs "
     "its __del__ at any point, inside a critical section too: two such finalizers writing each other's "
-    "shards can deadlock (seen on 3.13.5t; see the README)",
+    "shards can deadlock (seen on 3.13.5t; see docs/maps/semantics.md, Callbacks)",
 )
 @pytest.mark.parametrize("make", [lambda: ShardedMap(shards=8), lambda: ShardedMap(shards=8, maxsize=64),
                                   lambda: SyncMap(), lambda: LockedMap()])

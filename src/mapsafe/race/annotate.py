@@ -19,7 +19,7 @@ everything after a later ``happens_after(token)`` with an equal token. Both
 are no-ops, a dict lookup each, when the detector is not running.
 
 When not to use: for anything a modelled primitive orders (locks, queues,
-events, futures, joins: see the README's happens-before table), and never to
+events, futures, joins: see the table in docs/race/happens-before.md), and never to
 silence a race you have not proven ordered. An edge that does not exist
 hides real races; a suppression (``--suppress``) at least says so.
 """

@@ -160,7 +160,7 @@ def _access_to_dict(acc: Access, race: Race, frames: Frames) -> dict:
 
 
 def race_to_dict(race: Race, frames: Frames) -> dict[str, Any]:
-    """The machine-readable form of one race (the schema is in the README, "JSON report")."""
+    """The machine-readable form of one race (the schema is in docs/race/internals.md, "JSON report")."""
     key = race.key_repr
     if key is None:
         scope = "whole-dict"
