@@ -181,7 +181,7 @@ def test_strip_path_prefix(tmp_path):
 # -- halting and suppressing ----------------------------------------------------
 
 
-def test_halt_on_error_reports_and_exits_with_the_race_status(tmp_path):
+def test_rough_edge_6_halt_on_error_reports_and_exits_with_the_race_status(tmp_path):
     # `wrote` is a plain list, which the detector does not treat as
     # synchronization: it only makes the real order repeatable. The racing
     # read sits in a `try: ... except Exception`, as the project's own
