@@ -3,7 +3,7 @@
 Runs a small read workload in a child interpreter under ``perf record
 --call-graph dwarf`` and reports, for each case, the reads per second and the
 share of samples whose stack holds each CPython function that says why reads
-do not scale (see docs/maps/semantics.md, "Free-threaded CPython"):
+do not scale (see docs/maps/semantics.md, "Free-threaded CPython" section):
 
 * ``_PyCriticalSection_BeginSlow``: the dict's own lock was taken and found
   held, i.e. a lookup fell back to the locked path and had to wait;

@@ -21,7 +21,7 @@ with an equal key that is not the stored object falls back to the dict's own
 lock when the stored key belongs to another thread, and two readers then
 contend that lock; ``dict.get`` also nests it (CPython gh-129336, fixed in
 3.14), which is why the dict.get and dict+Lock rows are so slow there. The
-docs/maps/semantics.md's "Free-threaded CPython" paragraph has the details.
+docs/maps/semantics.md's "Free-threaded CPython" section has the details.
 
 CPU/wall is the threads' CPU time over the run's wall time (first start to
 last end). Two threads running in parallel give close to 2.0; less means

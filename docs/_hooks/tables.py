@@ -37,8 +37,10 @@ def _rule(code: str) -> str:
 
     rule = rule_for(code)
     default = "off unless selected (`--select " + code + "`)" if rule.opt_in else "on"
-    return (f"**Name** `{rule.name}` · **severity** {rule.severity} · **default** {default}\n\n"
-            f"What reports say (text, JSON and SARIF):\n\n> {rule.summary}\n>\n> {rule.explanation}\n")
+    # The summary is the rule's one line (--list-rules, SARIF's shortDescription); the page's own
+    # text says more than the explanation SARIF carries, so that is not repeated here.
+    return (f"**{rule.summary}**\n\n"
+            f"Name `{rule.name}` · severity **{rule.severity}** · default **{default}**\n")
 
 
 RULE_MARKER = re.compile(r"<!-- mapsafe:rule (MS\d{3}) -->")
